@@ -1,0 +1,7 @@
+"""``python -m demixstudio`` is the ``demixstudio`` command."""
+
+import sys
+
+from demixstudio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,208 @@
+"""Reading and writing audio files.
+
+Everything libsndfile reads (WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, CAF...)
+loads as float32 of shape (channels, samples), whatever the channel count,
+sample format or rate. Writes are atomic (see ``atomic.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from demixstudio.audio.atomic import atomic_path
+from demixstudio.errors import AudioFormatError, OutputError, ParameterError
+
+# Blocks of this many frames keep temporary arrays small on long files.
+BLOCK_FRAMES = 1 << 20
+
+# Output subtypes by the name used in the CLI and the export dialog.
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read without decoding it."""
+
+    path: str
+    sr: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sr if self.sr else 0.0
+
+
+def _open_error(path: Path, exc: Exception) -> AudioFormatError:
+    if not path.exists():
+        return AudioFormatError(f"{path}: no such file")
+    if path.is_dir():
+        return AudioFormatError(f"{path}: is a folder, not an audio file")
+    reason = str(exc).split(":")[-1].strip() or "unknown format"
+    return AudioFormatError(
+        f"{path}: not an audio file that can be read ({reason}); "
+        "WAV, FLAC, OGG, MP3 and AIFF are supported")
+
+
+def audio_info(path: os.PathLike | str) -> AudioInfo:
+    """Header information of an audio file; raises ``AudioFormatError`` if unreadable."""
+    path = Path(path)
+    try:
+        i = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise _open_error(path, exc) from exc
+    return AudioInfo(str(path), int(i.samplerate), int(i.channels), int(i.frames),
+                     i.format, i.subtype)
+
+
+def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None) -> Tuple[np.ndarray, int]:
+    """Load an audio file.
+
+    Parameters
+    ----------
+    path : the file
+    sr : int or None
+        Resample to this rate (polyphase, ``scipy.signal.resample_poly``); None
+        keeps the file's rate.
+
+    Returns
+    -------
+    audio : np.ndarray [shape=(channels, samples), dtype=float32]
+    sr : int, the rate of ``audio``
+
+    Raises
+    ------
+    AudioFormatError
+        Missing or unreadable file, zero samples, or NaN/infinite samples.
+    """
+    path = Path(path)
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise _open_error(path, exc) from exc
+    with f:
+        file_sr, channels = int(f.samplerate), int(f.channels)
+        nframes = int(f.frames)
+        if nframes <= 0:
+            raise AudioFormatError(f"{path}: the file holds no audio samples")
+        # One float32 buffer of the final size, filled block by block, so a long
+        # file never exists as a float64 or interleaved second copy.
+        audio = np.empty((channels, nframes), dtype=np.float32)
+        pos = 0
+        try:
+            while pos < nframes:
+                block = f.read(min(BLOCK_FRAMES, nframes - pos), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioFormatError(
+                        f"{path}: contains NaN or infinite samples "
+                        f"(first bad block at {pos / file_sr:.2f} s)")
+                audio[:, pos:pos + block.shape[0]] = block.T
+                pos += block.shape[0]
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioFormatError(f"{path}: the file is damaged ({exc})") from exc
+    if pos == 0:
+        raise AudioFormatError(f"{path}: the file holds no audio samples")
+    if pos < nframes:  # a truncated file: keep what decodes, as other editors do
+        audio = audio[:, :pos]
+    if sr is not None and int(sr) != file_sr:
+        audio = resample(audio, file_sr, int(sr))
+        file_sr = int(sr)
+    return audio, file_sr
+
+
+def resample(audio: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
+    """Polyphase resampling of float32 (channels, samples) from ``sr_from`` to ``sr_to`` Hz.
+
+    Channels are processed one at a time so the float64 temporaries of the
+    filter stay one channel in size.
+    """
+    if sr_from <= 0 or sr_to <= 0:
+        raise ParameterError(f"sample rates must be positive, got {sr_from} and {sr_to}")
+    if sr_from == sr_to:
+        return audio
+    g = math.gcd(int(sr_from), int(sr_to))
+    up, down = sr_to // g, sr_from // g
+    n_out = int(math.ceil(audio.shape[1] * up / down))
+    out = np.empty((audio.shape[0], n_out), dtype=np.float32)
+    for c in range(audio.shape[0]):
+        out[c] = resample_poly(audio[c], up, down)[:n_out]
+    return out
+
+
+def check_audio(audio: np.ndarray, name: str = "audio") -> np.ndarray:
+    """Validate in-memory audio and return it as float32 (channels, samples)."""
+    a = np.asarray(audio)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ParameterError(f"{name} must have shape (channels, samples); got {a.shape}")
+    if a.shape[1] == 0 or a.shape[0] == 0:
+        raise AudioFormatError(f"{name} holds no samples")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ParameterError(f"{name} must be floating point; got {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    for start in range(0, a.shape[1], BLOCK_FRAMES):
+        if not np.isfinite(a[:, start:start + BLOCK_FRAMES]).all():
+            raise AudioFormatError(f"{name} contains NaN or infinite samples")
+    return a
+
+
+def output_format(path: os.PathLike | str, bits: str = "24") -> Tuple[str, str]:
+    """(format, subtype) for writing ``path``: WAV 16/24/float or FLAC 16/24."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise ParameterError(f"cannot write {ext or 'files without extension'}; use .wav or .flac")
+    if bits not in SUBTYPES:
+        raise ParameterError(f"bit depth {bits!r} is not one of 16, 24, float")
+    fmt = FORMATS[ext]
+    if fmt == "FLAC" and bits == "float":
+        raise ParameterError("FLAC stores integer samples only; use 16 or 24 bits, or WAV for float")
+    return fmt, SUBTYPES[bits]
+
+
+def write_audio(path: os.PathLike | str, audio: np.ndarray, sr: int, fmt: str,
+                subtype: str) -> None:
+    """Write float32 (channels, samples) to ``path`` as it is (not atomic; see ``save_audio``)."""
+    try:
+        with sf.SoundFile(str(path), "w", samplerate=int(sr), channels=audio.shape[0],
+                          format=fmt, subtype=subtype) as f:
+            for start in range(0, audio.shape[1], BLOCK_FRAMES):
+                f.write(audio[:, start:start + BLOCK_FRAMES].T)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        # libsndfile reports a full disk as a generic write error.
+        raise OutputError(f"cannot write {path}: {exc}") from exc
+
+
+def save_audio(path: os.PathLike | str, audio: np.ndarray, sr: int, *, bits: str = "24") -> Path:
+    """Write float32 (channels, samples) to a WAV or FLAC file atomically.
+
+    Integer formats clip at full scale (libsndfile's behaviour, stated here
+    because a remix with gain can exceed it). Returns the final path.
+    """
+    path = Path(path)
+    fmt, subtype = output_format(path, bits)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 2:
+        raise ParameterError(f"audio must have shape (channels, samples); got {audio.shape}")
+    with atomic_path(path) as tmp:
+        write_audio(tmp, audio, sr, fmt, subtype)
+    return path
+
+
+def iter_blocks(audio: np.ndarray, block: int = BLOCK_FRAMES) -> Iterator[Tuple[int, np.ndarray]]:
+    """(start, view) pairs over the samples axis of (channels, samples) audio."""
+    for start in range(0, audio.shape[1], block):
+        yield start, audio[:, start:start + block]

@@ -1,0 +1,289 @@
+"""The ``demixstudio`` command line: the same operations as the GUI, for scripts.
+
+Exit codes: 0 ok, 1 failed (one clear line on stderr), 2 usage error.
+A traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from demixstudio import __version__
+from demixstudio.errors import Cancelled, DemixError, ParameterError
+
+class UsageError(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit; we want one line and 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# --------------------------------------------------------------------------
+# progress on stderr
+# --------------------------------------------------------------------------
+
+
+class StderrProgress:
+    """Progress for long work: a live line on a terminal, sparse lines in logs."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self._last_pct = -10
+
+    def __call__(self, p) -> None:
+        pct = int(p.fraction * 100)
+        eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        text = f"{self.label}: {pct:3d}%{eta} {p.message}".rstrip()
+        if self.tty:
+            sys.stderr.write("\r" + text[:120].ljust(120))
+            sys.stderr.flush()
+        elif pct >= self._last_pct + 10:
+            self._last_pct = pct
+            print(text, file=sys.stderr)
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + " " * 120 + "\r")
+            sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------
+
+
+def _parse_sets(items: Sequence[str]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r} must look like key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    from demixstudio.audio.io import audio_info
+    from demixstudio.jobs.context import JobContext
+    from demixstudio.separation.hintfiles import load_hints
+    from demixstudio.session.operations import method_params, separate_to_folder
+
+    params = method_params(args.method, sources=args.sources, settings=_parse_sets(args.set),
+                           device=args.device)
+    info = audio_info(args.mix)  # a clear error for a missing or unreadable file, before work
+    hints = load_hints(args.hint, info.sr) if args.hint else None
+    progress = StderrProgress(f"{args.method} {Path(args.mix).name}")
+    ctx = JobContext(on_progress=progress)
+    try:
+        doc = separate_to_folder(args.mix, args.method, args.out, params=params, hints=hints,
+                                 ctx=ctx, ext=args.format, bits=args.bits)
+    finally:
+        progress.done()
+    names = ", ".join(x["name"] for x in doc["layers"])
+    print(f"{len(doc['layers'])} layers ({names}) written to {args.out} in {doc['elapsed_s']:.2f} s")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from demixstudio.separation.base import param_specs
+    from demixstudio.separation.registry import available, get_method
+
+    rows = []
+    for name in available():
+        m = get_method(name)
+        rows.append({"name": name, "title": m.title, "summary": m.summary,
+                     "channels": {"min": m.min_channels, "max": m.max_channels},
+                     "references": list(m.references),
+                     "params": [s.as_dict() for s in param_specs(m.Params)]})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']}: {r['title']} — {r['summary']}")
+        for p in r["params"]:
+            rng = ""
+            if p["choices"]:
+                rng = " one of " + "|".join(map(str, p["choices"]))
+            elif p["min"] is not None or p["max"] is not None:
+                rng = f" in [{p['min']}, {p['max']}]"
+            print(f"    {p['name']} ({p['type']}, default {p['default']}{rng}): {p['help']}")
+        print()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from demixstudio.metrics.evaluate import evaluate_folders
+
+    report = evaluate_folders(Path(args.reference), Path(args.estimates), device=args.device)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{'reference':<28} {'estimate':<28} {'SDR':>7} {'SIR':>7} {'SAR':>7} {'ISR':>7}")
+    for r in report["sources"]:
+        print(f"{r['reference']:<28.28} {r['estimate']:<28.28} {r['sdr']:7.2f} {r['sir']:7.2f} "
+              f"{r['sar']:7.2f} {r['isr']:7.2f}")
+    print(f"median SDR {report['median_sdr']:.2f} dB over {len(report['sources'])} sources "
+          f"({report['elapsed_s']:.2f} s)")
+    return 0
+
+
+def cmd_remix(args: argparse.Namespace) -> int:
+    from demixstudio.audio.io import save_audio
+    from demixstudio.session.project import load_project
+
+    session = load_project(args.project)
+    out = save_audio(args.out, session.mixdown(), session.sr, bits=args.bits)
+    print(f"remix of {len(session.layers)} layers written to {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from demixstudio.audio.io import save_audio
+    from demixstudio.demo import demo_mixture
+    from demixstudio.separation.base import LayerProposal
+    from demixstudio.session.operations import _prepare_folder
+    from demixstudio.session.project import save_project
+    from demixstudio.session.session import Session
+
+    out = Path(args.out)
+    _prepare_folder(out)
+    mix, stems = demo_mixture(sr=44100, seconds=args.seconds)
+    mix_path = save_audio(out / "demo.wav", mix, 44100)
+    ref = out / "reference"
+    _prepare_folder(ref)
+    for name, audio in stems.items():
+        save_audio(ref / f"{name}.wav", audio, 44100)
+    # The reference stems as layers of a project: open it, remix it, export it.
+    session = Session(mix, 44100, name="demo", source_path=str(mix_path))
+    session.apply_proposals([LayerProposal(name, "reference", {}, waveform=a)
+                             for name, a in stems.items()])
+    proj = save_project(session, out / "demo.dsproj")
+    print(f"demo mixture: {mix_path} ({mix.shape[1] / 44100:.1f} s, stereo, "
+          f"{', '.join(stems)} panned across the field)")
+    print(f"reference stems: {ref}/")
+    print(f"project with the stems as layers: {proj}")
+    print("try:")
+    print(f"  demixstudio remix {proj} --out {out / 'remix.wav'}")
+    print(f"  demixstudio separate {mix_path} --method ica --out {out / 'ica'}")
+    print(f"  demixstudio methods")
+    return 0
+
+
+def gui_main() -> int:
+    """The GUI script's entry point."""
+    try:
+        from demixstudio.gui.app import main as gui
+    except ImportError as exc:
+        print(f"demixstudio: the editor window is not available in this build ({exc}); "
+              "use the command line: demixstudio --help", file=sys.stderr)
+        return 1
+    return gui(sys.argv[1:])
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    sys.argv = [sys.argv[0], *([args.file] if args.file else [])]
+    return gui_main()
+
+
+# --------------------------------------------------------------------------
+# parser and main
+# --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="demixstudio", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"demixstudio {__version__}")
+    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("separate", help="separate a file into layers")
+    s.add_argument("mix", help="the mixture (any format libsndfile reads)")
+    s.add_argument("--method", required=True, help="a method name (see `demixstudio methods`)")
+    s.add_argument("--sources", type=int, help="number of sources, for methods that take it")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method parameter (repeatable)")
+    s.add_argument("--hint", action="append", default=[], metavar="KIND:TARGET=FILE",
+                   help="example:TARGET=FILE, hum:TARGET=FILE or paint:TARGET=FILE (repeatable)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    s.add_argument("--out", required=True, help="output folder (created if missing)")
+    s.add_argument("--format", default="wav", choices=("wav", "flac"))
+    s.add_argument("--bits", default="24", choices=("16", "24", "float"))
+    s.set_defaults(func=cmd_separate)
+
+    m = sub.add_parser("methods", help="list the methods and their parameters")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_methods)
+
+    e = sub.add_parser("eval", help="BSS Eval SDR/SIR/SAR/ISR of estimates against references")
+    e.add_argument("--reference", required=True, help="folder of reference source images")
+    e.add_argument("--estimates", required=True, help="folder of estimates (e.g. a separate --out)")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("remix", help="render a project's remix to a file")
+    r.add_argument("project")
+    r.add_argument("--out", required=True)
+    r.add_argument("--bits", default="24", choices=("16", "24", "float"))
+    r.set_defaults(func=cmd_remix)
+
+    d = sub.add_parser("demo", help="write the built-in demo mixture, its stems and a project")
+    d.add_argument("--out", default="demixstudio-demo")
+    d.add_argument("--seconds", type=float, default=12.0)
+    d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("gui", help="open the editor window")
+    g.add_argument("file", nargs="?")
+    g.set_defaults(func=cmd_gui)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help(sys.stderr)
+            return 2
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("demixstudio: cancelled", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demixstudio: interrupted", file=sys.stderr)
+        return 130
+    except DemixError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"demixstudio: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        print("demixstudio: error: out of memory; try a shorter file or a lighter method",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one clear line
+        if debug:
+            traceback.print_exc()
+        print(f"demixstudio: internal error: {type(exc).__name__}: {exc} "
+              "(run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

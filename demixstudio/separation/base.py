@@ -1,0 +1,341 @@
+"""The method contract: typed parameters, hints, layer proposals.
+
+A method is configuration plus one call::
+
+    proposals = method.separate(mix, sr, params, hints, ctx)
+
+``params`` is a frozen dataclass whose fields are declared with :func:`param`,
+so each field carries a label, a range and help text. The CLI (``--set
+key=value``) and the GUI (a generated form) read that metadata and need no
+per-method code. A method holds no signal and no state between calls.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from demixstudio.errors import ParameterError
+from demixstudio.jobs.context import JobContext
+
+# --------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------
+
+
+def param(
+    default: Any,
+    *,
+    label: str,
+    help: str,
+    min: Optional[float] = None,
+    max: Optional[float] = None,
+    choices: Optional[Sequence[Any]] = None,
+) -> Any:
+    """Declare a method parameter: a dataclass field with UI/CLI metadata.
+
+    ``min``/``max`` bound numbers (and each element of a tuple of numbers);
+    ``choices`` lists the accepted values of a string parameter.
+    """
+    meta = {"label": label, "help": help, "min": min, "max": max,
+            "choices": tuple(choices) if choices is not None else None}
+    if isinstance(default, (list, dict, np.ndarray)):
+        raise TypeError("parameter defaults must be immutable (use a tuple)")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """What a front end needs to know about one parameter."""
+
+    name: str
+    type: str  # "int", "float", "bool", "str", "int-tuple", "float-tuple"
+    default: Any
+    label: str
+    help: str
+    min: Optional[float]
+    max: Optional[float]
+    choices: Optional[Tuple[Any, ...]]
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if isinstance(d["default"], tuple):
+            d["default"] = list(d["default"])
+        if d["choices"] is not None:
+            d["choices"] = list(d["choices"])
+        return d
+
+
+def _type_name(tp: Any) -> str:
+    if tp in (int, "int"):
+        return "int"
+    if tp in (float, "float"):
+        return "float"
+    if tp in (bool, "bool"):
+        return "bool"
+    if tp in (str, "str"):
+        return "str"
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if args and args[0] is int:
+            return "int-tuple"
+        return "float-tuple"
+    raise TypeError(f"unsupported parameter type {tp!r}")
+
+
+def param_specs(params_cls: type) -> List[ParamSpec]:
+    """The parameters of a params dataclass, in declaration order."""
+    hints = typing.get_type_hints(params_cls)
+    specs = []
+    for f in dataclasses.fields(params_cls):
+        m = f.metadata
+        specs.append(ParamSpec(
+            name=f.name, type=_type_name(hints[f.name]), default=f.default,
+            label=m.get("label", f.name), help=m.get("help", ""),
+            min=m.get("min"), max=m.get("max"), choices=m.get("choices")))
+    return specs
+
+
+def _parse_value(spec: ParamSpec, text: str) -> Any:
+    t = spec.type
+    try:
+        if t == "int":
+            return int(text)
+        if t == "float":
+            return float(text)
+        if t == "bool":
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if t == "str":
+            return text
+        parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+        if t == "int-tuple":
+            out: List[int] = []
+            for p in parts:
+                if ":" in p:  # a range a:b or a:b:step, b excluded, as in Python
+                    bounds = [int(v) for v in p.split(":")]
+                    out.extend(range(*bounds))
+                else:
+                    out.append(int(p))
+            return tuple(out)
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        kind = {"int-tuple": "a comma-separated list of integers (ranges a:b allowed)",
+                "float-tuple": "a comma-separated list of numbers"}.get(t, f"a value of type {t}")
+        raise ParameterError(f"{spec.name}={text!r} is not {kind}") from None
+
+
+def validate_value(spec: ParamSpec, value: Any) -> None:
+    """Raise ``ParameterError`` if ``value`` is outside the spec's range or choices."""
+    values = value if isinstance(value, tuple) else (value,)
+    if spec.type.endswith("tuple") and len(values) == 0:
+        raise ParameterError(f"{spec.name} must not be empty")
+    for v in values:
+        if spec.choices is not None and v not in spec.choices:
+            raise ParameterError(
+                f"{spec.name}={v!r} is not one of {', '.join(map(str, spec.choices))}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not np.isfinite(v):
+                raise ParameterError(f"{spec.name}={v!r} must be finite")
+            if spec.min is not None and v < spec.min:
+                raise ParameterError(f"{spec.name}={v!r} is below the minimum {spec.min}")
+            if spec.max is not None and v > spec.max:
+                raise ParameterError(f"{spec.name}={v!r} is above the maximum {spec.max}")
+
+
+def make_params(params_cls: type, values: Optional[Dict[str, Any]] = None,
+                strings: Optional[Dict[str, str]] = None) -> Any:
+    """Build and validate a params instance from typed values and/or strings.
+
+    ``strings`` are the ``--set key=value`` texts of the CLI; ``values`` are
+    already-typed values (the GUI's form, a project file). Unknown names raise
+    ``ParameterError`` listing the accepted ones.
+    """
+    specs = {s.name: s for s in param_specs(params_cls)}
+    kwargs: Dict[str, Any] = {}
+    for src, parse in ((values or {}, False), (strings or {}, True)):
+        for k, v in src.items():
+            if k not in specs:
+                raise ParameterError(
+                    f"unknown parameter {k!r}; this method takes: {', '.join(specs) or 'none'}")
+            if parse:
+                v = _parse_value(specs[k], str(v))
+            elif specs[k].type.endswith("tuple") and isinstance(v, list):
+                v = tuple(v)
+            kwargs[k] = v
+    for k, v in kwargs.items():
+        validate_value(specs[k], v)
+    return params_cls(**kwargs)
+
+
+def params_to_dict(params: Any) -> Dict[str, Any]:
+    """JSON-ready dict of a params instance (tuples become lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(params).items()}
+
+
+# --------------------------------------------------------------------------
+# Hints
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class PaintHint:
+    """Painted time–frequency weights for one target.
+
+    Either ``mask`` on a grid given by ``times`` (s, shape (frames,)) and
+    ``freqs`` (Hz, shape (bins,)) — mask shape (bins, frames), values in
+    [0, 1] — or a list of ``rects`` ``(t0_s, t1_s, f0_hz, f1_hz, strength)``.
+    :meth:`on_grid` puts either onto a method's own STFT grid.
+    """
+
+    mask: Optional[np.ndarray] = None
+    times: Optional[np.ndarray] = None
+    freqs: Optional[np.ndarray] = None
+    rects: Tuple[Tuple[float, float, float, float, float], ...] = ()
+
+    def on_grid(self, times: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        """Weights on the grid ``freqs`` × ``times``: float32 (bins, frames) in [0, 1]."""
+        times = np.asarray(times, dtype=np.float64)
+        freqs = np.asarray(freqs, dtype=np.float64)
+        out = np.zeros((freqs.size, times.size), dtype=np.float32)
+        if self.mask is not None:
+            from scipy.interpolate import RegularGridInterpolator
+
+            src_f = np.asarray(self.freqs, dtype=np.float64)
+            src_t = np.asarray(self.times, dtype=np.float64)
+            m = np.asarray(self.mask, dtype=np.float64)
+            if m.shape != (src_f.size, src_t.size):
+                raise ParameterError(
+                    f"paint mask has shape {m.shape} but freqs×times is {(src_f.size, src_t.size)}")
+            if src_f.size == 1 or src_t.size == 1:
+                # Degenerate grid: nearest neighbour is the only sensible reading.
+                fi = np.abs(freqs[:, None] - src_f[None, :]).argmin(1)
+                ti = np.abs(times[:, None] - src_t[None, :]).argmin(1)
+                out = m[np.ix_(fi, ti)].astype(np.float32)
+            else:
+                interp = RegularGridInterpolator((src_f, src_t), m, bounds_error=False,
+                                                 fill_value=0.0)
+                ff, tt = np.meshgrid(freqs, times, indexing="ij")
+                out = interp(np.stack([ff.ravel(), tt.ravel()], 1)).reshape(ff.shape)
+                out = out.astype(np.float32)
+        for t0, t1, f0, f1, s in self.rects:
+            sel_t = (times >= min(t0, t1)) & (times <= max(t0, t1))
+            sel_f = (freqs >= min(f0, f1)) & (freqs <= max(f0, f1))
+            block = out[np.ix_(sel_f, sel_t)]
+            out[np.ix_(sel_f, sel_t)] = np.maximum(block, float(s))
+        return np.clip(out, 0.0, 1.0)
+
+
+@dataclass
+class AudioHint:
+    """An example recording: ``audio`` float32 (channels, samples) at ``sr`` Hz."""
+
+    audio: np.ndarray
+    sr: int
+    source: str = ""  # where it came from (a path), for provenance
+
+
+@dataclass
+class Hints:
+    """What the user gave besides the mixture, keyed by target name.
+
+    paint : target -> PaintHint
+    examples : target -> clean example recordings of that target
+    hums : target -> vocalized imitations (hummed, sung, whistled)
+    time_ranges : target -> list of (t0_s, t1_s) where the target is active
+    """
+
+    paint: Dict[str, PaintHint] = field(default_factory=dict)
+    examples: Dict[str, List[AudioHint]] = field(default_factory=dict)
+    hums: Dict[str, List[AudioHint]] = field(default_factory=dict)
+    time_ranges: Dict[str, List[Tuple[float, float]]] = field(default_factory=dict)
+
+    def targets(self) -> List[str]:
+        """Every hinted target name, in first-mention order."""
+        seen: Dict[str, None] = {}
+        for d in (self.paint, self.examples, self.hums, self.time_ranges):
+            for k in d:
+                seen.setdefault(k, None)
+        return list(seen)
+
+    def is_empty(self) -> bool:
+        return not self.targets()
+
+
+# --------------------------------------------------------------------------
+# Proposals and methods
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class LayerProposal:
+    """One layer a method proposes.
+
+    Exactly one of:
+    mask : float32 (channels or 1, bins, frames), weights on the STFT of the
+        method's input in the program's convention (``audio.stft``); a single
+        channel mask applies to every channel.
+    waveform : float32 (channels, samples), same channels and length as the input.
+
+    ``target`` is the hinted target this layer answers, if any; ``extra`` is
+    data for the editor (a histogram, an azimugram), never needed to render.
+    """
+
+    name: str
+    method: str
+    params: Dict[str, Any]
+    mask: Optional[np.ndarray] = None
+    waveform: Optional[np.ndarray] = None
+    target: Optional[str] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.mask is None) == (self.waveform is None):
+            raise ValueError("a LayerProposal holds exactly one of mask or waveform")
+
+
+class Method(abc.ABC):
+    """Base class of separation methods; subclasses are registered by name.
+
+    Class attributes
+    ----------------
+    name : the registry key (``--method NAME``)
+    title : a short human name
+    summary : one line for ``demixstudio methods``
+    references : the papers the implementation follows
+    Params : the frozen params dataclass
+    min_channels, max_channels : what input the method takes (None = any)
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    references: ClassVar[Tuple[str, ...]] = ()
+    Params: ClassVar[type]
+    min_channels: ClassVar[int] = 1
+    max_channels: ClassVar[Optional[int]] = None
+
+    @abc.abstractmethod
+    def separate(self, mix: np.ndarray, sr: int, params: Any, hints: Hints,
+                 ctx: JobContext) -> List[LayerProposal]:
+        """Separate ``mix`` float32 (channels, samples) at ``sr`` Hz into proposals."""
+
+    def check_input(self, mix: np.ndarray) -> None:
+        """Raise ``ParameterError`` if the method cannot take this many channels."""
+        c = mix.shape[0]
+        if c < self.min_channels or (self.max_channels is not None and c > self.max_channels):
+            want = (f"{self.min_channels}" if self.max_channels == self.min_channels
+                    else f"at least {self.min_channels}" if self.max_channels is None
+                    else f"{self.min_channels} to {self.max_channels}")
+            raise ParameterError(f"method {self.name!r} takes {want} channels; the input has {c}")

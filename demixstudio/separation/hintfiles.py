@@ -1,0 +1,93 @@
+"""Hints given as files (the CLI's ``--hint KIND:TARGET=FILE``, batch jobs).
+
+KIND is ``example`` (a clean recording of the target), ``hum`` (a vocalized
+imitation) or ``paint``. A paint FILE is JSON — a list of
+``[t0_s, t1_s, f0_hz, f1_hz, strength]`` rectangles — or an ``.npz`` with
+``mask`` (freqs × frames, values in [0, 1]), ``times`` (s) and ``freqs``
+(Hz), interpolated later onto the method's own grid.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Iterable, Tuple
+
+import numpy as np
+
+from demixstudio.audio.io import load_audio
+from demixstudio.errors import ParameterError
+from demixstudio.separation.base import AudioHint, Hints, PaintHint
+
+KINDS = ("example", "hum", "paint")
+
+
+def parse_hint_spec(spec: str) -> Tuple[str, str, Path]:
+    """Split ``KIND:TARGET=FILE`` into its parts, naming what is wrong if it can't."""
+    kind, sep, rest = spec.partition(":")
+    target, sep2, file = rest.partition("=")
+    if not sep or not sep2 or not target.strip() or not file.strip():
+        raise ParameterError(f"hint {spec!r} must look like KIND:TARGET=FILE (e.g. example:vocals=voice.wav)")
+    if kind not in KINDS:
+        raise ParameterError(f"hint kind {kind!r} is not one of {', '.join(KINDS)}")
+    return kind, target.strip(), Path(file.strip())
+
+
+def load_paint(path: Path) -> PaintHint:
+    """Read a paint hint file (JSON rectangles or an NPZ mask)."""
+    if not path.is_file():
+        raise ParameterError(f"paint hint {path}: no such file")
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                mask, times, freqs = (np.asarray(z[k], dtype=np.float32) for k in ("mask", "times", "freqs"))
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise ParameterError(f"paint hint {path}: needs arrays mask, times, freqs ({exc})") from exc
+        if mask.shape != (freqs.size, times.size):
+            raise ParameterError(
+                f"paint hint {path}: mask is {mask.shape}, expected (freqs, frames) = {(freqs.size, times.size)}")
+        if not (np.isfinite(mask).all() and mask.min() >= 0 and mask.max() <= 1):
+            raise ParameterError(f"paint hint {path}: mask values must be finite and in [0, 1]")
+        if np.any(np.diff(times) <= 0) or np.any(np.diff(freqs) <= 0):
+            raise ParameterError(f"paint hint {path}: times and freqs must increase")
+        return PaintHint(mask=mask, times=times, freqs=freqs)
+    try:
+        rects = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParameterError(f"paint hint {path}: not JSON ({exc})") from exc
+    if not isinstance(rects, list) or not all(
+            isinstance(r, list) and len(r) == 5 and all(isinstance(v, (int, float)) for v in r)
+            for r in rects):
+        raise ParameterError(f"paint hint {path}: expected a list of [t0_s, t1_s, f0_hz, f1_hz, strength]")
+    for r in rects:
+        if not 0 <= r[4] <= 1:
+            raise ParameterError(f"paint hint {path}: strength {r[4]} is not in [0, 1]")
+    return PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects))
+
+
+def load_hints(specs: Iterable[str], sr: int) -> Hints:
+    """Build ``Hints`` from ``KIND:TARGET=FILE`` specs; audio is resampled to ``sr``."""
+    hints = Hints()
+    for spec in specs:
+        kind, target, path = parse_hint_spec(spec)
+        if kind == "paint":
+            if target in hints.paint:
+                raise ParameterError(f"two paint hints for {target!r}; give one file per target")
+            hints.paint[target] = load_paint(path)
+        else:
+            audio, _ = load_audio(path, sr=sr)
+            bucket = hints.examples if kind == "example" else hints.hums
+            bucket.setdefault(target, []).append(AudioHint(audio, sr, str(path)))
+    return hints
+
+
+def describe_hints(hints: Hints) -> dict:
+    """A JSON-ready summary of hints for provenance (files, not data)."""
+    out: dict = {}
+    for kind, d in (("example", hints.examples), ("hum", hints.hums)):
+        for target, lst in d.items():
+            out.setdefault(kind, {})[target] = [h.source for h in lst]
+    for target in hints.paint:
+        out.setdefault("paint", {})[target] = True
+    return out

@@ -1,0 +1,112 @@
+"""A layer: a part of the mixture, with the settings a DAW track has."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from demixstudio.errors import ParameterError
+
+# Distinct, readable on a dark background; layers take them in turn.
+PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4",
+           "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff")
+RESIDUAL_COLOUR = "#808080"
+
+# The settings a user edits, with their checks (used by SetLayerProperty).
+EDITABLE = ("name", "colour", "gain_db", "pan", "mute", "solo")
+
+
+@dataclass
+class Provenance:
+    """Which method made a layer, with which parameters, from what input."""
+
+    method: str
+    params: Dict[str, Any] = field(default_factory=dict)
+    input: str = "mixture"  # "mixture" or the name of the layer it was separated from
+    hints: Dict[str, Any] = field(default_factory=dict)  # a JSON-ready summary
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"method": self.method, "params": self.params, "input": self.input,
+                "hints": self.hints}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Provenance":
+        return cls(method=str(d["method"]), params=dict(d.get("params", {})),
+                   input=str(d.get("input", "mixture")), hints=dict(d.get("hints", {})))
+
+    def describe(self) -> str:
+        ps = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.method}({ps}) on {self.input}"
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """Validate and normalise one editable setting; raise ParameterError if bad."""
+    if name == "name":
+        value = str(value).strip()
+        if not value:
+            raise ParameterError("a layer name must not be empty")
+        return value
+    if name == "colour":
+        v = str(value)
+        if len(v) != 7 or v[0] != "#" or any(ch not in "0123456789abcdefABCDEF" for ch in v[1:]):
+            raise ParameterError(f"colour {value!r} must look like #rrggbb")
+        return v.lower()
+    if name == "gain_db":
+        v = float(value)
+        if not np.isfinite(v) or not -120.0 <= v <= 24.0:
+            raise ParameterError(f"gain {value!r} dB must be between -120 and +24")
+        return v
+    if name == "pan":
+        v = float(value)
+        if not np.isfinite(v) or not -1.0 <= v <= 1.0:
+            raise ParameterError(f"pan {value!r} must be between -1 (left) and +1 (right)")
+        return v
+    if name in ("mute", "solo"):
+        return bool(value)
+    raise ParameterError(f"{name!r} is not a layer setting; settings: {', '.join(EDITABLE)}")
+
+
+class Layer:
+    """One layer of a session.
+
+    Content is exactly one of:
+    mask : float32 (channels or 1, bins, frames), weights on the mixture's STFT
+        (the session's StftConfig); a 1-channel mask applies to every channel.
+    waveform : float32 (channels, samples), same shape as the mixture.
+    The residual layer has neither: its audio is derived by the session as the
+    mixture minus every other layer, which keeps the books balanced.
+    """
+
+    def __init__(self, name: str, *, mask: Optional[np.ndarray] = None,
+                 waveform: Optional[np.ndarray] = None, colour: str = PALETTE[0],
+                 gain_db: float = 0.0, pan: float = 0.0, mute: bool = False, solo: bool = False,
+                 provenance: Optional[Provenance] = None, residual: bool = False,
+                 layer_id: Optional[str] = None) -> None:
+        if residual and (mask is not None or waveform is not None):
+            raise ValueError("the residual layer's content is derived, not given")
+        if not residual and (mask is None) == (waveform is None):
+            raise ValueError("a layer holds exactly one of mask or waveform")
+        self.id = layer_id or uuid.uuid4().hex[:12]
+        self.name = check_setting("name", name)
+        self.colour = check_setting("colour", colour)
+        self.gain_db = check_setting("gain_db", gain_db)
+        self.pan = check_setting("pan", pan)
+        self.mute = bool(mute)
+        self.solo = bool(solo)
+        self.provenance = provenance
+        self.is_residual = residual
+        self.mask = None if mask is None else np.asarray(mask, dtype=np.float32)
+        self.waveform = None if waveform is None else np.asarray(waveform, dtype=np.float32)
+
+    @property
+    def kind(self) -> str:
+        return "residual" if self.is_residual else ("mask" if self.mask is not None else "waveform")
+
+    def settings(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in EDITABLE}
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r}, {self.kind}, gain={self.gain_db:+.1f} dB, pan={self.pan:+.2f})"

@@ -1,0 +1,106 @@
+"""Whole operations shared by the front ends (CLI, batch, GUI scripts).
+
+``separate_to_folder`` is ``demixstudio separate``: load a file, run a
+method, write one file per layer and ``layers.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from demixstudio.audio.atomic import atomic_path
+from demixstudio.audio.io import load_audio
+from demixstudio.errors import OutputError, ParameterError
+from demixstudio.jobs.context import JobContext, NullContext
+from demixstudio.separation.base import Hints, make_params, param_specs, params_to_dict
+from demixstudio.separation.hintfiles import describe_hints
+from demixstudio.separation.registry import get_method
+from demixstudio.session.export import export
+from demixstudio.session.session import Session
+
+# A residual quieter than this (relative RMS) is rounding, not signal: it is
+# reported in layers.json but not written as a file.
+NEGLIGIBLE_RESIDUAL_DB = -80.0
+
+
+def method_params(method_name: str, *, sources: Optional[int] = None,
+                  settings: Optional[Dict[str, str]] = None, device: Optional[str] = None) -> Any:
+    """Params for ``method_name`` from the CLI's ``--sources``, ``--set`` and ``--device``."""
+    method = get_method(method_name)
+    names = {s.name for s in param_specs(method.Params)}
+    strings = dict(settings or {})
+    if sources is not None:
+        if "sources" not in names:
+            raise ParameterError(f"method {method_name!r} does not take --sources")
+        strings["sources"] = str(sources)
+    if device not in (None, "auto"):
+        if "device" in names:
+            strings["device"] = device
+        elif device != "cpu":
+            raise ParameterError(f"method {method_name!r} runs on the CPU only; --device {device} "
+                                 "applies to torch methods")
+    return make_params(method.Params, strings=strings)
+
+
+def relative_db(part: np.ndarray, whole: np.ndarray) -> float:
+    """Energy of ``part`` relative to ``whole`` in dB (−inf for silence)."""
+    e_whole = float(np.sum(whole.astype(np.float64) ** 2))
+    e_part = float(np.sum(part.astype(np.float64) ** 2))
+    if e_part == 0.0:
+        return float("-inf")
+    return 10.0 * np.log10(e_part / max(e_whole, 1e-30))
+
+
+def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
+                       params: Any = None, hints: Optional[Hints] = None,
+                       ctx: Optional[JobContext] = None, ext: str = "wav", bits: str = "24",
+                       sr: Optional[int] = None) -> Dict[str, Any]:
+    """Separate one file into ``out``; returns what ``layers.json`` records."""
+    ctx = ctx or NullContext()
+    t0 = time.monotonic()
+    mix_path = Path(mix_path)
+    audio, rate = load_audio(mix_path, sr=sr)
+    m = get_method(method)
+    params = params if params is not None else m.Params()
+    session = Session(audio, rate, name=mix_path.stem, source_path=str(mix_path))
+    m.check_input(audio)
+    out = Path(out)
+    _prepare_folder(out)
+    layers = session.run_method(method, params, hints, ctx)
+    residual_db = relative_db(session.layer_audio(session.residual), session.mixture)
+    to_write = list(layers)
+    if residual_db > NEGLIGIBLE_RESIDUAL_DB:
+        to_write.append(session.residual)
+    written = export(session, out, layers=to_write, ext=ext, bits=bits, naming="{layer}",
+                     apply_settings=False)
+    elapsed = time.monotonic() - t0
+    files = {w.layer: w.path.name for w in written}
+    doc = {
+        "mixture": str(mix_path), "sr": rate, "channels": session.channels,
+        "samples": session.samples, "method": method, "params": params_to_dict(params),
+        "hints": describe_hints(hints) if hints else {},
+        "elapsed_s": round(elapsed, 3),
+        "residual_db": None if not np.isfinite(residual_db) else round(residual_db, 2),
+        "layers": [{"name": x.name, "file": files.get(x.name), "method": x.provenance.method
+                    if x.provenance else None,
+                    "params": x.provenance.params if x.provenance else {}}
+                   for x in to_write],
+    }
+    with atomic_path(out / "layers.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return doc
+
+
+def _prepare_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from demixstudio.audio.atomic import describe_os_error
+        raise OutputError(f"cannot create the output folder {out}: {describe_os_error(exc)}") from exc
+    if not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")

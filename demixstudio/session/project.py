@@ -1,0 +1,300 @@
+"""The project file, ``.dsproj``: a zip of ``project.json`` plus payloads.
+
+Layout::
+
+    project.json            versioned schema (see SCHEMA_VERSION)
+    audio/mixture.flac      the mixture, 24-bit FLAC, divided by ``scale``
+    audio/<layer id>.flac   waveform layers, the same way
+    masks/<layer id>.npz    mask layers, float32, exact
+
+Audio is stored as 24-bit FLAC divided by its ``scale`` (the peak, or 1 if
+the peak is below full scale), so it round-trips within one 24-bit LSB of
+that scale. Audio with more channels than FLAC allows (8) is stored as NPZ.
+
+Loading treats the file as untrusted: nothing is unpickled
+(``allow_pickle=False``), member names that would escape the archive are
+refused, and every payload's declared shape and size is checked against the
+archive's own records before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, Tuple
+
+import numpy as np
+import soundfile as sf
+
+from demixstudio import __version__
+from demixstudio.audio.atomic import atomic_path
+from demixstudio.audio.stft import StftConfig
+from demixstudio.errors import DemixError, ProjectFileError
+from demixstudio.session.layer import Layer, Provenance
+from demixstudio.session.session import Session
+
+FORMAT = "demixstudio-project"
+SCHEMA_VERSION = 1
+MAX_JSON_BYTES = 16 << 20
+MAX_PAYLOAD_BYTES = 64 << 30  # 64 GiB of float32: beyond any file we would write
+MAX_RATIO = 2000  # uncompressed/compressed: a zip bomb, not a project
+FLAC_MAX_CHANNELS = 8
+
+
+# --------------------------------------------------------------------------
+# Saving
+# --------------------------------------------------------------------------
+
+
+def _audio_bytes(audio: np.ndarray, sr: int) -> Tuple[bytes, Dict[str, Any]]:
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    # The largest 24-bit step is 2^23 - 1: keep the peak at or below it.
+    scale = max(1.0, peak * 2.0 ** 23 / (2.0 ** 23 - 1))
+    buf = io.BytesIO()
+    if audio.shape[0] <= FLAC_MAX_CHANNELS:
+        # Quantise ourselves (round to nearest 24-bit step, 2^23 per unit) so the
+        # round trip is within half an LSB; libsndfile's own float conversion
+        # scales by 2^23 - 1 on write and 2^23 on read.
+        with sf.SoundFile(buf, "w", samplerate=int(sr), channels=audio.shape[0],
+                          format="FLAC", subtype="PCM_24") as f:
+            for start in range(0, audio.shape[1], 1 << 20):
+                block = audio[:, start:start + (1 << 20)].astype(np.float64) * (2.0 ** 23 / scale)
+                q = np.clip(np.rint(block), -2 ** 23, 2 ** 23 - 1).astype(np.int32) << 8
+                f.write(q.T)
+        kind = "flac"
+    else:
+        np.savez_compressed(buf, audio=audio.astype(np.float32))
+        kind, scale = "npz", 1.0
+    return buf.getvalue(), {"kind": kind, "scale": scale, "shape": list(audio.shape)}
+
+
+def _mask_bytes(mask: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, mask=np.ascontiguousarray(mask, dtype=np.float32))
+    return buf.getvalue()
+
+
+def save_project(session: Session, path: os.PathLike | str) -> Path:
+    """Write ``session`` to a ``.dsproj`` file atomically. Returns the path."""
+    path = Path(path)
+    if path.suffix.lower() != ".dsproj":
+        path = path.with_suffix(path.suffix + ".dsproj") if path.suffix else path.with_suffix(".dsproj")
+    doc: Dict[str, Any] = {
+        "format": FORMAT, "schema": SCHEMA_VERSION, "app_version": __version__,
+        "name": session.name, "sr": session.sr, "channels": session.channels,
+        "samples": session.samples, "source_path": session.source_path,
+        "stft": {"n_fft": session.stft.n_fft, "hop": session.stft.hop},
+        "layers": [],
+    }
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            data, meta = _audio_bytes(session.mixture, session.sr)
+            member = f"audio/mixture.{meta['kind']}"
+            # FLAC is already compressed: store it; NPZ and JSON are deflated.
+            zf.writestr(member, data, compress_type=zipfile.ZIP_STORED)
+            doc["mixture"] = {"file": member, **meta}
+            for layer in session.layers:
+                entry: Dict[str, Any] = {
+                    "id": layer.id, **layer.settings(), "kind": layer.kind,
+                    "provenance": layer.provenance.as_dict() if layer.provenance else None,
+                }
+                if layer.mask is not None:
+                    member = f"masks/{layer.id}.npz"
+                    zf.writestr(member, _mask_bytes(layer.mask))
+                    entry["content"] = {"file": member, "kind": "npz",
+                                        "shape": list(layer.mask.shape), "dtype": "float32"}
+                elif layer.waveform is not None:
+                    data, meta = _audio_bytes(layer.waveform, session.sr)
+                    member = f"audio/{layer.id}.{meta['kind']}"
+                    zf.writestr(member, data, compress_type=zipfile.ZIP_STORED)
+                    entry["content"] = {"file": member, **meta}
+                doc["layers"].append(entry)
+            zf.writestr("project.json", json.dumps(doc, indent=1),
+                        compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def _safe_member(name: str) -> None:
+    p = PurePosixPath(name)
+    if (name.startswith(("/", "\\")) or "\\" in name or ".." in p.parts
+            or (len(name) > 1 and name[1] == ":")):
+        raise ProjectFileError(f"unsafe member path {name!r}: it would escape the archive")
+
+
+def _member(zf: zipfile.ZipFile, name: Any, declared_bytes: int) -> zipfile.ZipInfo:
+    if not isinstance(name, str):
+        raise ProjectFileError(f"payload name {name!r} is not a string")
+    _safe_member(name)
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise ProjectFileError(f"project.json names {name!r}, which the archive lacks") from None
+    # The archive's own record of the size must be consistent with what the
+    # payload declares, and neither may be absurd, before a byte is inflated.
+    if info.file_size > max(declared_bytes * 2 + (1 << 20), 1 << 20):
+        raise ProjectFileError(
+            f"{name}: {info.file_size} bytes in the archive for a declared {declared_bytes}")
+    if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+        raise ProjectFileError(f"{name}: compression ratio too high; refusing to inflate it")
+    return info
+
+
+def _shape(value: Any, what: str, ndim: int) -> Tuple[int, ...]:
+    if (not isinstance(value, list) or len(value) != ndim
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ProjectFileError(f"{what}: declared shape {value!r} is not {ndim} positive integers")
+    shape = tuple(value)
+    if int(np.prod(shape, dtype=np.int64)) * 4 > MAX_PAYLOAD_BYTES:
+        raise ProjectFileError(f"{what}: declared shape {shape} is too large")
+    return shape
+
+
+def _read_npy_from_npz(raw: bytes, key: str, shape: Tuple[int, ...], what: str) -> np.ndarray:
+    try:
+        inner = zipfile.ZipFile(io.BytesIO(raw))
+        info = inner.getinfo(f"{key}.npy")
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ProjectFileError(f"{what}: not a valid NPZ payload with {key!r}") from exc
+    expected = int(np.prod(shape, dtype=np.int64)) * 4
+    if info.file_size > expected + 4096:
+        raise ProjectFileError(f"{what}: payload larger than its declared shape {shape}")
+    with inner.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            hdr_shape, fortran, dtype = read_header(fh)
+        except ValueError as exc:
+            raise ProjectFileError(f"{what}: bad array header ({exc})") from exc
+        if tuple(hdr_shape) != shape or dtype != np.dtype("<f4"):
+            raise ProjectFileError(
+                f"{what}: array is {dtype} {tuple(hdr_shape)}, declared float32 {shape}")
+        data = fh.read(expected + 1)
+    if len(data) != expected:
+        raise ProjectFileError(f"{what}: array data is truncated")
+    arr = np.frombuffer(data, dtype="<f4").reshape(shape, order="F" if fortran else "C")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _read_audio(zf: zipfile.ZipFile, meta: Any, channels: int, samples: int,
+                sr: int, what: str) -> np.ndarray:
+    if not isinstance(meta, dict):
+        raise ProjectFileError(f"{what}: missing audio description")
+    shape = _shape(meta.get("shape"), what, 2)
+    if shape != (channels, samples):
+        raise ProjectFileError(f"{what}: shape {shape} differs from the mixture's {(channels, samples)}")
+    scale = meta.get("scale", 1.0)
+    if not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+        raise ProjectFileError(f"{what}: bad scale {scale!r}")
+    kind = meta.get("kind")
+    declared = channels * samples * 4
+    info = _member(zf, meta.get("file"), declared)
+    raw = zf.read(info)
+    if kind == "npz":
+        return _read_npy_from_npz(raw, "audio", shape, what)
+    if kind != "flac":
+        raise ProjectFileError(f"{what}: unknown audio payload kind {kind!r}")
+    try:
+        with sf.SoundFile(io.BytesIO(raw)) as f:
+            if (f.channels, f.frames, f.samplerate) != (channels, samples, sr):
+                raise ProjectFileError(
+                    f"{what}: FLAC holds {f.channels}×{f.frames} at {f.samplerate} Hz, "
+                    f"declared {channels}×{samples} at {sr} Hz")
+            audio = np.empty((channels, samples), dtype=np.float32)
+            pos = 0
+            while pos < samples:
+                block = f.read(min(1 << 20, samples - pos), dtype="int32", always_2d=True)
+                if not len(block):
+                    break
+                # int32 holds the 24-bit sample in its top bits: one unit is 2^-31.
+                audio[:, pos:pos + len(block)] = block.T * np.float32(scale / 2.0 ** 31)
+                pos += len(block)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ProjectFileError(f"{what}: damaged FLAC payload ({exc})") from exc
+    if pos != samples:
+        raise ProjectFileError(f"{what}: FLAC payload is truncated")
+    return audio
+
+
+def load_project(path: os.PathLike | str) -> Session:
+    """Open a ``.dsproj`` file as a new Session (with an empty undo history)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProjectFileError(f"{path}: no such project file")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ProjectFileError(f"{path}: not a DemixStudio project (not a zip archive)") from exc
+    with zf:
+        for name in zf.namelist():
+            _safe_member(name)
+        try:
+            info = zf.getinfo("project.json")
+        except KeyError:
+            raise ProjectFileError(f"{path}: not a DemixStudio project (no project.json)") from None
+        if info.file_size > MAX_JSON_BYTES:
+            raise ProjectFileError(f"{path}: project.json is implausibly large")
+        try:
+            doc = json.loads(zf.read(info).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProjectFileError(f"{path}: project.json is not valid JSON ({exc})") from exc
+        try:
+            return _session_from(doc, zf, path)
+        except ProjectFileError:
+            raise
+        except (DemixError, KeyError, TypeError, ValueError) as exc:
+            raise ProjectFileError(f"{path}: malformed project ({type(exc).__name__}: {exc})") from exc
+
+
+def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Session:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ProjectFileError(f"{path}: not a DemixStudio project")
+    schema = doc.get("schema")
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION or schema < 1:
+        raise ProjectFileError(
+            f"{path}: project schema {schema!r} is not supported (this version reads 1 to "
+            f"{SCHEMA_VERSION}); a newer DemixStudio wrote it")
+    sr, channels, samples = doc["sr"], doc["channels"], doc["samples"]
+    _shape([channels, samples], "mixture", 2)
+    if not isinstance(sr, int) or not 1000 <= sr <= 768000:
+        raise ProjectFileError(f"{path}: sample rate {sr!r} is out of range")
+    stft = StftConfig(int(doc["stft"]["n_fft"]), int(doc["stft"]["hop"]))
+    mixture = _read_audio(zf, doc["mixture"], channels, samples, sr, "mixture")
+    session = Session(mixture, sr, name=str(doc.get("name", path.stem)), stft=stft,
+                      source_path=doc.get("source_path"))
+    frames = stft.frames(samples)
+    layers = []
+    for i, e in enumerate(doc["layers"]):
+        what = f"layer {i + 1} ({e.get('name', '?')})"
+        settings = {k: e[k] for k in ("name", "colour", "gain_db", "pan", "mute", "solo")}
+        prov = Provenance.from_dict(e["provenance"]) if e.get("provenance") else None
+        kind = e["kind"]
+        if kind == "residual":
+            for k, v in settings.items():
+                setattr(session.residual, k, v)
+            session.residual.id = str(e["id"])
+            continue
+        content = e["content"]
+        if kind == "mask":
+            shape = _shape(content["shape"], what, 3)
+            if shape[0] not in (1, channels) or shape[1:] != (stft.bins, frames):
+                raise ProjectFileError(f"{what}: mask shape {shape} does not fit the mixture")
+            info = _member(zf, content["file"], int(np.prod(shape)) * 4)
+            mask = _read_npy_from_npz(zf.read(info), "mask", shape, what)
+            layers.append(Layer(mask=mask, provenance=prov, layer_id=str(e["id"]), **settings))
+        elif kind == "waveform":
+            wave = _read_audio(zf, content, channels, samples, sr, what)
+            layers.append(Layer(waveform=wave, provenance=prov, layer_id=str(e["id"]), **settings))
+        else:
+            raise ProjectFileError(f"{what}: unknown layer kind {kind!r}")
+    session._layers.extend(layers)
+    session._layers_changed()
+    return session

@@ -1,0 +1,291 @@
+"""The document: a mixture, its ordered layers and the residual.
+
+Invariant: with every layer at unity settings the layers sum to the mixture.
+It holds by construction: the residual's audio is the mixture minus every
+other layer, so whatever a method leaves unclaimed (or a user deletes) is
+heard in the residual rather than lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from demixstudio.audio.io import check_audio
+from demixstudio.audio.mixer import MixSettings, gain_matrix, mixdown
+from demixstudio.audio.stft import StftConfig, apply_mask
+from demixstudio.errors import ParameterError
+from demixstudio.jobs.context import JobContext, NullContext
+from demixstudio.separation.base import Hints, LayerProposal
+from demixstudio.session.commands import History, MoveLayer, ReplaceLayers, SetLayerSettings
+from demixstudio.session.layer import PALETTE, RESIDUAL_COLOUR, Layer, Provenance
+
+Listener = Callable[[str, Dict[str, Any]], None]
+
+
+class Session:
+    """A mixture and the layers pulled out of it.
+
+    Parameters
+    ----------
+    mixture : np.ndarray [shape=(channels, samples)], float
+    sr : int, sample rate in Hz
+    name : the song's name (used for export file names)
+    stft : StftConfig for masks; default ``StftConfig.for_rate(sr)``
+
+    Events: ``subscribe(fn)`` registers ``fn(kind, payload)``, called after
+    each change with kind ``"layers"`` (the list changed), ``"layer"``
+    (payload ``{"layer": id, "fields": [...]}``) or ``"history"``.
+    """
+
+    def __init__(self, mixture: np.ndarray, sr: int, *, name: str = "untitled",
+                 stft: Optional[StftConfig] = None, source_path: Optional[str] = None) -> None:
+        self.mixture = check_audio(mixture, "the mixture")
+        if int(sr) <= 0:
+            raise ParameterError(f"sample rate {sr} must be positive")
+        self.sr = int(sr)
+        self.name = name
+        self.source_path = source_path
+        self.stft = stft or StftConfig.for_rate(self.sr)
+        self._residual = Layer("residual", residual=True, colour=RESIDUAL_COLOUR)
+        self._layers: List[Layer] = []
+        self._listeners: List[Listener] = []
+        self._audio_cache: Dict[str, np.ndarray] = {}
+        self.history = History(self, lambda: self._emit("history", {}))
+
+    # -- basic facts ----------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        return self.mixture.shape[0]
+
+    @property
+    def samples(self) -> int:
+        return self.mixture.shape[1]
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / self.sr
+
+    @property
+    def layers(self) -> List[Layer]:
+        """Every layer in order, the residual last."""
+        return [*self._layers, self._residual]
+
+    @property
+    def residual(self) -> Layer:
+        return self._residual
+
+    def layer(self, key: str) -> Layer:
+        """A layer by id or by name."""
+        for layer in self.layers:
+            if layer.id == key:
+                return layer
+        for layer in self.layers:
+            if layer.name == key:
+                return layer
+        names = ", ".join(repr(x.name) for x in self.layers)
+        raise ParameterError(f"no layer {key!r}; layers: {names}")
+
+    # -- events -----------------------------------------------------------------
+    def subscribe(self, fn: Listener) -> Callable[[], None]:
+        """Call ``fn(kind, payload)`` after each change; returns an unsubscribe function."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
+    def _emit(self, kind: str, payload: Dict[str, Any]) -> None:
+        for fn in list(self._listeners):
+            fn(kind, payload)
+
+    def _layers_changed(self) -> None:
+        # Content of surviving layers is immutable; only the residual depends
+        # on the set of layers, so only its cache (and removed layers') go.
+        live = {x.id for x in self._layers}
+        self._audio_cache = {k: v for k, v in self._audio_cache.items() if k in live}
+        self._emit("layers", {})
+
+    def _apply_settings(self, layer: Layer, values: Dict[str, Any]) -> None:
+        for k, v in values.items():
+            setattr(layer, k, v)
+        self._emit("layer", {"layer": layer.id, "fields": list(values)})
+
+    # -- audio -------------------------------------------------------------------
+    def layer_audio(self, layer: Layer) -> np.ndarray:
+        """The layer's audio at unity settings: float32 (channels, samples)."""
+        if layer.id in self._audio_cache:
+            return self._audio_cache[layer.id]
+        if layer.is_residual:
+            audio = self.mixture.copy()
+            for other in self._layers:
+                audio -= self.layer_audio(other)
+        elif layer.mask is not None:
+            audio = apply_mask(self.mixture, layer.mask, self.stft)
+        else:
+            audio = layer.waveform
+        self._audio_cache[layer.id] = audio
+        return audio
+
+    def balance_error(self) -> float:
+        """max |sum of layers at unity − mixture|: the bookkeeping check."""
+        total = np.zeros_like(self.mixture)
+        for layer in self.layers:
+            total += self.layer_audio(layer)
+        return float(np.abs(total - self.mixture).max())
+
+    def mix_settings(self) -> List[MixSettings]:
+        return [MixSettings(x.gain_db, x.pan, x.mute, x.solo) for x in self.layers]
+
+    def mixdown(self) -> np.ndarray:
+        """The remix: every layer with its gain, pan, mute and solo. (channels, samples)."""
+        stems = [self.layer_audio(x) for x in self.layers]
+        return mixdown(stems, gain_matrix(self.mix_settings(), self.channels), self.samples)
+
+    def stem(self, layer: Layer, *, apply_settings: bool = True) -> np.ndarray:
+        """One layer as a stem (gain and pan applied unless asked not to; mute/solo ignored)."""
+        audio = self.layer_audio(layer)
+        if not apply_settings:
+            return audio
+        g = gain_matrix([MixSettings(layer.gain_db, layer.pan)], self.channels)
+        return mixdown([audio], g, self.samples)
+
+    # -- editing (undoable) --------------------------------------------------------
+    def set(self, layer: Layer | str, **settings: Any) -> None:
+        """Change settings of a layer (name, colour, gain_db, pan, mute, solo)."""
+        lay = layer if isinstance(layer, Layer) else self.layer(layer)
+        self.history.push(SetLayerSettings(lay.id, **settings))
+
+    def remove(self, layer: Layer | str) -> None:
+        """Delete a layer; its audio returns to the residual."""
+        lay = layer if isinstance(layer, Layer) else self.layer(layer)
+        if lay.is_residual:
+            raise ParameterError("the residual cannot be deleted; it is what no layer claims")
+        self.history.push(ReplaceLayers([lay.id], [], label=f"delete {lay.name}"))
+
+    def move(self, layer: Layer | str, index: int) -> None:
+        lay = layer if isinstance(layer, Layer) else self.layer(layer)
+        if lay.is_residual:
+            raise ParameterError("the residual stays last")
+        self.history.push(MoveLayer(lay.id, index))
+
+    def merge(self, layers: Sequence[Layer | str], name: Optional[str] = None) -> Layer:
+        """Replace several layers with one holding their sum (mask sum when all are masks)."""
+        lays = [x if isinstance(x, Layer) else self.layer(x) for x in layers]
+        if len(lays) < 2 or any(x.is_residual for x in lays):
+            raise ParameterError("merge takes two or more layers, not the residual")
+        if all(x.mask is not None for x in lays):
+            merged = Layer(name or " + ".join(x.name for x in lays),
+                           mask=sum(np.broadcast_to(x.mask, self._mask_shape(x.mask))
+                                    for x in lays).astype(np.float32),
+                           colour=lays[0].colour, provenance=Provenance("merge", input="layers"))
+        else:
+            merged = Layer(name or " + ".join(x.name for x in lays),
+                           waveform=sum(self.layer_audio(x) for x in lays).astype(np.float32),
+                           colour=lays[0].colour, provenance=Provenance("merge", input="layers"))
+        self.history.push(ReplaceLayers([x.id for x in lays], [merged], label="merge layers"))
+        return merged
+
+    def _mask_shape(self, mask: np.ndarray) -> tuple:
+        return (self.channels, mask.shape[1], mask.shape[2])
+
+    def undo(self) -> bool:
+        return self.history.undo()
+
+    def redo(self) -> bool:
+        return self.history.redo()
+
+    # -- separation --------------------------------------------------------------
+    def input_audio(self, on: Optional[Layer | str]) -> np.ndarray:
+        """What a method sees when run on ``on`` (None = the mixture)."""
+        if on is None:
+            return self.mixture
+        return self.layer_audio(on if isinstance(on, Layer) else self.layer(on))
+
+    def run_method(self, method: str, params: Any = None, hints: Optional[Hints] = None,
+                   ctx: Optional[JobContext] = None, *, on: Optional[Layer | str] = None
+                   ) -> List[Layer]:
+        """Run a registered method on the mixture or a layer and apply its proposals.
+
+        Run on the mixture, the new layers replace all current ones; run on a
+        layer, they replace that layer. Either way it is one undoable step.
+        """
+        from demixstudio.separation.registry import get_method
+
+        m = get_method(method)
+        params = params if params is not None else m.Params()
+        audio = self.input_audio(on)
+        m.check_input(audio)
+        proposals = m.separate(audio, self.sr, params, hints or Hints(), ctx or NullContext())
+        return self.apply_proposals(proposals, on=on)
+
+    def apply_proposals(self, proposals: Sequence[LayerProposal], *,
+                        on: Optional[Layer | str] = None) -> List[Layer]:
+        """Turn method proposals into layers, as one undoable step (see ``run_method``)."""
+        parent = None if on is None else (on if isinstance(on, Layer) else self.layer(on))
+        base_audio = self.input_audio(parent)
+        new: List[Layer] = []
+        # The layers that stay beside the new ones: their names and colours are taken.
+        if parent is None:
+            keep = [self._residual]
+        elif parent.is_residual:
+            keep = self.layers
+        else:
+            keep = [x for x in self.layers if x.id != parent.id]
+        taken_names = {x.name for x in keep}
+        used = {x.colour for x in keep if not x.is_residual}
+        for p in proposals:
+            name = p.name
+            if parent is not None and not parent.is_residual and p.target is None:
+                name = f"{parent.name}: {p.name}"
+            name = _unique(name, taken_names)
+            taken_names.add(name)
+            colour = next((c for c in PALETTE if c not in used), PALETTE[len(new) % len(PALETTE)])
+            used.add(colour)
+            prov = Provenance(p.method, dict(p.params),
+                              input="mixture" if parent is None else parent.name)
+            new.append(Layer(name, colour=colour, provenance=prov,
+                             **self._content_for(p, parent, base_audio)))
+        if parent is None:
+            remove = [x.id for x in self._layers]
+            label = f"separate with {proposals[0].method}" if proposals else "separate"
+        elif parent.is_residual:
+            remove = []  # carving layers out of the residual: it shrinks by itself
+            label = f"separate residual with {proposals[0].method}" if proposals else "separate"
+        else:
+            remove = [parent.id]
+            label = f"separate {parent.name}" + (f" with {proposals[0].method}" if proposals else "")
+        self.history.push(ReplaceLayers(remove, new, label=label,
+                                        index=len(self._layers) if parent is not None
+                                        and parent.is_residual else None))
+        return new
+
+    def _content_for(self, p: LayerProposal, parent: Optional[Layer],
+                     base_audio: np.ndarray) -> Dict[str, np.ndarray]:
+        c, n = base_audio.shape
+        if p.waveform is not None:
+            w = np.asarray(p.waveform, dtype=np.float32)
+            if w.shape != (c, n):
+                raise ParameterError(
+                    f"method {p.method!r} returned a waveform of shape {w.shape}; expected {(c, n)}")
+            return {"waveform": w}
+        mask = np.asarray(p.mask, dtype=np.float32)
+        expect = (self.stft.bins, self.stft.frames(n))
+        if mask.ndim != 3 or mask.shape[1:] != expect or mask.shape[0] not in (1, c):
+            raise ParameterError(
+                f"method {p.method!r} returned a mask of shape {mask.shape}; "
+                f"expected (1 or {c}, {expect[0]}, {expect[1]})")
+        if parent is None:
+            return {"mask": mask}
+        if parent.mask is not None:
+            # A mask on a mask layer is a product of masks on the mixture's STFT,
+            # so the result stays exact and editable.
+            return {"mask": (parent.mask * mask).astype(np.float32)}
+        return {"waveform": apply_mask(base_audio, mask, self.stft)}
+
+
+def _unique(name: str, taken: set) -> str:
+    if name not in taken:
+        return name
+    i = 2
+    while f"{name} {i}" in taken:
+        i += 1
+    return f"{name} {i}"
