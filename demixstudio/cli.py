@@ -33,14 +33,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 class StderrProgress:
-    """Progress for long work: a live line on a terminal, sparse lines in logs."""
+    """Progress for long work: a live line on a terminal, sparse lines in logs.
 
-    def __init__(self, label: str) -> None:
+    Nothing is printed for work that finishes within ``quiet_s`` seconds, so
+    quick commands (and their errors) stay one line.
+    """
+
+    def __init__(self, label: str, quiet_s: float = 2.0) -> None:
         self.label = label
         self.tty = sys.stderr.isatty()
+        self.quiet_s = quiet_s
         self._last_pct = -10
 
     def __call__(self, p) -> None:
+        if p.elapsed_s < self.quiet_s:
+            return
         pct = int(p.fraction * 100)
         eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
         text = f"{self.label}: {pct:3d}%{eta} {p.message}".rstrip()

@@ -22,7 +22,7 @@ input, so an hour-long file costs its output arrays and little more.
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
@@ -436,8 +436,3 @@ def centred_covariance(x: np.ndarray, block: int = BLOCK) -> Tuple[np.ndarray, n
         xb = x[:, b0:b1] - mean[:, None]
         acc += xb @ xb.T
     return mean, acc / n
-
-
-def optional_int(value: Optional[int], default: int) -> int:
-    """``value`` or ``default`` when it is None or 0 (the params' 'automatic')."""
-    return default if not value else int(value)

@@ -197,7 +197,9 @@ class Decorrelation(Method):
 
         # Lag 0 is always estimated: the whitening / reduction needs it.
         all_lags = sorted(set(lags) | {0})
-        segment = max(lin.BLOCK, 32 * all_lags[-1])
+        # Segments 32x the longest lag lose at most 1/32 of their pairs at the
+        # edges; 2**14 samples (~0.4 s at 44.1 kHz) or more each.
+        segment = max(1 << 14, 32 * all_lags[-1])
         segments = lin.spread_segments(n, params.max_samples, segment)
         with ctx.stage(0.25, 0.55, "lagged covariances"):
             covs, _ = lin.lagged_covariances(mix, all_lags, segments, ctx)

@@ -22,7 +22,7 @@ output back through the least-squares mixing matrix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -32,9 +32,18 @@ from demixstudio.separation.base import (Hints, LayerProposal, Method, param,
                                          params_to_dict)
 from demixstudio.separation.registry import register
 
+#: Up to this many sources, init="auto" starts FastICA from JADE: the
+#: cumulant products cost k²(k+1)²/4 per sample, negligible next to FastICA
+#: for a few sources and dominant beyond about 8.
+JADE_INIT_MAX = 8
+#: ICA uses no time structure, so the subsample of a long file is made of
+#: many short segments (~0.1 s) that sample its every passage.
+ICA_SEGMENT = 4096
+
 
 def fastica(z: np.ndarray, ctx: JobContext, *, nonlinearity: str = "tanh",
-            max_iter: int = 200, tol: float = 1e-6, seed: int = 0) -> np.ndarray:
+            max_iter: int = 200, tol: float = 1e-6, seed: int = 0,
+            w_init: Optional[np.ndarray] = None) -> np.ndarray:
     """Symmetric FastICA on whitened data.
 
     Parameters
@@ -45,6 +54,8 @@ def fastica(z: np.ndarray, ctx: JobContext, *, nonlinearity: str = "tanh",
     tol : float
         Stop when every row moves by less than this: ``max |1 − |w_newᵀ w|| < tol``.
     seed : int, for the random orthogonal start
+    w_init : np.ndarray [shape=(k, k)] or None
+        Starting rotation; a random orthogonal one from ``seed`` when None.
 
     Returns
     -------
@@ -58,7 +69,7 @@ def fastica(z: np.ndarray, ctx: JobContext, *, nonlinearity: str = "tanh",
     buf[:k] = z
     zf = buf[:k]
     y = buf[k:]  # outputs, then g(outputs), in place
-    w = lin.random_orthogonal(k, seed)
+    w = lin.random_orthogonal(k, seed) if w_init is None else lin.sym_decorrelate(w_init)
     tmp = np.empty((k, n), dtype=np.float32) if nonlinearity == "exp" else None
     for it in range(max_iter):
         ctx.progress(it, max_iter, "FastICA")
@@ -177,9 +188,17 @@ class ICA(Method):
         tol: float = param(
             1e-6, label="Tolerance", min=1e-12, max=0.1,
             help="FastICA stops when no unmixing vector turns by more than this.")
+        init: str = param(
+            "auto", label="FastICA start", choices=("auto", "jade", "random"),
+            help="Where FastICA starts. jade: from the JADE rotation, which is found "
+                 "without local optima, so FastICA refines the right solution instead "
+                 "of stopping at a spurious fixed point; random: a random rotation from "
+                 "'seed'; auto: jade up to 8 sources (JADE's cost grows as sources^4), "
+                 "random beyond.")
         seed: int = param(
             0, label="Seed", min=0,
-            help="Seed of FastICA's random starting rotation.")
+            help="Seed of FastICA's random starting rotation (init=random, or auto "
+                 "with more than 8 sources).")
         max_samples: int = param(
             1_000_000, label="Analysed samples", min=1_000,
             help="At most this many samples per channel, in evenly spread segments, are "
@@ -203,7 +222,7 @@ class ICA(Method):
 
         with ctx.stage(0.2, 0.3, "whitening"):
             ctx.progress(0, 1, "whitening")
-            segments = lin.spread_segments(n, params.max_samples, lin.BLOCK)
+            segments = lin.spread_segments(n, params.max_samples, ICA_SEGMENT)
             x = lin.gather(mix, segments)
             mean, cov = lin.centred_covariance(x)
             q = lin.whitener(cov, k)
@@ -219,8 +238,14 @@ class ICA(Method):
             elif params.algorithm == "jade":
                 rot = jade(z, ctx, max_sweeps=params.max_iter)
             else:
-                rot = fastica(z, ctx, nonlinearity=params.nonlinearity,
-                              max_iter=params.max_iter, tol=params.tol, seed=params.seed)
+                start = None
+                if params.init == "jade" or (params.init == "auto" and k <= JADE_INIT_MAX):
+                    with ctx.stage(0.0, 0.3, "JADE start"):
+                        start = jade(z, ctx, max_sweeps=params.max_iter)
+                with ctx.stage(0.3 if start is not None else 0.0, 1.0, "FastICA"):
+                    rot = fastica(z, ctx, nonlinearity=params.nonlinearity,
+                                  max_iter=params.max_iter, tol=params.tol, seed=params.seed,
+                                  w_init=start)
         del z
         w = lin.normalise_unmixing(rot @ q, moment)
         a = lin.project_back(moment, w)

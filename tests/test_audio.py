@@ -1,0 +1,145 @@
+"""Audio files, resampling and the STFT convention."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import shared
+from demixstudio.audio.io import audio_info, load_audio, resample, save_audio
+from demixstudio.audio.stft import StftConfig, apply_mask, istft, stft
+from demixstudio.errors import AudioFormatError, OutputError, ParameterError
+
+
+@pytest.mark.parametrize("n", [1, 2, 100, 511, 512, 513, 4096, 44101])
+@pytest.mark.parametrize("cfg", [StftConfig(), StftConfig(1024, 256), StftConfig(512, 256),
+                                 StftConfig(256, 32)])
+def test_stft_round_trip(rng, n, cfg):
+    x = rng.standard_normal((3, n)).astype(np.float32)
+    X = stft(x, cfg)
+    assert X.dtype == np.complex64 and X.shape == (3, cfg.bins, cfg.frames(n))
+    y = istft(X, n, cfg)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert np.linalg.norm(y - x) / np.linalg.norm(x) <= 1e-5
+
+
+def test_stft_blocks_match_one_pass(rng):
+    x = rng.standard_normal((2, 50000)).astype(np.float32)
+    cfg = StftConfig()
+    a = stft(x, cfg, block=7)
+    b = stft(x, cfg, block=100000)
+    assert np.array_equal(a, b)
+    assert np.allclose(istft(a, x.shape[1], cfg, block=5), istft(a, x.shape[1], cfg), atol=1e-6)
+
+
+def test_stft_frame_convention():
+    """Frame t is centred at t*hop: a click at sample 5*hop peaks in frame 5."""
+    cfg = StftConfig(1024, 256)
+    x = np.zeros((1, 8192), np.float32)
+    x[0, 5 * 256] = 1.0
+    energy = np.abs(stft(x, cfg)[0]).sum(0)
+    assert int(np.argmax(energy)) == 5
+    assert np.allclose(cfg.bin_freqs(16000)[[0, -1]], [0, 8000])
+
+
+def test_apply_mask_equals_masked_istft(rng):
+    x = rng.standard_normal((2, 30001)).astype(np.float32)
+    cfg = StftConfig.for_rate(16000)
+    m = rng.random((1, cfg.bins, cfg.frames(x.shape[1]))).astype(np.float32)
+    ref = istft(stft(x, cfg) * m, x.shape[1], cfg)
+    assert np.abs(apply_mask(x, m, cfg, block=64) - ref).max() < 1e-5
+    # Complementary masks add back to the input (the basis of the session's books).
+    both = apply_mask(x, m, cfg) + apply_mask(x, 1 - m, cfg)
+    assert np.abs(both - x).max() < 1e-4
+
+
+def test_for_rate():
+    assert StftConfig.for_rate(44100).n_fft == 2048
+    assert StftConfig.for_rate(16000).n_fft == 1024
+    with pytest.raises(ParameterError):
+        StftConfig(1000, 300)
+
+
+@pytest.mark.parametrize("ext,bits,tol", [("wav", "16", 2 ** -15), ("wav", "24", 2 ** -23),
+                                          ("wav", "float", 0.0), ("flac", "16", 2 ** -15),
+                                          ("flac", "24", 2 ** -23)])
+def test_save_load_round_trip(tmp_path, rng, ext, bits, tol):
+    x = (rng.standard_normal((3, 5000)) * 0.2).astype(np.float32)
+    p = save_audio(tmp_path / f"a.{ext}", x, 22050, bits=bits)
+    y, sr = load_audio(p)
+    assert sr == 22050 and y.shape == x.shape and y.dtype == np.float32
+    assert np.abs(y - x).max() <= tol
+    assert [q.name for q in tmp_path.iterdir()] == [f"a.{ext}"]  # no temporary left
+
+
+def test_load_real_formats(tmp_path):
+    """int16 WAV, 32-bit float WAV, stereo, mono, other rates, OGG and AIFF all load."""
+    a, sr = load_audio(shared("speech_sisec_dev1/dev1_female4_src_1.wav"))
+    assert a.shape == (1, 160000) and sr == 16000 and a.dtype == np.float32
+    b, sr = load_audio(shared("environment/church_bells.wav"))  # float32, peak > 1
+    assert sr == 16000 and np.abs(b).max() > 1.0
+    c, sr = load_audio(shared("bearlin_roads/bass.wav"))
+    assert c.shape[0] == 2 and sr == 44100
+    for fmt, ext in (("OGG", "ogg"), ("AIFF", "aiff")):
+        p = tmp_path / f"x.{ext}"
+        sf.write(p, a[0, :16000], 16000, format=fmt)
+        y, r = load_audio(p)
+        assert y.shape[0] == 1 and r == 16000 and abs(y.shape[1] - 16000) < 2000
+
+
+def test_resample_on_load():
+    a, sr = load_audio(shared("speech_sisec_dev1/dev1_male4_src_1.wav"), sr=44100)
+    assert sr == 44100 and a.shape == (1, 441000)
+    b, _ = load_audio(shared("speech_sisec_dev1/dev1_male4_src_1.wav"))
+    back = resample(a, 44100, 16000)
+    # Down again: the band below 8 kHz survives the round trip.
+    err = np.linalg.norm(back[:, 1000:-1000] - b[:, 1000:-1000]) / np.linalg.norm(b)
+    assert err < 0.01
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(AudioFormatError, match="no such file"):
+        load_audio(tmp_path / "missing.wav")
+    txt = tmp_path / "notes.wav"
+    txt.write_text("this is not audio")
+    with pytest.raises(AudioFormatError, match="not an audio file"):
+        load_audio(txt)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 2), np.float32), 44100)
+    with pytest.raises(AudioFormatError, match="no audio samples"):
+        load_audio(empty)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full((100, 1), np.nan, np.float32), 44100, subtype="FLOAT")
+    with pytest.raises(AudioFormatError, match="NaN"):
+        load_audio(nan)
+    one = tmp_path / "one.wav"
+    sf.write(one, np.array([[0.5]], np.float32), 8000)
+    a, sr = load_audio(one)
+    assert a.shape == (1, 1)
+    with pytest.raises(AudioFormatError):
+        audio_info(tmp_path)
+
+
+def test_save_failures_leave_nothing(tmp_path, rng, monkeypatch):
+    x = rng.standard_normal((2, 1000)).astype(np.float32) * 0.1
+    with pytest.raises(OutputError, match="does not exist"):
+        save_audio(tmp_path / "nowhere" / "a.wav", x, 8000)
+    with pytest.raises(ParameterError):
+        save_audio(tmp_path / "a.mp4", x, 8000)
+    with pytest.raises(ParameterError):
+        save_audio(tmp_path / "a.flac", x, 8000, bits="float")
+
+    real_write = sf.SoundFile.write
+
+    def full_disk(self, data):
+        real_write(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sf.SoundFile, "write", full_disk)
+    final = tmp_path / "full.wav"
+    with pytest.raises(OutputError, match="no space left"):
+        save_audio(final, x, 8000)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,281 @@
+"""Known-answer tests of the blind methods ``ica`` and ``decorrelation``.
+
+Real recordings (``/work/shared/audio``, see its SOURCES.md) are mixed
+instantaneously with seeded random mixing matrices of unit-norm columns.
+Each source is first scaled to unit RMS so that both images matter equally.
+The score is the image SNR ``10 log10(‖img‖² / ‖img − est‖²)`` of each
+estimated source image against the true image ``A[:, k] s_k``, after
+matching the order.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demixstudio.errors import Cancelled, ParameterError
+from demixstudio.jobs.context import JobContext, NullContext
+from demixstudio.separation import Hints, get_method, make_params, param_specs
+from demixstudio.separation import _linear as lin
+
+AUDIO = Path("/work/shared/audio")
+
+# (label, file 1, file 2, common rate). Pairs across rates are resampled to
+# the lower one.
+PAIRS = [
+    ("speech+speech (SiSEC)", "speech_sisec_dev1/dev1_female4_src_1.wav",
+     "speech_sisec_dev1/dev1_male4_src_2.wav", 16000),
+    ("speech+speech (LibriSpeech)", "speech_librispeech/198-209-0000.wav",
+     "speech_librispeech/3436-172162-0000.wav", 16000),
+    ("speech+music", "speech_librispeech/5703-47212-0000.wav",
+     "solo_instruments/cello-phrase.wav", 16000),
+    ("music+music", "solo_instruments/sax-phrase.wav", "solo_instruments/piano.wav", 44100),
+    ("voice+music", "solo_voice/singing-female.wav", "solo_instruments/trumpet.wav", 44100),
+]
+
+# Acceptance thresholds on the median image SNR over sources (dB).
+THRESHOLDS = {"fastica": 35.0, "jade": 35.0, "decorrelation": 25.0}
+
+pytestmark = pytest.mark.skipif(not AUDIO.is_dir(), reason="shared audio corpus not present")
+
+
+@functools.lru_cache(maxsize=None)
+def _load(rel: str, sr: int) -> np.ndarray:
+    """A mono float64 recording at ``sr`` Hz (channels averaged, resampled)."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    x, rate = sf.read(str(AUDIO / rel), dtype="float64", always_2d=True)
+    x = x.mean(axis=1)
+    if rate != sr:
+        g = gcd(rate, sr)
+        x = resample_poly(x, sr // g, rate // g)
+    return x
+
+
+def _sources(files, sr: int) -> np.ndarray:
+    """Sources cropped to a common length, unit RMS: (nb_sources, nb_samples)."""
+    s = [_load(f, sr) for f in files]
+    n = min(len(v) for v in s)
+    s = np.stack([v[:n] for v in s])
+    return s / np.sqrt(np.mean(s ** 2, axis=1, keepdims=True))
+
+
+def _unit_columns(rng: np.random.Generator, nb_channels: int, nb_sources: int) -> np.ndarray:
+    a = rng.standard_normal((nb_channels, nb_sources))
+    return a / np.linalg.norm(a, axis=0)
+
+
+def _mix(s: np.ndarray, a: np.ndarray):
+    """Mixture float32 (channels, samples) and true images (sources, channels, samples)."""
+    images = a.T[:, :, None] * s[:, None, :]
+    return images.sum(axis=0).astype(np.float32), images
+
+
+def _image_snr(images: np.ndarray, estimates) -> np.ndarray:
+    """Per-source image SNR (dB) under the best order of the estimates."""
+    est = np.stack([np.asarray(e, dtype=np.float64) for e in estimates])
+    k = images.shape[0]
+    snr = np.array([[10 * np.log10(np.sum(images[i] ** 2) / np.sum((images[i] - est[j]) ** 2))
+                     for j in range(est.shape[0])] for i in range(k)])
+    best = max(itertools.permutations(range(est.shape[0]), k),
+               key=lambda p: snr[np.arange(k), list(p)].sum())
+    return snr[np.arange(k), list(best)]
+
+
+def _run(method: str, mix: np.ndarray, sr: int, ctx=None, **values):
+    m = get_method(method)
+    params = make_params(m.Params, values)
+    return m.separate(mix, sr, params, Hints(), ctx or NullContext())
+
+
+CONFIGS = [("fastica", "ica", {"algorithm": "fastica"}),
+           ("jade", "ica", {"algorithm": "jade"}),
+           ("decorrelation", "decorrelation", {})]
+
+
+@pytest.mark.parametrize("case", range(len(PAIRS)), ids=[p[0] for p in PAIRS])
+def test_real_pairs_reach_thresholds(case):
+    label, f1, f2, sr = PAIRS[case]
+    s = _sources((f1, f2), sr)
+    a = _unit_columns(np.random.default_rng(100 + case), 2, 2)
+    mix, images = _mix(s, a)
+    for key, method, values in CONFIGS:
+        props = _run(method, mix, sr, **values)
+        assert len(props) == 2
+        for p in props:
+            assert p.waveform.dtype == np.float32 and p.waveform.shape == mix.shape
+            assert p.method == method
+        est = [p.waveform for p in props]
+        snr = _image_snr(images, est)
+        assert np.median(snr) >= THRESHOLDS[key], f"{label} {key}: {snr}"
+        # As many sources as channels: the images add back to the mixture.
+        total = np.sum(np.stack(est).astype(np.float64), axis=0)
+        assert np.max(np.abs(total - mix)) <= 1e-5 * np.max(np.abs(mix))
+        # Loudest first.
+        energy = [float(np.sum(e.astype(np.float64) ** 2)) for e in est]
+        assert energy == sorted(energy, reverse=True)
+
+
+@pytest.mark.parametrize("nonlinearity", ["cube", "exp"])
+def test_fastica_other_nonlinearities(nonlinearity):
+    s = _sources(PAIRS[1][1:3], 16000)
+    mix, images = _mix(s, _unit_columns(np.random.default_rng(7), 2, 2))
+    props = _run("ica", mix, 16000, nonlinearity=nonlinearity)
+    assert np.median(_image_snr(images, [p.waveform for p in props])) >= 30.0
+
+
+def test_fastica_random_start_and_determinism():
+    s = _sources(PAIRS[0][1:3], 16000)
+    mix, images = _mix(s, _unit_columns(np.random.default_rng(8), 2, 2))
+    one = _run("ica", mix, 16000, init="random", seed=3)
+    two = _run("ica", mix, 16000, init="random", seed=3)
+    for p, q in zip(one, two):
+        np.testing.assert_array_equal(p.waveform, q.waveform)
+    assert np.median(_image_snr(images, [p.waveform for p in one])) >= 35.0
+
+
+def test_three_sources_three_channels():
+    files = (PAIRS[0][1], PAIRS[0][2], "solo_instruments/cello-phrase.wav")
+    s = _sources(files, 16000)
+    mix, images = _mix(s, _unit_columns(np.random.default_rng(5), 3, 3))
+    for method, values, floor in (("decorrelation", {}, 25.0), ("ica", {}, 30.0),
+                                  ("ica", {"algorithm": "jade"}, 25.0)):
+        props = _run(method, mix, 16000, **values)
+        assert len(props) == 3
+        snr = _image_snr(images, [p.waveform for p in props])
+        assert np.median(snr) >= floor, f"{method} {values}: {snr}"
+        total = np.sum([p.waveform.astype(np.float64) for p in props], axis=0)
+        assert np.max(np.abs(total - mix)) <= 1e-5 * np.max(np.abs(mix))
+
+
+def test_six_channels_two_sources_reduce_then_project_back():
+    s = _sources(PAIRS[0][1:3], 16000)
+    rng = np.random.default_rng(6)
+    mix, images = _mix(s, _unit_columns(rng, 6, 2))
+    # A little independent sensor noise, so the reduction has work to do.
+    mix = (mix + 1e-3 * rng.standard_normal(mix.shape)).astype(np.float32)
+    for method, values, floor in (("ica", {}, 35.0), ("ica", {"algorithm": "jade"}, 30.0),
+                                  ("decorrelation", {}, 25.0)):
+        props = _run(method, mix, 16000, sources=2, **values)
+        assert len(props) == 2
+        assert all(p.waveform.shape == (6, mix.shape[1]) for p in props)
+        snr = _image_snr(images, [p.waveform for p in props])
+        assert np.median(snr) >= floor, f"{method} {values}: {snr}"
+
+
+def test_subsampled_estimation_of_a_longer_file():
+    # max_samples below the length: the unmixing is estimated on evenly
+    # spread segments and applied to the whole file.
+    s = _sources(PAIRS[1][1:3], 16000)
+    mix, images = _mix(s, _unit_columns(np.random.default_rng(9), 2, 2))
+    for method in ("ica", "decorrelation"):
+        props = _run(method, mix, 16000, max_samples=100_000)
+        assert np.median(_image_snr(images, [p.waveform for p in props])) >= 25.0
+
+
+def test_spread_segments_cover_the_file_without_overlap():
+    segs = lin.spread_segments(1_000_000, 100_000, 4096)
+    assert sum(b - a for a, b in segs) <= 100_000
+    assert segs[0][0] == 0 and segs[-1][1] == 1_000_000
+    assert all(b0 <= a1 for (_, b0), (a1, _) in zip(segs, segs[1:]))
+    assert lin.spread_segments(1000, 5000, 4096) == [(0, 1000)]
+
+
+def test_lagged_covariances_match_direct_computation():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5000)).astype(np.float32)
+    x[1] += 0.5 * np.roll(x[0], 3)
+    lags = [0, 1, 3, 17]
+    covs, mean = lin.lagged_covariances(x, lags, [(0, 5000)], NullContext(), block=700)
+    xd = x.astype(np.float64)
+    for i, n in enumerate(lags):
+        c = xd[:, n:] @ xd[:, :5000 - n].T / (5000 - n) - np.outer(mean, mean)
+        np.testing.assert_allclose(covs[i], 0.5 * (c + c.T), atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["ica", "decorrelation"])
+def test_more_sources_than_channels_is_refused(method):
+    mix = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
+    with pytest.raises(ParameterError,
+                       match=rf"{method} separates at most as many sources as the mixture "
+                             r"has channels \(2\); asked for 3"):
+        _run(method, mix, 16000, sources=3)
+
+
+@pytest.mark.parametrize("method", ["ica", "decorrelation"])
+def test_mono_is_refused(method):
+    mix = np.random.default_rng(0).standard_normal((1, 8000)).astype(np.float32)
+    with pytest.raises(ParameterError, match="at least 2 channels"):
+        _run(method, mix, 16000)
+
+
+@pytest.mark.parametrize("method", ["ica", "decorrelation"])
+def test_silence_is_refused(method):
+    with pytest.raises(ParameterError, match="the input is silent"):
+        _run(method, np.zeros((2, 8000), dtype=np.float32), 16000)
+
+
+@pytest.mark.parametrize("method", ["ica", "decorrelation"])
+def test_identical_channels_name_the_rank(method):
+    x = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    with pytest.raises(ParameterError, match="span only 1 independent"):
+        _run(method, np.stack([x, x]), 16000)
+
+
+@pytest.mark.parametrize("method", ["ica", "decorrelation"])
+def test_cancel_raises_cancelled(method):
+    event = threading.Event()
+    event.set()
+    mix = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
+    with pytest.raises(Cancelled):
+        _run(method, mix, 16000, ctx=JobContext(cancel_event=event))
+
+
+def test_progress_is_reported_and_reaches_the_end():
+    seen = []
+    ctx = JobContext(on_progress=seen.append, min_interval_s=0.0)
+    s = _sources(PAIRS[0][1:3], 16000)
+    mix, _ = _mix(s, _unit_columns(np.random.default_rng(1), 2, 2))
+    for method in ("ica", "decorrelation"):
+        seen.clear()
+        _run(method, mix, 16000, ctx=ctx)
+        fractions = [p.fraction for p in seen]
+        assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+
+
+def test_params_are_declared_for_the_front_ends():
+    dec = get_method("decorrelation")
+    names = [s.name for s in param_specs(dec.Params)]
+    assert "sources" in names and "lags" in names
+    p = make_params(dec.Params, strings={"lags": "0,1,2:5", "sources": "2"})
+    assert p.lags == (0, 1, 2, 3, 4) and p.sources == 2
+    ica = get_method("ica")
+    specs = {s.name: s for s in param_specs(ica.Params)}
+    assert specs["algorithm"].choices == ("fastica", "jade")
+    assert specs["nonlinearity"].choices == ("tanh", "cube", "exp")
+    assert specs["seed"].type == "int"
+    with pytest.raises(ParameterError):
+        make_params(ica.Params, strings={"algorithm": "pca"})
+
+
+def test_default_lags_follow_the_sample_rate():
+    from demixstudio.separation.decorrelation import default_lags
+
+    for sr in (8000, 16000, 44100, 96000):
+        lags = default_lags(sr)
+        assert lags[0] == 0 and lags[1] == 1 and list(lags) == sorted(set(lags))
+        assert lags[-1] == round(0.025 * sr)
+        assert len(lags) >= 20
+
+
+def test_decorrelation_needs_two_lags():
+    mix = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
+    with pytest.raises(ParameterError, match="at least 2 distinct lags"):
+        _run("decorrelation", mix, 16000, lags=(5,))

@@ -1,0 +1,256 @@
+"""The command line, end to end: separate then eval on real mixtures, and bad input."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO, shared
+from demixstudio.audio.io import load_audio, resample
+from demixstudio.cli import main
+
+SR = 16000
+# speech+speech, speech+music, music+music: (file, file), all brought to 16 kHz.
+PAIRS = [
+    ("speech_sisec_dev1/dev1_female4_src_1.wav", "speech_sisec_dev1/dev1_male4_src_2.wav"),
+    ("speech_librispeech/198-209-0000.wav", "speech_librispeech/3436-172162-0000.wav"),
+    ("solo_voice/speech-male.wav", "solo_instruments/cello-phrase.wav"),
+    ("speech_librispeech/5703-47212-0000.wav", "solo_instruments/sax-phrase.wav"),
+    ("solo_instruments/sax-phrase.wav", "solo_instruments/cello-phrase.wav"),
+]
+
+
+def _mono(rel: str) -> np.ndarray:
+    a, sr = load_audio(shared(rel))
+    a = resample(a[:1], sr, SR)[0]
+    return a / (np.sqrt(np.mean(a ** 2)) + 1e-12) * 0.05  # equal loudness
+
+
+def _unit_norm_mixing(rng) -> np.ndarray:
+    """A random 2×2 mixing matrix with unit-norm columns that is not near-singular."""
+    while True:
+        theta = rng.uniform(0, np.pi, size=2)
+        a = np.stack([np.cos(theta), np.sin(theta)])
+        if np.linalg.cond(a) < 8:
+            return a
+
+
+def make_case(tmp: Path, i: int, pair) -> tuple:
+    rng = np.random.default_rng(100 + i)
+    s = [_mono(p) for p in pair]
+    n = min(len(s[0]), len(s[1]), 8 * SR)
+    s = np.stack([x[:n] for x in s])
+    a = _unit_norm_mixing(rng)
+    images = a.T[:, :, None] * s[:, None, :]  # (sources, channels, samples)
+    mix = images.sum(0)
+    mix_path = tmp / f"mix{i}.wav"
+    sf.write(mix_path, mix.T, SR, subtype="FLOAT")
+    ref = tmp / f"ref{i}"
+    ref.mkdir()
+    for k in range(2):
+        sf.write(ref / f"source{k}.wav", images[k].T, SR, subtype="FLOAT")
+    return mix_path, ref
+
+
+def _eval(ref: Path, out: Path, capsys) -> dict:
+    assert main(["eval", "--reference", str(ref), "--estimates", str(out), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("method,extra,threshold", [
+    ("ica", [], 35.0),
+    ("ica", ["--set", "algorithm=jade"], 35.0),
+    ("decorrelation", [], 25.0),
+])
+def test_separate_then_eval(tmp_path, capsys, method, extra, threshold):
+    sdrs = []
+    for i, pair in enumerate(PAIRS):
+        mix, ref = make_case(tmp_path, i, pair)
+        out = tmp_path / f"{method}{i}"
+        rc = main(["separate", str(mix), "--method", method, "--sources", "2", *extra,
+                   "--bits", "float", "--out", str(out)])
+        assert rc == 0
+        listing = json.loads((out / "layers.json").read_text())
+        assert [x["name"] for x in listing["layers"]] == ["source 1", "source 2"]
+        assert listing["elapsed_s"] > 0 and listing["method"] == method
+        capsys.readouterr()
+        report = _eval(ref, out, capsys)
+        sdrs += [r["sdr"] for r in report["sources"]]
+    print(f"{method} {extra}: SDR per source {np.round(sdrs, 1)}; median {np.median(sdrs):.1f} dB")
+    assert np.median(sdrs) >= threshold
+
+
+def test_methods_listing(capsys):
+    assert main(["methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r["name"] for r in rows}
+    assert {"ica", "decorrelation"} <= names
+    for r in rows:
+        for p in r["params"]:
+            assert {"name", "type", "default", "label", "help", "min", "max", "choices"} <= set(p)
+    assert main(["methods"]) == 0
+    assert "FastICA" in capsys.readouterr().out
+
+
+def test_demo_and_remix(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seconds", "3"]) == 0
+    assert (out / "demo.wav").is_file() and (out / "demo.dsproj").is_file()
+    assert main(["remix", str(out / "demo.dsproj"), "--out", str(tmp_path / "remix.wav")]) == 0
+    remix, _ = load_audio(tmp_path / "remix.wav")
+    mix, _ = load_audio(out / "demo.wav")
+    assert np.abs(remix - mix).max() < 2e-4  # unity settings: the remix is the mix
+    # The demo's reference stems are a ground truth that eval can use.
+    capsys.readouterr()
+    assert main(["eval", "--reference", str(out / "reference"), "--estimates",
+                 str(out / "reference"), "--json"]) == 0
+    assert min(r["sdr"] for r in json.loads(capsys.readouterr().out)["sources"]) > 60
+
+
+# -- bad input: one clear line, non-zero exit, nothing under a final name ----------
+
+
+def _run_fail(argv, capsys, code=1):
+    rc = main(argv)
+    # Progress lines (only for work that runs over 2 s) are not error lines.
+    err = [x for x in capsys.readouterr().err.strip().splitlines() if "%" not in x]
+    assert rc == code, err
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture
+def stereo_mix(tmp_path):
+    mix, _ = make_case(tmp_path, 0, PAIRS[0])
+    return mix
+
+
+def test_missing_file(tmp_path, capsys):
+    line = _run_fail(["separate", str(tmp_path / "nope.wav"), "--method", "ica",
+                      "--out", str(tmp_path / "o")], capsys)
+    assert "no such file" in line and not (tmp_path / "o").exists()
+
+
+def test_text_file_named_wav(tmp_path, capsys):
+    p = tmp_path / "text.wav"
+    p.write_text("hello, I am not audio\n")
+    line = _run_fail(["separate", str(p), "--method", "ica", "--out", str(tmp_path / "o")], capsys)
+    assert "not an audio file" in line
+
+
+def test_zero_length(tmp_path, capsys):
+    p = tmp_path / "empty.wav"
+    sf.write(p, np.zeros((0, 2), np.float32), SR)
+    line = _run_fail(["separate", str(p), "--method", "ica", "--out", str(tmp_path / "o")], capsys)
+    assert "no audio samples" in line
+
+
+def test_all_nan(tmp_path, capsys):
+    p = tmp_path / "nan.wav"
+    sf.write(p, np.full((1000, 2), np.nan, np.float32), SR, subtype="FLOAT")
+    line = _run_fail(["separate", str(p), "--method", "decorrelation", "--out",
+                      str(tmp_path / "o")], capsys)
+    assert "NaN" in line
+
+
+def test_one_sample(tmp_path, capsys):
+    p = tmp_path / "one.wav"
+    sf.write(p, np.array([[0.1, -0.2]], np.float32), SR, subtype="FLOAT")
+    line = _run_fail(["separate", str(p), "--method", "ica", "--out", str(tmp_path / "o")], capsys)
+    assert "ica" in line or "sample" in line
+    assert not any((tmp_path / "o").glob("*.wav"))
+
+
+def test_six_channels_into_decorrelation(tmp_path, capsys):
+    """A principled reduction to 2 dimensions, then images in all 6 channels."""
+    rng = np.random.default_rng(6)
+    s = np.stack([_mono(PAIRS[2][0])[:4 * SR], _mono(PAIRS[2][1])[:4 * SR]])
+    a = rng.standard_normal((6, 2))
+    a /= np.linalg.norm(a, axis=0)
+    p = tmp_path / "six.wav"
+    sf.write(p, (a @ s).T, SR, subtype="FLOAT")
+    out = tmp_path / "o"
+    assert main(["separate", str(p), "--method", "decorrelation", "--sources", "2",
+                 "--bits", "float", "--out", str(out)]) == 0
+    est = [load_audio(out / f"source {k}.wav")[0] for k in (1, 2)]
+    assert all(e.shape == (6, 4 * SR) for e in est)
+    images = [np.outer(a[:, k], s[k]) for k in range(2)]
+    snr = []
+    for img in images:
+        best = min(np.sum((img - e) ** 2) for e in est)
+        snr.append(10 * np.log10(np.sum(img ** 2) / best))
+    assert min(snr) > 20
+
+
+def test_more_sources_than_channels(stereo_mix, tmp_path, capsys):
+    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--sources", "3",
+                      "--out", str(tmp_path / "o")], capsys)
+    assert "3" in line and "2" in line and "channels" in line
+    assert not any((tmp_path / "o").glob("*.wav")) if (tmp_path / "o").exists() else True
+
+
+def test_unwritable_output_folder(stereo_mix, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    line = _run_fail(["separate", str(stereo_mix), "--method", "ica",
+                      "--out", str(blocker / "sub")], capsys)
+    assert "cannot create the output folder" in line
+    # /proc refuses new entries even to root.
+    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--out", "/proc/demix-out"],
+                     capsys)
+    assert "output folder" in line
+
+
+def test_disk_full_during_export(stereo_mix, tmp_path, capsys, monkeypatch):
+    calls = {"n": 0}
+    real = sf.SoundFile.write
+
+    def fill_up(self, data):
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(sf.SoundFile, "write", fill_up)
+    out = tmp_path / "o"
+    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--out", str(out)], capsys)
+    assert "no space left" in line
+    assert list(out.iterdir()) == []  # no stem, no layers.json
+
+
+def test_usage_errors(stereo_mix, tmp_path, capsys):
+    _run_fail(["separate", str(stereo_mix), "--out", str(tmp_path)], capsys, code=2)
+    line = _run_fail(["separate", str(stereo_mix), "--method", "nmf-magic", "--out",
+                      str(tmp_path / "o")], capsys)
+    assert "unknown method" in line and "ica" in line
+    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--set", "max_iter=-3",
+                      "--out", str(tmp_path / "o")], capsys)
+    assert "max_iter" in line
+    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--set", "speed=11",
+                      "--out", str(tmp_path / "o")], capsys)
+    assert "unknown parameter 'speed'" in line
+    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--hint", "vocals.wav",
+                      "--out", str(tmp_path / "o")], capsys)
+    assert "KIND:TARGET=FILE" in line
+
+
+def test_console_script_and_debug(tmp_path):
+    """The installed entry point: exit codes and a traceback only with --debug."""
+    exe = Path(sys.executable).with_name("demixstudio")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "demixstudio"]
+    r = subprocess.run([*cmd, "separate", str(tmp_path / "x.wav"), "--method", "ica", "--out",
+                        str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([*cmd, "--debug", "separate", str(tmp_path / "x.wav"), "--method", "ica",
+                        "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and "Traceback" in r.stderr
+    r = subprocess.run([*cmd, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("demixstudio ")
