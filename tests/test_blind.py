@@ -1,8 +1,9 @@
 """Known-answer tests of the blind methods ``ica`` and ``decorrelation``.
 
-Real recordings (``/work/shared/audio``, see its SOURCES.md) are mixed
-instantaneously with seeded random mixing matrices of unit-norm columns.
-Each source is first scaled to unit RMS so that both images matter equally.
+Real recordings (``../shared/audio`` beside the repository, see its
+SOURCES.md) are mixed instantaneously with seeded random mixing matrices of
+unit-norm columns. Each source is first scaled to unit RMS so that both
+images matter equally.
 The score is the image SNR ``10 log10(‖img‖² / ‖img − est‖²)`` of each
 estimated source image against the true image ``A[:, k] s_k``, after
 matching the order.
@@ -14,17 +15,15 @@ import functools
 import itertools
 import threading
 from math import gcd
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared
 
 from demixstudio.errors import Cancelled, ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.separation import Hints, get_method, make_params, param_specs
 from demixstudio.separation import _linear as lin
-
-AUDIO = Path("/work/shared/audio")
 
 # (label, file 1, file 2, common rate). Pairs across rates are resampled to
 # the lower one.
@@ -40,10 +39,7 @@ PAIRS = [
 ]
 
 # Acceptance thresholds on the median image SNR over sources (dB).
-THRESHOLDS = {"fastica": 35.0, "jade": 35.0, "decorrelation": 25.0}
-
-pytestmark = pytest.mark.skipif(not AUDIO.is_dir(), reason="shared audio corpus not present")
-
+THRESHOLDS = {"fastica": 35.0, "fastica-tanh": 35.0, "jade": 35.0, "decorrelation": 25.0}
 
 @functools.lru_cache(maxsize=None)
 def _load(rel: str, sr: int) -> np.ndarray:
@@ -51,7 +47,7 @@ def _load(rel: str, sr: int) -> np.ndarray:
     import soundfile as sf
     from scipy.signal import resample_poly
 
-    x, rate = sf.read(str(AUDIO / rel), dtype="float64", always_2d=True)
+    x, rate = sf.read(str(shared(rel)), dtype="float64", always_2d=True)
     x = x.mean(axis=1)
     if rate != sr:
         g = gcd(rate, sr)
@@ -96,6 +92,7 @@ def _run(method: str, mix: np.ndarray, sr: int, ctx=None, **values):
 
 
 CONFIGS = [("fastica", "ica", {"algorithm": "fastica"}),
+           ("fastica-tanh", "ica", {"algorithm": "fastica", "nonlinearity": "tanh"}),
            ("jade", "ica", {"algorithm": "jade"}),
            ("decorrelation", "decorrelation", {})]
 
@@ -123,7 +120,7 @@ def test_real_pairs_reach_thresholds(case):
         assert energy == sorted(energy, reverse=True)
 
 
-@pytest.mark.parametrize("nonlinearity", ["cube", "exp"])
+@pytest.mark.parametrize("nonlinearity", ["cube"])
 def test_fastica_other_nonlinearities(nonlinearity):
     s = _sources(PAIRS[1][1:3], 16000)
     mix, images = _mix(s, _unit_columns(np.random.default_rng(7), 2, 2))
@@ -259,7 +256,7 @@ def test_params_are_declared_for_the_front_ends():
     ica = get_method("ica")
     specs = {s.name: s for s in param_specs(ica.Params)}
     assert specs["algorithm"].choices == ("fastica", "jade")
-    assert specs["nonlinearity"].choices == ("tanh", "cube", "exp")
+    assert set(specs["nonlinearity"].choices) == {"tanh", "cube", "exp"}
     assert specs["seed"].type == "int"
     with pytest.raises(ParameterError):
         make_params(ica.Params, strings={"algorithm": "pca"})
@@ -279,3 +276,62 @@ def test_decorrelation_needs_two_lags():
     mix = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
     with pytest.raises(ParameterError, match="at least 2 distinct lags"):
         _run("decorrelation", mix, 16000, lags=(5,))
+
+
+def test_alternatives_where_tanh_fastica_is_fooled():
+    # Vibraphone note + frame drum, 3 s: their energy envelopes overlap, and on
+    # this sample the tanh contrast is larger at a wrong rotation, where
+    # symmetric FastICA with tanh converges (ours and scikit-learn's alike,
+    # ~4 dB). JADE and the exp nonlinearity (the default) separate it.
+    s = _sources(("solo_instruments/vibraphone-C6.wav", "solo_instruments/bendir.wav"), 44100)
+    mix, images = _mix(s, _unit_columns(np.random.default_rng(3), 2, 2))
+    for values in ({"algorithm": "jade"}, {}):
+        props = _run("ica", mix, 44100, **values)
+        assert np.median(_image_snr(images, [p.waveform for p in props])) >= 30.0, values
+    props = _run("ica", mix, 44100)
+    assert props[0].extra["converged"] and props[0].extra["start"] == "jade"
+
+
+@pytest.mark.parametrize("method", ["ica", "decorrelation"])
+def test_non_finite_input_is_refused(method):
+    mix = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
+    mix[1, 100] = np.nan
+    with pytest.raises(ParameterError, match="NaN"):
+        _run(method, mix, 16000)
+
+
+def test_short_input_with_derived_lags():
+    # 50 ms at 44.1 kHz is shorter than 4x the longest default lag: the
+    # derived lag set shortens instead of refusing.
+    rng = np.random.default_rng(0)
+    s = rng.laplace(size=(2, 2205))
+    s[1] = np.convolve(s[1], np.ones(4) / 4, mode="same")  # a different spectrum
+    mix, images = _mix(s, _unit_columns(rng, 2, 2))
+    props = _run("decorrelation", mix, 44100)
+    assert len(props) == 2 and props[0].waveform.shape == mix.shape
+    assert max(props[0].extra["lags"]) < 2205 // 4
+
+
+def test_decorrelate_2x2_solves_exact_lagged_covariances():
+    # C_n = A D_n Aᵀ with diagonal D_n: the least-squares solution has zero
+    # residual and W A is diagonal (up to order).
+    from demixstudio.separation.decorrelation import decorrelate_2x2
+
+    rng = np.random.default_rng(4)
+    a = _unit_columns(rng, 2, 2)
+    d = np.stack([np.diag(v) for v in rng.uniform(0.1, 1.0, size=(6, 2))])
+    covs = np.einsum("ik,nkl,jl->nij", a, d, a)
+    w = decorrelate_2x2(covs)
+    g = w @ a
+    g = g if abs(g[0, 0]) > abs(g[0, 1]) else g[::-1]
+    assert abs(g[0, 1]) < 1e-10 * abs(g[0, 0]) and abs(g[1, 0]) < 1e-10 * abs(g[1, 1])
+
+
+def test_joint_diagonalize_recovers_an_exact_rotation():
+    rng = np.random.default_rng(11)
+    v = lin.random_orthogonal(5, 2)
+    mats = np.einsum("ij,nj,kj->nik", v, rng.standard_normal((8, 5)), v)
+    found = lin.joint_diagonalize(mats, NullContext())
+    g = np.abs(found.T @ v)  # a permutation matrix when exact
+    np.testing.assert_allclose(np.sort(g, axis=1)[:, -1], 1.0, atol=1e-10)
+    np.testing.assert_allclose(np.sort(g, axis=1)[:, :-1], 0.0, atol=1e-8)
