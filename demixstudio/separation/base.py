@@ -138,7 +138,7 @@ def _parse_value(spec: ParamSpec, text: str) -> Any:
 def validate_value(spec: ParamSpec, value: Any) -> None:
     """Raise ``ParameterError`` if ``value`` is outside the spec's range or choices."""
     values = value if isinstance(value, tuple) else (value,)
-    if spec.type.endswith("tuple") and len(values) == 0:
+    if spec.type.endswith("tuple") and len(values) == 0 and spec.default != ():
         raise ParameterError(f"{spec.name} must not be empty")
     for v in values:
         if spec.choices is not None and v not in spec.choices:
