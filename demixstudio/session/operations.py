@@ -47,15 +47,6 @@ def method_params(method_name: str, *, sources: Optional[int] = None,
     return make_params(method.Params, strings=strings)
 
 
-def relative_db(part: np.ndarray, whole: np.ndarray) -> float:
-    """Energy of ``part`` relative to ``whole`` in dB (−inf for silence)."""
-    e_whole = float(np.sum(whole.astype(np.float64) ** 2))
-    e_part = float(np.sum(part.astype(np.float64) ** 2))
-    if e_part == 0.0:
-        return float("-inf")
-    return 10.0 * np.log10(e_part / max(e_whole, 1e-30))
-
-
 def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
                        params: Any = None, hints: Optional[Hints] = None,
                        ctx: Optional[JobContext] = None, ext: str = "wav", bits: str = "24",
@@ -72,7 +63,7 @@ def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
     out = Path(out)
     _prepare_folder(out)
     layers = session.run_method(method, params, hints, ctx)
-    residual_db = relative_db(session.layer_audio(session.residual), session.mixture)
+    residual_db = session.residual_level_db()
     to_write = list(layers)
     if residual_db > NEGLIGIBLE_RESIDUAL_DB:
         to_write.append(session.residual)

@@ -125,6 +125,26 @@ class Session:
         self._audio_cache[layer.id] = audio
         return audio
 
+    def residual_level_db(self, block: int = 1 << 18) -> float:
+        """Energy of the residual relative to the mixture, in dB (−inf if silent).
+
+        Computed block by block without rendering (or caching) the residual,
+        so checking a long session costs no full-size copy.
+        """
+        e_mix = 0.0
+        e_res = 0.0
+        audios = [self.layer_audio(x) for x in self._layers]
+        for start in range(0, self.samples, block):
+            m = self.mixture[:, start:start + block].astype(np.float64)
+            r = m.copy()
+            for a in audios:
+                r -= a[:, start:start + block]
+            e_mix += float(np.sum(m * m))
+            e_res += float(np.sum(r * r))
+        if e_res == 0.0:
+            return float("-inf")
+        return 10.0 * float(np.log10(e_res / max(e_mix, 1e-30)))
+
     def balance_error(self) -> float:
         """max |sum of layers at unity − mixture|: the bookkeeping check."""
         total = np.zeros_like(self.mixture)
