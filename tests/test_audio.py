@@ -83,9 +83,10 @@ def test_load_real_formats(tmp_path):
     assert sr == 16000 and np.abs(b).max() > 1.0
     c, sr = load_audio(shared("bearlin_roads/bass.wav"))
     assert c.shape[0] == 2 and sr == 44100
-    for fmt, ext in (("OGG", "ogg"), ("AIFF", "aiff")):
+    for fmt, ext, sub in (("OGG", "ogg", None), ("AIFF", "aiff", None),
+                          ("MP3", "mp3", "MPEG_LAYER_III")):
         p = tmp_path / f"x.{ext}"
-        sf.write(p, a[0, :16000], 16000, format=fmt)
+        sf.write(p, a[0, :16000], 16000, format=fmt, subtype=sub)
         y, r = load_audio(p)
         assert y.shape[0] == 1 and r == 16000 and abs(y.shape[1] - 16000) < 2000
 
