@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from demixstudio import __version__
-from demixstudio.errors import Cancelled, DemixError, ParameterError
+from demixstudio.errors import Cancelled, DemixError
 
 class UsageError(Exception):
     """Bad command-line usage (exit code 2)."""
@@ -158,16 +156,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from demixstudio.audio.io import save_audio
     from demixstudio.demo import demo_mixture
     from demixstudio.separation.base import LayerProposal
-    from demixstudio.session.operations import _prepare_folder
+    from demixstudio.session.operations import prepare_folder
     from demixstudio.session.project import save_project
     from demixstudio.session.session import Session
 
     out = Path(args.out)
-    _prepare_folder(out)
+    prepare_folder(out)
     mix, stems = demo_mixture(sr=44100, seconds=args.seconds)
     mix_path = save_audio(out / "demo.wav", mix, 44100)
     ref = out / "reference"
-    _prepare_folder(ref)
+    prepare_folder(ref)
     for name, audio in stems.items():
         save_audio(ref / f"{name}.wav", audio, 44100)
     # The reference stems as layers of a project: open it, remix it, export it.
@@ -182,7 +180,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("try:")
     print(f"  demixstudio remix {proj} --out {out / 'remix.wav'}")
     print(f"  demixstudio separate {mix_path} --method ica --out {out / 'ica'}")
-    print(f"  demixstudio methods")
+    print("  demixstudio methods")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
     session = Session(audio, rate, name=mix_path.stem, source_path=str(mix_path))
     m.check_input(audio)
     out = Path(out)
-    _prepare_folder(out)
+    prepare_folder(out)
     layers = session.run_method(method, params, hints, ctx)
     residual_db = session.residual_level_db()
     to_write = list(layers)
@@ -87,7 +87,7 @@ def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
     return doc
 
 
-def _prepare_folder(out: Path) -> None:
+def prepare_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
