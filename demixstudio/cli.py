@@ -16,6 +16,7 @@ from typing import Dict, Optional, Sequence
 from demixstudio import __version__
 from demixstudio.errors import Cancelled, DemixError
 
+
 class UsageError(Exception):
     """Bad command-line usage (exit code 2)."""
 
