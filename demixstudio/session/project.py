@@ -6,6 +6,9 @@ Layout::
     audio/mixture.flac      the mixture, 24-bit FLAC, divided by ``scale``
     audio/<layer id>.flac   waveform layers, the same way
     masks/<layer id>.npz    mask layers, float32, exact
+    paint/<n>.npz           painted weights of target n: its allocated tiles,
+                            float32 (tiles, TILE_BINS, TILE_FRAMES), exact
+                            (schema 2; schema 1 files have no paint)
 
 Audio is stored as 24-bit FLAC divided by its ``scale`` (the peak, or 1 if
 the peak is below full scale), so it round-trips within one 24-bit LSB of
@@ -34,10 +37,11 @@ from demixstudio.audio.atomic import atomic_path
 from demixstudio.audio.stft import StftConfig
 from demixstudio.errors import DemixError, ProjectFileError
 from demixstudio.session.layer import Layer, Provenance
+from demixstudio.session.paint import TILE_BINS, TILE_FRAMES, check_colour
 from demixstudio.session.session import Session
 
 FORMAT = "demixstudio-project"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: paint targets; 1 (no paint) still loads
 MAX_JSON_BYTES = 16 << 20
 MAX_PAYLOAD_BYTES = 64 << 30  # 64 GiB of float32: beyond any file we would write
 MAX_RATIO = 2000  # uncompressed/compressed: a zip bomb, not a project
@@ -112,6 +116,7 @@ def save_project(session: Session, path: os.PathLike | str) -> Path:
                     zf.writestr(member, data, compress_type=zipfile.ZIP_STORED)
                     entry["content"] = {"file": member, **meta}
                 doc["layers"].append(entry)
+            doc["paint"] = _save_paint(session, zf)
             zf.writestr("project.json", json.dumps(doc, indent=1),
                         compress_type=zipfile.ZIP_DEFLATED)
     return path
@@ -296,5 +301,80 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
         else:
             raise ProjectFileError(f"{what}: unknown layer kind {kind!r}")
     session._layers.extend(layers)
+    _load_paint(doc.get("paint", []) if schema >= 2 else [], zf, session, path)
     session._layers_changed()
     return session
+
+
+# --------------------------------------------------------------------------
+# Paint (schema 2)
+# --------------------------------------------------------------------------
+
+
+def _save_paint(session: Session, zf: zipfile.ZipFile) -> list:
+    """Write each target's allocated tiles; returns the JSON entries."""
+    out = []
+    for i, name in enumerate(session.paint.targets()):
+        keys = session.paint.tile_keys(name)
+        entry: Dict[str, Any] = {"name": name, "colour": session.paint.colour(name),
+                                 "tile": [TILE_BINS, TILE_FRAMES],
+                                 "keys": [list(k) for k in keys]}
+        if keys:
+            member = f"paint/{i}.npz"
+            tiles = np.stack([session.paint.tile(name, k) for k in keys])
+            zf.writestr(member, _array_bytes("tiles", tiles))
+            entry["content"] = {"file": member, "kind": "npz", "shape": list(tiles.shape),
+                                "dtype": "float32"}
+        out.append(entry)
+    return out
+
+
+def _array_bytes(key: str, arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{key: np.ascontiguousarray(arr, dtype=np.float32)})
+    return buf.getvalue()
+
+
+def _load_paint(entries: Any, zf: zipfile.ZipFile, session: Session, path: Path) -> None:
+    if not isinstance(entries, list):
+        raise ProjectFileError(f"{path}: 'paint' must be a list of targets")
+    nb, nt = session.paint.tile_grid()
+    for i, e in enumerate(entries):
+        what = f"paint target {i + 1}"
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise ProjectFileError(f"{what}: missing name")
+        what = f"paint target {e['name']!r}"
+        if e.get("tile") != [TILE_BINS, TILE_FRAMES]:
+            raise ProjectFileError(f"{what}: tile size {e.get('tile')!r} is not "
+                                   f"{[TILE_BINS, TILE_FRAMES]}")
+        keys = e.get("keys", [])
+        if (not isinstance(keys, list) or not all(
+                isinstance(k, list) and len(k) == 2 and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in k) for k in keys)):
+            raise ProjectFileError(f"{what}: tile keys must be pairs of integers")
+        tkeys = [tuple(k) for k in keys]
+        if len(set(tkeys)) != len(tkeys) or any(
+                not (0 <= b < nb and 0 <= t < nt) for b, t in tkeys):
+            raise ProjectFileError(f"{what}: tile keys repeat or lie outside the "
+                                   f"{nb} × {nt} tile grid")
+        try:
+            colour = check_colour(e.get("colour", ""))
+        except DemixError as exc:
+            raise ProjectFileError(f"{what}: {exc}") from None
+        if e["name"] in session.paint:
+            raise ProjectFileError(f"{what}: the name appears twice")
+        session.paint.add_target(e["name"], colour)
+        if not tkeys:
+            continue
+        content = e.get("content")
+        if not isinstance(content, dict):
+            raise ProjectFileError(f"{what}: tiles listed but no payload")
+        shape = _shape(content.get("shape"), what, 3)
+        if shape != (len(tkeys), TILE_BINS, TILE_FRAMES):
+            raise ProjectFileError(f"{what}: payload shape {shape} does not match its "
+                                   f"{len(tkeys)} tiles")
+        info = _member(zf, content.get("file"), int(np.prod(shape)) * 4)
+        tiles = _read_npy_from_npz(zf.read(info), "tiles", shape, what)
+        if not np.all(np.isfinite(tiles)) or tiles.min() < 0.0 or tiles.max() > 1.0:
+            raise ProjectFileError(f"{what}: weights must lie in [0, 1]")
+        session.paint.set_tiles(e["name"], dict(zip(tkeys, tiles)))

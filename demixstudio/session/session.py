@@ -20,6 +20,7 @@ from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.separation.base import Hints, LayerProposal
 from demixstudio.session.commands import History, MoveLayer, ReplaceLayers, SetLayerSettings
 from demixstudio.session.layer import PALETTE, RESIDUAL_COLOUR, Layer, Provenance
+from demixstudio.session.paint import PaintStore, Stroke
 
 Listener = Callable[[str, Dict[str, Any]], None]
 
@@ -36,7 +37,9 @@ class Session:
 
     Events: ``subscribe(fn)`` registers ``fn(kind, payload)``, called after
     each change with kind ``"layers"`` (the list changed), ``"layer"``
-    (payload ``{"layer": id, "fields": [...]}``) or ``"history"``.
+    (payload ``{"layer": id, "fields": [...]}``), ``"history"`` or ``"paint"``
+    (payload ``{"target": name, "bins": (b0, b1), "frames": (t0, t1)}``, the
+    half-open region of ``session.paint`` that changed).
     """
 
     def __init__(self, mixture: np.ndarray, sr: int, *, name: str = "untitled",
@@ -53,6 +56,7 @@ class Session:
         self._listeners: List[Listener] = []
         self._audio_cache: Dict[str, np.ndarray] = {}
         self.history = History(self, lambda: self._emit("history", {}))
+        self.paint = PaintStore(self.stft, self.sr, self.samples, on_change=self._paint_changed)
 
     # -- basic facts ----------------------------------------------------------
     @property
@@ -206,6 +210,52 @@ class Session:
 
     def _mask_shape(self, mask: np.ndarray) -> tuple:
         return (self.channels, mask.shape[1], mask.shape[2])
+
+    # -- paint and selection (undoable; see session/paint.py, session/selection.py) --
+    def _paint_changed(self, target: str, bins: tuple, frames: tuple) -> None:
+        self._emit("paint", {"target": target, "bins": bins, "frames": frames})
+
+    def begin_stroke(self, target: str, label: str = "Brush") -> Stroke:
+        """Start a stroke on ``target`` (created if missing); ``finish()`` makes it one undo step."""
+        return Stroke(self, target, label)
+
+    def paint_stroke(self, target: str, bins: slice, frames: slice, new_weights: np.ndarray,
+                     label: str = "Brush") -> bool:
+        """Set the weights of ``target`` on ``bins`` × ``frames`` to ``new_weights`` as one undo step.
+
+        ``new_weights`` is float32 (bins, frames) of the region, in [0, 1].
+        Returns False (and records nothing) if nothing changed.
+        """
+        w = np.asarray(new_weights, dtype=np.float32)
+        expect = (bins.stop - bins.start, frames.stop - frames.start)
+        if w.shape != expect:
+            raise ParameterError(f"paint weights have shape {w.shape}; the region is {expect}")
+        stroke = self.begin_stroke(target, label)
+        stroke.write(bins.start, frames.start, w)
+        return stroke.finish()
+
+    def clear_paint(self, target: str) -> bool:
+        """Erase every weight of ``target`` as one undo step (the target stays)."""
+        stroke = self.begin_stroke(target, f"clear {target}")
+        stroke.clear()
+        return stroke.finish()
+
+    def extract_selection(self, target: str, layer: Optional[Layer | str] = None,
+                          name: Optional[str] = None) -> Layer:
+        """Move the paint of ``target`` × ``layer``'s content (None: the mixture) to a new layer."""
+        from demixstudio.session.selection import extract_selection
+
+        return extract_selection(self, target, layer, name)
+
+    def remove_selection(self, target: str, layer: Layer | str) -> Layer:
+        """Send the paint of ``target`` × ``layer``'s content to the residual."""
+        from demixstudio.session.selection import remove_selection
+
+        return remove_selection(self, target, layer)
+
+    def hints_from_paint(self) -> Hints:
+        """Hints with the paint part filled from ``self.paint``."""
+        return Hints(paint=self.paint.to_hints())
 
     def undo(self) -> bool:
         return self.history.undo()

@@ -1,0 +1,1 @@
+"""The editor window (Qt only; everything below gui/ runs without a display)."""

@@ -1,0 +1,303 @@
+"""The paint model (session.paint), strokes with undo, selections, and paint in project files."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import shared
+from demixstudio.audio.io import load_audio
+from demixstudio.audio.stft import StftConfig, apply_mask
+from demixstudio.errors import ParameterError, ProjectFileError
+from demixstudio.separation.base import LayerProposal
+from demixstudio.session import Session
+from demixstudio.session.paint import TILE_BINS, TILE_FRAMES, PaintStore
+from demixstudio.session.project import load_project, save_project
+
+
+def _bearlin(seconds: float = 6.0):
+    stems = {}
+    for name in ("vocals", "drums", "bass"):
+        x, sr = load_audio(shared(f"bearlin_roads/{name}.wav"))
+        stems[name] = x[:, : int(seconds * sr)]
+    return stems, sr
+
+
+@pytest.fixture(scope="module")
+def music():
+    return _bearlin()
+
+
+@pytest.fixture
+def session(music):
+    stems, sr = music
+    return Session(sum(stems.values()), sr, name="roads")
+
+
+def _rect(s: Session, t0, t1, f0, f1):
+    """Bins and frames of a time–frequency rectangle on the session's grid."""
+    times = s.stft.frame_times(s.samples, s.sr)
+    freqs = s.stft.bin_freqs(s.sr)
+    fr = np.flatnonzero((times >= t0) & (times <= t1))
+    bn = np.flatnonzero((freqs >= f0) & (freqs <= f1))
+    return slice(bn[0], bn[-1] + 1), slice(fr[0], fr[-1] + 1)
+
+
+# --------------------------------------------------------------------------
+# PaintStore
+# --------------------------------------------------------------------------
+
+
+def test_store_round_trip_is_exact_and_sparse(rng):
+    hour = 3600 * 44100
+    store = PaintStore(StftConfig(2048, 512), 44100, hour)
+    assert (store.bins, store.frames) == (1025, StftConfig(2048, 512).frames(hour))
+    store.add_target("voice")
+    store.add_target("birds", "#AbCdEf")
+    assert store.targets() == ["voice", "birds"] and store.colour("birds") == "#abcdef"
+    assert store.colour("voice").startswith("#") and store.is_empty("voice")
+    w = rng.random((300, 700)).astype(np.float32)
+    store.write("voice", 200, 150_000, w)
+    assert np.array_equal(store.region("voice", 200, 500, 150_000, 150_700), w)  # bit-exact
+    assert store.region("voice", 190, 200, 150_000, 150_010).max() == 0.0
+    assert store.bounds("voice") == (200, 500, 150_000, 150_700)
+    # Only the touched tiles exist: an hour-long grid stays small.
+    assert store.nbytes() <= 4 * 4 * TILE_BINS * TILE_FRAMES * 4
+    # Pooling over frame groups is the max of each group.
+    pooled = store.pooled("voice", 64, 150_000 // 64, 150_700 // 64 + 1)
+    dense = store.region("voice", 0, store.bins, (150_000 // 64) * 64, (150_700 // 64 + 1) * 64)
+    assert np.array_equal(pooled, dense.reshape(store.bins, -1, 64).max(axis=2))
+    # Writing zeros frees tiles again.
+    store.write("voice", 200, 150_000, np.zeros_like(w))
+    assert store.is_empty("voice") and store.nbytes() == 0 and store.bounds("voice") is None
+    # Writes past the edges are clipped, values clipped to [0, 1].
+    store.write("birds", store.bins - 2, store.frames - 3, np.full((5, 6), 2.0, np.float32))
+    assert store.region("birds", store.bins - 2, store.bins, store.frames - 3,
+                        store.frames).min() == 1.0
+    with pytest.raises(ParameterError, match="finite"):
+        store.write("birds", 0, 0, np.full((2, 2), np.nan, np.float32))
+    with pytest.raises(ParameterError, match="no paint target"):
+        store.mask("nobody")
+    with pytest.raises(ParameterError, match="#rrggbb"):
+        store.add_target("x", "red")
+    store.remove_target("birds")
+    assert store.targets() == ["voice"]
+
+
+def test_stroke_is_one_undo_step_and_emits_regions(session, rng):
+    events = []
+    session.subscribe(lambda kind, p: events.append((kind, p)))
+    b, f = _rect(session, 1.0, 2.0, 300.0, 3000.0)
+    w = rng.random((b.stop - b.start, f.stop - f.start)).astype(np.float32)
+    assert session.paint_stroke("voice", b, f, w, label="Rectangle")
+    assert session.history.undo_label() == "Rectangle"
+    paint = [p for k, p in events if k == "paint"]
+    assert paint[-1] == {"target": "voice", "bins": (b.start, b.stop), "frames": (f.start, f.stop)}
+    painted = session.paint.mask("voice")
+    assert np.array_equal(painted[b, f], w) and painted.sum() == pytest.approx(w.sum())
+
+    # A live stroke: many writes, one history entry; undo/redo replay it exactly.
+    stroke = session.begin_stroke("voice", "Brush")
+    for i in range(5):
+        stroke.write(b.start + 3 * i, f.start + 10 * i, np.full((4, 12), 0.25 + 0.1 * i, np.float32))
+    assert stroke.finish()
+    after = session.paint.mask("voice")
+    n_undo = len(session.history._undo)
+    session.undo()
+    assert np.array_equal(session.paint.mask("voice"), painted)
+    session.redo()
+    assert np.array_equal(session.paint.mask("voice"), after)
+    assert len(session.history._undo) == n_undo
+    events.clear()
+    session.undo()
+    session.undo()
+    assert session.paint.is_empty("voice")
+    assert any(k == "paint" and p["target"] == "voice" for k, p in events)  # undo emits too
+
+    # A cancelled stroke leaves nothing behind; a stroke that changes nothing records nothing.
+    stroke = session.begin_stroke("voice")
+    stroke.write(10, 10, np.ones((5, 5), np.float32))
+    stroke.cancel()
+    assert session.paint.is_empty("voice")
+    assert not session.paint_stroke("voice", slice(0, 2), slice(0, 2), np.zeros((2, 2)))
+
+
+def test_clear_paint_undoes(session):
+    b, f = _rect(session, 0.5, 1.0, 100.0, 500.0)
+    session.paint_stroke("drums", b, f, np.full((b.stop - b.start, f.stop - f.start), 0.5))
+    before = session.paint.mask("drums")
+    assert session.clear_paint("drums") and session.paint.is_empty("drums")
+    session.undo()
+    assert np.array_equal(session.paint.mask("drums"), before)
+
+
+def test_hints_land_on_the_same_bins(session, rng):
+    b, f = _rect(session, 2.0, 3.5, 200.0, 1200.0)
+    w = (0.2 + 0.8 * rng.random((b.stop - b.start, f.stop - f.start))).astype(np.float32)
+    session.paint_stroke("voice", b, f, w)
+    session.paint.add_target("empty")
+    hints = session.hints_from_paint()
+    assert list(hints.paint) == ["voice"]  # empty targets give no hint
+    hint = hints.paint["voice"]
+    times = session.stft.frame_times(session.samples, session.sr)
+    freqs = session.stft.bin_freqs(session.sr)
+    on_own_grid = hint.on_grid(times, freqs)
+    assert np.array_equal(on_own_grid, session.paint.mask("voice"))
+    # On a coarser method grid the weights land in the same time–frequency box.
+    cfg = StftConfig(1024, 256)
+    other = hint.on_grid(cfg.frame_times(session.samples, session.sr), cfg.bin_freqs(session.sr))
+    rows = np.flatnonzero(other.any(axis=1))
+    cols = np.flatnonzero(other.any(axis=0))
+    # Within one cell of the painting grid (linear interpolation reaches into the next cell).
+    df, dt = session.sr / session.stft.n_fft * 1.001, session.stft.hop / session.sr * 1.001
+    assert abs(rows[0] * session.sr / 1024 - freqs[b.start]) <= df
+    assert abs(rows[-1] * session.sr / 1024 - freqs[b.stop - 1]) <= df
+    assert abs(cols[0] * 256 / session.sr - times[f.start]) <= dt
+    assert abs(cols[-1] * 256 / session.sr - times[f.stop - 1]) <= dt
+
+
+# --------------------------------------------------------------------------
+# Selections
+# --------------------------------------------------------------------------
+
+
+def _layers_audio(s: Session):
+    return {x.id: s.layer_audio(x).copy() for x in s.layers}
+
+
+def test_extract_from_the_mixture_keeps_the_books(music):
+    stems, sr = music
+    s = Session(sum(stems.values()), sr)
+    # One waveform layer (the real drum stem) and one mask layer.
+    n_bins, n_frames = s.stft.bins, s.stft.frames(s.samples)
+    low = np.zeros((1, n_bins, n_frames), np.float32)
+    low[:, :40] = 1.0
+    s.apply_proposals([LayerProposal("drums", "test", {}, waveform=stems["drums"]),
+                       LayerProposal("low", "test", {}, mask=low)])
+    before = _layers_audio(s)
+    b, f = _rect(s, 1.0, 4.0, 150.0, 2500.0)
+    s.paint_stroke("voice", b, f, np.full((b.stop - b.start, f.stop - f.start), 0.8))
+    W = s.paint.mask("voice")[None]
+    new = s.extract_selection("voice")
+    assert s.balance_error() < 1e-4
+    assert new.mask is not None and np.array_equal(new.mask, W)
+    assert np.abs(s.layer_audio(new) - apply_mask(s.mixture, W, s.stft)).max() < 1e-5
+    # Each old layer gave up exactly its selected part and kept its id.
+    drums = s.layer("drums")
+    part = apply_mask(stems["drums"], W, s.stft)
+    assert np.abs(s.layer_audio(drums) + part - before[drums.id]).max() < 1e-5
+    assert np.array_equal(s.layer("low").mask, ((1 - W) * low).astype(np.float32))
+    assert [x.name for x in s.layers] == ["drums", "low", "voice", "residual"]
+    assert new.colour == s.paint.colour("voice")
+    # One undo step restores every layer.
+    s.undo()
+    assert [x.name for x in s.layers] == ["drums", "low", "residual"]
+    for lid, audio in before.items():
+        assert np.abs(s.layer_audio(s.layer(lid)) - audio).max() < 1e-6
+    assert s.balance_error() < 1e-4
+
+
+def test_extract_and_remove_on_layers(music):
+    stems, sr = music
+    s = Session(sum(stems.values()), sr)
+    rng = np.random.default_rng(5)
+    m = rng.random((1, s.stft.bins, s.stft.frames(s.samples))).astype(np.float32)
+    s.apply_proposals([LayerProposal("soft", "test", {}, mask=m),
+                       LayerProposal("vocals", "test", {}, waveform=stems["vocals"])])
+    b, f = _rect(s, 0.5, 5.0, 200.0, 4000.0)
+    s.paint_stroke("sel", b, f, np.full((b.stop - b.start, f.stop - f.start), 0.6))
+    W = s.paint.mask("sel")[None]
+
+    soft_audio = s.layer_audio(s.layer("soft")).copy()
+    piece = s.extract_selection("sel", "soft", name="soft part")
+    assert np.array_equal(piece.mask, (W * m).astype(np.float32))
+    assert np.abs(s.layer_audio(piece) + s.layer_audio(s.layer("soft")) - soft_audio).max() < 1e-5
+    assert [x.name for x in s.layers][:2] == ["soft", "soft part"]
+
+    voc = s.extract_selection("sel", "vocals")
+    assert np.abs(s.layer_audio(voc) + s.layer_audio(s.layer("vocals")) - stems["vocals"]).max() < 1e-5
+    assert s.balance_error() < 1e-4
+
+    # Remove: the selected energy goes to the residual.
+    res_before = s.layer_audio(s.residual).copy()
+    vocals_before = s.layer_audio(s.layer("vocals")).copy()
+    s.remove_selection("sel", "vocals")
+    gone = apply_mask(vocals_before, W, s.stft)
+    assert np.abs(s.layer_audio(s.residual) - (res_before + gone)).max() < 1e-4
+    assert s.balance_error() < 1e-4
+    s.undo()
+    assert np.abs(s.layer_audio(s.layer("vocals")) - vocals_before).max() < 1e-6
+    with pytest.raises(ParameterError, match="residual"):
+        s.remove_selection("sel", "residual")
+    s.paint.add_target("nothing")
+    with pytest.raises(ParameterError, match="nothing is painted"):
+        s.extract_selection("nothing")
+
+
+def test_extract_from_the_residual_of_mask_layers(music):
+    stems, sr = music
+    s = Session(sum(stems.values()), sr)
+    m = np.zeros((1, s.stft.bins, s.stft.frames(s.samples)), np.float32)
+    m[:, 100:] = 0.7
+    s.apply_proposals([LayerProposal("high", "test", {}, mask=m)])
+    b, f = _rect(s, 1.0, 3.0, 50.0, 5000.0)
+    s.paint_stroke("x", b, f, np.ones((b.stop - b.start, f.stop - f.start)))
+    res = s.layer_audio(s.residual).copy()
+    new = s.extract_selection("x", s.residual)
+    assert new.mask is not None  # the residual of mask layers is a mask: stays exact
+    W = s.paint.mask("x")[None]
+    assert np.abs(s.layer_audio(new) - apply_mask(res, W, s.stft)).max() < 1e-4
+    assert s.balance_error() < 1e-4
+    assert [x.name for x in s.layers] == ["high", "x", "residual"]
+
+
+# --------------------------------------------------------------------------
+# Project files
+# --------------------------------------------------------------------------
+
+
+def test_project_keeps_paint_exactly(tmp_path, session, rng):
+    b, f = _rect(session, 0.2, 5.5, 30.0, 9000.0)
+    w = rng.random((b.stop - b.start, f.stop - f.start)).astype(np.float32)
+    session.paint_stroke("voice", b, f, w)
+    session.paint_stroke("drums", slice(0, 3), slice(0, 5), np.full((3, 5), 0.125))
+    session.paint.add_target("later", "#102030")
+    p = save_project(session, tmp_path / "p.dsproj")
+    t = load_project(p)
+    assert t.paint.targets() == ["voice", "drums", "later"]
+    for name in t.paint.targets():
+        assert t.paint.colour(name) == session.paint.colour(name)
+        assert np.array_equal(t.paint.mask(name), session.paint.mask(name))
+    assert t.paint.is_empty("later")
+    assert not t.history.can_undo
+
+    # A schema-1 project (written before paint existed) still opens, without paint.
+    def as_v1(doc):
+        doc["schema"] = 1
+        del doc["paint"]
+    old = _rewrite(p, tmp_path / "old.dsproj", as_v1)
+    assert load_project(old).paint.targets() == []
+    # Tampered paint is refused with a clear reason.
+    bad = _rewrite(p, tmp_path / "bad.dsproj",
+                   lambda d: d["paint"][0]["keys"].__setitem__(0, [999, 0]))
+    with pytest.raises(ProjectFileError, match="tile keys"):
+        load_project(bad)
+    bad2 = _rewrite(p, tmp_path / "bad2.dsproj",
+                    lambda d: d["paint"][0].__setitem__("colour", "blue"))
+    with pytest.raises(ProjectFileError, match="colour"):
+        load_project(bad2)
+
+
+def _rewrite(src, dst, edit):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "project.json":
+                doc = json.loads(data)
+                edit(doc)
+                data = json.dumps(doc).encode()
+            zout.writestr(item.filename, data)
+    return dst
