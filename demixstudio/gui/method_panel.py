@@ -1,0 +1,554 @@
+"""The method panel: pick a method, fill its generated form, give hints, run.
+
+The form is generated from the method's params dataclass (``param_specs``):
+integers and floats become spin boxes with the declared range, booleans
+check boxes, parameters with choices combo boxes, tuples text fields (the
+CLI's syntax: ``1, 2, 5`` or ``1:50``); each field's help is its tooltip.
+Methods are looked up in the registry by name when the panel is filled and
+again at run time, so methods registered later (other modules) appear too.
+
+Hints come from the paint overlay (``session.hints_from_paint()``), example
+recordings (imported files, or the microphone when there is one) and the
+time selection (a time range for the chosen target).
+
+The panel only asks; ``MainWindow`` runs jobs (``runRequested``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                               QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QVBoxLayout,
+                               QWidget)
+
+from demixstudio.audio.io import load_audio
+from demixstudio.errors import DemixError, ParameterError
+from demixstudio.separation.base import AudioHint, Hints, ParamSpec, make_params, param_specs
+from demixstudio.separation.registry import available, get_method
+
+INT_LIMIT = 2 ** 31 - 1
+FLOAT_LIMIT = 1e12
+
+
+def _decimals(spec: ParamSpec) -> int:
+    """Enough decimals to show the default and the bounds exactly (2 to 8)."""
+    need = 2
+    for v in (spec.default, spec.min, spec.max):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v == 0:
+            continue
+        text = repr(float(v))
+        if "e" in text:
+            mant, exp = text.split("e")
+            digits = len(mant.split(".")[1].rstrip("0")) if "." in mant else 0
+            need = max(need, digits - int(exp))
+        else:
+            need = max(need, len(text.split(".")[1].rstrip("0")))
+    return min(8, need)
+
+
+def _tuple_text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+class LogSpinBox(QDoubleSpinBox):
+    """A spin box for positive values spanning decades (tolerances, learning rates):
+    shown in %g notation, the arrows multiply or divide by 10."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setDecimals(300)  # no rounding: the value is kept as typed
+
+    def textFromValue(self, value: float) -> str:
+        return f"{value:.6g}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text.replace(self.suffix(), "").strip())
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):
+        t = text.strip()
+        try:
+            v = float(t)
+        except ValueError:
+            ok = t == "" or t[-1] in "eE+-." or t in ("-",)
+            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
+        ok = self.minimum() <= v <= self.maximum()
+        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
+
+    def stepBy(self, steps: int) -> None:
+        v = self.value()
+        if v > 0:
+            self.setValue(min(self.maximum(), max(self.minimum(), v * 10.0 ** steps)))
+
+
+def _spans_decades(spec: ParamSpec) -> bool:
+    lo, hi, d = spec.min, spec.max, float(spec.default)
+    if lo is None or lo <= 0:
+        return False
+    return (hi is not None and hi / lo >= 1e4) or 0 < d < 1e-3
+
+
+class ParamForm(QWidget):
+    """Widgets for the fields of one params dataclass."""
+
+    def __init__(self, params_cls: type, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.params_cls = params_cls
+        self.specs = param_specs(params_cls)
+        self.widgets: Dict[str, QWidget] = {}
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for spec in self.specs:
+            w = self._widget_for(spec)
+            tip = f"<b>{spec.label}</b> (<code>{spec.name}</code>)<br>{spec.help}"
+            if spec.min is not None or spec.max is not None:
+                tip += f"<br>range: {spec.min if spec.min is not None else '−∞'} … " \
+                       f"{spec.max if spec.max is not None else '∞'}"
+            w.setToolTip(tip)
+            label = QLabel(spec.label)
+            label.setToolTip(tip)
+            form.addRow(label, w)
+            self.widgets[spec.name] = w
+
+    def _widget_for(self, spec: ParamSpec) -> QWidget:
+        if spec.choices is not None:
+            w = QComboBox()
+            for c in spec.choices:
+                w.addItem(str(c), c)
+            w.setCurrentIndex(max(0, list(spec.choices).index(spec.default)
+                                  if spec.default in spec.choices else 0))
+            return w
+        if spec.type == "bool":
+            w = QCheckBox()
+            w.setChecked(bool(spec.default))
+            return w
+        if spec.type == "int":
+            w = QSpinBox()
+            w.setRange(int(spec.min) if spec.min is not None else -INT_LIMIT,
+                       int(spec.max) if spec.max is not None else INT_LIMIT)
+            w.setValue(int(spec.default))
+            w.setKeyboardTracking(False)
+            return w
+        if spec.type == "float" and _spans_decades(spec):
+            w = LogSpinBox()
+            w.setRange(float(spec.min), float(spec.max) if spec.max is not None else FLOAT_LIMIT)
+            w.setValue(float(spec.default))
+            w.setKeyboardTracking(False)
+            return w
+        if spec.type == "float":
+            w = QDoubleSpinBox()
+            w.setDecimals(_decimals(spec))
+            w.setRange(float(spec.min) if spec.min is not None else -FLOAT_LIMIT,
+                       float(spec.max) if spec.max is not None else FLOAT_LIMIT)
+            span = (spec.max - spec.min) if spec.min is not None and spec.max is not None else None
+            w.setSingleStep(10 ** math.floor(math.log10(span / 100)) if span else
+                            max(10 ** -w.decimals(), abs(float(spec.default)) / 10 or 0.1))
+            w.setValue(float(spec.default))
+            w.setKeyboardTracking(False)
+            return w
+        w = QLineEdit(_tuple_text(spec.default))
+        if spec.type == "int-tuple":
+            w.setPlaceholderText("integers: 1, 2, 5 or a range 1:50")
+        elif spec.type == "float-tuple":
+            w.setPlaceholderText("numbers: 0.5, 1.0")
+        return w
+
+    def values(self) -> Tuple[Dict[str, Any], Dict[str, str]]:
+        """(typed values, strings to parse) from the widgets."""
+        typed: Dict[str, Any] = {}
+        strings: Dict[str, str] = {}
+        for spec in self.specs:
+            w = self.widgets[spec.name]
+            if isinstance(w, QComboBox):
+                typed[spec.name] = w.currentData()
+            elif isinstance(w, QCheckBox):
+                typed[spec.name] = w.isChecked()
+            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+                typed[spec.name] = w.value()
+            elif isinstance(w, QLineEdit):
+                if spec.type == "str":
+                    typed[spec.name] = w.text()
+                else:  # tuples: the CLI's syntax, parsed by make_params
+                    strings[spec.name] = w.text()
+        return typed, strings
+
+    def params(self) -> Any:
+        """A validated params instance; raises ``ParameterError`` naming the bad field."""
+        typed, strings = self.values()
+        return make_params(self.params_cls, values=typed, strings=strings)
+
+    def set_values(self, values: Dict[str, Any]) -> None:
+        """Fill the form from a dict (e.g. a layer's provenance); unknown keys are ignored."""
+        for spec in self.specs:
+            if spec.name not in values:
+                continue
+            v = values[spec.name]
+            w = self.widgets[spec.name]
+            if isinstance(w, QComboBox):
+                i = w.findData(v)
+                if i >= 0:
+                    w.setCurrentIndex(i)
+            elif isinstance(w, QCheckBox):
+                w.setChecked(bool(v))
+            elif isinstance(w, QSpinBox):
+                w.setValue(int(v))
+            elif isinstance(w, QDoubleSpinBox):
+                w.setValue(float(v))
+            elif isinstance(w, QLineEdit):
+                w.setText(_tuple_text(v))
+
+
+class MethodPanel(QWidget):
+    """Method picker, generated form, hints and the Run buttons.
+
+    Signals
+    -------
+    runRequested(method, params, hints, on) : ``on`` is a layer id or None (the mixture)
+    recordRequested(target) : the user asked to record an example from the microphone
+    methodChanged(name)
+    """
+
+    runRequested = Signal(str, object, object, object)
+    recordRequested = Signal(str)
+    methodChanged = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, parent: Optional[QWidget] = None, *, default_method: str = "ica") -> None:
+        super().__init__(parent)
+        self.session = None
+        self._unsubscribe = None
+        self.selected_layer: Optional[str] = None
+        self.time_selection: Optional[Tuple[float, float]] = None
+        self.examples: List[Tuple[str, str, AudioHint]] = []  # (kind, target, recording)
+        self.form: Optional[ParamForm] = None
+        self.recording_reason = ""
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        self.method = QComboBox()
+        self.method.currentTextChanged.connect(self._method_changed)
+        outer.addWidget(self.method)
+        self.summary = QLabel()
+        self.summary.setObjectName("dimLabel")
+        self.summary.setWordWrap(True)
+        outer.addWidget(self.summary)
+
+        params_box = QGroupBox("Parameters")
+        pl = QVBoxLayout(params_box)
+        pl.setContentsMargins(4, 4, 4, 4)
+        self.form_area = QScrollArea()
+        self.form_area.setWidgetResizable(True)
+        self.form_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        pl.addWidget(self.form_area)
+        outer.addWidget(params_box)
+
+        hints = QGroupBox("Hints")
+        hl = QVBoxLayout(hints)
+        self.use_paint = QCheckBox("Use the painted hints")
+        self.use_paint.setChecked(True)
+        self.use_paint.setToolTip("Pass what is painted on the spectrogram (one hint per "
+                                  "paint target) to methods that take hints")
+        hl.addWidget(self.use_paint)
+        self.paint_summary = QLabel("nothing painted")
+        self.paint_summary.setObjectName("dimLabel")
+        self.paint_summary.setWordWrap(True)
+        hl.addWidget(self.paint_summary)
+        trow = QHBoxLayout()
+        trow.addWidget(QLabel("Target"))
+        self.target = QComboBox()
+        self.target.setEditable(True)
+        self.target.setToolTip("The source that examples and the time selection describe")
+        trow.addWidget(self.target, 1)
+        hl.addLayout(trow)
+        self.use_selection = QCheckBox("Time selection: none")
+        self.use_selection.setEnabled(False)
+        self.use_selection.setToolTip("Tell the method the target is active in the "
+                                      "time range selected on the ruler")
+        hl.addWidget(self.use_selection)
+        hl.addWidget(QLabel("Example recordings"))
+        self.example_list = QListWidget()
+        self.example_list.setMaximumHeight(70)
+        self.example_list.setToolTip("Example recordings of targets")
+        hl.addWidget(self.example_list)
+        erow = QHBoxLayout()
+        self.add_example = QPushButton("Example file…")
+        self.add_example.setToolTip("Import a clean recording of the target")
+        self.add_example.clicked.connect(self._browse_example)
+        self.record_button = QPushButton("Record…")
+        self.record_button.clicked.connect(lambda: self.recordRequested.emit(self.target_name()))
+        self.remove_example = QPushButton("Remove")
+        self.remove_example.clicked.connect(self._remove_example)
+        for b in (self.add_example, self.record_button, self.remove_example):
+            erow.addWidget(b)
+        hl.addLayout(erow)
+        self.record_note = QLabel()
+        self.record_note.setObjectName("dimLabel")
+        self.record_note.setWordWrap(True)
+        hl.addWidget(self.record_note)
+        outer.addWidget(hints)
+        outer.addStretch(1)
+
+        onrow = QHBoxLayout()
+        onrow.addWidget(QLabel("Run on"))
+        self.run_on = QComboBox()
+        self.run_on.addItem("the mixture", None)
+        self.run_on.setToolTip("On the mixture the new layers replace all layers; on a layer "
+                               "they replace that layer")
+        onrow.addWidget(self.run_on, 1)
+        outer.addLayout(onrow)
+        self.run_button = QPushButton("Separate")
+        self.run_button.setObjectName("primaryButton")
+        self.run_button.clicked.connect(self.request_run)
+        outer.addWidget(self.run_button)
+        self.rerun_button = QPushButton("Re-run with paint")
+        self.rerun_button.setToolTip("Run the method that made the selected layer again on that "
+                                     "layer, guided by what is painted (the refinement loop)")
+        self.rerun_button.clicked.connect(self.request_rerun)
+        outer.addWidget(self.rerun_button)
+
+        self.default_method = default_method
+        self.method.setEnabled(False)
+        self.method.blockSignals(True)
+        self.method.addItem("loading methods…")
+        self.method.blockSignals(False)
+        self.set_recording_available(False, "")
+        self._update_buttons()
+
+    # -- methods ---------------------------------------------------------------------
+    def refresh_methods(self, prefer: Optional[str] = None) -> None:
+        """Fill the picker from the registry (keeps the current choice if still there)."""
+        keep = prefer or (self.method.currentText() if self.method.isEnabled()
+                          else self.default_method)
+        names = available()
+        self.method.setEnabled(True)
+        self.method.blockSignals(True)
+        self.method.clear()
+        for name in names:
+            m = get_method(name)
+            self.method.addItem(name)
+            i = self.method.count() - 1
+            self.method.setItemData(i, f"{m.title}: {m.summary}" if m.title else m.summary,
+                                    Qt.ItemDataRole.ToolTipRole)
+        self.method.blockSignals(False)
+        if keep in names:
+            self.method.setCurrentText(keep)
+        self._method_changed(self.method.currentText())
+
+    def select_method(self, name: str) -> None:
+        if self.method.findText(name) < 0 or not self.method.isEnabled():
+            self.refresh_methods(name)
+        self.method.setCurrentText(name)
+
+    def method_name(self) -> str:
+        return self.method.currentText()
+
+    def _method_changed(self, name: str) -> None:
+        if not name or not self.method.isEnabled():
+            return
+        m = get_method(name)
+        refs = "<br>".join(m.references[:3])
+        self.summary.setText(m.summary or m.title)
+        self.summary.setToolTip(f"<b>{m.title}</b><br>{m.summary}<br><i>{refs}</i>")
+        self.form = ParamForm(m.Params)
+        self.form_area.setWidget(self.form)
+        # As tall as the form (up to a limit); the rest of the dock stays for hints.
+        self.form_area.setMaximumHeight(min(420, self.form.sizeHint().height() + 8))
+        self.methodChanged.emit(name)
+
+    def params(self) -> Any:
+        if self.form is None:
+            self.refresh_methods()
+        return self.form.params()
+
+    # -- session, layer and selection --------------------------------------------------
+    def set_session(self, session) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.session = session
+        self.examples.clear()
+        self.example_list.clear()
+        self.selected_layer = None
+        self.time_selection = None
+        if session is not None:
+            self._unsubscribe = session.subscribe(self._on_event)
+        self.refresh_targets()
+        self._refresh_run_on()
+        self.set_time_selection(0.0, 0.0)
+
+    def _on_event(self, kind: str, payload: dict) -> None:
+        if kind in ("paint", "history"):
+            self.refresh_targets()
+        if kind in ("layers", "layer"):
+            if self.selected_layer is not None:
+                try:
+                    self.session.layer(self.selected_layer)
+                except DemixError:
+                    self.selected_layer = None
+            self._refresh_run_on()
+
+    def set_selected_layer(self, layer_id: Optional[str]) -> None:
+        self.selected_layer = layer_id
+        self._refresh_run_on()
+
+    def _refresh_run_on(self) -> None:
+        self.run_on.blockSignals(True)
+        want_layer = self.run_on.currentData() is not None
+        while self.run_on.count() > 1:
+            self.run_on.removeItem(1)
+        if self.session is not None and self.selected_layer is not None:
+            layer = self.session.layer(self.selected_layer)
+            self.run_on.addItem(f"the layer “{layer.name}”", layer.id)
+            if want_layer:
+                self.run_on.setCurrentIndex(1)
+        self.run_on.blockSignals(False)
+        self._update_buttons()
+
+    def set_run_on_layer(self, on_layer: bool) -> None:
+        self.run_on.setCurrentIndex(1 if on_layer and self.run_on.count() > 1 else 0)
+
+    def set_time_selection(self, t0: float, t1: float) -> None:
+        if t1 > t0:
+            self.time_selection = (t0, t1)
+            self.use_selection.setText(f"Target active in {t0:.2f}–{t1:.2f} s (selection)")
+            self.use_selection.setEnabled(True)
+        else:
+            self.time_selection = None
+            self.use_selection.setText("Time selection: none")
+            self.use_selection.setChecked(False)
+            self.use_selection.setEnabled(False)
+
+    def refresh_targets(self) -> None:
+        """The targets combo and the paint summary from the session's paint store."""
+        names: List[str] = []
+        painted: List[str] = []
+        paint = getattr(self.session, "paint", None) if self.session is not None else None
+        if paint is not None:
+            names = list(paint.targets())
+            painted = [n for n in names if not paint.is_empty(n)]
+        current = self.target.currentText()
+        self.target.blockSignals(True)
+        self.target.clear()
+        for n in names:
+            self.target.addItem(n)
+        if current:
+            self.target.setCurrentText(current)
+        elif not names:
+            self.target.setCurrentText("target")
+        self.target.blockSignals(False)
+        self.paint_summary.setText("painted: " + ", ".join(painted) if painted
+                                   else "nothing painted")
+        self._update_buttons()
+
+    def target_name(self) -> str:
+        return self.target.currentText().strip() or "target"
+
+    def set_recording_available(self, ok: bool, reason: str) -> None:
+        self.recording_reason = reason
+        self.record_button.setEnabled(ok)
+        self.record_button.setToolTip(
+            "Record a vocalized hint (hum or sing the target) from the microphone" if ok
+            else reason)
+        self.record_note.setText("" if ok else reason)
+        self.record_note.setVisible(not ok)
+
+    def _update_buttons(self) -> None:
+        has = self.session is not None
+        self.run_button.setEnabled(has)
+        layer = None
+        if has and self.selected_layer is not None:
+            try:
+                layer = self.session.layer(self.selected_layer)
+            except DemixError:
+                layer = None
+        self.rerun_button.setEnabled(layer is not None)
+        self.run_button.setText("Separate layer" if self.run_on.currentData() else "Separate")
+
+    # -- examples ------------------------------------------------------------------------
+    def add_example_audio(self, target: str, hint: AudioHint, kind: str = "example") -> None:
+        """Add a recording of ``target``: kind "example" (a clean recording) or
+        "hum" (a vocalized imitation, e.g. from the microphone)."""
+        if kind not in ("example", "hum"):
+            raise ParameterError(f"recording kind {kind!r} must be 'example' or 'hum'")
+        self.examples.append((kind, target, hint))
+        secs = hint.audio.shape[1] / hint.sr
+        label = Path(hint.source).name if hint.source else "recording"
+        item = QListWidgetItem(f"{target} ← {kind}: {label} ({secs:.1f} s)")
+        self.example_list.addItem(item)
+
+    def add_example_file(self, path: str, target: Optional[str] = None) -> None:
+        sr = self.session.sr if self.session is not None else None
+        audio, rate = load_audio(path, sr=sr)
+        self.add_example_audio(target or self.target_name(), AudioHint(audio, rate, str(path)))
+
+    def _browse_example(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Example recording of the target", "",
+                                              "Audio (*.wav *.flac *.ogg *.mp3 *.aif *.aiff);;"
+                                              "All files (*)")
+        if path:
+            try:
+                self.add_example_file(path)
+            except DemixError as exc:
+                self.error.emit(str(exc))
+
+    def _remove_example(self) -> None:
+        row = self.example_list.currentRow()
+        if 0 <= row < len(self.examples):
+            del self.examples[row]
+            self.example_list.takeItem(row)
+
+    # -- running ---------------------------------------------------------------------------
+    def hints(self) -> Hints:
+        """Hints from the paint overlay, the examples and the time selection."""
+        hints = Hints()
+        if self.session is not None and self.use_paint.isChecked() and hasattr(
+                self.session, "hints_from_paint"):
+            hints = self.session.hints_from_paint()
+        for kind, target, ex in self.examples:
+            (hints.hums if kind == "hum" else hints.examples).setdefault(target, []).append(ex)
+        if self.time_selection and self.use_selection.isChecked():
+            hints.time_ranges.setdefault(self.target_name(), []).append(self.time_selection)
+        return hints
+
+    def request_run(self) -> None:
+        try:
+            params = self.params()
+        except ParameterError as exc:
+            self.error.emit(str(exc))
+            return
+        self.runRequested.emit(self.method_name(), params, self.hints(),
+                               self.run_on.currentData())
+
+    def request_rerun(self) -> None:
+        """Re-run the selected layer's method (with its parameters) on it, with the paint."""
+        if self.session is None or self.selected_layer is None:
+            return
+        layer = self.session.layer(self.selected_layer)
+        prov = layer.provenance
+        name = prov.method if prov is not None and prov.method in available() \
+            else self.method_name()
+        m = get_method(name)
+        try:
+            if prov is not None and prov.method == name:
+                known = {s.name for s in param_specs(m.Params)}
+                params = make_params(m.Params, values={k: v for k, v in prov.params.items()
+                                                       if k in known})
+            elif name == self.method_name():
+                params = self.params()
+            else:
+                params = m.Params()
+        except ParameterError as exc:
+            self.error.emit(str(exc))
+            return
+        self.runRequested.emit(name, params, self.hints(), layer.id)

@@ -1,0 +1,302 @@
+"""The editor's panels on their own: layer panel, method form, job runner, export dialog,
+autosave. (The whole window is driven in test_gui_app.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from gui_support import SR, isolated_env, speech_mixture
+
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit,  # noqa: E402
+                               QSpinBox)
+
+from demixstudio.errors import ParameterError  # noqa: E402
+from demixstudio.gui.dialogs import ExportDialog  # noqa: E402
+from demixstudio.gui.layer_panel import LayerPanel  # noqa: E402
+from demixstudio.gui.method_panel import MethodPanel, ParamForm  # noqa: E402
+from demixstudio.gui.worker import JobRunner, format_eta  # noqa: E402
+from demixstudio.separation.base import param_specs  # noqa: E402
+from demixstudio.separation.registry import available, get_method  # noqa: E402
+from demixstudio.session.session import Session  # noqa: E402
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    return isolated_env(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def separated():
+    """The speech mixture and ICA's proposals for it (computed once)."""
+    from demixstudio.jobs.context import NullContext
+    from demixstudio.separation.base import Hints
+
+    mix, _images = speech_mixture(3.0)
+    m = get_method("ica")
+    return mix, m.separate(mix, SR, m.Params(), Hints(), NullContext())
+
+
+def _fresh(separated) -> Session:
+    """A new session with the ICA layers (2 layers + residual) and an empty history."""
+    mix, proposals = separated
+    s = Session(mix, SR, name="speech")
+    s.apply_proposals(proposals)
+    s.history.clear()
+    return s
+
+
+# -- layer panel -------------------------------------------------------------------------------
+def test_layer_rows_edit_the_session_undoably(qtbot, separated):
+    s = _fresh(separated)
+    panel = LayerPanel()
+    qtbot.addWidget(panel)
+    panel.set_session(s)
+    first = s.layers[0]
+    assert panel.list.count() == len(s.layers) == 3
+    row = panel.row(first.id)
+    assert "ica" in row.toolTip() and "nonlinearity" in row.toolTip()  # provenance
+
+    qtbot.mouseClick(row.mute, Qt.MouseButton.LeftButton)
+    assert s.layer(first.id).mute
+    row.gain.setValue(-9.5)
+    assert s.layer(first.id).gain_db == pytest.approx(-9.5)
+    row.pan.setValue(-40)
+    assert s.layer(first.id).pan == pytest.approx(-0.4)
+    row.name.setText("voice A")
+    row.name.editingFinished.emit()
+    assert s.layer(first.id).name == "voice A"
+    for _ in range(4):
+        s.undo()
+    back = s.layer(first.id)
+    assert (back.mute, back.gain_db, back.pan, back.name) == (False, 0.0, 0.0, first.name)
+    # The rows follow undo without echoing edits back into the history.
+    assert not row.mute.isChecked() and row.gain.value() == 0.0
+    assert s.history.can_redo
+
+
+def test_layer_menu_duplicate_merge_delete_and_drag_reorder(qtbot, separated):
+    s = _fresh(separated)
+    panel = LayerPanel()
+    qtbot.addWidget(panel)
+    panel.set_session(s)
+    a, b = s.layers[0], s.layers[1]
+    copy = panel.duplicate(a.id)
+    assert [x.id for x in s.layers][:2] == [a.id, copy.id]
+    assert s.balance_error() < 1e-5
+    s.undo()
+
+    # Drag row 0 below row 1 (drop on the lower half of row 1).
+    panel.list.setCurrentRow(0)
+    rect = panel.list.visualItemRect(panel.list.item(1))
+    md = panel.list.mimeData([panel.list.item(0)])
+    drop = QDropEvent(QPointF(rect.center().x(), rect.bottom() - 2), Qt.DropAction.MoveAction,
+                      md, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    drop_source = panel.list
+    drop.source = lambda: drop_source  # the event's source is the list itself
+    panel.list.dropEvent(drop)
+    assert [x.id for x in s.layers[:2]] == [b.id, a.id]
+    assert s.layers[-1].is_residual
+
+    for i in range(2):
+        panel.list.item(i).setSelected(True)
+    menu = panel.build_context_menu(panel.list.item(0))
+    labels = {act.text(): act for act in menu.actions()}
+    assert labels["Merge selected"].isEnabled()
+    labels["Merge selected"].trigger()
+    assert len(s.layers) == 2 and s.balance_error() < 1e-5
+    merged = s.layers[0]
+    panel.select_layer(merged.id)
+    menu = panel.build_context_menu(panel.list.item(0))
+    {act.text(): act for act in menu.actions()}["Delete"].trigger()
+    assert len(s.layers) == 1 and s.layers[0].is_residual
+    # The residual takes everything back: nothing is lost.
+    np.testing.assert_allclose(s.layer_audio(s.residual), s.mixture, atol=1e-5)
+    s.undo()
+    s.undo()
+    assert len(s.layers) == 3
+
+
+def test_residual_row_cannot_be_renamed_dragged_or_deleted(qtbot, separated):
+    s = _fresh(separated)
+    panel = LayerPanel()
+    qtbot.addWidget(panel)
+    panel.set_session(s)
+    item = panel.list.item(panel.list.count() - 1)
+    assert not item.flags() & Qt.ItemFlag.ItemIsDragEnabled
+    assert panel.row(s.residual.id).name.isReadOnly()
+    menu = panel.build_context_menu(item)
+    acts = {a.text(): a for a in menu.actions()}
+    assert not acts["Delete"].isEnabled() and not acts["Duplicate"].isEnabled()
+
+
+# -- method form -------------------------------------------------------------------------------
+def test_every_registered_method_gets_a_form_that_gives_its_defaults(qtbot):
+    names = available()
+    assert {"ica", "decorrelation"} <= set(names)
+    for name in names:
+        m = get_method(name)
+        form = ParamForm(m.Params)
+        qtbot.addWidget(form)
+        assert form.params() == m.Params(), name
+        for spec in param_specs(m.Params):
+            w = form.widgets[spec.name]
+            expect = (QComboBox if spec.choices is not None else QCheckBox if spec.type == "bool"
+                      else QSpinBox if spec.type == "int" else QDoubleSpinBox
+                      if spec.type == "float" else QLineEdit)
+            assert isinstance(w, expect), (name, spec.name)
+            assert spec.help in w.toolTip()
+            if isinstance(w, (QSpinBox, QDoubleSpinBox)) and spec.min is not None:
+                assert w.minimum() == pytest.approx(spec.min)
+            if isinstance(w, (QSpinBox, QDoubleSpinBox)) and spec.max is not None:
+                assert w.maximum() == pytest.approx(spec.max)
+
+
+def test_form_values_reach_params_and_bad_tuples_are_refused(qtbot):
+    form = ParamForm(get_method("decorrelation").Params)
+    qtbot.addWidget(form)
+    form.widgets["lags"].setText("1:4, 9")
+    form.widgets["sources"].setValue(2)
+    p = form.params()
+    assert p.lags == (1, 2, 3, 9) and p.sources == 2
+    form.widgets["lags"].setText("one")
+    with pytest.raises(ParameterError, match="lags"):
+        form.params()
+    ica = ParamForm(get_method("ica").Params)
+    qtbot.addWidget(ica)
+    ica.set_values({"algorithm": "jade", "max_iter": 50})
+    assert ica.params().algorithm == "jade" and ica.params().max_iter == 50
+
+
+def test_method_panel_requests_runs_with_hints(qtbot, separated, tmp_path):
+    s = _fresh(separated)
+    panel = MethodPanel(default_method="decorrelation")
+    qtbot.addWidget(panel)
+    assert not panel.method.isEnabled()  # until the window has loaded the methods
+    panel.refresh_methods()
+    panel.set_session(s)
+    assert panel.method_name() == "decorrelation"
+    ex = tmp_path / "example.wav"
+    import soundfile as sf
+
+    sf.write(str(ex), s.mixture[0, :SR], SR)
+    panel.target.setCurrentText("voice")
+    panel.add_example_file(str(ex))
+    panel.set_time_selection(0.5, 1.5)
+    panel.use_selection.setChecked(True)
+    panel.set_selected_layer(s.layers[0].id)
+    panel.set_run_on_layer(True)
+    with qtbot.waitSignal(panel.runRequested) as sig:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    method, params, hints, on = sig.args
+    assert method == "decorrelation" and on == s.layers[0].id
+    assert hints.examples["voice"][0].audio.shape == (1, SR)
+    assert hints.time_ranges["voice"] == [(0.5, 1.5)]
+    # Re-run takes the layer's own method and parameters.
+    with qtbot.waitSignal(panel.runRequested) as sig:
+        panel.request_rerun()
+    assert sig.args[0] == "ica" and sig.args[3] == s.layers[0].id
+    assert sig.args[1] == get_method("ica").Params()
+
+
+# -- job runner --------------------------------------------------------------------------------
+def test_runner_reports_progress_and_applies_on_the_gui_thread(qtbot):
+    runner = JobRunner()
+    seen = []
+    gui_thread = threading.current_thread()
+
+    def work(ctx):
+        for i in range(5):
+            time.sleep(0.03)
+            ctx.progress(i + 1, 5, "step")
+        return threading.current_thread()
+
+    def apply(worker_thread):
+        assert worker_thread is not gui_thread
+        seen.append(threading.current_thread())
+        return "applied"
+
+    with qtbot.waitSignal(runner.succeeded, timeout=10000) as sig:
+        assert runner.start("count", work, apply)
+        assert not runner.start("second", work)  # one job at a time
+    assert sig.args == ["count", "applied"] and seen == [gui_thread]
+    assert runner.last_progress.fraction == pytest.approx(1.0)
+    assert format_eta(75) == "1 min 15 s left"
+
+
+def test_runner_cancel_and_failure(qtbot):
+    runner = JobRunner()
+    applied = []
+
+    def slow(ctx):
+        for i in range(1000):
+            time.sleep(0.01)
+            ctx.progress(i, 1000)
+        return 1
+
+    with qtbot.waitSignal(runner.cancelled, timeout=10000):
+        runner.start("slow", slow, applied.append)
+        runner.cancel()
+    assert applied == [] and not runner.busy
+
+    def bad(ctx):
+        raise ParameterError("sources=9 is above the maximum 4")
+    with qtbot.waitSignal(runner.failed, timeout=10000) as sig:
+        runner.start("bad", bad)
+    assert sig.args[1] == "sources=9 is above the maximum 4"
+    assert "Traceback" in sig.args[2]
+
+
+# -- export dialog -----------------------------------------------------------------------------
+def test_export_dialog_choice(qtbot, separated, tmp_path):
+    s = _fresh(separated)
+    dlg = ExportDialog(s, preselect=[s.layers[1].id], folder=str(tmp_path), ext="flac", bits="24")
+    qtbot.addWidget(dlg)
+    c = dlg.choice()
+    assert c.layers == [s.layers[1].id] and c.ext == "flac" and c.bits == "24"
+    assert c.stems and not c.remix
+    assert [dlg.bits.itemData(i) for i in range(dlg.bits.count())] == ["16", "24"]
+    dlg.format.setCurrentIndex(dlg.format.findData("wav"))
+    dlg.bits.setCurrentIndex(dlg.bits.findData("float"))
+    dlg.remix.setChecked(True)
+    c = dlg.choice()
+    assert (c.ext, c.bits, c.remix) == ("wav", "float", True)
+
+
+# -- autosave and recovery ---------------------------------------------------------------------
+def test_autosave_then_recovery_after_a_crash(qtbot, env, separated):
+    from demixstudio.gui.autosave import Autosaver, recoverable
+    from demixstudio.session.project import load_project
+
+    s = _fresh(separated)
+    saver = Autosaver(interval_s=3600)
+    saver.set_session(s)
+    s.set(s.layers[0], gain_db=-4.0)
+    saver.mark_edited()
+    with qtbot.waitSignal(saver.saved, timeout=30000):
+        saver.save_now()
+    assert saver.project_path.is_file() and saver.record_path.is_file()
+    assert recoverable() == []  # this process is alive: not a crash
+
+    # A crash: the process that wrote it is gone.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    doc = json.loads(saver.record_path.read_text())
+    doc["pid"] = dead.pid
+    saver.record_path.write_text(json.dumps(doc))
+    found = recoverable()
+    assert len(found) == 1 and found[0].name == "speech"
+    back = load_project(found[0].project)
+    assert back.layers[0].gain_db == pytest.approx(-4.0)
+    assert [x.name for x in back.layers] == [x.name for x in s.layers]
+
+    # A clean close leaves nothing behind.
+    saver.close()
+    assert not found[0].project.exists() and recoverable() == []
