@@ -100,6 +100,30 @@ def cmd_separate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from demixstudio.batch import run_batch
+    from demixstudio.session.operations import method_params
+
+    params = method_params(args.method, sources=args.sources, settings=_parse_sets(args.set),
+                           device=args.device)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers} must be at least 1")
+    progress = StderrProgress(f"batch {args.method}")
+    try:
+        summary = run_batch(args.inputs, args.method, args.out, params=params,
+                            hint_specs=args.hint, ext=args.format, bits=args.bits,
+                            workers=args.workers, scheduler=args.scheduler,
+                            memory_limit=args.memory_limit, on_progress=progress)
+    finally:
+        progress.done()
+    for rec in summary.errors:
+        print(f"failed: {rec['input']}: {rec['error']}", file=sys.stderr)
+    print(f"{summary.total} files: {summary.ok} separated, {summary.failed} failed, "
+          f"{summary.skipped} done before; {summary.elapsed_s:.1f} s; "
+          f"manifest {summary.manifest}")
+    return 1 if summary.failed else 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from demixstudio.separation.base import param_specs
     from demixstudio.separation.registry import available, get_method
@@ -150,6 +174,64 @@ def cmd_remix(args: argparse.Namespace) -> int:
     session = load_project(args.project)
     out = save_audio(args.out, session.mixdown(), session.sr, bits=args.bits)
     print(f"remix of {len(session.layers)} layers written to {out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from demixstudio.separation.dnn import store
+
+    if args.action == "import":
+        info = store.import_model(Path(args.path), args.name, overwrite=args.force)
+        print(f"imported {info.name}: {info.arch}, targets {', '.join(info.targets)}, "
+              f"{info.sample_rate} Hz, {info.nb_channels} ch, sha256 {info.sha256[:12]}…")
+        return 0
+    if args.action == "remove":
+        print(f"removed {store.remove_model(args.name)}")
+        return 0
+    models = store.list_models()
+    if args.json:
+        print(json.dumps([m.as_dict() for m in models], indent=2))
+    elif not models:
+        print(f"no models in {store.models_dir()}; add one with `demixstudio models import PATH` "
+              "or `demixstudio train`")
+    for m in ([] if args.json else models):
+        print(f"{m.name}: {m.arch}, targets {', '.join(m.targets)}, {m.sample_rate} Hz, "
+              f"{m.nb_channels} ch ({m.source})")
+    return 0
+
+
+def _parse_hparams(items: Sequence[str]) -> Dict[str, object]:
+    out: Dict[str, object] = {}
+    for key, text in _parse_sets(items).items():
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from demixstudio.jobs.context import JobContext
+    from demixstudio.separation.dnn import store
+    from demixstudio.separation.dnn.train import TrainConfig, train
+
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    cfg = TrainConfig(data=Path(args.data), arch=args.arch, targets=targets, out=Path(args.out),
+                      epochs=args.epochs, steps_per_epoch=args.steps,
+                      batch_size=args.batch_size, chunk_s=args.chunk_s, lr=args.lr,
+                      valid_tracks=tuple(args.valid), seed=args.seed, device=args.device,
+                      hparams=_parse_hparams(args.set), resume=args.resume,
+                      augment=not args.no_augment)
+    progress = StderrProgress(f"train {args.arch}")
+    try:
+        result = train(cfg, JobContext(on_progress=progress),
+                       log=lambda msg: print(msg, file=sys.stderr))
+    finally:
+        progress.done()
+    print(f"best epoch {result.best_epoch}; model written to {result.out}")
+    if args.import_as:
+        info = store.import_model(result.out, args.import_as, overwrite=True)
+        print(f"imported into the model store as {info.name}")
     return 0
 
 
@@ -206,14 +288,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="demixstudio", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=f"demixstudio {__version__}")
-    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    s = sub.add_parser("separate", help="separate a file into layers")
-    s.add_argument("mix", help="the mixture (any format libsndfile reads)")
+def _add_method_options(s: argparse.ArgumentParser, *, default_format: str) -> None:
+    """The method options shared by ``separate`` and ``batch``."""
     s.add_argument("--method", required=True, help="a method name (see `demixstudio methods`)")
     s.add_argument("--sources", type=int, help="number of sources, for methods that take it")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -222,9 +298,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="example:TARGET=FILE, hum:TARGET=FILE or paint:TARGET=FILE (repeatable)")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     s.add_argument("--out", required=True, help="output folder (created if missing)")
-    s.add_argument("--format", default="wav", choices=("wav", "flac"))
+    s.add_argument("--format", default=default_format, choices=("wav", "flac"))
     s.add_argument("--bits", default="24", choices=("16", "24", "float"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="demixstudio", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"demixstudio {__version__}")
+    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("separate", help="separate a file into layers")
+    s.add_argument("mix", help="the mixture (any format libsndfile reads)")
+    _add_method_options(s, default_format="wav")
     s.set_defaults(func=cmd_separate)
+
+    b = sub.add_parser("batch", help="separate many files (folders, lists) on local workers "
+                                     "or a Dask cluster")
+    b.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files, folders (searched recursively) or .txt lists of paths")
+    _add_method_options(b, default_format="flac")
+    b.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: one per CPU)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
+    b.add_argument("--memory-limit", default="auto", metavar="SIZE",
+                   help="memory per local worker, e.g. 4GB (default: an equal share of RAM; "
+                        "'none' for no limit)")
+    b.set_defaults(func=cmd_batch)
 
     m = sub.add_parser("methods", help="list the methods and their parameters")
     m.add_argument("--json", action="store_true")
@@ -247,6 +348,40 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demixstudio-demo")
     d.add_argument("--seconds", type=float, default=12.0)
     d.set_defaults(func=cmd_demo)
+
+    mo = sub.add_parser("models", help="list, import or remove stem-separation models")
+    mo_sub = mo.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    mo_list = mo_sub.add_parser("list", help="the models in the store")
+    mo_list.add_argument("--json", action="store_true")
+    mo_imp = mo_sub.add_parser("import", help="validate a checkpoint and add it to the store")
+    mo_imp.add_argument("path", help="a `train --out` folder, or Open-Unmix <target>.pth/.json files")
+    mo_imp.add_argument("--name", help="name in the store (default: the folder or file name)")
+    mo_imp.add_argument("--force", action="store_true", help="replace a model of the same name")
+    mo_rm = mo_sub.add_parser("remove", help="delete a model from the store")
+    mo_rm.add_argument("name")
+    mo.set_defaults(func=cmd_models, action="list", json=False)
+
+    t = sub.add_parser("train", help="train a stem-separation model on a folder of stems")
+    t.add_argument("--data", required=True, help="one folder per track, one audio file per stem")
+    t.add_argument("--arch", required=True, choices=("mmdensenet", "umx", "waveunet"))
+    t.add_argument("--targets", default="vocals,drums,bass,other",
+                   help="comma-separated stem names to learn")
+    t.add_argument("--out", required=True, help="folder for the model, checkpoint and history")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--chunk-s", type=float, default=3.0, help="seconds per training example")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--valid", action="append", default=[], metavar="TRACK",
+                   help="hold this track out for validation (default: the last one)")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model hyper-parameter, e.g. hidden_size=256 or n_fft=1024")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--no-augment", action="store_true", help="no random gains or channel swaps")
+    t.add_argument("--import-as", metavar="NAME", help="add the best model to the store")
+    t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("gui", help="open the editor window")
     g.add_argument("file", nargs="?")

@@ -17,6 +17,7 @@ FORBIDDEN = {
     "metrics": ("session", "separation", "batch", "gui", "cli"),
     "separation": ("session", "batch", "gui", "cli"),
     "session": ("batch", "gui", "cli"),
+    "batch": ("gui", "cli"),
 }
 
 

@@ -1,0 +1,381 @@
+"""Run a method over many files on a Dask cluster: local by default, remote on request.
+
+One Dask task per file. By default a ``LocalCluster`` of ``workers`` worker
+processes (one thread each, loopback only, no dashboard, quiet logs) runs on
+this machine; ``scheduler="tcp://host:port"`` sends the same tasks to an
+existing cluster, whose workers must have DemixStudio installed and see the
+input and output paths.
+
+The coordinating process owns the manifest: it skips files already done,
+appends each record as its task finishes, reports progress (weighted by
+duration, so the ETA is in audio, not in file counts) and on cancel or
+Ctrl+C cancels the tasks, tells running ones to stop, closes the cluster and
+removes staging folders — nothing half-written is ever left under a final
+name (see ``task.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from demixstudio.audio.atomic import describe_os_error
+from demixstudio.audio.io import audio_info, output_format
+from demixstudio.batch import manifest as mf
+from demixstudio.batch.inputs import InputFile, collect_inputs
+from demixstudio.batch.task import FileTask, prepare_worker, separate_file, staging_folders
+from demixstudio.errors import AudioFormatError, DemixError, OutputError, ParameterError
+from demixstudio.jobs.context import JobContext, ProgressCallback
+from demixstudio.separation.base import params_to_dict
+from demixstudio.separation.hintfiles import parse_hint_spec
+from demixstudio.separation.registry import get_method
+
+#: Environment of local worker processes, set before they start (the C
+#: libraries read it at load time). One compute thread each, so N workers on
+#: N cores don't oversubscribe (torch, OpenBLAS, MKL, OpenMP). And malloc
+#: settings: Dask's default MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's
+#: adaptive mmap threshold, so every array above 128 KiB is mapped and
+#: unmapped afresh; the page faults made our spectrogram code 3-4x slower
+#: (measured: hpss on 14 s of stereo, 18 s instead of 5 s). Arrays below
+#: 32 MiB are reused from the heap; larger ones (whole masks) still go back
+#: to the system at once.
+WORKER_ENV = {
+    **{var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                            "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")},
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20),
+    "MALLOC_TRIM_THRESHOLD_": str(128 * 2 ** 20),
+}
+#: No dashboard; the scheduler's small HTTP endpoint (health, metrics) on a
+#: free loopback port rather than 8787, which may be taken.
+LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+#: How often the coordinator looks for finished tasks and for a cancel request.
+POLL_S = 0.1
+#: How long a stopped batch waits for running tasks to notice and clean up.
+CANCEL_GRACE_S = 15.0
+#: Progress weight of a file whose duration can't be read (it will fail fast).
+UNKNOWN_WEIGHT_S = 1.0
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did. ``records``: this run's manifest records (skips first, then as finished)."""
+
+    out: Path
+    manifest: Path
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    elapsed_s: float = 0.0
+    records: List[Dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> List[Dict[str, Any]]:
+        return [r for r in self.records if r["status"] == "error"]
+
+
+def _check_workers(workers: Optional[int]) -> int:
+    n = (os.cpu_count() or 1) if workers is None else workers
+    if not isinstance(n, int) or n < 1:
+        raise ParameterError(f"workers={workers!r} must be a positive integer")
+    return n
+
+
+def _check_memory_limit(limit: Optional[str]) -> Any:
+    """Dask's form of a per-worker memory limit: "auto", a byte count, or None (no limit)."""
+    if limit in (None, "", "auto"):
+        return "auto"
+    if str(limit).lower() in ("0", "none", "off"):
+        return None
+    from dask.utils import parse_bytes
+
+    try:
+        value = parse_bytes(str(limit))
+    except (ValueError, TypeError):
+        raise ParameterError(f"memory limit {limit!r} is not a size such as 4GB, 512MiB, "
+                             "auto or none") from None
+    if value < 64 * 2 ** 20:
+        raise ParameterError(f"memory limit {limit!r} is below 64 MB per worker")
+    return value
+
+
+def local_cluster(workers: int, memory_limit: Any = "auto"):
+    """A ``LocalCluster`` as batches use it: ``workers`` single-threaded worker
+    processes on loopback, no dashboard, quiet logs (failures reach the manifest
+    instead), ``WORKER_ENV``.
+
+    ``memory_limit`` per worker, in Dask's form ("auto", bytes, or None).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **WORKER_ENV}
+    # A file that kills its worker (out of memory) is tried once more, not
+    # three times: each attempt costs a worker restart.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                          "distributed.scheduler.allowed-failures": 1}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            host="127.0.0.1", silence_logs=logging.CRITICAL,
+                            memory_limit=memory_limit, scheduler_kwargs=LOCAL_SCHEDULER)
+
+
+@contextlib.contextmanager
+def _cluster(workers: int, scheduler: Optional[str], memory_limit: Any):
+    """A connected ``distributed.Client``; the local cluster (if any) closes on exit."""
+    from distributed import Client
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise DemixError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = local_cluster(workers, memory_limit)
+    try:
+        client = Client(cluster, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def _weight(f: InputFile) -> float:
+    try:
+        return max(audio_info(f.path).duration_s, 1e-3)
+    except AudioFormatError:
+        return UNKNOWN_WEIGHT_S
+
+
+def _bar(fraction: float, width: int = 20) -> str:
+    full = int(round(fraction * width))
+    return "[" + "#" * full + "." * (width - full) + "]"
+
+
+def _describe_failure(exc: BaseException, memory_limit: Any) -> str:
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        from dask.utils import format_bytes
+
+        limit = ("" if memory_limit in (None, "auto")
+                 else f" (limit {format_bytes(memory_limit)} per worker)")
+        return ("the worker process died while separating this file, most likely out of "
+                f"memory{limit}; try --memory-limit with more memory or fewer --workers")
+    return f"the task failed: {name}: {exc}"
+
+
+def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike | str, *,
+              params: Any = None, hint_specs: Sequence[str] = (), ext: str = "flac",
+              bits: str = "24", workers: Optional[int] = None, scheduler: Optional[str] = None,
+              memory_limit: Optional[str] = "auto",
+              on_progress: Optional[ProgressCallback] = None,
+              cancel_event: Optional[threading.Event] = None,
+              on_record: Optional[Callable[[Dict[str, Any]], None]] = None) -> BatchSummary:
+    """Separate every file named by ``inputs`` into ``out/<relative path>/``.
+
+    Parameters
+    ----------
+    inputs : files, folders (recursive) and list files (see ``inputs.py``)
+    method, params : the separation method and its params (default params if None)
+    hint_specs : ``KIND:TARGET=FILE`` hints applied to every file
+    ext, bits : output format of the layers ("flac"/"wav"; "16"/"24"/"float")
+    workers : local worker processes (default: the number of CPUs); ignored with ``scheduler``
+    scheduler : address of an existing Dask scheduler, e.g. ``tcp://10.0.0.5:8786``
+    memory_limit : per local worker: "auto" (Dask's share of RAM), "4GB", or "none"
+    on_progress : receives ``jobs.Progress`` reports: the fraction of the pending audio
+        (by duration) done, a bar and counts; the clock (and so the ETA) starts
+        when the workers are ready, so cluster start-up does not skew it
+    cancel_event : set it (from any thread) to stop the batch cleanly
+    on_record : called with each manifest record as it is written
+
+    Returns a ``BatchSummary``. Files already done are skipped (see
+    ``manifest.is_done``); failures are recorded, never raised. Raises
+    ``Cancelled`` (or lets ``KeyboardInterrupt`` through) after a clean stop.
+    """
+    ctx = JobContext(on_progress=on_progress, cancel_event=cancel_event)
+    t_start = time.monotonic()
+    out = Path(out)
+    n_workers = _check_workers(workers)
+    limit = _check_memory_limit(memory_limit)
+    m = get_method(method)
+    params = params if params is not None else m.Params()
+    hint_specs = tuple(hint_specs)
+    for spec in hint_specs:
+        _, _, path = parse_hint_spec(spec)
+        if not path.is_file():
+            raise ParameterError(f"hint file {path}: no such file")
+    files = collect_inputs(inputs, exclude=out)
+    if not files:
+        raise ParameterError("no audio files found in " + ", ".join(map(str, inputs)))
+    output_format(f"layer.{ext}", bits)  # e.g. FLAC with float samples: refuse before work
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out}: "
+                          f"{describe_os_error(exc)}") from exc
+    out_root = out.resolve()
+    manifest = out_root / mf.MANIFEST_NAME
+    sig = mf.signature(method, params_to_dict(params), hint_specs, ext, bits)
+    summary = BatchSummary(out=out_root, manifest=manifest, total=len(files))
+
+    # Decide what is done already.
+    previous = mf.latest(mf.read(manifest))
+    pending: List[tuple] = []
+    skipped = []
+    for f in files:
+        stamp = mf.input_stamp(f.path)
+        key = f.rel.as_posix()
+        if mf.is_done(previous.get(key), out_root, sig, stamp):
+            skipped.append({"input": str(f.path), "output": key, "method": method,
+                            "signature": sig, "status": "skipped",
+                            "reason": "done in an earlier run", "finished": None})
+        else:
+            pending.append((f, stamp))
+    mf.append(manifest, skipped)
+    summary.skipped = len(skipped)
+    summary.records.extend(skipped)
+    if not pending:
+        ctx.progress(1, 1, f"{_bar(1.0)} all {len(files)} files done before")
+        summary.elapsed_s = time.monotonic() - t_start
+        return summary
+
+    ctx.check()  # cancelled already: don't start a cluster
+    weights = [_weight(f) for f, _ in pending]
+    total_w, done_w = sum(weights), 0.0
+    n_done = 0
+
+    def report() -> None:
+        frac = done_w / total_w
+        failed = f", {summary.failed} failed" if summary.failed else ""
+        ctx.progress(done_w, total_w, f"{_bar(frac)} {n_done}/{len(pending)} files{failed}")
+
+    token = uuid.uuid4().hex[:10]
+    cancel_name = f"demixstudio-cancel-{token}"
+    futures = []
+    unfinished: List[InputFile] = []
+    try:
+        with _cluster(n_workers, scheduler, limit) as client:
+            from distributed import Event, as_completed
+
+            cancel_flag = Event(cancel_name, client=client)
+            try:
+                client.run(prepare_worker, method, 1, scheduler is None)
+            except DemixError as exc:
+                raise DemixError(f"the workers cannot run {method!r}: {exc}") from exc
+            except ImportError as exc:
+                raise DemixError(f"the workers cannot import DemixStudio ({exc}); install it "
+                                 "on every worker of the cluster") from exc
+            index = {}
+            for i, ((f, stamp), w) in enumerate(zip(pending, weights)):
+                task = FileTask(input=str(f.path), output=f.rel.as_posix(),
+                                out_root=str(out_root), method=method, params=params,
+                                signature=sig, ext=ext, bits=bits, hint_specs=hint_specs,
+                                threads=1, cancel_event=cancel_name, stamp=stamp)
+                fut = client.submit(separate_file, task, key=f"demixstudio-{token}-{i}",
+                                    pure=False, retries=0)
+                futures.append(fut)
+                index[fut.key] = (f, w)
+            finished = set()
+
+            def accept(fut, rec: Dict[str, Any]) -> None:
+                nonlocal n_done, done_w
+                finished.add(fut.key)
+                mf.append(manifest, [rec])
+                summary.records.append(rec)
+                summary.ok += rec["status"] == "ok"
+                summary.failed += rec["status"] == "error"
+                summary.cancelled += rec["status"] == "cancelled"
+                n_done += 1
+                done_w += index[fut.key][1]
+
+            # The clock of the ETA starts now that the workers are ready.
+            ctx = JobContext(on_progress=on_progress, cancel_event=ctx.cancel_event)
+            report()
+            try:
+                ac = as_completed(futures, loop=client.loop)
+                while not ac.is_empty():
+                    ctx.check()
+                    ready = ac.next_batch(block=False)
+                    if not ready:
+                        time.sleep(POLL_S)
+                        continue
+                    for fut in ready:
+                        accept(fut, _record_of(fut, index[fut.key][0], method, sig, limit))
+                        if on_record is not None:
+                            on_record(summary.records[-1])
+                        report()
+            except BaseException:  # Cancelled, KeyboardInterrupt, a failing callback
+                _stop(client, cancel_flag, futures, finished, index, accept, manifest, summary,
+                      method, sig)
+                unfinished = [f for key, (f, _) in index.items() if key not in finished]
+                raise
+    finally:
+        # Only now are local workers gone: sweep what interrupted tasks left.
+        remove_staging(out_root, unfinished)
+        summary.elapsed_s = time.monotonic() - t_start
+    return summary
+
+
+def _stop(client, cancel_flag, futures, finished, index, accept, manifest: Path,
+          summary: BatchSummary, method: str, sig: str) -> None:
+    """Stop a batch cleanly: running tasks stop themselves, queued ones are dropped.
+
+    The cancel flag makes every task raise ``Cancelled`` at its next progress
+    report (queued ones at their first), so within ``CANCEL_GRACE_S`` all end
+    and clean up their own staging folders; their records are kept. Whatever
+    is still out after that is cancelled by force and recorded as such. A
+    second Ctrl+C during the grace period skips the wait.
+    """
+    with contextlib.suppress(Exception):
+        cancel_flag.set()
+    out = [x for x in futures if x.key not in finished]
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    try:
+        while out and time.monotonic() < deadline:
+            for fut in [x for x in out if x.done()]:
+                accept(fut, _record_of(fut, index[fut.key][0], method, sig, None))
+            out = [x for x in out if x.key not in finished]
+            time.sleep(POLL_S)
+    except (KeyboardInterrupt, DemixError):
+        pass
+    with contextlib.suppress(Exception):
+        client.cancel([x for x in futures if x.key not in finished], force=True)
+    lost = [{"input": str(f.path), "output": f.rel.as_posix(), "method": method,
+             "signature": sig, "status": "cancelled", "error": "the batch was stopped"}
+            for key, (f, _) in index.items() if key not in finished]
+    with contextlib.suppress(DemixError):
+        mf.append(manifest, lost)
+    summary.records.extend(lost)
+    summary.cancelled += len(lost)
+
+
+def _record_of(fut, f: InputFile, method: str, sig: str, limit: Any) -> Dict[str, Any]:
+    """The manifest record of a finished future (its own, or one describing its failure)."""
+    if fut.status == "finished":
+        return fut.result()
+    exc = fut.exception() if fut.status == "error" else None
+    return {"input": str(f.path), "output": f.rel.as_posix(), "method": method,
+            "signature": sig, "status": "error",
+            "error": _describe_failure(exc, limit) if exc is not None
+            else f"the task ended as {fut.status}"}
+
+
+def remove_staging(out_root: Path, files: Sequence[InputFile]) -> None:
+    """Remove staging folders left for ``files`` (after the workers have stopped)."""
+    for f in files:
+        for p in staging_folders(out_root / f.rel.as_posix()):
+            shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,229 @@
+"""Batch separation: inputs, the manifest, and real runs on local Dask clusters.
+
+The cluster tests write short excerpts of real recordings (``../shared/audio``)
+into ``tmp_path``, plus one corrupt file, and run ``hpss`` on them: through
+``scheduler=`` on a ``LocalCluster`` of two worker processes on loopback that
+the tests share (as a remote cluster would be used), and through the command
+line, which starts its own local cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import shared
+
+from demixstudio.batch import collect_inputs, run_batch
+from demixstudio.batch import manifest as mf
+from demixstudio.batch.runner import local_cluster
+from demixstudio.batch.task import STAGING_TAG
+from demixstudio.cli import main
+from demixstudio.errors import Cancelled, ParameterError
+
+SOURCES = [
+    "speech_sisec_dev1/dev1_female4_src_1.wav", "speech_sisec_dev1/dev1_male4_src_2.wav",
+    "speech_librispeech/198-209-0000.wav", "environment/doing_the_dishes.wav",
+    "speech_sisec_dev1/dev1_female4_src_3.wav", "environment/church_bells.wav",
+]
+
+
+def _write_inputs(folder: Path, seconds: float = 3.0):
+    """Six 16 kHz excerpts in ``folder`` and ``folder/sub``, plus ``folder/broken.wav``."""
+    (folder / "sub").mkdir(parents=True)
+    good = {}
+    for i, rel in enumerate(SOURCES):
+        x, sr = sf.read(str(shared(rel)), dtype="float32", always_2d=True)
+        assert sr == 16000
+        x = x[:int(seconds * sr)]
+        name = f"sub/clip{i}.flac" if i % 2 else f"clip{i}.wav"
+        sf.write(folder / name, x, sr, subtype="PCM_24")
+        # What the file holds (quantised), which the layers must add back to.
+        good[name.rsplit(".", 1)[0]] = sf.read(folder / name, dtype="float32", always_2d=True)[0].T
+    (folder / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(200))
+    (folder / ".hidden.wav").write_bytes(b"not audio either")  # hidden: never picked up
+    return good
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """Address of a LocalCluster with 2 single-threaded worker processes on loopback."""
+    with local_cluster(2) as cluster:
+        assert len(cluster.workers) == 2 and cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        yield cluster.scheduler_address
+
+
+def _staging_left(out: Path):
+    return [p for p in out.rglob("*") if STAGING_TAG in p.name or ".old-" in p.name
+            or p.name.endswith(".part")]
+
+
+# --------------------------------------------------------------------------
+# inputs and manifest (no cluster)
+# --------------------------------------------------------------------------
+
+
+def test_collect_inputs_from_folders_files_and_lists(tmp_path):
+    d = tmp_path / "in"
+    (d / "a" / "b").mkdir(parents=True)
+    (d / ".cache").mkdir()
+    for rel in ("x.wav", "a/y.FLAC", "a/b/z.ogg", "a/notes.md", ".cache/h.wav"):
+        (d / rel).write_bytes(b"")
+    (d / "out").mkdir()
+    (d / "out" / "old.wav").write_bytes(b"")
+    got = collect_inputs([d], exclude=d / "out")
+    assert [f.rel.as_posix() for f in got] == ["x", "a/y", "a/b/z"]
+    # A list file: relative entries from its folder, comments and blanks skipped,
+    # files named twice kept once.
+    lst = tmp_path / "files.txt"
+    lst.write_text("# my catalogue\n\nin/x.wav\n" + str(d / "a") + "\n", encoding="utf-8")
+    got = collect_inputs([lst, d / "x.wav"])
+    assert [(f.path.name, f.rel.as_posix()) for f in got] == [
+        ("x.wav", "x"), ("y.FLAC", "y"), ("z.ogg", "b/z")]
+    with pytest.raises(ParameterError, match="no such file"):
+        collect_inputs([tmp_path / "missing"])
+    (tmp_path / "x.flac").write_bytes(b"")
+    with pytest.raises(ParameterError, match="both be written"):
+        collect_inputs([d / "x.wav", tmp_path / "x.flac"])
+    nested = tmp_path / "nested.lst"
+    nested.write_text(str(lst), encoding="utf-8")
+    with pytest.raises(ParameterError, match="not other lists"):
+        collect_inputs([nested])
+
+
+def test_manifest_decides_done_robustly(tmp_path):
+    src = tmp_path / "song.wav"
+    src.write_bytes(b"x" * 100)
+    out = tmp_path / "out"
+    (out / "song").mkdir(parents=True)
+    (out / "song" / "a.flac").write_bytes(b"1")
+    (out / "song" / "layers.json").write_text(json.dumps({"layers": [{"name": "a", "file": "a.flac"}]}))
+    stamp = mf.input_stamp(src)
+    rec = {"output": "song", "status": "ok", "signature": "s1",
+           "input_size": stamp["size"], "input_mtime_ns": stamp["mtime_ns"]}
+    man = out / mf.MANIFEST_NAME
+    mf.append(man, [rec])
+    with open(man, "a", encoding="utf-8") as fh:
+        fh.write('{"output": "song", "status": "ok", "sig')  # a line torn by a crash
+    last = mf.latest(mf.read(man))
+    assert mf.is_done(last["song"], out, "s1", stamp)
+    assert not mf.is_done(last["song"], out, "other-params", stamp)
+    assert not mf.is_done(None, out, "s1", stamp)
+    # A skip line does not hide the attempt before it; an error after an ok does.
+    mf.append(man, [{"output": "song", "status": "skipped"}])
+    assert mf.latest(mf.read(man))["song"]["status"] == "ok"
+    os.utime(src, ns=(stamp["mtime_ns"] + 10 ** 9, stamp["mtime_ns"] + 10 ** 9))
+    assert not mf.is_done(last["song"], out, "s1", mf.input_stamp(src))
+    (out / "song" / "a.flac").unlink()
+    assert not mf.is_done(last["song"], out, "s1", stamp)
+    mf.append(man, [{"output": "song", "status": "error", "error": "boom"}])
+    assert mf.latest(mf.read(man))["song"]["status"] == "error"
+
+
+def test_bad_options_fail_before_any_work(tmp_path):
+    _write = tmp_path / "a.wav"
+    sf.write(_write, np.zeros(1600, np.float32), 16000)
+    with pytest.raises(ParameterError, match="memory limit"):
+        run_batch([_write], "hpss", tmp_path / "o", memory_limit="lots")
+    with pytest.raises(ParameterError, match="workers"):
+        run_batch([_write], "hpss", tmp_path / "o", workers=0)
+    with pytest.raises(ParameterError, match="unknown method"):
+        run_batch([_write], "nope", tmp_path / "o")
+    with pytest.raises(ParameterError, match="no audio files"):
+        (tmp_path / "empty").mkdir()
+        run_batch([tmp_path / "empty"], "hpss", tmp_path / "o")
+
+
+# --------------------------------------------------------------------------
+# real runs on a local cluster
+# --------------------------------------------------------------------------
+
+
+def test_local_cluster_two_workers_resume_and_a_corrupt_file(tmp_path, scheduler):
+    good = _write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    seen = []
+    s1 = run_batch([tmp_path / "in"], "hpss", out, scheduler=scheduler, on_record=seen.append)
+    assert (s1.total, s1.ok, s1.failed, s1.skipped) == (7, 6, 1, 0)
+    assert len(seen) == 7
+    for rel, x in good.items():
+        folder = out / rel
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "harmonic.flac", "layers.json", "percussive.flac"]
+        h, _ = sf.read(folder / "harmonic.flac", dtype="float64", always_2d=True)
+        p, _ = sf.read(folder / "percussive.flac", dtype="float64", always_2d=True)
+        # The layers add back to the input (24-bit FLAC: within a few LSB).
+        assert np.max(np.abs(h + p - x.T)) < 1e-5
+        assert json.loads((folder / "layers.json").read_text())["method"] == "hpss"
+    assert not (out / "broken").exists()
+    assert not _staging_left(out)
+    records = mf.read(out / mf.MANIFEST_NAME)
+    assert len(records) == 7
+    bad = [r for r in records if r["output"] == "broken"]
+    assert len(bad) == 1 and bad[0]["status"] == "error"
+    assert "broken.wav" in bad[0]["error"] and "not an audio file" in bad[0]["error"]
+    for r in records:
+        assert r["peak_rss_mb"] > 10 and r["wall_s"] >= 0 and r["worker"]
+        if r["status"] == "ok":
+            assert r["audio_s"] == pytest.approx(3.0) and r["layers"] == ["harmonic", "percussive"]
+
+    # Second run: the finished files are skipped (untouched), the corrupt one
+    # is tried again, and a file changed since is separated again.
+    mtimes = {rel: (out / rel / "harmonic.flac").stat().st_mtime_ns for rel in good}
+    changed = tmp_path / "in" / "clip0.wav"
+    sf.write(changed, good["clip0"].T[::-1].copy(), 16000, subtype="PCM_24")
+    s2 = run_batch([tmp_path / "in"], "hpss", out, scheduler=scheduler)
+    assert (s2.ok, s2.failed, s2.skipped) == (1, 1, 5)
+    assert {r["output"] for r in s2.records if r["status"] == "skipped"} == set(good) - {"clip0"}
+    for rel in good:
+        if rel != "clip0":
+            assert (out / rel / "harmonic.flac").stat().st_mtime_ns == mtimes[rel]
+    h, _ = sf.read(out / "clip0" / "harmonic.flac", dtype="float64", always_2d=True)
+    p, _ = sf.read(out / "clip0" / "percussive.flac", dtype="float64", always_2d=True)
+    assert np.max(np.abs(h + p - good["clip0"].T[::-1])) < 1e-5
+    assert len(mf.read(out / mf.MANIFEST_NAME)) == 14
+    assert not _staging_left(out)
+
+
+def test_interrupt_stops_cleanly_and_the_next_run_finishes(tmp_path, scheduler):
+    good = _write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+
+    def interrupt(rec):  # Ctrl+C arriving while the first results come in
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([tmp_path / "in"], "hpss", out, scheduler=scheduler, on_record=interrupt)
+    records = mf.read(out / mf.MANIFEST_NAME)
+    # Every file has its one record; the running ones stopped at their next
+    # progress report and the queued ones never started.
+    assert sorted(r["output"] for r in records) == sorted([*good, "broken"])
+    assert sum(r["status"] == "cancelled" for r in records) >= 4
+    assert not _staging_left(out)
+    # Whatever is under a final name is complete.
+    for rel in good:
+        if (out / rel).exists():
+            assert mf.outputs_complete(out / rel)
+
+    # Cancelling through the event (the GUI's way) also stops at once.
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        run_batch([tmp_path / "in"], "hpss", out, scheduler=scheduler, cancel_event=stop)
+    assert not _staging_left(out)
+
+    # A list file as input, through the command line: the rest gets done.
+    lst = tmp_path / "inputs.txt"
+    lst.write_text("in\n", encoding="utf-8")
+    code = main(["batch", str(lst), "--method", "hpss", "--set", "margin=2", "--out", str(out),
+                 "--workers", "2", "--format", "wav", "--bits", "16"])
+    assert code == 1  # the corrupt file failed
+    for rel in good:
+        assert sorted(p.name for p in (out / rel).iterdir()) == [
+            "harmonic.wav", "layers.json", "noise.wav", "percussive.wav"]
+    assert not _staging_left(out)
