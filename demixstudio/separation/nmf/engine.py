@@ -1,0 +1,435 @@
+"""Multiplicative-update NMF for the β-divergence, in torch, over blocks of frames.
+
+Model: ``V ≈ W H`` with ``V`` (bins, frames) non-negative, ``W`` (bins, K)
+spectral templates and ``H`` (K, frames) activations. The updates are the
+heuristic multiplicative ones of Févotte & Idier (2011), with the exponent
+γ(β) that makes them monotone::
+
+    H ← H ⊙ [Wᵀ(V ⊙ Z^{β−2}) / (Wᵀ Z^{β−1} + λ)]^γ
+    W ← W ⊙ [(V ⊙ Z^{β−2}) Hᵀ / (Z^{β−1} Hᵀ)]^γ
+
+with ``Z = W H``. On top of the plain model:
+
+- any subset of W columns and H rows can be held fixed;
+- L1 sparsity ``λ Σ H`` on the activations (per row); W columns are kept at
+  unit sum so the penalty cannot be dodged by scaling;
+- a prior on W columns towards example templates ``W₀``, as pseudo-counts in
+  the EM form of the KL update, ``W ← (W ⊙ N + α W₀) / (D + α)``, with a
+  weight α that anneals to zero (Smaragdis & Mysore 2009);
+- per-bin constraints on the posterior over component groups (posterior
+  regularisation as in Bryan & Mysore 2013, for KL): the E-step's posterior
+  ``q(k | f, t) ∝ W_fk H_kt`` becomes ``∝ W_fk H_kt exp(−Λ_{g(k), f, t})``;
+- a weight per bin (0 = missing, 1 = observed) for filling missing data.
+
+Long inputs: ``V`` is held once, as a list of frame blocks (each a
+contiguous (bins, B) tensor); each iteration walks the blocks, updating the
+block's activations and accumulating the W statistics, so temporaries are
+one block in size. Rows of H are independent given W, so with W fixed the
+blocks are exactly separate problems.
+
+Everything is float32. CPU runs are deterministic for a given seed and
+thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from demixstudio.errors import ParameterError
+from demixstudio.jobs.context import JobContext
+
+#: Floor for factor entries and the model, so ratios never divide by zero.
+EPS = 1e-12
+#: Default number of frames per block (about 47 s at the 44.1 kHz program STFT).
+BLOCK_FRAMES = 4096
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """The torch device called ``name``; ``auto`` picks cuda, then mps, then the CPU."""
+    if name not in DEVICES:
+        raise ParameterError(f"device={name!r} is not one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device='cuda' was asked for but torch sees no CUDA device; "
+                             "use auto or cpu")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ParameterError("device='mps' was asked for but this torch has no MPS; "
+                                 "use auto or cpu")
+    return torch.device(name)
+
+
+def gamma_exponent(beta: float) -> float:
+    """Exponent of the MU step that makes it monotone (Févotte & Idier 2011, eq. 7)."""
+    if beta < 1:
+        return 1.0 / (2.0 - beta)
+    if beta > 2:
+        return 1.0 / (beta - 1.0)
+    return 1.0
+
+
+@dataclass
+class WPrior:
+    """Annealed prior pulling some W columns towards templates.
+
+    columns : indices of the W columns concerned, (k,)
+    templates : float32 (bins, k), unit-sum columns
+    weight : initial weight; 1 pulls as hard as the data at the start
+    anneal_iters : the weight falls linearly to 0 over this many iterations
+    """
+
+    columns: Sequence[int]
+    templates: torch.Tensor
+    weight: float = 1.0
+    anneal_iters: int = 100
+
+    def weight_at(self, it: int) -> float:
+        if self.anneal_iters <= 0:
+            return self.weight
+        return self.weight * max(0.0, 1.0 - it / self.anneal_iters)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    W : float32 (bins, K), unit-sum columns
+    H : list of float32 (K, B) blocks, one per block of V
+    objective : the objective at each check (every ``check_every`` iterations)
+    iterations : iterations run
+    converged : whether the relative change fell below ``tol``
+    """
+
+    W: torch.Tensor
+    H: list[torch.Tensor]
+    objective: list[float] = field(default_factory=list)
+    iterations: int = 0
+    converged: bool = False
+
+    def h_numpy(self) -> np.ndarray:
+        """All activations as one float32 (K, frames) array."""
+        return torch.cat([h.cpu() for h in self.H], dim=1).numpy()
+
+
+def split_frames(V: np.ndarray | torch.Tensor, block: int, device: torch.device
+                 ) -> list[torch.Tensor]:
+    """Contiguous float32 (bins, B) blocks of ``V`` (bins, frames) on ``device``.
+
+    A block may share memory with ``V`` (no copy is made where none is needed):
+    pass a copy if the blocks will be updated in place and ``V`` must survive.
+    """
+    if block < 1:
+        raise ParameterError(f"block={block} must be a positive number of frames")
+    T = V.shape[1]
+    out = []
+    for t0 in range(0, T, block):
+        b = V[:, t0:t0 + block]
+        b = torch.as_tensor(np.ascontiguousarray(b)) if isinstance(b, np.ndarray) else b
+        out.append(b.to(device=device, dtype=torch.float32).contiguous())
+    return out
+
+
+def random_init(shape, scale: float, seed: int, device: torch.device) -> torch.Tensor:
+    """Uniform(0.5, 1.5)·scale, float32, from a CPU generator so every device starts alike."""
+    g = torch.Generator().manual_seed(int(seed))
+    x = torch.rand(shape, generator=g, dtype=torch.float32).add_(0.5).mul_(scale)
+    return x.to(device)
+
+
+def beta_divergence(V: torch.Tensor, Z: torch.Tensor, beta: float,
+                    weight: torch.Tensor | None = None) -> float:
+    """Σ d_β(V | Z) (optionally weighted per bin), as a Python float (accumulated in float64)."""
+    if beta == 1:
+        d = V * torch.log(V.clamp_min(EPS) / Z) - V + Z
+    elif beta == 0:
+        r = V.clamp_min(EPS) / Z
+        d = r - torch.log(r) - 1
+    elif beta == 2:
+        d = 0.5 * (V - Z) ** 2
+    else:
+        d = (V.pow(beta) + (beta - 1) * Z.pow(beta) - beta * V * Z.pow(beta - 1)) / (beta * (beta - 1))
+    if weight is not None:
+        d = d * weight
+    return float(d.sum(dtype=torch.float64))
+
+
+class _Buffers:
+    """One (bins, B) scratch tensor per block width, reused every iteration."""
+
+    def __init__(self, bins: int, device: torch.device) -> None:
+        self.bins, self.device = bins, device
+        self._bufs: dict[tuple, torch.Tensor] = {}
+
+    def get(self, width: int, slot: int = 0) -> torch.Tensor:
+        key = (width, slot)
+        if key not in self._bufs:
+            self._bufs[key] = torch.empty((self.bins, width), dtype=torch.float32,
+                                          device=self.device)
+        return self._bufs[key]
+
+
+def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobContext, *,
+        beta: float = 1.0,
+        fixed_w: Sequence[int] | None = None,
+        fixed_h: Sequence[int] | None = None,
+        sparsity: float | torch.Tensor = 0.0,
+        prior: WPrior | None = None,
+        groups: Sequence[slice] | None = None,
+        penalties: list[torch.Tensor] | None = None,
+        observed: list[torch.Tensor] | None = None,
+        max_iter: int = 200, tol: float = 1e-4, check_every: int = 10, min_iter: int = 0,
+        message: str = "NMF") -> FitResult:
+    """Run multiplicative updates in place on ``W`` and the ``H`` blocks.
+
+    Parameters
+    ----------
+    V : list of float32 (bins, B_i) blocks of the data, non-negative
+    W : float32 (bins, K); columns are renormalised to unit sum
+    H : list of float32 (K, B_i), one per block of V
+    beta : the β of the divergence (2 Euclidean, 1 KL, 0 Itakura–Saito)
+    fixed_w : indices of W columns not updated (None = none; all of them = W fixed)
+    fixed_h : indices of H rows not updated
+    sparsity : λ of the L1 penalty on H, a float or a (K,) tensor (per component)
+    prior : an annealed prior on some W columns (see :class:`WPrior`)
+    groups : K components split into groups by slices (for ``penalties``)
+    penalties : per block, float32 (G, bins, B) multipliers exp(−Λ) of each group's
+        posterior (KL only); 1 = unconstrained
+    observed : per block, float32 (bins, B) weights, 0 where V is missing
+    max_iter, tol : stop after ``max_iter`` iterations, or when the objective's relative
+        change per iteration, measured every ``check_every`` iterations, is below ``tol``
+        (not before ``min_iter`` iterations)
+
+    Returns
+    -------
+    FitResult
+    """
+    if beta < 0 or beta > 3:
+        raise ParameterError(f"beta={beta} must be between 0 and 3")
+    if penalties is not None and beta != 1:
+        raise ParameterError(f"posterior constraints need beta=1 (KL); got beta={beta}")
+    if penalties is not None and groups is None:
+        raise ParameterError("penalties need groups")
+    if max_iter < 0:
+        raise ParameterError(f"max_iter={max_iter} must be ≥ 0")
+    device = W.device
+    F, K = W.shape
+    gam = gamma_exponent(beta)
+    fixed_w_set = set(int(k) for k in (fixed_w or ()))
+    free_w = torch.tensor([k for k in range(K) if k not in fixed_w_set], dtype=torch.long,
+                          device=device)
+    all_w_free = free_w.numel() == K
+    update_w = free_w.numel() > 0
+    fixed_h_set = set(int(k) for k in (fixed_h or ()))
+    h_keep = None
+    if fixed_h_set:
+        h_keep = torch.zeros(K, 1, dtype=torch.bool, device=device)
+        h_keep[list(fixed_h_set)] = True
+    lam = torch.as_tensor(sparsity, dtype=torch.float32, device=device)
+    lam = lam.reshape(-1, 1) if lam.ndim else lam
+    has_l1 = bool((lam != 0).any())
+    bufs = _Buffers(F, device)
+    prior_cols = (torch.as_tensor(list(prior.columns), dtype=torch.long, device=device)
+                  if prior is not None else None)
+
+    # Columns whose activations are held fixed keep their scale in W: renormalising
+    # them would have to rescale those fixed rows of H.
+    scalable = torch.tensor([k not in fixed_h_set for k in range(K)], device=device)
+    _normalise(W, H, scalable)
+    norm_cols = torch.tensor([k not in fixed_w_set and k not in fixed_h_set for k in range(K)],
+                             device=device)
+    result = FitResult(W=W, H=H)
+    prev = None
+    for it in range(max_iter):
+        ctx.progress(it, max_iter, message)
+        check = (it % check_every == 0) or it == max_iter - 1
+        obj = 0.0
+        if update_w:
+            num_w = torch.zeros((F, free_w.numel()), dtype=torch.float32, device=device)
+            # KL without weights: the denominator is H's row sums, found after the pass.
+            den_rows = beta == 1 and observed is None
+            den_w = torch.zeros((1 if den_rows else F, free_w.numel()), dtype=torch.float32,
+                                device=device)
+        colsum_w = W.sum(0).reshape(K, 1)
+        for i, (Vb, Hb) in enumerate(zip(V, H)):
+            Ob = observed[i] if observed is not None else None
+            Pb = penalties[i] if penalties is not None else None
+            # ---- H step
+            Z = bufs.get(Vb.shape[1], 0)
+            if check:
+                obj += _objective_block(Vb, W, Hb, beta, Ob, Pb, groups, bufs)
+            num_h, den_h = _h_statistics(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, colsum_w)
+            if has_l1:
+                den_h = den_h + lam
+            step = num_h.div_(den_h.clamp_min(EPS))
+            if gam != 1.0:
+                step.pow_(gam)
+            if h_keep is not None:
+                step.masked_fill_(h_keep, 1.0)
+            Hb.mul_(step).clamp_min_(EPS)
+            # ---- W statistics with the new activations
+            if update_w:
+                _accumulate_w(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, free_w, all_w_free,
+                              num_w, den_w)
+        if check and has_l1:
+            obj += float((lam * torch.stack([h.sum(1) for h in H], 1).sum(1, keepdim=True)).sum())
+        if update_w:
+            if den_rows:
+                hs = torch.stack([h.sum(1) for h in H], 1).sum(1)
+                den_w = (hs if all_w_free else hs[free_w]).reshape(1, -1)
+            Wf = W if all_w_free else W[:, free_w]
+            if prior is not None:
+                num_w, den_w = _apply_prior(prior, prior_cols, free_w, all_w_free, Wf, num_w,
+                                            den_w, it, F)
+            else:
+                step = num_w.div_(den_w.clamp_min(EPS))
+                if gam != 1.0:
+                    step.pow_(gam)
+                Wf = Wf.mul_(step) if all_w_free else Wf * step
+            if not all_w_free:
+                W[:, free_w] = Wf
+            W.clamp_min_(EPS)
+            _normalise(W, H, norm_cols)
+        if check:
+            result.objective.append(obj)
+            if prev is not None and np.isfinite(obj):
+                steps = max(1, check_every)
+                rel = (prev - obj) / max(abs(prev), 1e-30) / steps
+                if abs(rel) < tol and it + 1 >= min_iter:
+                    result.iterations = it + 1
+                    result.converged = True
+                    ctx.progress(max_iter, max_iter, message)
+                    return result
+            prev = obj
+    result.iterations = max_iter
+    ctx.progress(max_iter, max_iter, message)
+    return result
+
+
+def _model(W: torch.Tensor, Hb: torch.Tensor, Pb: torch.Tensor | None,
+           groups: Sequence[slice] | None, out: torch.Tensor) -> torch.Tensor:
+    """Z = W H, or Σ_g P_g ⊙ W_g H_g under posterior constraints; written into ``out``."""
+    if Pb is None:
+        torch.mm(W, Hb, out=out)
+    else:
+        out.zero_()
+        for g, sl in enumerate(groups):
+            out.addcmul_(Pb[g], W[:, sl] @ Hb[sl])
+    return out.clamp_min_(EPS)
+
+
+def _objective_block(Vb, W, Hb, beta, Ob, Pb, groups, bufs) -> float:
+    Z = _model(W, Hb, Pb, groups, bufs.get(Vb.shape[1], 1))
+    return beta_divergence(Vb, Z, beta, Ob)
+
+
+def _h_statistics(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, colsum_w):
+    """Numerator and denominator of the H step for one block; ``Z`` is scratch."""
+    _model(W, Hb, Pb, groups, Z)
+    if beta == 1:
+        R = torch.div(Vb, Z, out=Z)  # V / Z, in place
+        if Ob is not None:
+            R.mul_(Ob)
+        if Pb is None:
+            num = W.t() @ R
+        else:
+            num = torch.empty((W.shape[1], Vb.shape[1]), dtype=torch.float32, device=W.device)
+            tmp = bufs.get(Vb.shape[1], 1)
+            for g, sl in enumerate(groups):
+                torch.mul(Pb[g], R, out=tmp)
+                num[sl] = W[:, sl].t() @ tmp
+        den = colsum_w if Ob is None else W.t() @ Ob
+        return num, den
+    P, Q = _beta_terms(Vb, Z, beta, Ob, bufs.get(Vb.shape[1], 1))
+    num = W.t() @ P
+    den = W.t() @ Q
+    return num, den
+
+
+def _beta_terms(Vb, Z, beta, Ob, tmp):
+    """(V ⊙ Z^{β−2}, Z^{β−1}), weighted by ``Ob``, computed into ``tmp`` and ``Z``."""
+    if beta == 2:
+        P = Vb if Ob is None else torch.mul(Vb, Ob, out=tmp)
+        Q = Z if Ob is None else Z.mul_(Ob)
+        return P, Q
+    torch.pow(Z, beta - 2, out=tmp)
+    tmp.mul_(Vb)
+    Q = Z.pow_(beta - 1)
+    if Ob is not None:
+        tmp.mul_(Ob)
+        Q.mul_(Ob)
+    return tmp, Q
+
+
+def _accumulate_w(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, free_w, all_w_free, num_w, den_w):
+    """Add one block's contribution to the numerator/denominator of the W step.
+
+    For KL the denominator is ``O Hᵀ`` with weights, and the row sums of H
+    otherwise (added by the caller); posterior constraints change only the
+    numerator, as they change only the E-step.
+    """
+    Hf = Hb if all_w_free else Hb[free_w]
+    _model(W, Hb, Pb, groups, Z)
+    if beta != 1:
+        P, Q = _beta_terms(Vb, Z, beta, Ob, bufs.get(Vb.shape[1], 1))
+        num_w.addmm_(P, Hf.t())
+        den_w.addmm_(Q, Hf.t())
+        return
+    R = torch.div(Vb, Z, out=Z)
+    if Ob is not None:
+        R.mul_(Ob)
+        den_w.addmm_(Ob, Hf.t())
+    if Pb is None:
+        num_w.addmm_(R, Hf.t())
+        return
+    tmp = bufs.get(Vb.shape[1], 1)
+    pos = {k: j for j, k in enumerate(free_w.tolist())}
+    for g, sl in enumerate(groups):
+        cols = [k for k in range(sl.start, sl.stop) if k in pos]
+        if cols:
+            torch.mul(Pb[g], R, out=tmp)
+            num_w[:, [pos[k] for k in cols]] += tmp @ Hb[cols].t()
+
+
+def _apply_prior(prior, prior_cols, free_w, all_w_free, Wf, num_w, den_w, it, F):
+    """EM-MAP step with pseudo-counts: W ← (W ⊙ N + α W₀) / (D + α) on the prior's columns."""
+    alpha = prior.weight_at(it)
+    den_full = den_w.expand(F, -1) if den_w.shape[0] == 1 else den_w
+    new = Wf * num_w  # expected counts
+    den = den_full.clone()
+    if alpha > 0:
+        free_list = free_w.tolist()
+        pos = {k: j for j, k in enumerate(free_list)}
+        for j, k in enumerate(prior_cols.tolist()):
+            if k not in pos:
+                continue
+            c = pos[k]
+            # α is relative to the column's data mass, so weight 1 = as much as the data.
+            a = alpha * float(den_full[:, c].mean())
+            new[:, c] += a * prior.templates[:, j]
+            den[:, c] += a
+    Wf.copy_(new.div_(den.clamp_min(EPS)))
+    return num_w, den_w
+
+
+def _normalise(W: torch.Tensor, H: List[torch.Tensor], columns: torch.Tensor) -> None:
+    """Scale the chosen W columns (bool mask (K,)) to unit sum and H rows inversely.
+
+    The model W H is unchanged.
+    """
+    s = torch.where(columns, W.sum(0).clamp_min(EPS), torch.ones(W.shape[1], device=W.device))
+    W.div_(s)
+    col = s.reshape(-1, 1)
+    for h in H:
+        h.mul_(col)

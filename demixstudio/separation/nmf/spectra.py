@@ -1,0 +1,167 @@
+"""From audio to the engine's input and back: magnitude blocks, dictionaries, soft masks.
+
+Multichannel input is factorised through one magnitude, the sum over
+channels of ``|X_c|``: one set of templates and activations explains every
+channel, and each group's mask (one channel, applied to all) keeps the
+layers' stereo image as it is in the mixture. This costs one spectrogram of
+memory whatever the channel count, and the masks still sum to one, so the
+layers sum to the mixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from demixstudio.audio.io import resample
+from demixstudio.audio.stft import StftConfig, stft
+from demixstudio.errors import ParameterError
+from demixstudio.jobs.context import JobContext
+from demixstudio.separation.base import AudioHint
+from demixstudio.separation.nmf import engine
+
+#: Magnitudes are floored at this, relative to the mean, so KL/IS ratios stay finite.
+FLOOR = 1e-8
+
+
+def iter_stft_blocks(x: np.ndarray, cfg: StftConfig, block: int
+                     ) -> Iterator[tuple[int, np.ndarray]]:
+    """Frames ``[t0, t0 + B)`` of ``stft(x, cfg)`` one block at a time.
+
+    Yields ``(t0, X_block)`` with X_block complex64 (channels, bins, B), equal to
+    the same frames of the whole-signal STFT (each block is cut with enough
+    margin that its frames see the real neighbouring samples).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    c, n = x.shape
+    nfr = cfg.frames(n)
+    half, hop = cfg.n_fft // 2, cfg.hop
+    lead = half // hop  # frames of the excerpt's own zero-padded start to drop
+    for t0 in range(0, nfr, block):
+        t1 = min(nfr, t0 + block)
+        a, b = t0 * hop - half, (t1 - 1) * hop + half
+        seg = np.zeros((c, b - a), dtype=np.float32)
+        lo, hi = max(a, 0), min(b, n)
+        if hi > lo:
+            seg[:, lo - a:hi - a] = x[:, lo:hi]
+        X = stft(seg, cfg)
+        yield t0, X[:, :, lead:lead + (t1 - t0)]
+
+
+def magnitude(x: np.ndarray, cfg: StftConfig, block: int = engine.BLOCK_FRAMES) -> np.ndarray:
+    """Channel-summed magnitude ``Σ_c |X_c|``: float32 (bins, frames), built block by block."""
+    n = x.shape[1]
+    V = np.empty((cfg.bins, cfg.frames(n)), dtype=np.float32)
+    for t0, X in iter_stft_blocks(x, cfg, block):
+        V[:, t0:t0 + X.shape[2]] = np.abs(X).sum(axis=0)
+    return V
+
+
+def floor_magnitude(V: np.ndarray) -> float:
+    """A positive floor for ``V`` (in place), so every ratio of the updates is defined."""
+    eps = float(max(V.mean(), 1e-20)) * FLOOR
+    np.maximum(V, eps, out=V)
+    return eps
+
+
+def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str
+                      ) -> np.ndarray:
+    """The magnitudes of example recordings at the mixture's rate, concatenated in time."""
+    parts = []
+    for h in hints:
+        a = np.asarray(h.audio, dtype=np.float32)
+        if a.ndim == 1:
+            a = a[None]
+        if a.ndim != 2 or a.shape[1] == 0 or not np.isfinite(a).all():
+            raise ParameterError(f"{what} {h.source or ''} must be finite audio (channels, samples)")
+        if h.sr != sr:
+            a = resample(a, int(h.sr), int(sr))
+        parts.append(magnitude(a, cfg))
+    if not parts:
+        raise ParameterError(f"no {what} given")
+    V = np.concatenate(parts, axis=1)
+    if float(V.max()) <= 0:
+        raise ParameterError(f"{what} is silent")
+    return V
+
+
+def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float = 1.0,
+                     sparsity: float = 0.0, max_iter: int = 200, tol: float = 1e-4,
+                     seed: int = 0, device: torch.device = torch.device("cpu"),
+                     message: str = "learning a dictionary") -> torch.Tensor:
+    """Spectral templates of ``V`` (bins, frames): float32 (bins, rank), unit-sum columns.
+
+    Frames quieter than 60 dB below the loudest carry nothing but noise floor
+    and are left out, so the templates describe the sound, not the silence.
+    """
+    energy = V.sum(axis=0)
+    keep = energy > energy.max() * 1e-3
+    V = np.ascontiguousarray(V[:, keep]) if keep.sum() >= max(rank, 2) else V.copy()
+    floor_magnitude(V)
+    F = V.shape[0]
+    Vb = engine.split_frames(V, engine.BLOCK_FRAMES, device)
+    scale = float(np.sqrt(V.mean() / rank))
+    W = engine.random_init((F, rank), scale, seed, device)
+    H = [engine.random_init((rank, b.shape[1]), scale, seed + 1 + i, device)
+         for i, b in enumerate(Vb)]
+    engine.fit(Vb, W, H, ctx, beta=beta, sparsity=sparsity, max_iter=max_iter, tol=tol,
+               message=message)
+    return W
+
+
+def init_activations(Vb: list[torch.Tensor], rank: int, seed: int) -> list[torch.Tensor]:
+    """Random activations for each block, scaled to the data, on the blocks' device."""
+    total = sum(float(b.sum(dtype=torch.float64)) for b in Vb)
+    count = sum(b.numel() for b in Vb)
+    # With unit-sum templates, Σ_f (WH)_ft = Σ_k H_kt: match the mean frame sum.
+    scale = total / max(count, 1) * Vb[0].shape[0] / max(rank, 1)
+    return [engine.random_init((rank, b.shape[1]), scale, seed + 7919 * (i + 1), b.device)
+            for i, b in enumerate(Vb)]
+
+
+def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice], frames: int,
+                *, power: float = 1.0, penalties: list[torch.Tensor] | None = None
+                ) -> np.ndarray:
+    """Soft masks of component groups: float32 (groups, 1, bins, frames), summing to one.
+
+    ``mask_g = Y_g^p / Σ_g' Y_g'^p`` with ``Y_g = P_g ⊙ W_g H_g`` the group's
+    part of the model (``P_g`` the posterior constraint multipliers, if any).
+    ``p = 1`` is the posterior of the model (the usual NMF soft mask), ``p = 2``
+    the Wiener filter on the modelled power spectra.
+    """
+    F = W.shape[0]
+    G = len(groups)
+    out = np.empty((G, 1, F, frames), dtype=np.float32)
+    t0 = 0
+    for i, Hb in enumerate(H):
+        b = Hb.shape[1]
+        parts = []
+        for g, sl in enumerate(groups):
+            y = W[:, sl] @ Hb[sl]
+            if penalties is not None:
+                y.mul_(penalties[i][g])
+            if power != 1.0:
+                y.pow_(power)
+            parts.append(y)
+        total = torch.stack(parts).sum(0).clamp_min_(1e-30)
+        for g, y in enumerate(parts):
+            out[g, 0, :, t0:t0 + b] = (y / total).cpu().numpy()
+        t0 += b
+    return out
+
+
+def log_spectral_distance(ref: np.ndarray, est: np.ndarray, cfg: StftConfig,
+                          floor_db: float = -80.0) -> float:
+    """Mean over frames of the RMS over bins of ``10 log10(P_ref / P_est)`` (dB).
+
+    Powers are floored at ``floor_db`` below the reference's peak bin so that
+    silent bins give a finite, bounded distance. ``ref`` and ``est`` are float
+    (channels, samples); channels are averaged first.
+    """
+    r = np.abs(stft(np.asarray(ref, np.float32).mean(0, keepdims=True), cfg)[0]) ** 2
+    e = np.abs(stft(np.asarray(est, np.float32).mean(0, keepdims=True), cfg)[0]) ** 2
+    fl = r.max() * 10 ** (floor_db / 10)
+    d = 10 * np.log10((r + fl) / (e + fl))
+    return float(np.mean(np.sqrt(np.mean(d ** 2, axis=0))))

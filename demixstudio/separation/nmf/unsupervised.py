@@ -1,0 +1,96 @@
+"""``nmf``: unsupervised NMF, components clustered into sources.
+
+The mixture's magnitude is factorised into ``components`` templates and
+activations with no example; the components are then clustered into
+``sources`` groups by the MFCCs of their templates (timbre) or by their
+activations (rhythm), and each group becomes a soft-mask layer. With
+``per_component`` every component is its own layer, for grouping by hand in
+the editor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from demixstudio.errors import ParameterError
+from demixstudio.jobs.context import JobContext
+from demixstudio.separation.base import (
+    Hints,
+    LayerProposal,
+    Method,
+    param,
+    params_to_dict,
+)
+from demixstudio.separation.nmf import common, engine, grouping, spectra
+from demixstudio.separation.registry import register
+
+
+@register
+class UnsupervisedNMF(Method):
+    name = "nmf"
+    title = "NMF (unsupervised)"
+    summary = ("Factorise the spectrogram into spectral templates and activations, then "
+               "cluster the components into sources (or keep one layer per component).")
+    references = (
+        "D. D. Lee, H. S. Seung, 'Algorithms for non-negative matrix factorization', NIPS 2000.",
+        "C. Févotte, J. Idier, 'Algorithms for nonnegative matrix factorization with the "
+        "β-divergence', Neural Computation 23(9):2421–2456, 2011.",
+        "M. Spiertz, V. Gnann, 'Source-filter based clustering for monaural blind source "
+        "separation', DAFx 2009 (clustering components on MFCCs).",
+    )
+
+    @dataclass(frozen=True)
+    class Params(common.EngineParams):
+        sources: int = param(2, label="Sources", min=1, max=64,
+                             help="How many groups (layers) the components are clustered into.")
+        components: int = param(20, label="Components", min=1, max=1024,
+                                help="Rank of the factorisation (templates in all).")
+        cluster_on: str = param(
+            "spectra", label="Cluster on", choices=("spectra", "activations"),
+            help="spectra: group templates of similar timbre (MFCC distance); activations: "
+                 "group components that are active at the same times.")
+        per_component: bool = param(
+            False, label="One layer per component",
+            help="Return every component as its own layer (sorted by energy) to group by "
+                 "hand, instead of clustering.")
+
+    def separate(self, mix: np.ndarray, sr: int, params: UnsupervisedNMF.Params, hints: Hints,
+                 ctx: JobContext) -> list[LayerProposal]:
+        """Masks float32 (1, bins, frames), one per source (or component); they sum to one."""
+        self.check_input(mix)
+        K = params.components
+        if not params.per_component and params.sources > K:
+            raise ParameterError(f"sources={params.sources} is more than components={K}")
+        with ctx.stage(0.0, 0.05, "spectrogram"):
+            ctx.progress(0, 1, "spectrogram")
+            m = common.load_mixture(mix, sr, params)
+        scale = float(np.sqrt(m.mean_frame / m.cfg.bins / K))
+        W = engine.random_init((m.cfg.bins, K), scale, params.seed, m.device)
+        H = spectra.init_activations(m.V, K, params.seed)
+        lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
+        with ctx.stage(0.05, 0.9, "factorising"):
+            res = engine.fit(m.V, W, H, ctx, beta=params.beta, sparsity=lam,
+                             max_iter=params.max_iter, tol=params.tol, message="factorising")
+        Hn = res.h_numpy()
+        if params.per_component:
+            order = np.argsort(-Hn.sum(1))
+            groups = [slice(int(k), int(k) + 1) for k in order]
+            names = [(f"component {i + 1}", None) for i in range(K)]
+        else:
+            labels = grouping.group_components(W.cpu().numpy(), Hn, params.sources, sr,
+                                               m.cfg.n_fft, on=params.cluster_on,
+                                               seed=params.seed)
+            perm = np.argsort(labels, kind="stable")
+            W = W[:, torch.as_tensor(perm, device=m.device)].contiguous()
+            idx = torch.as_tensor(perm, device=m.device)
+            H = [h[idx].contiguous() for h in H]
+            groups = common.slices(np.bincount(labels, minlength=params.sources).tolist())
+            names = [(f"source {i + 1}", None) for i in range(params.sources)]
+        with ctx.stage(0.9, 1.0, "masks"):
+            ctx.progress(0, 1, "masks")
+            masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power)
+        info = {"iterations": res.iterations, "converged": res.converged}
+        return common.mask_proposals(masks, names, self.name, params_to_dict(params), info)

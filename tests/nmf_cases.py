@@ -1,0 +1,159 @@
+"""Real two-source mono mixtures for the NMF family's tests and benchmarks.
+
+Each case takes two recordings from ../shared/audio (see its SOURCES.md),
+cuts a *test* excerpt of each (the sources of the mixture, scaled to equal
+RMS, so 0 dB) and a different *example* excerpt of each (the hints: the
+supervised dictionaries, the hum, the repair's example), never overlapping the
+test excerpt. Everything is at 16 kHz to keep the runs short.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from math import gcd
+
+import numpy as np
+from conftest import shared
+
+SR = 16000
+
+# (label, [(name, file, example (t0, t1) s, test (t0, t1) s) for each source])
+CASES = [
+    ("voice+bass", [("vocals", "bearlin_roads/vocals.wav", (1.0, 7.0), (7.0, 14.0)),
+                    ("bass", "bearlin_roads/bass.wav", (1.0, 7.0), (7.0, 14.0))]),
+    ("speech+speech", [("female", "speech_librispeech/198-209-0000.wav", (0.0, 6.0), (6.5, 13.5)),
+                       ("male", "speech_librispeech/3436-172162-0000.wav", (0.0, 6.0), (6.5, 13.5))]),
+    ("speech+noise", [("speech", "speech_librispeech/5703-47212-0000.wav", (0.0, 5.0), (5.0, 10.0)),
+                      ("dishes", "environment/doing_the_dishes.wav", (0.0, 5.0), (5.0, 10.0))]),
+    ("instrument+instrument", [("cello", "solo_instruments/cello-phrase.wav", (0.0, 4.2), (4.2, 8.4)),
+                               ("sax", "solo_instruments/sax-phrase.wav", (0.0, 4.2), (4.2, 8.4))]),
+]
+
+
+@functools.cache
+def load(rel: str, sr: int = SR) -> np.ndarray:
+    """A recording as mono float64 at ``sr`` Hz."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    # DEMIX_SHARED_AUDIO points elsewhere when ../shared is not beside the repo
+    # (a benchmark run on another machine).
+    root = os.environ.get("DEMIX_SHARED_AUDIO")
+    path = os.path.join(root, rel) if root else str(shared(rel))
+    x, rate = sf.read(path, dtype="float64", always_2d=True)
+    x = x.mean(axis=1)
+    if rate != sr:
+        g = gcd(rate, sr)
+        x = resample_poly(x, sr // g, rate // g)
+    return x
+
+
+def excerpt(rel: str, t: tuple[float, float], sr: int = SR) -> np.ndarray:
+    x = load(rel, sr)
+    return x[int(t[0] * sr):int(t[1] * sr)]
+
+
+@dataclass
+class Case:
+    """A mixture (1, n) float32, its sources (2, 1, n) and one example per source."""
+
+    label: str
+    names: list[str]
+    mix: np.ndarray
+    sources: np.ndarray
+    examples: dict[str, np.ndarray]
+    sr: int = SR
+
+
+def build(label: str, specs, sr: int = SR, seconds: float | None = None) -> Case:
+    tests = [excerpt(f, te, sr) for _, f, _, te in specs]
+    n = min(len(t) for t in tests)
+    if seconds is not None:
+        n = min(n, int(seconds * sr))
+    # Equal RMS (0 dB), at a moderate level.
+    s = np.stack([t[:n] / np.sqrt(np.mean(t[:n] ** 2)) * 0.05 for t in tests])
+    ex = {name: (excerpt(f, e, sr) / np.sqrt(np.mean(excerpt(f, te, sr) ** 2)) * 0.05
+                 ).astype(np.float32)[None]
+          for name, f, e, te in specs}
+    return Case(label, [sp[0] for sp in specs], s.sum(0)[None].astype(np.float32),
+                s[:, None].astype(np.float32), ex, sr)
+
+
+def cases(sr: int = SR, seconds: float | None = None) -> list[Case]:
+    return [build(label, specs, sr, seconds) for label, specs in CASES]
+
+
+def sdr(case: Case, estimates: np.ndarray) -> np.ndarray:
+    """BSS Eval v4 SDR (dB) of estimates (2, 1, n), in the sources' order, no permutation."""
+    from demixstudio.metrics import bss_eval
+
+    res = bss_eval(case.sources.astype(np.float64), np.asarray(estimates, np.float64), case.sr,
+                   compute_permutation=False, device="cpu")
+    return np.asarray(res.sdr, dtype=np.float64)
+
+
+def sdr_permuted(case: Case, estimates: np.ndarray) -> np.ndarray:
+    """SDR under the best assignment of (any number ≥ 2 of) estimates to the sources."""
+    from demixstudio.metrics import bss_eval
+
+    res = bss_eval(case.sources.astype(np.float64), np.asarray(estimates, np.float64), case.sr,
+                   compute_permutation=True, device="cpu")
+    return np.asarray(res.sdr, dtype=np.float64)
+
+
+def apply_masks(case: Case, masks) -> np.ndarray:
+    """The layers' audio (k, 1, n) from mask proposals (or arrays) on the mixture."""
+    from demixstudio.audio.stft import StftConfig, apply_mask
+
+    cfg = StftConfig.for_rate(case.sr)
+    out = [apply_mask(case.mix, np.asarray(getattr(m, "mask", m)), cfg) for m in masks]
+    return np.stack(out)
+
+
+def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: float = 6.0,
+                    tile_s: float = 0.25, tile_bands: int = 16, seed: int = 0):
+    """A coarse simulated painting of source ``target``: rectangles (a PaintHint).
+
+    The time–frequency plane is cut into tiles (``tile_s`` long, ``tile_bands``
+    equal bands); a tile is a candidate when most of its energy-bearing bins are
+    ones where the target dominates the other source by ≥ ``margin_db``. Tiles
+    are taken, best first, until they cover ``cover`` of all the bins where
+    the target dominates. Returns (PaintHint, fraction covered).
+    """
+    from demixstudio.audio.stft import StftConfig, stft
+    from demixstudio.separation import PaintHint
+
+    cfg = StftConfig.for_rate(case.sr)
+    P = [np.abs(stft(s, cfg)[0]) ** 2 for s in case.sources]
+    mine, other = P[target], P[1 - target]
+    dom = mine > other * 10 ** (margin_db / 10)
+    loud = (mine + other) > (mine + other).max() * 1e-6
+    dom &= loud
+    times = cfg.frame_times(case.mix.shape[1], case.sr)
+    freqs = cfg.bin_freqs(case.sr)
+    tf = max(1, int(round(tile_s * case.sr / cfg.hop)))
+    fb = max(1, freqs.size // tile_bands)
+    tiles = []
+    for t0 in range(0, times.size, tf):
+        for f0 in range(0, freqs.size, fb):
+            d = dom[f0:f0 + fb, t0:t0 + tf]
+            ld = loud[f0:f0 + fb, t0:t0 + tf]
+            if ld.sum() == 0 or d.sum() == 0:
+                continue
+            purity = d.sum() / ld.sum()
+            if purity >= 0.6:
+                tiles.append((purity, int(d.sum()), t0, f0))
+    tiles.sort(key=lambda x: (-x[0], -x[1]))
+    total = dom.sum()
+    covered = 0
+    rects = []
+    for purity, nd, t0, f0 in tiles:
+        if covered >= cover * total:
+            break
+        t1 = min(times.size, t0 + tf) - 1
+        f1 = min(freqs.size, f0 + fb) - 1
+        rects.append((float(times[t0]), float(times[t1]), float(freqs[f0]), float(freqs[f1]), 1.0))
+        covered += nd
+    return PaintHint(rects=tuple(rects)), covered / max(total, 1)

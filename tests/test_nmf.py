@@ -1,0 +1,171 @@
+"""The NMF family's methods on real mono mixtures (tests/nmf_cases.py), 4 s at 16 kHz.
+
+Each method's layers are rendered by masking the mixture's STFT and scored
+with BSS Eval v4 SDR against the true sources. Thresholds sit a few dB under
+the measured figures (in the report of the NMF issue), so a broken method
+fails them. The full acceptance figures (7 s excerpts, scikit-learn beside
+us) come from benchmarks/bench_nmf.py.
+"""
+
+from __future__ import annotations
+
+import nmf_cases as nc
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfiltfilt
+
+from demixstudio.audio.stft import StftConfig, istft, stft
+from demixstudio.errors import ParameterError
+from demixstudio.jobs.context import NullContext
+from demixstudio.separation import AudioHint, Hints, available, get_method, make_params
+from demixstudio.separation.nmf.spectra import log_spectral_distance
+from demixstudio.session.session import Session
+
+NAMES = ("nmf", "nmf-supervised", "nmf-semisupervised", "nmf-hum", "nmf-paint", "repair")
+SECONDS = 4.0
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return {c.label: c for c in nc.cases(seconds=SECONDS)}
+
+
+def _examples(case):
+    return Hints(examples={n: [AudioHint(case.examples[n], case.sr)] for n in case.names})
+
+
+def _run(name, case, hints, **values):
+    m = get_method(name)
+    return m.separate(case.mix, case.sr, make_params(m.Params, values), hints, NullContext())
+
+
+def test_registered():
+    assert set(NAMES) <= set(available())
+
+
+def test_supervised_separates_voice_from_bass(cases):
+    case = cases["voice+bass"]
+    props = _run("nmf-supervised", case, _examples(case), device="cpu")
+    assert [p.name for p in props] == case.names
+    total = sum(p.mask for p in props)
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+    sdr = nc.sdr(case, nc.apply_masks(case, props))
+    assert sdr.min() > 10.0, sdr
+
+
+def test_supervised_speech_in_noise(cases):
+    case = cases["speech+noise"]
+    sdr = nc.sdr(case, nc.apply_masks(case, _run("nmf-supervised", case, _examples(case))))
+    assert sdr.min() > 5.0, sdr
+
+
+def test_unsupervised_groups_and_per_component(cases):
+    case = cases["instrument+instrument"]
+    props = _run("nmf", case, Hints(), components=12, max_iter=100)
+    assert len(props) == 2
+    sdr = nc.sdr_permuted(case, nc.apply_masks(case, props))
+    assert sdr.max() > 1.5, sdr
+    props = _run("nmf", case, Hints(), components=6, per_component=True, max_iter=20)
+    assert len(props) == 6
+    np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
+
+
+def test_paint_separates_instruments(cases):
+    case = cases["instrument+instrument"]
+    p0, c0 = nc.dominance_paint(case, 0)
+    p1, c1 = nc.dominance_paint(case, 1)
+    assert 0.2 < c0 < 0.45 and 0.1 < c1 < 0.45
+    props = _run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}))
+    assert [p.name for p in props] == [case.names[0], "rest"]
+    sdr = nc.sdr(case, nc.apply_masks(case, props))
+    assert sdr.min() > 1.5 and sdr.mean() > 3.5, sdr
+
+
+def test_paint_not_pushes_energy_out_of_a_layer(cases):
+    """Painting 'not:NAME' over a region empties NAME's layer there."""
+    case = cases["instrument+instrument"]
+    p0, _ = nc.dominance_paint(case, 0)
+    cfg = StftConfig.for_rate(case.sr)
+    times = cfg.frame_times(case.mix.shape[1], case.sr)
+    from demixstudio.separation import PaintHint
+    veto = PaintHint(rects=((1.0, 2.0, 0.0, 8000.0, 1.0),))
+    props = _run("nmf-paint", case, Hints(paint={case.names[0]: p0, f"not:{case.names[0]}": veto}),
+                 max_iter=60)
+    sel = (times >= 1.0) & (times <= 2.0)
+    assert props[0].mask[0][:, sel].mean() < 0.05
+    assert props[1].mask[0][:, sel].mean() > 0.95
+
+
+def test_semisupervised_and_hum_return_target_and_rest(cases):
+    case = cases["voice+bass"]
+    ex = {case.names[1]: [AudioHint(case.examples[case.names[1]], case.sr)]}
+    props = _run("nmf-semisupervised", case, Hints(examples=ex), free_components=4)
+    assert [p.name for p in props] == [case.names[1], "rest"]
+    sdr = nc.sdr(case, nc.apply_masks(case, props[::-1]))
+    assert np.median(sdr) > 2.0, sdr
+    props = _run("nmf-hum", case, Hints(hums={case.names[1]: ex[case.names[1]]}),
+                 free_components=4, max_iter=100)
+    assert [p.name for p in props] == [case.names[1], "rest"]
+    np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
+
+
+def test_stereo_masks_balance_in_a_session(cases):
+    case = cases["speech+noise"]
+    stereo = np.concatenate([case.sources[0] + 0.3 * case.sources[1],
+                             0.4 * case.sources[0] + case.sources[1]])
+    hints = _examples(case)
+    s = Session(stereo, case.sr)
+    layers = s.run_method("nmf-supervised", make_params(get_method("nmf-supervised").Params,
+                                                        {"max_iter": 30}), hints, NullContext())
+    assert len(layers) == 2 and layers[0].mask.shape[0] == 1
+    assert s.balance_error() < 1e-4
+
+
+def _speech(case_rel=("speech_librispeech/5703-47212-0000.wav", (0.0, 5.0), (5.0, 9.0))):
+    rel, ex, te = case_rel
+    return (nc.excerpt(rel, te).astype(np.float32)[None],
+            nc.excerpt(rel, ex).astype(np.float32)[None])
+
+
+def test_repair_band_limited_speech():
+    x, example = _speech()
+    sr = nc.SR
+    bl = sosfiltfilt(butter(10, [400, 1600], btype="band", fs=sr, output="sos"), x)
+    bl = bl.astype(np.float32)
+    m = get_method("repair")
+    p = make_params(m.Params, {"band_lo_hz": 400.0, "band_hi_hz": 1600.0})
+    out = m.separate(bl, sr, p, Hints(examples={"speech": [AudioHint(example, sr)]}),
+                     NullContext())
+    assert len(out) == 1 and out[0].waveform.shape == x.shape
+    cfg = StftConfig.for_rate(sr)
+    before = log_spectral_distance(x, bl, cfg)
+    after = log_spectral_distance(x, out[0].waveform, cfg)
+    assert after < 0.85 * before, (before, after)
+
+
+def test_repair_fills_a_time_frequency_gap():
+    x, example = _speech()
+    sr = nc.SR
+    cfg = StftConfig.for_rate(sr)
+    X = stft(x, cfg)
+    X[:, 100:300, 40:80] = 0
+    gap = istft(X, x.shape[1], cfg)
+    m = get_method("repair")
+    out = m.separate(gap, sr, m.Params(), Hints(examples={"speech": [AudioHint(example, sr)]}),
+                     NullContext())
+    before = log_spectral_distance(x, gap, cfg)
+    after = log_spectral_distance(x, out[0].waveform, cfg)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_bad_hints_are_refused(cases):
+    case = cases["voice+bass"]
+    one = Hints(examples={"vocals": [AudioHint(case.examples["vocals"], case.sr)]})
+    with pytest.raises(ParameterError, match="at least two"):
+        _run("nmf-supervised", case, one)
+    with pytest.raises(ParameterError, match="hum"):
+        _run("nmf-hum", case, Hints())
+    with pytest.raises(ParameterError, match="beta"):
+        _run("nmf-paint", case, Hints(paint={"x": nc.dominance_paint(case, 0)[0]}), beta=2.0)
+    with pytest.raises(ParameterError, match="example"):
+        _run("repair", case, Hints())

@@ -1,0 +1,177 @@
+"""The NMF engine: objective, fixed factors, blocks, determinism, progress, devices.
+
+The data is a real magnitude spectrogram (a 3 s excerpt of a SiSEC speech
+recording at 16 kHz).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared
+
+from demixstudio.audio.io import load_audio
+from demixstudio.audio.stft import StftConfig, stft
+from demixstudio.errors import Cancelled, ParameterError
+from demixstudio.jobs.context import JobContext, NullContext
+from demixstudio.separation.nmf import engine, spectra
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def V() -> np.ndarray:
+    x, sr = load_audio(shared("speech_sisec_dev1/dev1_female4_src_1.wav"), sr=16000)
+    cfg = StftConfig.for_rate(sr)
+    v = np.abs(stft(x[:, : 2 * sr], cfg))[0]
+    spectra.floor_magnitude(v)
+    return v
+
+
+def _start(V, K, seed=0):
+    rng = np.random.default_rng(seed)
+    s = np.sqrt(V.mean() / K)
+    return ((rng.uniform(0.5, 1.5, (V.shape[0], K)) * s).astype(np.float32),
+            (rng.uniform(0.5, 1.5, (K, V.shape[1])) * s).astype(np.float32))
+
+
+def _kl(V, W, H):
+    return engine.beta_divergence(torch.as_tensor(V, dtype=torch.float64),
+                                  torch.as_tensor(W @ H, dtype=torch.float64), 1.0)
+
+
+def test_magnitude_blocks_equal_the_whole_stft():
+    x, sr = load_audio(shared("speech_librispeech/198-209-0000.wav"))
+    x = np.concatenate([x[:, :40000], 0.5 * x[:, 40000:80000][::-1]])  # two channels
+    cfg = StftConfig.for_rate(sr)
+    whole = np.abs(stft(x, cfg)).sum(0)
+    blocked = spectra.magnitude(x, cfg, block=37)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-6 * whole.max())
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
+def test_objective_decreases(V, beta):
+    W0, H0 = _start(V, 10)
+    W = torch.as_tensor(W0)
+    H = engine.split_frames(H0.copy(), 10_000, CPU)
+    res = engine.fit(engine.split_frames(V, 10_000, CPU), W, H, NullContext(), beta=beta,
+                     max_iter=60, tol=0.0, check_every=1)
+    obj = np.array(res.objective)
+    assert np.all(np.diff(obj) <= 1e-5 * np.abs(obj[:-1])), obj
+    assert obj[-1] < 0.7 * obj[0]
+
+
+def test_kl_matches_scikit_learn(V):
+    """Same start, same number of iterations: the KL reached agrees within 1 %."""
+    from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
+
+    W0, H0 = _start(V, 12)
+    iters = 100
+    W = torch.as_tensor(W0.copy())
+    H = [torch.as_tensor(H0.copy())]
+    engine.fit([torch.as_tensor(V)], W, H, NullContext(), max_iter=iters, tol=0.0)
+    ours = _kl(V, W.numpy(), H[0].numpy())
+    model = NMF(n_components=12, init="custom", solver="mu", beta_loss="kullback-leibler",
+                max_iter=iters, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Ws = model.fit_transform(V, W=W0.copy(), H=H0.copy())
+    theirs = _kl(V, Ws, model.components_)
+    start = _kl(V, W0, H0)
+    assert ours < 0.2 * start
+    assert abs(ours / theirs - 1) < 0.01, (ours, theirs)
+
+
+def test_fixed_columns_and_rows_stay(V):
+    W0, H0 = _start(V, 8)
+    W0 /= W0.sum(0)
+    W = torch.as_tensor(W0.copy())
+    H = [torch.as_tensor(H0.copy())]
+    engine.fit([torch.as_tensor(V)], W, H, NullContext(), fixed_w=[0, 3], fixed_h=[5],
+               max_iter=20, tol=0.0)
+    np.testing.assert_allclose(W.numpy()[:, [0, 3]], W0[:, [0, 3]], rtol=1e-6)
+    assert not np.allclose(W.numpy()[:, 1], W0[:, 1])
+    np.testing.assert_array_equal(H[0].numpy()[5], H0[5])
+    assert not np.allclose(H[0].numpy()[4], H0[4])
+
+
+def test_blocks_give_the_same_activations_with_w_fixed(V):
+    W0, H0 = _start(V, 8)
+    out = []
+    for block in (V.shape[1], 50):
+        W = torch.as_tensor(W0.copy())
+        H = engine.split_frames(H0.copy(), block, CPU)
+        engine.fit(engine.split_frames(V, block, CPU), W, H, NullContext(), fixed_w=range(8),
+                   max_iter=30, tol=0.0)
+        out.append(torch.cat(H, 1).numpy())
+    np.testing.assert_allclose(out[0], out[1], rtol=2e-4, atol=1e-8)
+
+
+def test_blocks_learn_the_same_templates(V):
+    W0, H0 = _start(V, 6)
+    out = []
+    for block in (V.shape[1], 64):
+        W = torch.as_tensor(W0.copy())
+        H = engine.split_frames(H0.copy(), block, CPU)
+        engine.fit(engine.split_frames(V, block, CPU), W, H, NullContext(), max_iter=15, tol=0.0)
+        out.append(W.numpy())
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-3, atol=1e-7)
+
+
+def test_seeded_runs_are_identical(V):
+    runs = [spectra.learn_dictionary(V, 8, NullContext(), max_iter=20, seed=3).numpy()
+            for _ in range(2)]
+    assert np.array_equal(runs[0], runs[1])
+    other = spectra.learn_dictionary(V, 8, NullContext(), max_iter=20, seed=4).numpy()
+    assert not np.array_equal(runs[0], other)
+
+
+def test_stops_on_tolerance(V):
+    W0, H0 = _start(V, 6)
+    res = engine.fit([torch.as_tensor(V)], torch.as_tensor(W0), [torch.as_tensor(H0)],
+                     NullContext(), max_iter=2000, tol=1e-3)
+    assert res.converged and res.iterations < 2000
+
+
+def test_prior_holds_columns_near_the_templates(V):
+    W0, H0 = _start(V, 4)
+    tmpl = torch.as_tensor(W0[:, :2] / W0[:, :2].sum(0))
+    W = torch.as_tensor(W0.copy())
+    prior = engine.WPrior(columns=[0, 1], templates=tmpl, weight=1e4, anneal_iters=0)
+    engine.fit([torch.as_tensor(V)], W, [torch.as_tensor(H0)], NullContext(), prior=prior,
+               max_iter=30, tol=0.0)
+    np.testing.assert_allclose(W.numpy()[:, :2], tmpl.numpy(), rtol=0.02, atol=1e-6)
+    assert np.abs(W.numpy()[:, 2] - W0[:, 2] / W0[:, 2].sum()).max() > 1e-3
+
+
+def test_progress_every_iteration_and_cancel(V):
+    W0, H0 = _start(V, 4)
+    seen = []
+    ctx = JobContext(on_progress=lambda p: seen.append(p.fraction), min_interval_s=0.0)
+    engine.fit([torch.as_tensor(V)], torch.as_tensor(W0), [torch.as_tensor(H0)], ctx,
+               max_iter=12, tol=0.0)
+    assert len(seen) >= 12 and seen[-1] == 1.0
+    ev = threading.Event()
+    ctx = JobContext(cancel_event=ev)
+    ev.set()
+    with pytest.raises(Cancelled):
+        engine.fit([torch.as_tensor(V)], torch.as_tensor(W0), [torch.as_tensor(H0)], ctx,
+                   max_iter=12)
+
+
+def test_devices_and_bad_arguments():
+    assert engine.pick_device("cpu").type == "cpu"
+    assert engine.pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ParameterError, match="device"):
+        engine.pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="cuda"):
+            engine.pick_device("cuda")
+    W = torch.ones(5, 2)
+    with pytest.raises(ParameterError, match="beta"):
+        engine.fit([torch.ones(5, 3)], W, [torch.ones(2, 3)], NullContext(), beta=5.0)
