@@ -68,6 +68,16 @@ class StderrProgress:
 # --------------------------------------------------------------------------
 
 
+def _sources_arg(text: str):
+    """``--sources``: a count, or ``auto`` for methods that find the count themselves."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number or 'auto'") from None
+
+
 def _parse_sets(items: Sequence[str]) -> Dict[str, str]:
     out: Dict[str, str] = {}
     for item in items:
@@ -291,7 +301,9 @@ def cmd_gui(args: argparse.Namespace) -> int:
 def _add_method_options(s: argparse.ArgumentParser, *, default_format: str) -> None:
     """The method options shared by ``separate`` and ``batch``."""
     s.add_argument("--method", required=True, help="a method name (see `demixstudio methods`)")
-    s.add_argument("--sources", type=int, help="number of sources, for methods that take it")
+    s.add_argument("--sources", type=_sources_arg,
+                   help="number of sources, for methods that take it; 'auto' lets methods "
+                        "that can count them (duet, adress) do so")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a method parameter (repeatable)")
     s.add_argument("--hint", action="append", default=[], metavar="KIND:TARGET=FILE",

@@ -17,6 +17,15 @@ from demixstudio.separation.base import Method
 BUILTIN_MODULES = (
     "demixstudio.separation.decorrelation",
     "demixstudio.separation.ica",
+    "demixstudio.separation.hpss",
+    "demixstudio.separation.repet",
+    "demixstudio.separation.nmf.unsupervised",
+    "demixstudio.separation.nmf.supervised",
+    "demixstudio.separation.nmf.semisupervised",
+    "demixstudio.separation.nmf.hum",
+    "demixstudio.separation.nmf.paint",
+    "demixstudio.separation.nmf.repair",
+    "demixstudio.separation.dnn.method",
 )
 
 _METHODS: Dict[str, Type[Method]] = {}

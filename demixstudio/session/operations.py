@@ -28,15 +28,26 @@ from demixstudio.session.session import Session
 NEGLIGIBLE_RESIDUAL_DB = -80.0
 
 
-def method_params(method_name: str, *, sources: Optional[int] = None,
+def method_params(method_name: str, *, sources: "Optional[int | str]" = None,
                   settings: Optional[Dict[str, str]] = None, device: Optional[str] = None) -> Any:
-    """Params for ``method_name`` from the CLI's ``--sources``, ``--set`` and ``--device``."""
+    """Params for ``method_name`` from the CLI's ``--sources``, ``--set`` and ``--device``.
+
+    ``sources="auto"`` is ``sources=0`` for methods whose 0 means "find the
+    count" (their ``sources`` parameter accepts 0); others refuse it.
+    """
     method = get_method(method_name)
-    names = {s.name for s in param_specs(method.Params)}
+    specs = {s.name: s for s in param_specs(method.Params)}
+    names = set(specs)
     strings = dict(settings or {})
     if sources is not None:
         if "sources" not in names:
             raise ParameterError(f"method {method_name!r} does not take --sources")
+        if sources == "auto":
+            low = specs["sources"].min
+            if low is not None and low > 0:
+                raise ParameterError(f"method {method_name!r} cannot count its sources; "
+                                     "give --sources N")
+            sources = 0
         strings["sources"] = str(sources)
     if device not in (None, "auto"):
         if "device" in names:
