@@ -2,7 +2,7 @@
 
 Real recordings panned with a constant-power law (tests/spatial_mixtures.py);
 the starting estimates are deliberately poor masks, so the post-filter has
-work to do. Scores are BSS Eval v4 SDR of the stereo source images.
+work to do. Scores are image SNRs of the stereo source images.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from spatial_mixtures import MUSIC_SET, load_sources, pan_mixture
 
 from demixstudio.audio.stft import StftConfig, istft, stft
 from demixstudio.errors import ParameterError
-from demixstudio.metrics import bss_eval
 from demixstudio.separation.mwf import wiener_from_masks, wiener_postfilter
 
 SR = 16000
@@ -36,8 +35,12 @@ def _case():
 
 
 def _sdr(images, spec_images, n, cfg):
-    est = np.stack([istft(y, n, cfg) for y in spec_images])
-    return bss_eval(images, est, SR, device="cpu").sdr
+    """Image SNR per source, 10 log10(‖img‖² / ‖img − est‖²): no distortion
+    filter is allowed, so every error of the filter counts (cheaper and
+    stricter than BSS Eval's SDR, which the method tests use)."""
+    est = np.stack([istft(y, n, cfg) for y in spec_images]).astype(np.float64)
+    ref = images.astype(np.float64)
+    return 10 * np.log10(np.sum(ref ** 2, axis=(1, 2)) / np.sum((ref - est) ** 2, axis=(1, 2)))
 
 
 def test_postfilter_improves_rough_masks_and_em_helps():

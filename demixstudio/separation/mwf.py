@@ -74,9 +74,13 @@ def _inverse(a: torch.Tensor) -> torch.Tensor:
         return 1.0 / a
     if c == 2:
         a00, a01, a10, a11 = a[..., 0, 0], a[..., 0, 1], a[..., 1, 0], a[..., 1, 1]
-        det = a00 * a11 - a01 * a10
-        inv = torch.stack([torch.stack([a11, -a01], -1), torch.stack([-a10, a00], -1)], -2)
-        return inv / det[..., None, None]
+        rdet = 1.0 / (a00 * a11 - a01 * a10)
+        inv = torch.empty_like(a)
+        torch.mul(a11, rdet, out=inv[..., 0, 0])
+        torch.mul(a00, rdet, out=inv[..., 1, 1])
+        torch.mul(a01, -rdet, out=inv[..., 0, 1])
+        torch.mul(a10, -rdet, out=inv[..., 1, 0])
+        return inv
     return torch.linalg.inv(a)
 
 

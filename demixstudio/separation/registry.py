@@ -25,6 +25,10 @@ BUILTIN_MODULES = (
     "demixstudio.separation.nmf.hum",
     "demixstudio.separation.nmf.paint",
     "demixstudio.separation.nmf.repair",
+    "demixstudio.separation.projet",
+    "demixstudio.separation.ilrma",
+    "demixstudio.separation.duet",
+    "demixstudio.separation.adress",
     "demixstudio.separation.dnn.method",
 )
 
