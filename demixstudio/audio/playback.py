@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -55,14 +55,38 @@ def _import_sounddevice() -> Tuple[Any, str]:
     return sd, ""
 
 
+#: The output device engines open (a name as ``output_devices`` lists it);
+#: None is the system default. Set with :func:`set_output_device`.
+_output_device: Optional[str] = None
+
+
+def set_output_device(name: Optional[str]) -> None:
+    """Play through ``name`` (None or "" = the system default) from the next stream on."""
+    global _output_device
+    _output_device = name or None
+
+
+def output_devices() -> List[str]:
+    """Names of the output devices PortAudio sees (empty without PortAudio or devices)."""
+    sd, _why = _import_sounddevice()
+    if sd is None:
+        return []
+    try:
+        return [str(d["name"]) for d in sd.query_devices() if d["max_output_channels"] > 0]
+    except Exception:  # PortAudio failing to enumerate: no devices to offer
+        return []
+
+
 def output_status() -> Tuple[bool, str]:
     """Whether audio can be played here: (ok, a sentence for the user)."""
     sd, why = _import_sounddevice()
     if sd is None:
         return False, f"Playback is off: {why}."
     try:
-        dev = sd.query_devices(kind="output")
+        dev = sd.query_devices(device=_output_device, kind="output")
     except Exception:  # PortAudioError when the default device is -1 (none)
+        if _output_device is not None:
+            return False, f"Playback is off: the output device {_output_device!r} was not found."
         return False, "Playback is off: no audio output device was found."
     return True, f"Output: {dev['name']}"
 
@@ -274,10 +298,11 @@ class PlaybackEngine:
                 self.ok, self.reason = False, f"Playback is off: {why}."
                 return False
             try:
-                dev = sd.query_devices(kind="output")
+                dev = sd.query_devices(device=_output_device, kind="output")
                 out_ch = max(1, min(int(dev["max_output_channels"]), max(self.channels, 2)))
                 self._device_channels = out_ch
-                self._stream = sd.OutputStream(samplerate=self.sr, channels=out_ch,
+                self._stream = sd.OutputStream(device=_output_device, samplerate=self.sr,
+                                               channels=out_ch,
                                                dtype="float32", blocksize=self.blocksize,
                                                latency="low", callback=self._callback)
                 self._stream.start()

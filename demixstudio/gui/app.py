@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 import traceback
 from typing import List, Optional, Sequence
 
@@ -26,16 +27,20 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--no-recovery", action="store_true",
                    help="do not offer to recover autosaves from a crash")
     p.add_argument("--version", action="version", version=f"demixstudio {__version__}")
+    from demixstudio.gui.automation import add_arguments
+
+    add_arguments(p)  # --smoke-test FILE --method M --export DIR (a scripted run)
     return p.parse_args(list(argv))
 
 
 def create_application(argv: Optional[List[str]] = None):
-    """The QApplication with HiDPI and the dark theme (reuses a running one)."""
+    """The QApplication with HiDPI, the icon and the chosen theme (reuses a running one)."""
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
-    from demixstudio.gui.theme import apply_dark_theme
+    from demixstudio.gui.settings import Preferences
+    from demixstudio.gui.theme import apply_theme
 
     app = QApplication.instance()
     if app is None:
@@ -47,7 +52,11 @@ def create_application(argv: Optional[List[str]] = None):
     app.setApplicationName("DemixStudio")
     app.setOrganizationName("DemixStudio")
     app.setApplicationVersion(__version__)
-    apply_dark_theme(app)
+    app.setDesktopFileName("demixstudio")  # packaging/demixstudio.desktop (Wayland icons)
+    from demixstudio.gui.icons import app_icon
+
+    app.setWindowIcon(app_icon())
+    apply_theme(app, Preferences().theme())  # dark unless the user chose light
     return app
 
 
@@ -75,7 +84,9 @@ def open_editor(argv: Sequence[str] = ()):
     FILE (an audio file or a ``.dsproj``) is opened, or the demo without one;
     after a crash the autosave is offered first.
     """
+    t0 = time.perf_counter()
     args = _parse(argv)
+    from demixstudio.gui.automation import install as install_scripted_run
     from demixstudio.gui.autosave import recoverable
     from demixstudio.gui.main_window import MainWindow
     from demixstudio.gui.settings import setup_logging
@@ -86,6 +97,10 @@ def open_editor(argv: Sequence[str] = ()):
     sys.excepthook = _excepthook
     win = MainWindow()
     win.show()
+    # A scripted run (--smoke-test) opens its own file and asks nothing.
+    win.scripted_run = install_scripted_run(win, args, t0)
+    if win.scripted_run is not None:
+        return win
     recovering = None if args.no_recovery else win.offer_recovery(recoverable())
     if recovering is None:
         if args.file:
@@ -115,6 +130,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     win = open_editor(sys.argv[1:] if argv is None else argv)
     code = int(QApplication.instance().exec())
+    run = getattr(win, "scripted_run", None)
+    if run is not None and run.code is not None:
+        code = run.code
     del win
     return code
 

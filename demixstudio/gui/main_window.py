@@ -22,18 +22,19 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFileDial
 
 from demixstudio import __version__
 from demixstudio.audio.io import load_audio
-from demixstudio.audio.playback import input_status, record
+from demixstudio.audio.playback import input_status, output_devices, record, set_output_device
 from demixstudio.audio.stft import apply_mask
 from demixstudio.errors import DemixError, ParameterError
 from demixstudio.gui.autosave import Autosaver, RecoveryEntry
 from demixstudio.gui.dialogs import ExportChoice, ExportDialog, error_dialog
+from demixstudio.gui.first_run import show_first_run_hint
 from demixstudio.gui.layer_panel import LayerPanel
 from demixstudio.gui.method_panel import MethodPanel
 from demixstudio.gui.settings import Preferences, log_dir, setup_logging
 from demixstudio.gui.spectrogram_view import SpectrogramView
 from demixstudio.gui.transport import Transport
 from demixstudio.gui.worker import BackgroundTask, JobBar, JobRunner
-from demixstudio.separation.base import AudioHint, Hints, LayerProposal
+from demixstudio.separation.base import AudioHint, Hints, LayerProposal, params_to_dict
 from demixstudio.separation.registry import available, get_method
 from demixstudio.session.export import export
 from demixstudio.session.project import load_project, save_project
@@ -103,6 +104,10 @@ class MainWindow(QMainWindow):
         # Hooks the tests replace: questions that would block in a modal dialog.
         self.ask_save_changes: Callable[[], str] = self._ask_save_changes
         self.show_error: Callable[[str, str, str], Any] = self._show_error
+        # "recover", "discard" (delete the autosave) or "ignore" (keep it for later)
+        self.ask_recovery: Callable[[RecoveryEntry], str] = self._ask_recovery
+        self.first_run_hint = None
+        set_output_device(self.prefs.audio_device())  # before any playback engine opens
 
         self.setWindowTitle("DemixStudio")
         self.setAcceptDrops(True)
@@ -157,6 +162,10 @@ class MainWindow(QMainWindow):
         # window shows at once; the panel fills in when they are there.
         self._method_loader = BackgroundTask(self)
         self._method_loader.done.connect(self._methods_loaded)
+        # Without this the panel would say "loading methods…" for ever.
+        self._method_loader._runner.failed.connect(
+            lambda label, reason, details: self.show_error(
+                "Methods", f"the separation methods could not be loaded: {reason}", details))
         self._method_loader.submit("load methods", lambda ctx: available())
 
     def _methods_loaded(self, names: List[str]) -> None:
@@ -301,6 +310,19 @@ class MainWindow(QMainWindow):
         pl = mb.addMenu("P&layback")
         pl.addAction(self.act_play)
         pl.addAction(self.act_stop)
+        self.device_menu = pl.addMenu("Output &device")
+        self.device_menu.aboutToShow.connect(self._fill_devices)
+        self._fill_devices()
+        v = mb.addMenu("&View")
+        theme_menu = v.addMenu("&Theme")
+        self.theme_group = QActionGroup(self)
+        self.theme_actions = {}
+        for name in ("dark", "light"):
+            a = theme_menu.addAction(name.capitalize(), lambda n=name: self.set_theme(n))
+            a.setCheckable(True)
+            a.setChecked(name == self.prefs.theme())
+            self.theme_group.addAction(a)
+            self.theme_actions[name] = a
         h = mb.addMenu("&Help")
         h.addAction("Open the log folder", lambda: QDesktopServices.openUrl(
             QUrl.fromLocalFile(str(log_dir()))))
@@ -333,6 +355,9 @@ class MainWindow(QMainWindow):
         mp.recordRequested.connect(self.record_hum)
         mp.error.connect(lambda reason: self.show_error("Method", reason, ""))
         mp.methodChanged.connect(self.prefs.set_default_method)
+        mp.methodChanged.connect(self._restore_method_params)
+        mp.runRequested.connect(lambda name, params, _hints, _on:
+                                self._remember_method_params(name, params))
         self.brush_size.valueChanged.connect(self._brush_changed)
         self.brush_strength.valueChanged.connect(self._brush_changed)
         self.freq_scale.currentTextChanged.connect(self._scale_changed)
@@ -467,7 +492,13 @@ class MainWindow(QMainWindow):
             ctx.progress(0, 1, "synthesising")
             mix, _stems = demo_mixture(DEMO_SR, seconds)
             return Session(mix, DEMO_SR, name="demo")
-        return self._start("Open the demo", work, lambda s: self.set_session(s))
+
+        def apply(session):
+            self.set_session(session)
+            # The first time ever: a banner saying what to do (shown once).
+            self.first_run_hint = show_first_run_hint(self) or self.first_run_hint
+            return session
+        return self._start("Open the demo", work, apply)
 
     def recover(self, entry: RecoveryEntry) -> bool:
         """Open an autosave left by a crash, as an unsaved document."""
@@ -486,18 +517,23 @@ class MainWindow(QMainWindow):
         if not entries:
             return None
         e = entries[0]
+        answer = self.ask_recovery(e)
+        if answer == "recover":
+            self.recover(e)
+            return e
+        if answer == "discard":
+            e.discard()
+        return None
+
+    def _ask_recovery(self, e: RecoveryEntry) -> str:
         box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work?",
                           f"DemixStudio did not close normally. Recover {e.describe()}?",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard
                           | QMessageBox.StandardButton.Ignore, self)
         box.setInformativeText("Discard deletes the autosave; Ignore keeps it for next time.")
         answer = box.exec()
-        if answer == QMessageBox.StandardButton.Yes:
-            self.recover(e)
-            return e
-        if answer == QMessageBox.StandardButton.Discard:
-            e.discard()
-        return None
+        return {QMessageBox.StandardButton.Yes: "recover",
+                QMessageBox.StandardButton.Discard: "discard"}.get(answer, "ignore")
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -843,6 +879,49 @@ class MainWindow(QMainWindow):
 
     def _brush_changed(self, *_args) -> None:
         self.view.set_brush(self.brush_size.value(), self.brush_strength.value())
+
+    def _restore_method_params(self, name: str) -> None:
+        """Fill the method's form with the parameters it last ran with."""
+        saved = self.prefs.method_params(name)
+        if saved and self.method_panel.form is not None:
+            self.method_panel.form.set_values(saved)
+
+    def _remember_method_params(self, name: str, params: Any) -> None:
+        try:
+            self.prefs.set_method_params(name, params_to_dict(params))
+        except TypeError as exc:  # a value JSON cannot hold: keep the old defaults
+            log.warning("cannot remember the parameters of %s: %s", name, exc)
+
+    def set_theme(self, name: str) -> None:
+        """Switch between the dark and the light theme (remembered)."""
+        from PySide6.QtWidgets import QApplication
+
+        from demixstudio.gui.theme import apply_theme
+
+        self.prefs.set_theme(name)
+        apply_theme(QApplication.instance(), self.prefs.theme())
+        if name in self.theme_actions:
+            self.theme_actions[name].setChecked(True)
+
+    def _fill_devices(self) -> None:
+        """The Playback ▸ Output device menu: the system default and every output."""
+        self.device_menu.clear()
+        current = self.prefs.audio_device()
+        group = QActionGroup(self.device_menu)
+        for label, name in [("System default", None)] + [(n, n) for n in output_devices()]:
+            a = self.device_menu.addAction(label, lambda n=name: self.set_audio_device(n))
+            a.setCheckable(True)
+            a.setChecked(name == current)
+            group.addAction(a)
+        if len(group.actions()) == 1:
+            self.device_menu.addAction("(no output device found)").setEnabled(False)
+
+    def set_audio_device(self, name: Optional[str]) -> None:
+        """Play through ``name`` (None = the system default); remembered."""
+        self.prefs.set_audio_device(name)
+        set_output_device(name)
+        if self.session is not None:  # reopen the engine on the new device
+            self.transport.set_session(self.session)
 
     def _scale_changed(self, scale: str) -> None:
         self.view.set_freq_scale(scale)

@@ -1,6 +1,7 @@
 """Where the editor keeps its things: preferences, the log file, autosaves.
 
-Preferences live in QSettings (recent files, the default method, the export
+Preferences live in QSettings (recent files, the theme, the default method
+and each method's last parameters, the audio output device, the export
 format). Every location can be moved by an environment variable, so tests
 and portable installs never touch the user's real ones:
 
@@ -11,11 +12,12 @@ and portable installs never touch the user's real ones:
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import platformdirs
 from PySide6.QtCore import QSettings
@@ -24,6 +26,7 @@ APP_NAME = "DemixStudio"
 ORG_NAME = "DemixStudio"
 MAX_RECENT = 10
 LOG_NAME = "demixstudio.log"
+THEMES = ("dark", "light")
 
 log = logging.getLogger("demixstudio.gui")
 
@@ -108,6 +111,37 @@ class Preferences:
     def set_default_method(self, name: str) -> None:
         self._s.setValue("methods/default", name)
 
+    def method_params(self, name: str) -> Dict[str, Any]:
+        """The parameters ``name`` last ran with (a JSON-ready dict; empty if never)."""
+        try:
+            v = json.loads(str(self._get(f"methods/params/{name}", "{}")))
+        except ValueError:
+            return {}
+        return v if isinstance(v, dict) else {}
+
+    def set_method_params(self, name: str, values: Dict[str, Any]) -> None:
+        # JSON in one string: INI files would turn numbers and lists into text.
+        self._s.setValue(f"methods/params/{name}", json.dumps(values))
+        self._s.sync()
+
+    # look and sound -------------------------------------------------------------------
+    def theme(self) -> str:
+        v = str(self._get("view/theme", "dark"))
+        return v if v in THEMES else "dark"
+
+    def set_theme(self, name: str) -> None:
+        self._s.setValue("view/theme", name if name in THEMES else "dark")
+        self._s.sync()
+
+    def audio_device(self) -> Optional[str]:
+        """The output device's name, or None for the system default."""
+        v = str(self._get("audio/output_device", ""))
+        return v or None
+
+    def set_audio_device(self, name: Optional[str]) -> None:
+        self._s.setValue("audio/output_device", name or "")
+        self._s.sync()
+
     # export -------------------------------------------------------------------------
     def export_format(self) -> str:
         return str(self._get("export/format", "wav"))
@@ -138,3 +172,7 @@ class Preferences:
 
     def set_value(self, key: str, value) -> None:
         self._s.setValue(key, value)
+
+    def sync(self) -> None:
+        """Write to disk now (QSettings otherwise writes later, or at exit)."""
+        self._s.sync()

@@ -74,3 +74,34 @@ def apply_dark_theme(app: QApplication) -> None:
         pg.setConfigOptions(background=BASE, foreground=TEXT, antialias=False)
     except ImportError:  # pragma: no cover - pyqtgraph is a dependency
         pass
+
+
+# The light theme: Fusion's own light palette; the spectrogram keeps its dark
+# background (the colour maps are made to be read on it).
+LIGHT_STYLE_SHEET = """
+QToolTip { color: #202124; background-color: #f4f5f7; border: 1px solid #b8bcc4; padding: 4px; }
+QDockWidget::title { background: #e4e6ea; padding: 4px 6px; }
+QStatusBar QLabel { padding: 0 6px; }
+QLabel#dimLabel { color: #60646b; }
+QLabel#warningLabel { color: #a0600a; }
+QLabel#timeLabel { font-family: monospace; font-size: 13px; padding: 0 8px; }
+QToolButton:checked { background-color: #cfe2f6; border: 1px solid #3d8fd6; border-radius: 3px; }
+QListWidget#layerList::item { border-bottom: 1px solid #dcdfe4; }
+QListWidget#layerList::item:selected { background-color: #cfe2f6; color: #202124; }
+QLineEdit#layerName { background: transparent; border: 1px solid transparent; padding: 1px 3px; }
+QLineEdit#layerName:focus { background: #ffffff; border: 1px solid #3d8fd6; }
+QToolButton#muteButton:checked { background-color: #f0b8b8; border-color: #c05050; }
+QToolButton#soloButton:checked { background-color: #f0e0a0; border-color: #d0b040; }
+QPushButton#primaryButton { background-color: #3d8fd6; color: #ffffff; border: 1px solid #2f6ea8;
+    border-radius: 3px; padding: 5px 12px; font-weight: bold; }
+QPushButton#primaryButton:disabled { background-color: #d4d6da; color: #8b8e94; }
+"""
+
+def apply_theme(app: QApplication, name: str = "dark") -> None:
+    """``"dark"`` (the default) or ``"light"``; anything else means dark."""
+    if name != "light":
+        apply_dark_theme(app)
+        return
+    app.setStyle("Fusion")
+    app.setPalette(app.style().standardPalette())
+    app.setStyleSheet(LIGHT_STYLE_SHEET)
