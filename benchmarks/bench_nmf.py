@@ -8,7 +8,8 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
   (``NMF.fit``), then activations fitted to the mixture with the dictionaries
   held fixed (``non_negative_factorization(update_H=False)`` on the transposed
   problem), then the same soft masks;
-- ``nmf`` (unsupervised, best permutation), ``nmf-paint`` with a coarse
+- ``nmf`` (unsupervised, best permutation), ``nmf-semisupervised`` with an
+  example of the first source only, ``nmf-paint`` with a coarse
   simulated painting (rectangles over ~30 % of the bins where each source
   dominates by ≥ 6 dB), ``nmf-hum`` with the target's example excerpt as the
   hum (not time-aligned);
@@ -17,7 +18,7 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
 
 Prints SDR per source and case, the medians and the differences.
 
-    .venv/bin/python benchmarks/bench_nmf.py [--only supervised,paint,hum,repair]
+    .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair]
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from demixstudio.separation import AudioHint, Hints, get_method, make_params
 from demixstudio.separation.nmf.spectra import log_spectral_distance
 
 
-def sklearn_supervised(case: nc.Case, rank: int) -> np.ndarray:
+def sklearn_supervised(case: nc.Case, rank: int, power: float) -> np.ndarray:
+    """scikit-learn's KL/MU NMF in our supervised pipeline, with our masks (``power``)."""
     from sklearn.decomposition import NMF, non_negative_factorization
     from sklearn.exceptions import ConvergenceWarning
 
@@ -61,7 +63,8 @@ def sklearn_supervised(case: nc.Case, rank: int) -> np.ndarray:
         A, _, _ = non_negative_factorization(X, H=D, n_components=D.shape[0], update_H=False,
                                              beta_loss="kullback-leibler", solver="mu",
                                              max_iter=200)
-    parts = [A[:, i * rank:(i + 1) * rank] @ D[i * rank:(i + 1) * rank] for i in range(2)]
+    parts = [(A[:, i * rank:(i + 1) * rank] @ D[i * rank:(i + 1) * rank]) ** power
+             for i in range(2)]
     tot = parts[0] + parts[1] + 1e-30
     return nc.apply_masks(case, [(p / tot).T[None].astype(np.float32) for p in parts])
 
@@ -79,12 +82,12 @@ def fmt(v):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="supervised,paint,hum,repair")
+    ap.add_argument("--only", default="supervised,semi,paint,hum,repair")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     only = set(args.only.split(","))
     cases = nc.cases()
-    rows = {k: [] for k in ("ours", "sklearn", "nmf", "paint", "hum")}
+    rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "hum")}
     for case in cases:
         print(f"== {case.label} ({case.mix.shape[1] / case.sr:.1f} s)", flush=True)
         ex = Hints(examples={n: [AudioHint(case.examples[n], case.sr)] for n in case.names})
@@ -92,17 +95,26 @@ def main() -> None:
             props, dt = run("nmf-supervised", case, ex, device=args.device)
             s = nc.sdr(case, nc.apply_masks(case, props))
             t = time.perf_counter()
-            s2 = nc.sdr(case, sklearn_supervised(case, get_method("nmf-supervised").Params().components))
+            defaults = get_method("nmf-supervised").Params()
+            s2 = nc.sdr(case, sklearn_supervised(case, defaults.components, defaults.mask_power))
             dt2 = time.perf_counter() - t
             rows["ours"].append(s)
             rows["sklearn"].append(s2)
             print(f"  nmf-supervised {fmt(s)} {dt:6.1f} s | scikit-learn {fmt(s2)} {dt2:6.1f} s "
                   f"| diff {np.mean(s - s2):+.2f} dB, speed x{dt2 / dt:.1f}", flush=True)
-        if only & {"paint", "hum"}:
+        if only & {"semi", "paint", "hum"}:
             props, dt = run("nmf", case, Hints(), device=args.device)
             su = nc.sdr_permuted(case, nc.apply_masks(case, props))
             rows["nmf"].append(su)
             print(f"  nmf            {fmt(su)} {dt:6.1f} s", flush=True)
+        if "semi" in only:
+            h = Hints(examples={case.names[0]: [AudioHint(case.examples[case.names[0]],
+                                                          case.sr)]})
+            props, dt = run("nmf-semisupervised", case, h, device=args.device)
+            sm = nc.sdr(case, nc.apply_masks(case, props))
+            rows["semi"].append(sm)
+            print(f"  nmf-semisup.   {fmt(sm)} {dt:6.1f} s | vs nmf {np.mean(sm - su):+.2f} dB",
+                  flush=True)
         if "paint" in only:
             p0, c0 = nc.dominance_paint(case, 0)
             p1, c1 = nc.dominance_paint(case, 1)
@@ -126,7 +138,7 @@ def main() -> None:
     if rows["ours"]:
         d = np.concatenate(rows["ours"]) - np.concatenate(rows["sklearn"])
         print(f"  nmf-supervised − scikit-learn: median {np.median(d):+.2f} dB")
-    for k in ("paint", "hum"):
+    for k in ("semi", "paint", "hum"):
         if rows[k]:
             d = np.concatenate(rows[k]) - np.concatenate(rows["nmf"])
             print(f"  {k} − nmf: median {np.median(d):+.2f} dB")

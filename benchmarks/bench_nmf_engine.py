@@ -3,8 +3,9 @@
 A real magnitude spectrogram (≥ 2000 bins × ≥ 2500 frames: 4096-point STFT of
 about 38 s of recordings from ../shared/audio at 44.1 kHz), rank 40, KL
 divergence, multiplicative updates, the same random initialisation for all
-three, 100 iterations each. Prints seconds per iteration, the speed ratios and
-the KL objective each reaches. With ``--long`` it measures instead the peak memory
+three, 100 iterations each, the same number of CPU threads (``--threads``).
+Prints seconds per iteration, the speed ratios and the KL objective each
+reaches. With ``--long`` it measures instead the peak memory
 of ``nmf-supervised`` on 10 minutes of stereo (block processing).
 
     .venv/bin/python benchmarks/bench_nmf_engine.py [--iters 100] [--device cpu] [--long]
@@ -116,6 +117,8 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=40)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-sklearn", action="store_true")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="CPU threads for all three (torch and numpy's BLAS alike)")
     ap.add_argument("--long", action="store_true",
                     help="measure peak memory on 10 min stereo instead (alone in its process, "
                          "so the peak is its own)")
@@ -123,6 +126,7 @@ def main() -> None:
     if args.long:
         long_memory(args.device)
         return
+    torch.set_num_threads(args.threads)
     V = spectrogram()
     F, T = V.shape
     rng = np.random.default_rng(0)
@@ -139,7 +143,10 @@ def main() -> None:
     obj_t = kl(V, W, H)
     print(f"torchnmf  {dt_t * 1e3:8.2f} ms/it   KL {obj_t:.6e}")
     if not args.skip_sklearn:
-        dt_s, W, H = run_sklearn(V, W0, H0, args.iters)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(args.threads):
+            dt_s, W, H = run_sklearn(V, W0, H0, args.iters)
         obj_s = kl(V, W, H)
         print(f"sklearn   {dt_s * 1e3:8.2f} ms/it   KL {obj_s:.6e}")
         print(f"speed-up vs scikit-learn: {dt_s / dt_o:.1f}x   KL ours/sklearn - 1 = "

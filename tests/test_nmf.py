@@ -2,8 +2,9 @@
 
 Each method's layers are rendered by masking the mixture's STFT and scored
 with BSS Eval v4 SDR against the true sources. Thresholds sit a few dB under
-the measured figures (in the report of the NMF issue), so a broken method
-fails them. The full acceptance figures (7 s excerpts, scikit-learn beside
+the measured figures (4 s excerpts: supervised voice+bass 15.6 / 15.5 dB,
+speech+noise 8.9 / 8.4; nmf 9.1 / 6.5; paint 5.8 / 3.0; semi-supervised
+10.4 / 8.8; hum 5.2 / 5.4), so a broken method fails them. The full acceptance figures (7 s excerpts, scikit-learn beside
 us) come from benchmarks/bench_nmf.py.
 """
 
@@ -56,7 +57,7 @@ def test_supervised_separates_voice_from_bass(cases):
 def test_supervised_speech_in_noise(cases):
     case = cases["speech+noise"]
     sdr = nc.sdr(case, nc.apply_masks(case, _run("nmf-supervised", case, _examples(case))))
-    assert sdr.min() > 5.0, sdr
+    assert sdr.min() > 6.5, sdr
 
 
 def test_unsupervised_groups_and_per_component(cases):
@@ -64,7 +65,7 @@ def test_unsupervised_groups_and_per_component(cases):
     props = _run("nmf", case, Hints(), components=12, max_iter=100)
     assert len(props) == 2
     sdr = nc.sdr_permuted(case, nc.apply_masks(case, props))
-    assert sdr.max() > 1.5, sdr
+    assert sdr.max() > 4.0, sdr
     props = _run("nmf", case, Hints(), components=6, per_component=True, max_iter=20)
     assert len(props) == 6
     np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
@@ -78,7 +79,7 @@ def test_paint_separates_instruments(cases):
     props = _run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}))
     assert [p.name for p in props] == [case.names[0], "rest"]
     sdr = nc.sdr(case, nc.apply_masks(case, props))
-    assert sdr.min() > 1.5 and sdr.mean() > 3.5, sdr
+    assert sdr.min() > 2.0 and sdr.mean() > 4.0, sdr
 
 
 def test_paint_not_pushes_energy_out_of_a_layer(cases):
@@ -102,11 +103,13 @@ def test_semisupervised_and_hum_return_target_and_rest(cases):
     props = _run("nmf-semisupervised", case, Hints(examples=ex), free_components=4)
     assert [p.name for p in props] == [case.names[1], "rest"]
     sdr = nc.sdr(case, nc.apply_masks(case, props[::-1]))
-    assert np.median(sdr) > 2.0, sdr
+    assert np.median(sdr) > 6.0, sdr
     props = _run("nmf-hum", case, Hints(hums={case.names[1]: ex[case.names[1]]}),
                  free_components=4, max_iter=100)
     assert [p.name for p in props] == [case.names[1], "rest"]
     np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
+    sdr = nc.sdr(case, nc.apply_masks(case, props[::-1]))
+    assert np.median(sdr) > 3.0, sdr
 
 
 def test_stereo_masks_balance_in_a_session(cases):
@@ -133,14 +136,15 @@ def test_repair_band_limited_speech():
     bl = sosfiltfilt(butter(10, [400, 1600], btype="band", fs=sr, output="sos"), x)
     bl = bl.astype(np.float32)
     m = get_method("repair")
-    p = make_params(m.Params, {"band_lo_hz": 400.0, "band_hi_hz": 1600.0})
-    out = m.separate(bl, sr, p, Hints(examples={"speech": [AudioHint(example, sr)]}),
-                     NullContext())
-    assert len(out) == 1 and out[0].waveform.shape == x.shape
     cfg = StftConfig.for_rate(sr)
     before = log_spectral_distance(x, bl, cfg)
-    after = log_spectral_distance(x, out[0].waveform, cfg)
-    assert after < 0.85 * before, (before, after)
+    hints = Hints(examples={"speech": [AudioHint(example, sr)]})
+    # Measured: 33 % lower with the band given, 30 % with the band found.
+    for values in ({"band_lo_hz": 400.0, "band_hi_hz": 1600.0}, {}):
+        out = m.separate(bl, sr, make_params(m.Params, values), hints, NullContext())
+        assert len(out) == 1 and out[0].waveform.shape == x.shape
+        after = log_spectral_distance(x, out[0].waveform, cfg)
+        assert after < 0.78 * before, (values, before, after)
 
 
 def test_repair_fills_a_time_frequency_gap():
@@ -155,7 +159,7 @@ def test_repair_fills_a_time_frequency_gap():
                      NullContext())
     before = log_spectral_distance(x, gap, cfg)
     after = log_spectral_distance(x, out[0].waveform, cfg)
-    assert after < 0.7 * before, (before, after)
+    assert after < 0.65 * before, (before, after)  # measured 0.56
 
 
 def test_bad_hints_are_refused(cases):

@@ -1,4 +1,5 @@
-"""What the NMF methods share: the engine's parameters and the mixture's spectrogram."""
+"""What the NMF methods share: parameters, the mixture's spectrogram, dictionaries
+learned from hints, the fit-then-mask ending."""
 
 from __future__ import annotations
 
@@ -11,8 +12,30 @@ import torch
 from demixstudio.audio.stft import StftConfig
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import AudioHint, LayerProposal, param
+from demixstudio.separation.base import (
+    AudioHint,
+    LayerProposal,
+    Method,
+    param,
+    params_to_dict,
+)
 from demixstudio.separation.nmf import engine, spectra
+
+
+def sparsity_param(default: float):
+    """The L1 penalty on the activations."""
+    return param(
+        default, label="Sparsity", min=0.0, max=10.0,
+        help="L1 penalty on the activations (for KL: a fraction of the data term's "
+             "gradient): larger values explain each frame with fewer templates.")
+
+
+def mask_power_param(default: float):
+    """The exponent of the soft masks."""
+    return param(
+        default, label="Mask power", min=0.5, max=4.0,
+        help="Soft masks are (model part)^p / Σ (model parts)^p: 1 = the model's "
+             "posterior, 2 = a Wiener filter on the modelled power.")
 
 
 @dataclass(frozen=True)
@@ -24,14 +47,8 @@ class EngineParams:
         help="The fit's divergence: 1 = Kullback–Leibler (the default, for magnitude "
              "spectra), 2 = Euclidean, 0 = Itakura–Saito (scale-invariant; quiet details "
              "count as much as loud ones).")
-    sparsity: float = param(
-        0.0, label="Sparsity", min=0.0, max=10.0,
-        help="L1 penalty on the activations (for KL: a fraction of the data term's "
-             "gradient): larger values explain each frame with fewer templates.")
-    mask_power: float = param(
-        1.0, label="Mask power", min=0.5, max=4.0,
-        help="Soft masks are (model part)^p / Σ (model parts)^p: 1 = the model's "
-             "posterior, 2 = a Wiener filter on the modelled power.")
+    sparsity: float = sparsity_param(0.0)
+    mask_power: float = mask_power_param(1.0)
     max_iter: int = param(
         200, label="Iterations", min=1, max=100_000,
         help="At most this many multiplicative updates of the separation.")
@@ -46,6 +63,23 @@ class EngineParams:
         engine.BLOCK_FRAMES, label="Block (frames)", min=64, max=1_000_000,
         help="Activations are processed in blocks of this many frames, which bounds "
              "the temporary memory on long inputs.")
+
+
+def components_param(default: int, label: str, help: str):
+    """A rank parameter (templates per source, free templates, ...)."""
+    return param(default, label=label, min=1, max=1024, help=help)
+
+
+def free_components_param(default: int):
+    """The number of templates that explain whatever the hints do not."""
+    return components_param(default, "Free templates",
+                            "Templates learned on the mixture for everything that is not "
+                            "a target.")
+
+
+def rest_name_param():
+    """The name of the layer of the rest."""
+    return param("rest", label="Rest layer", help="Name of the layer of the rest.")
 
 
 @dataclass
@@ -83,6 +117,15 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
     return Mixture(cfg, blocks, frames, device, mean_frame)
 
 
+def open_mixture(method: Method, mix: np.ndarray, sr: int, p: EngineParams, ctx: JobContext,
+                 upto: float = 0.05) -> Mixture:
+    """Check ``mix`` for ``method`` and load its magnitude (the first ``upto`` of the job)."""
+    method.check_input(mix)
+    with ctx.stage(0.0, upto, "spectrogram"):
+        ctx.progress(0, 1, "spectrogram")
+        return load_mixture(mix, sr, p)
+
+
 def l1_weight(sparsity: float, beta: float, mean_bin: float) -> float:
     """The engine's λ for a user sparsity: the H-step's denominator is about
     ``mean(V)^(β−1)`` with unit-sum templates, so λ is scaled by it (for KL it
@@ -105,6 +148,57 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
                 tol=p.tol, seed=p.seed + 101 * i, device=m.device,
                 message=f"learning {target!r}")
     return out
+
+
+def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
+                     p: EngineParams, ctx: JobContext, what: str, span: tuple[float, float], *,
+                     sparsity: float = 0.0) -> tuple[list[str], torch.Tensor, list[int]]:
+    """Dictionaries of every target with hints, side by side.
+
+    Returns (targets, W float32 (bins, Σ ranks), rank of each target).
+    """
+    targets = [t for t, h in hints.items() if h]
+    with ctx.stage(span[0], span[1], f"learning the {what}"):
+        dicts = dictionaries({t: hints[t] for t in targets}, sr, m, rank, p, ctx, what,
+                             sparsity=sparsity)
+    W = torch.cat([dicts[t] for t in targets], dim=1)
+    return targets, W, [dicts[t].shape[1] for t in targets]
+
+
+def free_templates(m: Mixture, k: int, seed: int) -> torch.Tensor:
+    """``k`` random templates float32 (bins, k), scaled to the mixture."""
+    scale = float(np.sqrt(m.mean_frame / m.cfg.bins / k))
+    return engine.random_init((m.cfg.bins, k), scale, seed, m.device)
+
+
+def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,
+                 ctx: JobContext, start: float, **fit_args
+                 ) -> tuple[np.ndarray, engine.FitResult]:
+    """Fit activations (and the free templates) to the mixture, then the groups' masks.
+
+    ``sizes`` are the components of each group, in W's column order; ``fit_args``
+    go to :func:`engine.fit` (fixed_w, prior, penalties, ...). Runs from ``start``
+    of the job to its end. Returns (masks float32 (groups, 1, bins, frames), fit).
+    """
+    groups = slices(sizes)
+    H = spectra.init_activations(m.V, W.shape[1], p.seed)
+    lam = l1_weight(p.sparsity, p.beta, m.mean_frame / m.cfg.bins)
+    fit_args.setdefault("beta", p.beta)
+    with ctx.stage(start, 0.95, "fitting"):
+        res = engine.fit(m.V, W, H, ctx, sparsity=lam, max_iter=p.max_iter, tol=p.tol,
+                         groups=groups, message="fitting", **fit_args)
+    with ctx.stage(0.95, 1.0, "masks"):
+        ctx.progress(0, 1, "masks")
+        masks = spectra.group_masks(W, H, groups, m.frames, power=p.mask_power,
+                                    penalties=fit_args.get("penalties"))
+    return masks, res
+
+
+def proposals(method: Method, masks: np.ndarray, names: Sequence[tuple[str, str | None]],
+              p: EngineParams, res: engine.FitResult) -> list[LayerProposal]:
+    """The layers of a fit: one mask proposal per group, with the fit's provenance."""
+    info = {"iterations": res.iterations, "converged": res.converged}
+    return mask_proposals(masks, names, method.name, params_to_dict(p), info)
 
 
 def slices(sizes: Sequence[int]) -> list[slice]:

@@ -21,11 +21,20 @@ with ``Z = W H``. On top of the plain model:
   ``q(k | f, t) ∝ W_fk H_kt`` becomes ``∝ W_fk H_kt exp(−Λ_{g(k), f, t})``;
 - a weight per bin (0 = missing, 1 = observed) for filling missing data.
 
+Each iteration updates W, then H with the new W (Lee & Seung's order, and
+scikit-learn's: from the same start both follow the same path).
+
 Long inputs: ``V`` is held once, as a list of frame blocks (each a
 contiguous (bins, B) tensor); each iteration walks the blocks, updating the
 block's activations and accumulating the W statistics, so temporaries are
 one block in size. Rows of H are independent given W, so with W fixed the
-blocks are exactly separate problems.
+blocks are exactly separate problems. On the CPU each block is walked in
+cache-sized chunks of frames (:func:`chunk_frames`): the model, the ratio
+V / Z and the two products that use it stay in cache, which halves the time
+of an iteration. With several CPU threads, each worker thread takes a
+contiguous share of the chunks (single-threaded products) and the workers
+meet once per sweep. The objective is computed only every ``check_every``
+iterations, for the stopping rule.
 
 Everything is float32. CPU runs are deterministic for a given seed and
 thread count.
@@ -34,6 +43,7 @@ thread count.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -180,6 +190,20 @@ class _Buffers:
         return self._bufs[key]
 
 
+def chunk_frames(bins: int, device: torch.device = torch.device("cpu")) -> int | None:
+    """Frames per chunk on ``device``: on the CPU, about 2 MB of (bins, C) float32.
+
+    The updates stream the spectrogram through two matrix products and an
+    element-wise ratio; done a few hundred frames at a time, the model and
+    the ratio stay in the CPU's cache between the three steps instead of
+    going out to memory and back (about twice as fast as whole blocks). On a
+    GPU the whole block is one launch (None).
+    """
+    if device.type != "cpu":
+        return None
+    return int(min(4096, max(32, (1 << 19) // max(bins, 1))))
+
+
 def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobContext, *,
         beta: float = 1.0,
         fixed_w: Sequence[int] | None = None,
@@ -190,6 +214,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         penalties: list[torch.Tensor] | None = None,
         observed: list[torch.Tensor] | None = None,
         max_iter: int = 200, tol: float = 1e-4, check_every: int = 10, min_iter: int = 0,
+        chunk: int | None = None, threads: int | None = None,
         message: str = "NMF") -> FitResult:
     """Run multiplicative updates in place on ``W`` and the ``H`` blocks.
 
@@ -210,6 +235,17 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     max_iter, tol : stop after ``max_iter`` iterations, or when the objective's relative
         change per iteration, measured every ``check_every`` iterations, is below ``tol``
         (not before ``min_iter`` iterations)
+    chunk : frames processed at a time inside a block (None = :func:`chunk_frames`);
+        it changes only the speed, not the result (up to rounding)
+    threads : CPU workers (None = torch's thread count). Each worker takes a
+        contiguous share of the chunks and runs its products on one thread, so
+        the workers meet once per sweep instead of at every product (which
+        costs dearly when another process holds a core). Torch's intra-op
+        thread count is set to 1 during the fit and restored after.
+
+    Each iteration updates W, then every block's activations with the new W.
+    The objective is only evaluated on check iterations (from the model the
+    H step computes anyway), so it costs nothing in between.
 
     Returns
     -------
@@ -225,6 +261,12 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         raise ParameterError(f"max_iter={max_iter} must be ≥ 0")
     device = W.device
     F, K = W.shape
+    C = int(chunk) if chunk else chunk_frames(F, device)
+    C = C or max(v.shape[1] for v in V)
+    chunks = [(i, a, min(v.shape[1], a + C)) for i, v in enumerate(V)
+              for a in range(0, v.shape[1], C)]
+    n_threads = torch.get_num_threads() if threads is None else int(threads)
+    workers = max(1, min(n_threads, len(chunks))) if device.type == "cpu" else 1
     gam = gamma_exponent(beta)
     fixed_w_set = set(int(k) for k in (fixed_w or ()))
     free_w = torch.tensor([k for k in range(K) if k not in fixed_w_set], dtype=torch.long,
@@ -242,6 +284,15 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     bufs = _Buffers(F, device)
     prior_cols = (torch.as_tensor(list(prior.columns), dtype=torch.long, device=device)
                   if prior is not None else None)
+    # KL without weights: the W step's denominator is H's row sums, found after the pass.
+    den_rows = beta == 1 and observed is None
+    kw = free_w.numel()
+    num_w = torch.zeros((F, kw), dtype=torch.float32, device=device) if update_w else None
+    den_w = (torch.zeros((1 if den_rows else F, kw), dtype=torch.float32, device=device)
+             if update_w else None)
+    # Floor the model where it can reach zero or where Z^(β−2) could overflow; with
+    # W, H ≥ EPS the plain KL model is positive already, so that pass is skipped.
+    floor_model = beta != 1 or penalties is not None
 
     # Columns whose activations are held fixed keep their scale in W: renormalising
     # them would have to rescale those fixed rows of H.
@@ -250,57 +301,117 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     norm_cols = torch.tensor([k not in fixed_w_set and k not in fixed_h_set for k in range(K)],
                              device=device)
     result = FitResult(W=W, H=H)
+
+    # Worker j owns the j-th share of the chunks, its own scratch and W statistics
+    # (worker 0 accumulates straight into num_w / den_w); shares are summed in a
+    # fixed order, so a run is deterministic for a given number of workers.
+    parts = _share(chunks, workers)
+    scratch = [bufs] + [_Buffers(F, device) for _ in range(1, workers)]
+    stats = [(num_w, den_w)] + [
+        (num_w.clone(), den_w.clone()) if update_w else (None, None)
+        for _ in range(1, workers)]
+
+    def work(j: int, update_h: bool, w_stats: bool, check: bool, Wt, colsum_w) -> float:
+        obj = 0.0
+        wb = scratch[j]
+        nw, dw = stats[j]
+        if w_stats:
+            nw.zero_()
+            dw.zero_()
+        for i, a, b in parts[j]:
+            Vc, Hc = V[i][:, a:b], H[i][:, a:b]
+            Oc = observed[i][:, a:b] if observed is not None else None
+            Pc = penalties[i][:, :, a:b] if penalties is not None else None
+            Z = wb.get(b - a, 0)
+            if update_h or check:
+                _model(W, Hc, Pc, groups, Z, floor_model)
+            if check:
+                obj += beta_divergence(Vc, Z, beta, Oc)
+            if update_h:  # Z is overwritten
+                num_h, den_h = _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, wb,
+                                             colsum_w, has_l1, lam)
+                step = num_h.div_(den_h.clamp_min(EPS))
+                if gam != 1.0:
+                    step.pow_(gam)
+                if h_keep is not None:
+                    step.masked_fill_(h_keep, 1.0)
+                Hc.mul_(step).clamp_min_(EPS)
+            if w_stats:
+                _accumulate_w(Vc, W, Hc, beta, Oc, Pc, groups, Z, wb, free_w,
+                              all_w_free, nw, dw, floor_model)
+        return obj
+
+    def sweep(update_h: bool, w_stats: bool, check: bool) -> float:
+        """One pass over every chunk: the H step (if ``update_h``), then the W
+        statistics with the (new) activations (if ``w_stats``). Returns the
+        objective before the H step when ``check``."""
+        Wt = W.t().contiguous()
+        colsum_w = W.sum(0).reshape(K, 1)
+        if has_l1:
+            colsum_w = colsum_w + lam
+        args = (update_h, w_stats, check, Wt, colsum_w)
+        if pool is None:
+            objs = [work(0, *args)]
+        else:
+            objs = list(pool.map(lambda j: work(j, *args), range(workers)))
+        if w_stats:
+            for nw, dw in stats[1:]:
+                num_w.add_(nw)
+                den_w.add_(dw)
+        obj = float(sum(objs))
+        if check and has_l1:
+            obj += float((lam * torch.stack([h.sum(1) for h in H], 1).sum(1, keepdim=True)).sum())
+        return obj
+
+    def w_step(n: int) -> None:
+        """The ``n``-th update of W from the statistics of the last sweep."""
+        den = den_w
+        if den_rows:
+            hs = torch.stack([h.sum(1) for h in H], 1).sum(1)
+            den = (hs if all_w_free else hs[free_w]).reshape(1, -1)
+        Wf = W if all_w_free else W[:, free_w]
+        if prior is not None:
+            _apply_prior(prior, prior_cols, free_w, Wf, num_w, den, n, F)
+        else:
+            step = num_w.div_(den.clamp_min(EPS))
+            if gam != 1.0:
+                step.pow_(gam)
+            Wf.mul_(step)
+        if not all_w_free:
+            W[:, free_w] = Wf
+        W.clamp_min_(EPS)
+        _normalise(W, H, norm_cols)
+
+    pool = None
+    saved_threads = torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(1)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nmf")
+    try:
+        return _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter, ctx,
+                        message, result)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+            torch.set_num_threads(saved_threads)
+
+
+def _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter, ctx, message,
+             result: FitResult) -> FitResult:
+    """The iterations of :func:`fit` and its stopping rule."""
+    # Each iteration updates W, then H with the new W (the order of Lee & Seung and
+    # of scikit-learn). The sweeps are H-then-W-statistics, so the first W update
+    # gets a sweep of its own and the last sweep gathers no W statistics.
+    if update_w and max_iter > 0:
+        sweep(False, True, False)
+        w_step(0)
     prev = None
     for it in range(max_iter):
         ctx.progress(it, max_iter, message)
-        check = (it % check_every == 0) or it == max_iter - 1
-        obj = 0.0
-        if update_w:
-            num_w = torch.zeros((F, free_w.numel()), dtype=torch.float32, device=device)
-            # KL without weights: the denominator is H's row sums, found after the pass.
-            den_rows = beta == 1 and observed is None
-            den_w = torch.zeros((1 if den_rows else F, free_w.numel()), dtype=torch.float32,
-                                device=device)
-        colsum_w = W.sum(0).reshape(K, 1)
-        for i, (Vb, Hb) in enumerate(zip(V, H)):
-            Ob = observed[i] if observed is not None else None
-            Pb = penalties[i] if penalties is not None else None
-            # ---- H step
-            Z = bufs.get(Vb.shape[1], 0)
-            if check:
-                obj += _objective_block(Vb, W, Hb, beta, Ob, Pb, groups, bufs)
-            num_h, den_h = _h_statistics(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, colsum_w)
-            if has_l1:
-                den_h = den_h + lam
-            step = num_h.div_(den_h.clamp_min(EPS))
-            if gam != 1.0:
-                step.pow_(gam)
-            if h_keep is not None:
-                step.masked_fill_(h_keep, 1.0)
-            Hb.mul_(step).clamp_min_(EPS)
-            # ---- W statistics with the new activations
-            if update_w:
-                _accumulate_w(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, free_w, all_w_free,
-                              num_w, den_w)
-        if check and has_l1:
-            obj += float((lam * torch.stack([h.sum(1) for h in H], 1).sum(1, keepdim=True)).sum())
-        if update_w:
-            if den_rows:
-                hs = torch.stack([h.sum(1) for h in H], 1).sum(1)
-                den_w = (hs if all_w_free else hs[free_w]).reshape(1, -1)
-            Wf = W if all_w_free else W[:, free_w]
-            if prior is not None:
-                num_w, den_w = _apply_prior(prior, prior_cols, free_w, all_w_free, Wf, num_w,
-                                            den_w, it, F)
-            else:
-                step = num_w.div_(den_w.clamp_min(EPS))
-                if gam != 1.0:
-                    step.pow_(gam)
-                Wf = Wf.mul_(step) if all_w_free else Wf * step
-            if not all_w_free:
-                W[:, free_w] = Wf
-            W.clamp_min_(EPS)
-            _normalise(W, H, norm_cols)
+        last = it == max_iter - 1
+        check = (it % check_every == 0) or last
+        w_next = update_w and not last
+        obj = sweep(True, w_next, check)
         if check:
             result.objective.append(obj)
             if prev is not None and np.isfinite(obj):
@@ -312,105 +423,117 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
                     ctx.progress(max_iter, max_iter, message)
                     return result
             prev = obj
+        if w_next:
+            w_step(it + 1)
     result.iterations = max_iter
     ctx.progress(max_iter, max_iter, message)
     return result
 
 
-def _model(W: torch.Tensor, Hb: torch.Tensor, Pb: torch.Tensor | None,
-           groups: Sequence[slice] | None, out: torch.Tensor) -> torch.Tensor:
+def _share(chunks: list, n: int) -> list[list]:
+    """``chunks`` cut into ``n`` contiguous runs of about equal frame counts."""
+    total = sum(b - a for _, a, b in chunks)
+    out: list[list] = [[] for _ in range(n)]
+    done = 0
+    for c in chunks:
+        j = min(n - 1, done * n // max(total, 1))
+        out[j].append(c)
+        done += c[2] - c[1]
+    return out
+
+
+def _model(W: torch.Tensor, Hc: torch.Tensor, Pc: torch.Tensor | None,
+           groups: Sequence[slice] | None, out: torch.Tensor, floor: bool = True
+           ) -> torch.Tensor:
     """Z = W H, or Σ_g P_g ⊙ W_g H_g under posterior constraints; written into ``out``."""
-    if Pb is None:
-        torch.mm(W, Hb, out=out)
+    if Pc is None:
+        torch.mm(W, Hc, out=out)
     else:
         out.zero_()
         for g, sl in enumerate(groups):
-            out.addcmul_(Pb[g], W[:, sl] @ Hb[sl])
-    return out.clamp_min_(EPS)
+            out.addcmul_(Pc[g], W[:, sl] @ Hc[sl])
+    return out.clamp_min_(EPS) if floor else out
 
 
-def _objective_block(Vb, W, Hb, beta, Ob, Pb, groups, bufs) -> float:
-    Z = _model(W, Hb, Pb, groups, bufs.get(Vb.shape[1], 1))
-    return beta_divergence(Vb, Z, beta, Ob)
-
-
-def _h_statistics(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, colsum_w):
-    """Numerator and denominator of the H step for one block; ``Z`` is scratch."""
-    _model(W, Hb, Pb, groups, Z)
+def _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam):
+    """Numerator and denominator of the H step for one chunk; ``Z`` holds the model
+    and is overwritten. ``colsum_w`` is W's column sums (plus λ)."""
     if beta == 1:
-        R = torch.div(Vb, Z, out=Z)  # V / Z, in place
-        if Ob is not None:
-            R.mul_(Ob)
-        if Pb is None:
-            num = W.t() @ R
+        R = torch.div(Vc, Z, out=Z)  # V / Z, in place
+        if Oc is not None:
+            R.mul_(Oc)
+        if Pc is None:
+            num = Wt @ R
         else:
-            num = torch.empty((W.shape[1], Vb.shape[1]), dtype=torch.float32, device=W.device)
-            tmp = bufs.get(Vb.shape[1], 1)
+            num = torch.empty((W.shape[1], Vc.shape[1]), dtype=torch.float32, device=W.device)
+            tmp = bufs.get(Vc.shape[1], 1)
             for g, sl in enumerate(groups):
-                torch.mul(Pb[g], R, out=tmp)
-                num[sl] = W[:, sl].t() @ tmp
-        den = colsum_w if Ob is None else W.t() @ Ob
-        return num, den
-    P, Q = _beta_terms(Vb, Z, beta, Ob, bufs.get(Vb.shape[1], 1))
-    num = W.t() @ P
-    den = W.t() @ Q
-    return num, den
+                torch.mul(Pc[g], R, out=tmp)
+                num[sl] = Wt[sl] @ tmp
+        if Oc is None:
+            return num, colsum_w
+        den = Wt @ Oc
+        return num, (den + lam if has_l1 else den)
+    P, Q = _beta_terms(Vc, Z, beta, Oc, bufs.get(Vc.shape[1], 1))
+    num = Wt @ P
+    den = Wt @ Q
+    return num, (den + lam if has_l1 else den)
 
 
-def _beta_terms(Vb, Z, beta, Ob, tmp):
-    """(V ⊙ Z^{β−2}, Z^{β−1}), weighted by ``Ob``, computed into ``tmp`` and ``Z``."""
+def _beta_terms(Vc, Z, beta, Oc, tmp):
+    """(V ⊙ Z^{β−2}, Z^{β−1}), weighted by ``Oc``, computed into ``tmp`` and ``Z``."""
     if beta == 2:
-        P = Vb if Ob is None else torch.mul(Vb, Ob, out=tmp)
-        Q = Z if Ob is None else Z.mul_(Ob)
+        P = Vc if Oc is None else torch.mul(Vc, Oc, out=tmp)
+        Q = Z if Oc is None else Z.mul_(Oc)
         return P, Q
     torch.pow(Z, beta - 2, out=tmp)
-    tmp.mul_(Vb)
+    tmp.mul_(Vc)
     Q = Z.pow_(beta - 1)
-    if Ob is not None:
-        tmp.mul_(Ob)
-        Q.mul_(Ob)
+    if Oc is not None:
+        tmp.mul_(Oc)
+        Q.mul_(Oc)
     return tmp, Q
 
 
-def _accumulate_w(Vb, W, Hb, beta, Ob, Pb, groups, Z, bufs, free_w, all_w_free, num_w, den_w):
-    """Add one block's contribution to the numerator/denominator of the W step.
+def _accumulate_w(Vc, W, Hc, beta, Oc, Pc, groups, Z, bufs, free_w, all_w_free, num_w, den_w,
+                  floor_model):
+    """Add one chunk's contribution to the numerator/denominator of the W step.
 
     For KL the denominator is ``O Hᵀ`` with weights, and the row sums of H
     otherwise (added by the caller); posterior constraints change only the
     numerator, as they change only the E-step.
     """
-    Hf = Hb if all_w_free else Hb[free_w]
-    _model(W, Hb, Pb, groups, Z)
+    Hf = Hc if all_w_free else Hc[free_w]
+    _model(W, Hc, Pc, groups, Z, floor_model)
     if beta != 1:
-        P, Q = _beta_terms(Vb, Z, beta, Ob, bufs.get(Vb.shape[1], 1))
+        P, Q = _beta_terms(Vc, Z, beta, Oc, bufs.get(Vc.shape[1], 1))
         num_w.addmm_(P, Hf.t())
         den_w.addmm_(Q, Hf.t())
         return
-    R = torch.div(Vb, Z, out=Z)
-    if Ob is not None:
-        R.mul_(Ob)
-        den_w.addmm_(Ob, Hf.t())
-    if Pb is None:
+    R = torch.div(Vc, Z, out=Z)
+    if Oc is not None:
+        R.mul_(Oc)
+        den_w.addmm_(Oc, Hf.t())
+    if Pc is None:
         num_w.addmm_(R, Hf.t())
         return
-    tmp = bufs.get(Vb.shape[1], 1)
+    tmp = bufs.get(Vc.shape[1], 1)
     pos = {k: j for j, k in enumerate(free_w.tolist())}
     for g, sl in enumerate(groups):
         cols = [k for k in range(sl.start, sl.stop) if k in pos]
         if cols:
-            torch.mul(Pb[g], R, out=tmp)
-            num_w[:, [pos[k] for k in cols]] += tmp @ Hb[cols].t()
+            torch.mul(Pc[g], R, out=tmp)
+            num_w[:, [pos[k] for k in cols]] += tmp @ Hc[cols].t()
 
 
-def _apply_prior(prior, prior_cols, free_w, all_w_free, Wf, num_w, den_w, it, F):
+def _apply_prior(prior, prior_cols, free_w, Wf, num_w, den_w, it, F):
     """EM-MAP step with pseudo-counts: W ← (W ⊙ N + α W₀) / (D + α) on the prior's columns."""
     alpha = prior.weight_at(it)
     den_full = den_w.expand(F, -1) if den_w.shape[0] == 1 else den_w
     new = Wf * num_w  # expected counts
     den = den_full.clone()
     if alpha > 0:
-        free_list = free_w.tolist()
-        pos = {k: j for j, k in enumerate(free_list)}
+        pos = {k: j for j, k in enumerate(free_w.tolist())}
         for j, k in enumerate(prior_cols.tolist()):
             if k not in pos:
                 continue
@@ -420,10 +543,9 @@ def _apply_prior(prior, prior_cols, free_w, all_w_free, Wf, num_w, den_w, it, F)
             new[:, c] += a * prior.templates[:, j]
             den[:, c] += a
     Wf.copy_(new.div_(den.clamp_min(EPS)))
-    return num_w, den_w
 
 
-def _normalise(W: torch.Tensor, H: List[torch.Tensor], columns: torch.Tensor) -> None:
+def _normalise(W: torch.Tensor, H: list[torch.Tensor], columns: torch.Tensor) -> None:
     """Scale the chosen W columns (bool mask (K,)) to unit sum and H rows inversely.
 
     The model W H is unchanged.

@@ -6,7 +6,8 @@ components, and "rest" one more. The paint becomes per-bin constraints on the
 posterior over the groups, as in ISSE (Bryan & Mysore 2013): in the EM view of
 KL-NMF each bin's energy is shared among the components by the posterior
 ``q(k | f, t) ∝ W_fk H_kt``; a bin painted for target g with opacity α has the
-posterior of every *other* group scaled by ``exp(−strength · α)``. Unpainted
+posterior of every *other* group scaled by ``exp(−strength · α)`` (a soft
+constraint: a coarse brush also covers bins of other sources). Unpainted
 bins are free. The soft masks are these constrained posteriors, so painted
 energy lands in its target's layer and the factorisation spreads what it
 learns there to the unpainted bins.
@@ -29,14 +30,8 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import (
-    Hints,
-    LayerProposal,
-    Method,
-    param,
-    params_to_dict,
-)
-from demixstudio.separation.nmf import common, engine, spectra
+from demixstudio.separation.base import Hints, LayerProposal, Method, param
+from demixstudio.separation.nmf import common
 from demixstudio.separation.registry import register
 
 NOT = "not:"
@@ -59,20 +54,28 @@ class PaintNMF(Method):
     class Params(common.EngineParams):
         # Few components per group: a group with many can model the other sources
         # in the unpainted bins too, and the paint then generalises less.
-        components: int = param(8, label="Templates per target", min=1, max=1024,
-                                help="Components of each painted target.")
-        free_components: int = param(8, label="Rest templates", min=1, max=1024,
-                                     help="Components of the rest.")
+        components: int = common.components_param(
+            8, "Templates per target", "Components of each painted target.")
+        free_components: int = common.free_components_param(8)
+        # A brush is coarse: a rectangle over "the vocal" also covers bins where the
+        # other sources are louder. A hard constraint there makes the target's
+        # templates learn those sources too (and they then leak everywhere); a soft
+        # one (e^-1 at full opacity) biases the posterior but lets a clearly other
+        # source keep its bins.
         strength: float = param(
-            10.0, label="Paint strength", min=0.0, max=100.0,
+            1.0, label="Paint strength", min=0.0, max=100.0,
             help="Penalty of full-opacity paint on the other groups' posterior "
-                 "(exp(−strength·opacity)); 10 is nearly a hard constraint.")
-        rest_name: str = param("rest", label="Rest layer", help="Name of the layer of the rest.")
+                 "(exp(−strength·opacity)): 1 is a firm hint that clear evidence can "
+                 "overrule; 10 is nearly a hard constraint.")
+        veto_strength: float = param(
+            10.0, label="'not:' strength", min=0.0, max=100.0,
+            help="Penalty of full-opacity 'not:NAME' paint on NAME's posterior: a "
+                 "correction made on an output layer, so nearly a hard constraint.")
+        rest_name: str = common.rest_name_param()
 
     def separate(self, mix: np.ndarray, sr: int, params: PaintNMF.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
         """Masks float32 (1, bins, frames): one per painted target, then the rest; sum one."""
-        self.check_input(mix)
         if params.beta != 1.0:
             raise ParameterError(f"nmf-paint's posterior constraints need beta=1 (KL); "
                                  f"got beta={params.beta}")
@@ -84,14 +87,13 @@ class PaintNMF(Method):
                 targets.append(base)
         if not targets and not hints.paint:
             raise ParameterError("nmf-paint needs painted hints (--hint paint:NAME=FILE)")
-        with ctx.stage(0.0, 0.05, "spectrogram"):
-            ctx.progress(0, 1, "spectrogram")
-            m = common.load_mixture(mix, sr, params)
+        m = common.open_mixture(self, mix, sr, params, ctx)
         names = targets + [rest]
         times = m.cfg.frame_times(mix.shape[1], sr)
         freqs = m.cfg.bin_freqs(sr)
-        # Λ_g = strength · (paint of every other group + paint of "not:g").
-        penalty = self._penalties(hints, names, times, freqs, params.strength)
+        # Λ_g = strength · (paint of every other group) + veto_strength · (paint of "not:g").
+        penalty = self._penalties(hints, names, times, freqs, params.strength,
+                                  params.veto_strength)
         pen_blocks = []
         t0 = 0
         for Vb in m.V:
@@ -101,27 +103,15 @@ class PaintNMF(Method):
             t0 += b
         del penalty
         sizes = [params.components] * len(targets) + [params.free_components]
-        K = sum(sizes)
-        scale = float(np.sqrt(m.mean_frame / m.cfg.bins / K))
-        W = engine.random_init((m.cfg.bins, K), scale, params.seed, m.device)
-        H = spectra.init_activations(m.V, K, params.seed)
-        groups = common.slices(sizes)
-        lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
-        with ctx.stage(0.05, 0.95, "fitting"):
-            res = engine.fit(m.V, W, H, ctx, beta=1.0, sparsity=lam, groups=groups,
-                             penalties=pen_blocks, max_iter=params.max_iter, tol=params.tol,
-                             message="fitting")
-        with ctx.stage(0.95, 1.0, "masks"):
-            ctx.progress(0, 1, "masks")
-            masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power,
-                                        penalties=pen_blocks)
-        layer_names = [(t, t) for t in targets] + [(rest, None)]
-        info = {"iterations": res.iterations, "converged": res.converged}
-        return common.mask_proposals(masks, layer_names, self.name, params_to_dict(params), info)
+        W = common.free_templates(m, sum(sizes), params.seed)
+        # The masks are the constrained posteriors (fit_and_mask passes the penalties on).
+        masks, res = common.fit_and_mask(m, W, sizes, params, ctx, 0.05, penalties=pen_blocks)
+        return common.proposals(self, masks, [(t, t) for t in targets] + [(rest, None)],
+                                params, res)
 
     @staticmethod
     def _penalties(hints: Hints, names: list[str], times: np.ndarray, freqs: np.ndarray,
-                   strength: float) -> np.ndarray:
+                   strength: float, veto_strength: float) -> np.ndarray:
         """Multipliers exp(−Λ_g): float32 (groups, bins, frames)."""
         G = len(names)
         lam = np.zeros((G, freqs.size, times.size), dtype=np.float32)
@@ -129,12 +119,12 @@ class PaintNMF(Method):
         for name, hint in hints.paint.items():
             w = hint.on_grid(times, freqs)
             if name.startswith(NOT):
-                lam[index[name[len(NOT):]]] += w
+                lam[index[name[len(NOT):]]] += veto_strength * w
             else:
                 g = index[name]
                 for j in range(G):
                     if j != g:
-                        lam[j] += w
-        lam *= -strength
+                        lam[j] += strength * w
+        np.negative(lam, out=lam)
         np.exp(lam, out=lam)
         return lam

@@ -10,9 +10,9 @@ The filled bins get their phase by Griffin–Lim iterations in which the
 observed bins keep their own.
 
 A bin counts as missing when its frequency lies outside the band the input
-occupies (given as ``band_lo_hz``–``band_hi_hz``, or else the bins whose
-long-term level is ``band_db`` below the loudest bin's),
-or when it is ``floor_db`` below the input's loudest bin. The output is one
+occupies (given as ``band_lo_hz``–``band_hi_hz``, or else found as the run of
+frequencies whose long-term level is within ``band_db`` of what the example's
+spectrum predicts), or when it is ``floor_db`` below the input's loudest bin. The output is one
 waveform layer, "repaired", the input plus what was filled; the session's
 residual then holds the negative of the filled part (mute it to hear the
 repair, or solo "repaired").
@@ -54,12 +54,16 @@ class Repair(Method):
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):
-        components: int = param(64, label="Templates", min=1, max=1024,
-                                help="Templates learned from the full-band example.")
+        components: int = common.components_param(
+            64, "Templates", "Templates learned from the full-band example.")
+        # Fitted on a few bins, a template with little mass there gets an activation
+        # of (its evidence / that mass): the L1 term floors the mass at 1 % so such
+        # templates cannot blow up and flood the missing bins.
+        sparsity: float = common.sparsity_param(0.01)
         band_db: float = param(
-            70.0, label="Band threshold (dB)", min=5.0, max=150.0,
-            help="Frequencies whose long-term level is this far below the loudest "
-                 "frequency's are treated as missing (band limits).")
+            30.0, label="Band threshold (dB)", min=5.0, max=150.0,
+            help="Frequencies whose long-term level is this far below what the example's "
+                 "spectrum predicts are treated as missing (band limits).")
         floor_db: float = param(
             120.0, label="Gap threshold (dB)", min=20.0, max=200.0,
             help="Single bins this far below the loudest bin are treated as missing (gaps).")
@@ -76,21 +80,18 @@ class Repair(Method):
     def separate(self, mix: np.ndarray, sr: int, params: Repair.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
         """One waveform proposal float32 (channels, samples): the repaired input."""
-        self.check_input(mix)
         examples = [h for hs in hints.examples.values() for h in hs]
         if not examples:
             raise ParameterError("repair needs a full-band example recording "
                                  "(--hint example:NAME=FILE)")
         mix = np.asarray(mix, dtype=np.float32)
         c = mix.shape[0]
-        with ctx.stage(0.0, 0.05, "spectrogram"):
-            ctx.progress(0, 1, "spectrogram")
-            m = common.load_mixture(mix, sr, params)
-        with ctx.stage(0.05, 0.4, "learning the example"):
-            W = common.dictionaries({"example": examples}, sr, m, params.components, params,
-                                    ctx, "example")["example"]
+        m = common.open_mixture(self, mix, sr, params, ctx)
+        _, W, _ = common.hinted_templates({"example": examples}, sr, m, params.components,
+                                          params, ctx, "example", (0.05, 0.4))
         V = torch.cat([b.cpu() for b in m.V], dim=1).numpy()
-        observed = self._observed(V, params, m.cfg.bin_freqs(sr))
+        expected = spectra.example_magnitude(examples, sr, m.cfg, "example").mean(axis=1)
+        observed = self._observed(V, params, m.cfg.bin_freqs(sr), expected)
         if observed.all():
             info = {"missing_fraction": 0.0}
             return [LayerProposal("repaired", self.name, params_to_dict(params),
@@ -99,8 +100,9 @@ class Repair(Method):
         K = W.shape[1]
         H = spectra.init_activations(m.V, K, params.seed)
         with ctx.stage(0.4, 0.8, "fitting the observed bins"):
+            lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
             res = engine.fit(m.V, W, H, ctx, beta=params.beta, fixed_w=range(K),
-                             observed=O, max_iter=params.max_iter, tol=params.tol,
+                             sparsity=lam, observed=O, max_iter=params.max_iter, tol=params.tol,
                              message="fitting the observed bins")
         Hn = _fill_unobserved_frames(res.h_numpy(), observed.any(axis=0))
         model = (W.cpu().numpy() @ Hn).astype(np.float32)
@@ -112,14 +114,29 @@ class Repair(Method):
                               extra=info)]
 
     @staticmethod
-    def _observed(V: np.ndarray, p: Repair.Params, freqs: np.ndarray) -> np.ndarray:
-        """bool (bins, frames): bins that exist in the input."""
+    def _observed(V: np.ndarray, p: Repair.Params, freqs: np.ndarray, expected: np.ndarray
+                  ) -> np.ndarray:
+        """bool (bins, frames): bins that exist in the input.
+
+        ``expected`` (bins,) is the example's long-term magnitude: a frequency is
+        missing when the input's long-term level there falls ``band_db`` below what
+        that spectrum predicts (relative to the well-matched frequencies), so a
+        naturally quiet band of a full-band input is not mistaken for a cut one.
+        """
         if p.band_lo_hz > 0 or p.band_hi_hz > 0:
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
-            level = V.mean(axis=1)
-            in_band = level > level.max() * 10 ** (-p.band_db / 20)
+            tiny = float(expected.max()) * 1e-6
+            ratio = V.mean(axis=1) / np.maximum(expected, tiny)
+            # The reference is a high percentile, not the maximum, so that one odd
+            # frequency where the example happens to be weak does not set it.
+            ref = float(np.percentile(ratio, 95))
+            ok = np.flatnonzero(ratio > ref * 10 ** (-p.band_db / 20))
+            # A band limit cuts the ends of the spectrum; a dip inside the band is
+            # the sound's own, so the band is one run from the first to the last.
+            in_band = np.zeros(freqs.size, dtype=bool)
+            in_band[ok[0]:ok[-1] + 1] = True
         loud = V > V.max() * 10 ** (-p.floor_db / 20)
         return in_band[:, None] & loud
 

@@ -15,14 +15,8 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import (
-    Hints,
-    LayerProposal,
-    Method,
-    param,
-    params_to_dict,
-)
-from demixstudio.separation.nmf import common, engine, spectra
+from demixstudio.separation.base import Hints, LayerProposal, Method
+from demixstudio.separation.nmf import common
 from demixstudio.separation.registry import register
 
 
@@ -39,42 +33,23 @@ class SemiSupervisedNMF(Method):
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):
-        components: int = param(32, label="Templates per source", min=1, max=1024,
-                                help="Templates learned from each example target's recordings.")
-        free_components: int = param(16, label="Free templates", min=1, max=1024,
-                                     help="Templates learned on the mixture for everything else.")
-        rest_name: str = param("rest", label="Rest layer", help="Name of the layer of the rest.")
+        components: int = common.components_param(
+            32, "Templates per source", "Templates learned from each example target's recordings.")
+        free_components: int = common.free_components_param(16)
+        rest_name: str = common.rest_name_param()
 
     def separate(self, mix: np.ndarray, sr: int, params: SemiSupervisedNMF.Params,
                  hints: Hints, ctx: JobContext) -> list[LayerProposal]:
         """Masks float32 (1, bins, frames): one per example target, then the rest; sum one."""
-        self.check_input(mix)
-        targets = [t for t, ex in hints.examples.items() if ex]
-        if not targets:
+        if not any(hints.examples.values()):
             raise ParameterError("nmf-semisupervised needs example recordings of at least one "
                                  "source (--hint example:NAME=FILE)")
-        with ctx.stage(0.0, 0.05, "spectrogram"):
-            ctx.progress(0, 1, "spectrogram")
-            m = common.load_mixture(mix, sr, params)
-        with ctx.stage(0.05, 0.4, "learning the dictionaries"):
-            dicts = common.dictionaries({t: hints.examples[t] for t in targets}, sr, m,
-                                        params.components, params, ctx, "examples")
-        known = torch.cat([dicts[t] for t in targets], dim=1)
-        kf = params.free_components
-        scale = float(np.sqrt(m.mean_frame / m.cfg.bins / kf))
-        free = engine.random_init((m.cfg.bins, kf), scale, params.seed, m.device)
+        m = common.open_mixture(self, mix, sr, params, ctx)
+        targets, known, sizes = common.hinted_templates(
+            hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4))
+        free = common.free_templates(m, params.free_components, params.seed)
         W = torch.cat([known, free], dim=1)
-        K = W.shape[1]
-        groups = common.slices([dicts[t].shape[1] for t in targets] + [kf])
-        H = spectra.init_activations(m.V, K, params.seed)
-        lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
-        with ctx.stage(0.4, 0.95, "fitting"):
-            res = engine.fit(m.V, W, H, ctx, beta=params.beta, fixed_w=range(known.shape[1]),
-                             sparsity=lam, max_iter=params.max_iter, tol=params.tol,
-                             message="fitting")
-        with ctx.stage(0.95, 1.0, "masks"):
-            ctx.progress(0, 1, "masks")
-            masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power)
+        masks, res = common.fit_and_mask(m, W, sizes + [params.free_components], params, ctx,
+                                         0.4, fixed_w=range(known.shape[1]))
         names = [(t, t) for t in targets] + [(params.rest_name, None)]
-        info = {"iterations": res.iterations, "converged": res.converged}
-        return common.mask_proposals(masks, names, self.name, params_to_dict(params), info)
+        return common.proposals(self, masks, names, params, res)

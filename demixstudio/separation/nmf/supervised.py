@@ -15,18 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import (
-    Hints,
-    LayerProposal,
-    Method,
-    param,
-    params_to_dict,
-)
-from demixstudio.separation.nmf import common, engine, spectra
+from demixstudio.separation.base import Hints, LayerProposal, Method, param
+from demixstudio.separation.nmf import common
 from demixstudio.separation.registry import register
 
 
@@ -45,13 +38,17 @@ class SupervisedNMF(Method):
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):
-        components: int = param(
-            32, label="Templates per source", min=1, max=1024,
-            help="How many spectral templates are learned from each source's examples.")
+        components: int = common.components_param(
+            32, "Templates per source",
+            "How many spectral templates are learned from each source's examples.")
+        # The sources' models are fitted separately and need not add up as magnitudes
+        # do; the Wiener filter on their modelled power (p = 2) is the usual reading.
+        mask_power: float = common.mask_power_param(2.0)
         example_sparsity: float = param(
             0.1, label="Example sparsity", min=0.0, max=10.0,
             help="L1 penalty on the activations while learning the dictionaries: sparser "
-                 "codes give templates that are more specific to their source.")
+                 "codes give templates that are more specific to their source (for β ≠ 1; "
+                 "under KL an L1 penalty only rescales the activations).")
 
     def separate(self, mix: np.ndarray, sr: int, params: SupervisedNMF.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
@@ -60,31 +57,14 @@ class SupervisedNMF(Method):
         Needs examples of at least two targets (``hints.examples``); the masks,
         float32 (1, bins, frames), sum to one.
         """
-        self.check_input(mix)
-        targets = [t for t, ex in hints.examples.items() if ex]
-        if len(targets) < 2:
+        n = sum(1 for ex in hints.examples.values() if ex)
+        if n < 2:
             raise ParameterError(
                 f"nmf-supervised needs example recordings of at least two sources "
-                f"(--hint example:NAME=FILE); got {len(targets)}. With one, use nmf-semisupervised")
-        with ctx.stage(0.0, 0.05, "spectrogram"):
-            ctx.progress(0, 1, "spectrogram")
-            m = common.load_mixture(mix, sr, params)
-        with ctx.stage(0.05, 0.4, "learning the dictionaries"):
-            dicts = common.dictionaries({t: hints.examples[t] for t in targets}, sr, m,
-                                        params.components, params, ctx, "examples",
-                                        sparsity=params.example_sparsity)
-        W = torch.cat([dicts[t] for t in targets], dim=1)
-        K = W.shape[1]
-        groups = common.slices([dicts[t].shape[1] for t in targets])
-        H = spectra.init_activations(m.V, K, params.seed)
-        lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
-        with ctx.stage(0.4, 0.95, "fitting the activations"):
-            res = engine.fit(m.V, W, H, ctx, beta=params.beta, fixed_w=range(K), sparsity=lam,
-                             max_iter=params.max_iter, tol=params.tol,
-                             message="fitting the activations")
-        with ctx.stage(0.95, 1.0, "masks"):
-            ctx.progress(0, 1, "masks")
-            masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power)
-        info = {"iterations": res.iterations, "converged": res.converged}
-        return common.mask_proposals(masks, [(t, t) for t in targets], self.name,
-                                     params_to_dict(params), info)
+                f"(--hint example:NAME=FILE); got {n}. With one, use nmf-semisupervised")
+        m = common.open_mixture(self, mix, sr, params, ctx)
+        targets, W, sizes = common.hinted_templates(
+            hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4),
+            sparsity=params.example_sparsity)
+        masks, res = common.fit_and_mask(m, W, sizes, params, ctx, 0.4, fixed_w=range(W.shape[1]))
+        return common.proposals(self, masks, [(t, t) for t in targets], params, res)

@@ -17,13 +17,7 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import (
-    Hints,
-    LayerProposal,
-    Method,
-    param,
-    params_to_dict,
-)
+from demixstudio.separation.base import Hints, LayerProposal, Method, param
 from demixstudio.separation.nmf import common, engine, grouping, spectra
 from demixstudio.separation.registry import register
 
@@ -46,8 +40,8 @@ class UnsupervisedNMF(Method):
     class Params(common.EngineParams):
         sources: int = param(2, label="Sources", min=1, max=64,
                              help="How many groups (layers) the components are clustered into.")
-        components: int = param(20, label="Components", min=1, max=1024,
-                                help="Rank of the factorisation (templates in all).")
+        components: int = common.components_param(
+            20, "Components", "Rank of the factorisation (templates in all).")
         cluster_on: str = param(
             "spectra", label="Cluster on", choices=("spectra", "activations"),
             help="spectra: group templates of similar timbre (MFCC distance); activations: "
@@ -60,15 +54,11 @@ class UnsupervisedNMF(Method):
     def separate(self, mix: np.ndarray, sr: int, params: UnsupervisedNMF.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
         """Masks float32 (1, bins, frames), one per source (or component); they sum to one."""
-        self.check_input(mix)
         K = params.components
         if not params.per_component and params.sources > K:
             raise ParameterError(f"sources={params.sources} is more than components={K}")
-        with ctx.stage(0.0, 0.05, "spectrogram"):
-            ctx.progress(0, 1, "spectrogram")
-            m = common.load_mixture(mix, sr, params)
-        scale = float(np.sqrt(m.mean_frame / m.cfg.bins / K))
-        W = engine.random_init((m.cfg.bins, K), scale, params.seed, m.device)
+        m = common.open_mixture(self, mix, sr, params, ctx)
+        W = common.free_templates(m, K, params.seed)
         H = spectra.init_activations(m.V, K, params.seed)
         lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
         with ctx.stage(0.05, 0.9, "factorising"):
@@ -84,13 +74,12 @@ class UnsupervisedNMF(Method):
                                                m.cfg.n_fft, on=params.cluster_on,
                                                seed=params.seed)
             perm = np.argsort(labels, kind="stable")
-            W = W[:, torch.as_tensor(perm, device=m.device)].contiguous()
             idx = torch.as_tensor(perm, device=m.device)
+            W = W[:, idx].contiguous()
             H = [h[idx].contiguous() for h in H]
             groups = common.slices(np.bincount(labels, minlength=params.sources).tolist())
             names = [(f"source {i + 1}", None) for i in range(params.sources)]
         with ctx.stage(0.9, 1.0, "masks"):
             ctx.progress(0, 1, "masks")
             masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power)
-        info = {"iterations": res.iterations, "converged": res.converged}
-        return common.mask_proposals(masks, names, self.name, params_to_dict(params), info)
+        return common.proposals(self, masks, names, params, res)
