@@ -41,13 +41,13 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 from scipy import ndimage
 
-from demixstudio.audio.stft import StftConfig, istft, stft
+from demixstudio.audio.stft import StftConfig, stft
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import (Hints, LayerProposal, Method, param,
                                          params_to_dict)
-from demixstudio.separation.mwf import wiener_from_masks
+from demixstudio.separation.mwf import mask_layers
 from demixstudio.separation.registry import register
 
 #: Frames per block when computing nulls and masks.
@@ -332,20 +332,6 @@ class ADRess(Method):
         def extra(i: int) -> Dict[str, Any]:
             return {**extra_common, "pan": float(pans[i])}
 
-        if params.mwf == 0:
-            return [LayerProposal(name=f"source {i + 1}", method=self.name, params=pdict,
-                                  mask=masks[i], extra=extra(i))
-                    for i in range(positions.size)]
-        with ctx.stage(0.6, 0.95, "Wiener post-filter"):
-            images = wiener_from_masks(spec, masks, iterations=params.mwf,
-                                       device=params.device, ctx=ctx)
-        del masks, spec
-        n = mix.shape[1]
-        out = []
-        with ctx.stage(0.95, 1.0, "inverse STFT"):
-            for i in range(images.shape[0]):
-                ctx.progress(i, images.shape[0], "inverse STFT")
-                out.append(LayerProposal(name=f"source {i + 1}", method=self.name,
-                                         params=pdict, waveform=istft(images[i], n, cfg),
-                                         extra=extra(i)))
-        return out
+        return mask_layers(self.name, pdict, spec, masks, [extra(i) for i in range(positions.size)],
+                           length=mix.shape[1], cfg=cfg, iterations=params.mwf,
+                           device=params.device, ctx=ctx)

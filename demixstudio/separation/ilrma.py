@@ -56,6 +56,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
+from demixstudio.separation.device import pick_device
 from demixstudio.separation.registry import register
 
 #: Floor of the NMF factors; the outputs are normalised to unit mean power,
@@ -127,13 +128,9 @@ def _covariances(stats: torch.Tensor, c: int) -> torch.Tensor:
 
 def resolve_device(device: str) -> torch.device:
     """``"auto"``: CUDA when available, else the CPU (ILRMA needs float64, which MPS lacks)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device='cuda' but no CUDA GPU is available; use auto or cpu")
-    if device not in ("cpu", "cuda"):
-        raise ParameterError(f"device={device!r} is not one of auto, cpu, cuda")
-    return torch.device(device)
+    if device == "mps":
+        raise ParameterError("device='mps' is not offered: ILRMA needs float64, which MPS lacks")
+    return pick_device(device, mps=False)
 
 
 def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int = 0,

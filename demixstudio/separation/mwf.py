@@ -39,6 +39,7 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
+from demixstudio.separation.device import pick_device
 
 #: Default frames per block: with 4 stereo sources at 2049 bins this keeps the
 #: block's temporaries to a few tens of MB.
@@ -53,14 +54,8 @@ EIG_FLOOR = 1e-6
 
 
 def resolve_device(device: "str | torch.device | None") -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else the CPU; otherwise ``torch.device(device)``."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ParameterError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'mps'") from None
+    """``None``/``"auto"``: CUDA when available, else the CPU; otherwise that device, checked."""
+    return pick_device(device, mps=False)
 
 
 def _inverse(a: torch.Tensor) -> torch.Tensor:
@@ -260,3 +255,45 @@ def wiener_from_masks(mix_stft: np.ndarray, masks: np.ndarray, iterations: int =
                masks.shape[0], iterations=iterations, eps=eps,
                frames_per_block=frames_per_block, device=device, ctx=ctx or NullContext(),
                out=None)
+
+
+def mask_layers(method: str, params: dict, spec: np.ndarray, masks: np.ndarray,
+                extras: list, *, length: int, cfg, iterations: int, device,
+                ctx: JobContext) -> list:
+    """Layer proposals from per-source masks, refined by the post-filter when asked.
+
+    The common last step of the mask-based spatial methods (``duet``,
+    ``adress``): with ``iterations == 0`` each mask is a layer (cheap to store,
+    re-editable); otherwise the masks start the multichannel Wiener filter and
+    each layer is the filtered image as a waveform.
+
+    Parameters
+    ----------
+    method : the method's registry name; params : its parameters as a dict
+    spec : np.ndarray [shape=(C, F, T), complex64], the mixture's STFT
+    masks : np.ndarray [shape=(J, 1 or C, F, T)], float32
+    extras : J dicts, each layer's ``extra``
+    length : samples of the mixture; cfg : the StftConfig of ``spec``
+    iterations : EM iterations of the post-filter (0: none)
+    device : its torch device; ctx : progress and cancel (stages 0.6–1.0 of
+        the caller's range when filtering)
+
+    Returns
+    -------
+    list of LayerProposal named "source 1" … "source J"
+    """
+    from demixstudio.audio.stft import istft
+    from demixstudio.separation.base import LayerProposal
+
+    if iterations == 0:
+        return [LayerProposal(name=f"source {i + 1}", method=method, params=params,
+                              mask=masks[i], extra=extras[i]) for i in range(len(masks))]
+    with ctx.stage(0.6, 0.95, "Wiener post-filter"):
+        images = wiener_from_masks(spec, masks, iterations=iterations, device=device, ctx=ctx)
+    out = []
+    with ctx.stage(0.95, 1.0, "inverse STFT"):
+        for i in range(images.shape[0]):
+            ctx.progress(i, images.shape[0], "inverse STFT")
+            out.append(LayerProposal(name=f"source {i + 1}", method=method, params=params,
+                                     waveform=istft(images[i], length, cfg), extra=extras[i]))
+    return out

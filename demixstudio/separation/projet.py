@@ -45,9 +45,8 @@ output never needs ``J`` full-size spectrograms.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -57,6 +56,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
+from demixstudio.separation.device import pick_device
 from demixstudio.separation.registry import register
 
 #: At most this many frames per block; fewer when the bins × projections are
@@ -72,21 +72,7 @@ EPS = 1e-12
 
 def resolve_device(device: str) -> torch.device:
     """``"auto"``: CUDA, else Apple MPS, else the CPU; otherwise that torch device."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ParameterError(
-            f"device={device!r} is not a torch device; use auto, cpu, cuda or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device='cuda' but no CUDA GPU is available; use auto or cpu")
-    return dev
+    return pick_device(device)
 
 
 # --------------------------------------------------------------------------
@@ -441,7 +427,8 @@ def fit(X: np.ndarray, *, nb_sources: int, pans: np.ndarray, delays: np.ndarray,
         gains = gains / scale
         psd *= scale
     ctx.progress(total, total, "PROJET")
-    del v_blocks, work
+    v_blocks.clear()  # free the cached projections and buffers now, not at return
+    work.clear()
     return ProjetModel(psd=psd, gains=gains, kernel=kernel, proj=proj, pans=pans, delays=delays)
 
 

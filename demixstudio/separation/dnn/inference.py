@@ -28,6 +28,7 @@ import torch
 
 from demixstudio.errors import DemixError, ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
+from demixstudio.separation.device import pick_device as _pick_device
 from demixstudio.separation.dnn.models.base import StemModel
 
 #: Chunks are never made shorter than this (seconds) by the retry.
@@ -40,23 +41,7 @@ class ChunkOutOfMemory(Exception):
 
 def pick_device(device: Optional[str] = "auto") -> torch.device:
     """``auto`` → cuda > mps > cpu; otherwise the named device, checked to exist."""
-    name = (device or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device=cuda but torch sees no CUDA GPU; use auto or cpu")
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ParameterError("device=mps but MPS is not available; use auto or cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ParameterError(f"device={device!r} is not one of auto, cpu, cuda, mps")
-    return torch.device(name)
+    return _pick_device(device)
 
 
 @dataclass

@@ -51,6 +51,7 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
+from demixstudio.separation.device import pick_device as _pick_device
 
 #: Floor for factor entries and the model, so ratios never divide by zero.
 EPS = 1e-12
@@ -61,24 +62,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def pick_device(name: str = "auto") -> torch.device:
     """The torch device called ``name``; ``auto`` picks cuda, then mps, then the CPU."""
-    if name not in DEVICES:
-        raise ParameterError(f"device={name!r} is not one of {', '.join(DEVICES)}")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device='cuda' was asked for but torch sees no CUDA device; "
-                             "use auto or cpu")
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ParameterError("device='mps' was asked for but this torch has no MPS; "
-                                 "use auto or cpu")
-    return torch.device(name)
+    return _pick_device(name)
 
 
 def gamma_exponent(beta: float) -> float:
