@@ -18,7 +18,7 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
 
 Prints SDR per source and case, the medians and the differences.
 
-    .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair]
+    .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair] [--seed N]
 """
 
 from __future__ import annotations
@@ -84,10 +84,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="supervised,semi,paint,hum,repair")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of nmf, nmf-paint and nmf-hum (their random starts)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     cases = nc.cases()
-    rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "hum")}
+    rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "paint-rnd", "hum")}
     for case in cases:
         print(f"== {case.label} ({case.mix.shape[1] / case.sr:.1f} s)", flush=True)
         ex = Hints(examples={n: [AudioHint(case.examples[n], case.sr)] for n in case.names})
@@ -103,7 +105,7 @@ def main() -> None:
             print(f"  nmf-supervised {fmt(s)} {dt:6.1f} s | scikit-learn {fmt(s2)} {dt2:6.1f} s "
                   f"| diff {np.mean(s - s2):+.2f} dB, speed x{dt2 / dt:.1f}", flush=True)
         if only & {"semi", "paint", "hum"}:
-            props, dt = run("nmf", case, Hints(), device=args.device)
+            props, dt = run("nmf", case, Hints(), device=args.device, seed=args.seed)
             su = nc.sdr_permuted(case, nc.apply_masks(case, props))
             rows["nmf"].append(su)
             print(f"  nmf            {fmt(su)} {dt:6.1f} s", flush=True)
@@ -119,14 +121,21 @@ def main() -> None:
             p0, c0 = nc.dominance_paint(case, 0)
             p1, c1 = nc.dominance_paint(case, 1)
             props, dt = run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}),
-                            device=args.device)
+                            device=args.device, seed=args.seed)
             sp = nc.sdr(case, nc.apply_masks(case, props))
             rows["paint"].append(sp)
             print(f"  nmf-paint      {fmt(sp)} {dt:6.1f} s (painted {c0:.0%}, {c1:.0%} of the "
                   f"dominant bins) | vs nmf {np.mean(sp - su):+.2f} dB", flush=True)
+            # The constrained fit from random templates (init="random"), for comparison.
+            props, dt = run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}),
+                            device=args.device, init="random", seed=args.seed)
+            sr_ = nc.sdr(case, nc.apply_masks(case, props))
+            rows["paint-rnd"].append(sr_)
+            print(f"  paint, random  {fmt(sr_)} {dt:6.1f} s | vs nmf {np.mean(sr_ - su):+.2f} dB",
+                  flush=True)
         if "hum" in only:
             h = Hints(hums={case.names[0]: [AudioHint(case.examples[case.names[0]], case.sr)]})
-            props, dt = run("nmf-hum", case, h, device=args.device)
+            props, dt = run("nmf-hum", case, h, device=args.device, seed=args.seed)
             sh = nc.sdr(case, nc.apply_masks(case, props))
             rows["hum"].append(sh)
             print(f"  nmf-hum        {fmt(sh)} {dt:6.1f} s | vs nmf {np.mean(sh - su):+.2f} dB",
@@ -138,7 +147,7 @@ def main() -> None:
     if rows["ours"]:
         d = np.concatenate(rows["ours"]) - np.concatenate(rows["sklearn"])
         print(f"  nmf-supervised − scikit-learn: median {np.median(d):+.2f} dB")
-    for k in ("semi", "paint", "hum"):
+    for k in ("semi", "paint", "paint-rnd", "hum"):
         if rows[k]:
             d = np.concatenate(rows[k]) - np.concatenate(rows["nmf"])
             print(f"  {k} − nmf: median {np.median(d):+.2f} dB")

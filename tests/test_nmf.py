@@ -3,7 +3,7 @@
 Each method's layers are rendered by masking the mixture's STFT and scored
 with BSS Eval v4 SDR against the true sources. Thresholds sit a few dB under
 the measured figures (4 s excerpts: supervised voice+bass 15.6 / 15.5 dB,
-speech+noise 8.9 / 8.4; nmf 9.1 / 6.5; paint 5.8 / 3.0; semi-supervised
+speech+noise 8.9 / 8.4; nmf 9.1 / 6.5; paint 6.8 / 3.7; semi-supervised
 10.4 / 8.8; hum 5.2 / 5.4), so a broken method fails them. The full acceptance figures (7 s excerpts, scikit-learn beside
 us) come from benchmarks/bench_nmf.py.
 """
@@ -79,7 +79,7 @@ def test_paint_separates_instruments(cases):
     props = _run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}))
     assert [p.name for p in props] == [case.names[0], "rest"]
     sdr = nc.sdr(case, nc.apply_masks(case, props))
-    assert sdr.min() > 2.0 and sdr.mean() > 4.0, sdr
+    assert sdr.min() > 3.0 and sdr.mean() > 4.5, sdr
 
 
 def test_paint_not_pushes_energy_out_of_a_layer(cases):

@@ -12,6 +12,16 @@ bins are free. The soft masks are these constrained posteriors, so painted
 energy lands in its target's layer and the factorisation spreads what it
 learns there to the unpainted bins.
 
+Where the constrained fit starts matters: from random templates, each group's
+components learn a blend of the sources in the (mostly unpainted) bins, and
+the paint, which holds little of the energy, steers them weakly. So, as in
+ISSE's loop (the user paints on a factorisation already made), the mixture is
+first factorised without constraints; each component then goes to the group
+whose painted energy it is most enriched in (its share of that paint's
+energy over its share of all the energy; a group without paint of its own,
+such as an unpainted rest, counts as 1, "no more in the paint than
+anywhere"), and the constrained fit refines the groups from those templates.
+
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
 - the rest layer's name (``rest`` by default) — this energy belongs to none of
@@ -31,7 +41,7 @@ import torch
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, param
-from demixstudio.separation.nmf import common
+from demixstudio.separation.nmf import common, engine, spectra
 from demixstudio.separation.registry import register
 
 NOT = "not:"
@@ -53,10 +63,20 @@ class PaintNMF(Method):
     @dataclass(frozen=True)
     class Params(common.EngineParams):
         # Few components per group: a group with many can model the other sources
-        # in the unpainted bins too, and the paint then generalises less.
+        # in the unpainted bins too, and the paint then generalises less. With the
+        # "grouped" start the sizes only set the rank (Σ of them); the paint decides
+        # how many components each group gets.
         components: int = common.components_param(
-            8, "Templates per target", "Components of each painted target.")
+            8, "Templates per target",
+            "Components of each painted target (with the grouped start, the rank is the sum "
+            "of these and the free ones, and the paint decides how they are shared out).")
         free_components: int = common.free_components_param(8)
+        init: str = param(
+            "grouped", label="Start from", choices=("grouped", "random"),
+            help="grouped: factorise the mixture first, give each component to the group "
+                 "whose paint holds most of its energy (relative to the mixture), then refine "
+                 "under the paint's constraints; random: the constrained fit starts from "
+                 "random templates.")
         # A brush is coarse: a rectangle over "the vocal" also covers bins where the
         # other sources are louder. A hard constraint there makes the target's
         # templates learn those sources too (and they then leak everywhere); a soft
@@ -104,10 +124,64 @@ class PaintNMF(Method):
         del penalty
         sizes = [params.components] * len(targets) + [params.free_components]
         W = common.free_templates(m, sum(sizes), params.seed)
+        start = 0.05
+        if params.init == "grouped":
+            with ctx.stage(0.05, 0.5, "factorising"):
+                W, sizes = self._grouped_start(m, W, hints, names, times, freqs, params, ctx)
+            start = 0.5
         # The masks are the constrained posteriors (fit_and_mask passes the penalties on).
-        masks, res = common.fit_and_mask(m, W, sizes, params, ctx, 0.05, penalties=pen_blocks)
+        masks, res = common.fit_and_mask(m, W, sizes, params, ctx, start, penalties=pen_blocks)
         return common.proposals(self, masks, [(t, t) for t in targets] + [(rest, None)],
                                 params, res)
+
+    @staticmethod
+    def _grouped_start(m: common.Mixture, W: torch.Tensor, hints: Hints, names: list[str],
+                       times: np.ndarray, freqs: np.ndarray, params: PaintNMF.Params,
+                       ctx: JobContext) -> tuple[torch.Tensor, list[int]]:
+        """Factorise without constraints, then group the components by the paint.
+
+        Returns W float32 (bins, K) with its columns ordered by group, and the
+        size of each group (every group gets at least one component).
+        """
+        K = W.shape[1]
+        H = spectra.init_activations(m.V, K, params.seed)
+        engine.fit(m.V, W, H, ctx, beta=1.0, max_iter=params.max_iter, tol=params.tol,
+                   message="factorising")
+        G = len(names)
+        index = {n: i for i, n in enumerate(names)}
+        # 'not:' paint says only what a bin is not; it acts in the constrained fit.
+        painted = [(index[n], h) for n, h in hints.paint.items() if not n.startswith(NOT)]
+        # E[k, g]: the energy component k explains under g's paint, Σ_ft paint_g V q(k|f,t);
+        # E[k, G]: in the whole mixture. The paint is read a block at a time.
+        E = torch.zeros((K, G + 1), dtype=torch.float64)
+        Wt = W.t().contiguous()
+        t0 = 0
+        for Vb, Hb in zip(m.V, H):
+            b = Vb.shape[1]
+            R = Vb / (W @ Hb).clamp_min(engine.EPS)
+            E[:, G] += ((Wt @ R) * Hb).sum(1).double().cpu()
+            paint = np.zeros((G, freqs.size, b), dtype=np.float32)
+            for g, hint in painted:
+                np.maximum(paint[g], hint.on_grid(times[t0:t0 + b], freqs), out=paint[g])
+            for g in range(G):
+                if paint[g].any():
+                    Pg = torch.as_tensor(paint[g]).to(m.device)
+                    E[:, g] += ((Wt @ (R * Pg)) * Hb).sum(1).double().cpu()
+            t0 += b
+        share = E / E.sum(0, keepdim=True).clamp_min(1e-300)
+        enrich = share[:, :G] / share[:, G:].clamp_min(1e-300)
+        rest = G - 1
+        if E[:, rest].sum() <= 0:  # an unpainted rest: "no more in the paint than anywhere"
+            enrich[:, rest] = 1.0
+        label = enrich.argmax(1).numpy()
+        for g in range(G):  # a group nothing went to takes its most enriched component
+            if not (label == g).any():
+                counts = np.bincount(label, minlength=G)
+                movable = torch.as_tensor(counts[label] > 1)
+                k = int(torch.where(movable, enrich[:, g], -1.0).argmax())
+                label[k] = g
+        order = torch.as_tensor(np.argsort(label, kind="stable"), device=m.device)
+        return W[:, order].contiguous(), np.bincount(label, minlength=G).tolist()
 
     @staticmethod
     def _penalties(hints: Hints, names: list[str], times: np.ndarray, freqs: np.ndarray,
