@@ -109,6 +109,22 @@ def _outer_features(x: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, 1).contiguous()
 
 
+def _quadratic_coefficients(w: torch.Tensor) -> torch.Tensor:
+    """Coefficients of |w_nᴴ x|² on the :func:`_outer_features` rows: (F, C, C) -> (F, C, C²).
+
+    Row n of ``w`` (y_n = Σ_c w[n, c] x_c) gives |w[n, c]|² on |x_c|², and for
+    c < d, with a = w[n, c] w[n, d]*: 2 Re a on Re(x_c x_d*) and −2 Im a on
+    Im(x_c x_d*).
+    """
+    c = w.shape[-1]
+    cols = [w[..., i].real ** 2 + w[..., i].imag ** 2 for i in range(c)]
+    for i in range(c):
+        for k in range(i + 1, c):
+            a = w[..., i] * w[..., k].conj()
+            cols += [2.0 * a.real, -2.0 * a.imag]
+    return torch.stack(cols, -1)
+
+
 def _covariances(stats: torch.Tensor, c: int) -> torch.Tensor:
     """Hermitian C×C matrices from :func:`_outer_features` sums: (F, C², N) -> (N, F, C, C)."""
     f, _, n = stats.shape
@@ -165,17 +181,21 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
     # covariances are nearly singular and float32 sums or solves make the
     # IP steps jump (measured: the cost blows up after ~30 iterations).
     w64 = torch.eye(c, dtype=torch.complex128, device=device).repeat(nb_bins, 1, 1)
-    w = w64.to(torch.complex64)
     rank = 1 if warmup > 0 else components
     basis = (0.1 + 0.9 * torch.rand((c, nb_bins, rank), generator=gen)).to(device)
     act = (0.1 + 0.9 * torch.rand((c, rank, nb_frames), generator=gen)).to(device)
 
-    def outputs() -> Tuple[torch.Tensor, torch.Tensor]:
-        y = w @ x  # (F, C, T)
-        p = (y.real ** 2 + y.imag ** 2).transpose(0, 1)  # (C, F, T) = |y_n|²
-        return y, p
+    def output_power() -> torch.Tensor:
+        """|y_n(f, t)|² (C, F, T) as the quadratic forms w_nᴴ (x xᴴ) w_n.
 
-    y, p = outputs()
+        One real product with the covariance features instead of forming
+        y = W x: the complex (F, C, C) @ (F, C, T) product was the largest
+        single cost of an iteration.
+        """
+        coef = _quadratic_coefficients(w64)  # (F, C, C²)
+        return (coef @ feats).transpose(0, 1).to(torch.float32)
+
+    p = output_power()
     # Start the NMF at the level of the data, so the first IP step is not
     # driven by an arbitrary model scale.
     r = basis @ act
@@ -211,16 +231,15 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
             wn = _solve_unit(w64 @ u, n)  # (F, C)
             norm = torch.einsum("fc,fcd,fd->f", wn.conj(), u, wn).real.clamp_min(EPS)
             w64[:, n, :] = (wn / norm.sqrt()[:, None]).conj()
-        w = w64.to(torch.complex64)
-        y, p = outputs()
+        p = output_power()
         # The model's scale is free: unit mean output power keeps the floors meaningful.
         lam = p.mean(dim=(1, 2)).clamp_min(EPS)  # (C,)
         w64 /= lam.double().sqrt().to(w64.dtype)[None, :, None]
-        w = w64.to(torch.complex64)
         p /= lam[:, None, None]
         r /= lam[:, None, None]
         basis /= lam[:, None, None]
     ctx.progress(iterations, iterations, "ILRMA")
+    w = w64.to(torch.complex64)
     y = w @ x
     return y.transpose(0, 1).cpu().numpy(), w.cpu().numpy()
 
