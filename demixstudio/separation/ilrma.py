@@ -193,7 +193,9 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
         single cost of an iteration.
         """
         coef = _quadratic_coefficients(w64)  # (F, C, C²)
-        return (coef @ feats).transpose(0, 1).to(torch.float32)
+        # float64: the quadratic form cancels |x|² down to |y_n|², which can
+        # be 40 dB smaller (float32 here cost 6 dB of SDR on a 2×2 case).
+        return torch.bmm(coef, feats).transpose(0, 1).to(torch.float32)
 
     p = output_power()
     # Start the NMF at the level of the data, so the first IP step is not
@@ -213,12 +215,12 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
             r = (basis @ act).clamp_min_(MODEL_FLOOR)
         # NMF (IS divergence) of every source at once.
         inv = r.reciprocal()
-        pr = p * inv * inv
+        pr = inv.square().mul_(p)
         basis *= (pr @ act.transpose(1, 2)) / (inv @ act.transpose(1, 2))
         basis.clamp_min_(EPS)
         r = (basis @ act).clamp_min_(MODEL_FLOOR)
         inv = r.reciprocal()
-        pr = p * inv * inv
+        pr = inv.square().mul_(p)
         act *= (basis.transpose(1, 2) @ pr) / (basis.transpose(1, 2) @ inv)
         act.clamp_min_(EPS)
         r = (basis @ act).clamp_min_(MODEL_FLOOR)
@@ -235,9 +237,10 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
         # The model's scale is free: unit mean output power keeps the floors meaningful.
         lam = p.mean(dim=(1, 2)).clamp_min(EPS)  # (C,)
         w64 /= lam.double().sqrt().to(w64.dtype)[None, :, None]
-        p /= lam[:, None, None]
-        r /= lam[:, None, None]
-        basis /= lam[:, None, None]
+        scale = lam[:, None, None]
+        p.div_(scale)
+        r.div_(scale)
+        basis.div_(scale)
     ctx.progress(iterations, iterations, "ILRMA")
     w = w64.to(torch.complex64)
     y = w @ x
