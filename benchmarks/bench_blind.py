@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import time
 import warnings
 from math import gcd
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _timing import best_time  # noqa: E402
 from demixstudio.jobs.context import NullContext  # noqa: E402
 from demixstudio.separation import Hints, get_method, make_params  # noqa: E402
 
@@ -100,15 +100,6 @@ def image_snr(images: np.ndarray, est: np.ndarray) -> np.ndarray:
     return snr[np.arange(k), list(best)]
 
 
-def timed(fn, repeat: int):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
-
-
 def run_ours(method: str, values: dict, mix: np.ndarray, sr: int) -> np.ndarray:
     m = get_method(method)
     params = make_params(m.Params, values)
@@ -150,11 +141,11 @@ def main(argv=None) -> int:
         mix, images = make_case(f1, f2, sr, seed=1000 + i)
         results = {}
         for name, method, values in OURS:
-            results[name] = timed(lambda: run_ours(method, values, mix, sr), args.repeat)
-        results["sklearn"] = timed(lambda: run_sklearn(mix), args.repeat)
+            results[name] = best_time(lambda: run_ours(method, values, mix, sr), args.repeat)
+        results["sklearn"] = best_time(lambda: run_sklearn(mix), args.repeat)
         cells = []
         for name in names:
-            est, t = results[name]
+            t, est = results[name]
             snr = float(np.median(image_snr(images, est)))
             score = snr
             if bss_eval is not None:
@@ -162,7 +153,7 @@ def main(argv=None) -> int:
             sdr[name].append(score)
             cell = f"{score:5.1f} [{snr:5.1f}] {t:6.3f}s"
             if name in ratios:
-                ratios[name].append(results["sklearn"][1] / t)
+                ratios[name].append(results["sklearn"][0] / t)
                 cell += f" x{ratios[name][-1]:4.1f}"
             cells.append(f"{cell:>26s}")
         print(f"{label:24s} {mix.shape[1]:9d} " + " ".join(cells), flush=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from math import gcd
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _timing import best_time, snr  # noqa: E402
 from demixstudio.audio.stft import StftConfig, apply_mask, stft  # noqa: E402
 from demixstudio.jobs.context import NullContext  # noqa: E402
 from demixstudio.separation import Hints, get_method, make_params  # noqa: E402
@@ -63,19 +63,6 @@ def load(rel: str, sr: int, mono: bool) -> np.ndarray:
         g = gcd(rate, sr)
         x = resample_poly(x, sr // g, rate // g, axis=1)
     return x
-
-
-def snr(ref: np.ndarray, est: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2)))
-
-
-def best_time(fn, repeat: int):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main() -> int:

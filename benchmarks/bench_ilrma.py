@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import spatial_mixtures as sm  # noqa: E402
 
+from _timing import best_time  # noqa: E402
 from demixstudio.audio.stft import StftConfig, istft, stft  # noqa: E402
 from demixstudio.jobs.context import NullContext  # noqa: E402
 from demixstudio.metrics import bss_eval  # noqa: E402
@@ -62,15 +62,6 @@ def cases(seconds: float):
 def images_from(Y: np.ndarray, W: np.ndarray, n: int, cfg: StftConfig) -> np.ndarray:
     """Stereo images (J, 2, n) from outputs Y (J, F, T) and demixing W (F, J, C)."""
     return np.stack([istft(project_back(Y, W, k), n, cfg) for k in range(Y.shape[0])])
-
-
-def timed(fn, repeat: int):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
 
 
 def main() -> None:
@@ -107,7 +98,7 @@ def main() -> None:
         X = stft(mix, cfg)
         print(f"\n{label}  ({a.seconds:g} s, {SR} Hz, n_fft {cfg.n_fft})")
         for name, fn in contenders:
-            (Y, W), t = timed(lambda: fn(X), a.repeat)
+            t, (Y, W) = best_time(lambda: fn(X), a.repeat)
             est = images_from(np.asarray(Y), np.asarray(W), mix.shape[1], cfg)
             sdr = bss_eval(imgs, est, SR).sdr
             results[name][0].append(float(np.median(sdr)))

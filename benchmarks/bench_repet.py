@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from math import gcd
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _timing import best_time, snr  # noqa: E402
 from demixstudio.audio.stft import StftConfig, apply_mask, stft  # noqa: E402
 from demixstudio.jobs.context import NullContext  # noqa: E402
 from demixstudio.separation import Hints, get_method, make_params  # noqa: E402
@@ -73,19 +73,6 @@ def cases(sr):
         sr, ("bearlin_roads/drums.wav",), 6.0, 1.15, 8, "speech_sisec_dev1/dev1_female4_src_1.wav")
     bg = sum(load(f"bearlin_roads/{s}.wav", sr) for s in ("piano", "bass", "drums", "other"))
     yield "bearlin song: accompaniment / vocals", (bg, load("bearlin_roads/vocals.wav", sr))
-
-
-def snr(ref: np.ndarray, est: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2)))
-
-
-def best_time(fn, repeat: int):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def librosa_recipe(mix: np.ndarray, sr: int, cfg: StftConfig):

@@ -49,8 +49,8 @@ from demixstudio.audio.stft import StftConfig, stft
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
-from demixstudio.separation.base import (Hints, LayerProposal, Method, param,
-                                         params_to_dict)
+from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
+from demixstudio.separation.device import DEVICE_CHOICES
 from demixstudio.separation.mwf import mask_layers
 from demixstudio.separation.registry import register
 
@@ -278,7 +278,7 @@ class DUET(Method):
                  "covariance per source, which also models the sources' overlap); layers "
                  "are then waveforms.")
         device: str = param(
-            "auto", label="Device", choices=("auto", "cpu", "cuda", "mps"),
+            "auto", label="Device", choices=DEVICE_CHOICES,
             help="Where the Wiener post-filter runs (auto: CUDA when present).")
 
     def separate(self, mix: np.ndarray, sr: int, params: "DUET.Params", hints: Hints,

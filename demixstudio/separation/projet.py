@@ -56,7 +56,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
-from demixstudio.separation.device import pick_device
+from demixstudio.separation.device import DEVICE_CHOICES, pick_device
 from demixstudio.separation.registry import register
 
 #: At most this many frames per block; fewer when the bins × projections are
@@ -548,7 +548,7 @@ class Projet(Method):
             False, label="Wiener post-filter",
             help="Refine the images with one pass of the multichannel Wiener filter.")
         device: str = param(
-            "auto", label="Device", choices=("auto", "cpu", "cuda", "mps"),
+            "auto", label="Device", choices=DEVICE_CHOICES,
             help="Where to compute: auto = CUDA GPU, else Apple GPU, else the CPU.")
         seed: int = param(
             0, label="Seed", min=0,

@@ -15,6 +15,7 @@ import numpy as np
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
+from demixstudio.separation.device import DEVICE_CHOICES
 from demixstudio.separation.dnn import store
 from demixstudio.separation.dnn.inference import separate
 from demixstudio.separation.registry import register
@@ -25,7 +26,7 @@ class DnnParams:
     model: str = param("", label="Model",
                        help="name of a model in the store (`demixstudio models list`); "
                             "empty = the only one there")
-    device: str = param("auto", label="Device", choices=("auto", "cpu", "cuda", "mps"),
+    device: str = param("auto", label="Device", choices=DEVICE_CHOICES,
                         help="where the network runs: auto picks CUDA, then MPS, then the CPU")
     chunk_s: float = param(20.0, label="Chunk (s)", min=1.0, max=600.0,
                            help="seconds per chunk; shortened automatically on out-of-memory")

@@ -51,13 +51,14 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
+from demixstudio.separation.device import DEVICE_CHOICES
 from demixstudio.separation.device import pick_device as _pick_device
 
 #: Floor for factor entries and the model, so ratios never divide by zero.
 EPS = 1e-12
 #: Default number of frames per block (about 47 s at the 44.1 kHz program STFT).
 BLOCK_FRAMES = 4096
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = DEVICE_CHOICES
 
 
 def pick_device(name: str = "auto") -> torch.device:
