@@ -18,7 +18,7 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
 
 Prints SDR per source and case, the medians and the differences.
 
-    .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair] [--seed N]
+    .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -84,17 +84,34 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="supervised,semi,paint,hum,repair")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="seed of nmf, nmf-paint and nmf-hum (their random starts)")
+    ap.add_argument("--seeds", default="0",
+                    help="comma-separated seeds of every method's random start (nmf, the "
+                         "dictionaries, paint, hum); figures are given per seed and averaged")
     args = ap.parse_args()
     only = set(args.only.split(","))
     cases = nc.cases()
+    seeds = [int(x) for x in args.seeds.split(",")]
+    summary = {}
+    for seed in seeds:
+        print(f"##### seed {seed}", flush=True)
+        summary[seed] = one_seed(cases, only, args.device, seed)
+    if len(seeds) > 1 and summary[seeds[0]]:
+        print("== over seeds: mean (min .. max) of each figure")
+        for key in summary[seeds[0]]:
+            v = np.array([summary[s][key] for s in seeds])
+            print(f"  {key:40s} {v.mean():+6.2f}  ({v.min():+.2f} .. {v.max():+.2f})")
+    if "repair" in only:
+        repair_cases(args.device)
+
+
+def one_seed(cases, only: set, device: str, seed: int) -> dict[str, float]:
+    """Every case with one seed; prints the SDRs and returns the summary figures."""
     rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "paint-rnd", "hum")}
     for case in cases:
         print(f"== {case.label} ({case.mix.shape[1] / case.sr:.1f} s)", flush=True)
         ex = Hints(examples={n: [AudioHint(case.examples[n], case.sr)] for n in case.names})
         if "supervised" in only:
-            props, dt = run("nmf-supervised", case, ex, device=args.device)
+            props, dt = run("nmf-supervised", case, ex, device=device, seed=seed)
             s = nc.sdr(case, nc.apply_masks(case, props))
             t = time.perf_counter()
             defaults = get_method("nmf-supervised").Params()
@@ -105,14 +122,14 @@ def main() -> None:
             print(f"  nmf-supervised {fmt(s)} {dt:6.1f} s | scikit-learn {fmt(s2)} {dt2:6.1f} s "
                   f"| diff {np.mean(s - s2):+.2f} dB, speed x{dt2 / dt:.1f}", flush=True)
         if only & {"semi", "paint", "hum"}:
-            props, dt = run("nmf", case, Hints(), device=args.device, seed=args.seed)
+            props, dt = run("nmf", case, Hints(), device=device, seed=seed)
             su = nc.sdr_permuted(case, nc.apply_masks(case, props))
             rows["nmf"].append(su)
             print(f"  nmf            {fmt(su)} {dt:6.1f} s", flush=True)
         if "semi" in only:
             h = Hints(examples={case.names[0]: [AudioHint(case.examples[case.names[0]],
                                                           case.sr)]})
-            props, dt = run("nmf-semisupervised", case, h, device=args.device)
+            props, dt = run("nmf-semisupervised", case, h, device=device, seed=seed)
             sm = nc.sdr(case, nc.apply_masks(case, props))
             rows["semi"].append(sm)
             print(f"  nmf-semisup.   {fmt(sm)} {dt:6.1f} s | vs nmf {np.mean(sm - su):+.2f} dB",
@@ -121,38 +138,43 @@ def main() -> None:
             p0, c0 = nc.dominance_paint(case, 0)
             p1, c1 = nc.dominance_paint(case, 1)
             props, dt = run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}),
-                            device=args.device, seed=args.seed)
+                            device=device, seed=seed)
             sp = nc.sdr(case, nc.apply_masks(case, props))
             rows["paint"].append(sp)
             print(f"  nmf-paint      {fmt(sp)} {dt:6.1f} s (painted {c0:.0%}, {c1:.0%} of the "
                   f"dominant bins) | vs nmf {np.mean(sp - su):+.2f} dB", flush=True)
             # The constrained fit from random templates (init="random"), for comparison.
             props, dt = run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}),
-                            device=args.device, init="random", seed=args.seed)
+                            device=device, init="random", seed=seed)
             sr_ = nc.sdr(case, nc.apply_masks(case, props))
             rows["paint-rnd"].append(sr_)
             print(f"  paint, random  {fmt(sr_)} {dt:6.1f} s | vs nmf {np.mean(sr_ - su):+.2f} dB",
                   flush=True)
         if "hum" in only:
             h = Hints(hums={case.names[0]: [AudioHint(case.examples[case.names[0]], case.sr)]})
-            props, dt = run("nmf-hum", case, h, device=args.device, seed=args.seed)
+            props, dt = run("nmf-hum", case, h, device=device, seed=seed)
             sh = nc.sdr(case, nc.apply_masks(case, props))
             rows["hum"].append(sh)
             print(f"  nmf-hum        {fmt(sh)} {dt:6.1f} s | vs nmf {np.mean(sh - su):+.2f} dB",
                   flush=True)
+    out: dict[str, float] = {}
     print("== medians over all sources (dB)")
     for k, v in rows.items():
         if v:
-            print(f"  {k:8s} {np.median(np.concatenate(v)):6.2f}")
-    if rows["ours"]:
-        d = np.concatenate(rows["ours"]) - np.concatenate(rows["sklearn"])
-        print(f"  nmf-supervised − scikit-learn: median {np.median(d):+.2f} dB")
-    for k in ("semi", "paint", "paint-rnd", "hum"):
-        if rows[k]:
-            d = np.concatenate(rows[k]) - np.concatenate(rows["nmf"])
-            print(f"  {k} − nmf: median {np.median(d):+.2f} dB")
-    if "repair" in only:
-        repair_cases(args.device)
+            out[f"median {k}"] = float(np.median(np.concatenate(v)))
+            print(f"  {k:8s} {out[f'median {k}']:6.2f}")
+    # The two readings of "beats X by d dB median": the difference of the two median
+    # SDRs, and the median of the per-source differences (the stricter one here).
+    pairs = [("ours", "sklearn", "nmf-supervised − scikit-learn")]
+    pairs += [(k, "nmf", f"{k} − nmf") for k in ("semi", "paint", "paint-rnd", "hum")]
+    for a, b, label in pairs:
+        if rows[a] and rows[b]:
+            x, y = np.concatenate(rows[a]), np.concatenate(rows[b])
+            out[f"{label}: diff. of medians"] = float(np.median(x) - np.median(y))
+            out[f"{label}: median of diffs"] = float(np.median(x - y))
+            print(f"  {label}: difference of medians {np.median(x) - np.median(y):+.2f} dB, "
+                  f"median of per-source differences {np.median(x - y):+.2f} dB")
+    return out
 
 
 def repair_cases(device: str) -> None:

@@ -74,7 +74,8 @@ def test_kl_matches_scikit_learn(V):
     iters = 100
     W = torch.as_tensor(W0.copy())
     H = [torch.as_tensor(H0.copy())]
-    engine.fit([torch.as_tensor(V)], W, H, NullContext(), max_iter=iters, tol=0.0)
+    engine.fit([torch.as_tensor(V)], W, H, NullContext(), max_iter=iters, tol=0.0,
+               order="alternate")
     ours = _kl(V, W.numpy(), H[0].numpy())
     model = NMF(n_components=12, init="custom", solver="mu", beta_loss="kullback-leibler",
                 max_iter=iters, tol=0.0)
@@ -86,6 +87,65 @@ def test_kl_matches_scikit_learn(V):
     assert ours < 0.2 * start
     # Same update order (W, then H) as scikit-learn: the same path up to rounding.
     assert abs(ours / theirs - 1) < 1e-3, (ours, theirs)
+
+
+def test_joint_em_order_descends_and_reaches_scikit_learns_kl(V):
+    """The joint (EM) order: monotone, and after 100 iterations within 1 % of the
+    KL that scikit-learn's alternating updates reach from the same start; with
+    two workers and chunks it is the same fit."""
+    from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
+
+    W0, H0 = _start(V, 12)
+    out = []
+    for chunk, workers in ((V.shape[1], 1), (29, 2)):
+        W = torch.as_tensor(W0.copy())
+        H = [torch.as_tensor(H0.copy())]
+        res = engine.fit([torch.as_tensor(V)], W, H, NullContext(), max_iter=100, tol=0.0,
+                         check_every=1, order="joint", chunk=chunk, threads=workers)
+        out.append((W.numpy(), H[0].numpy()))
+    obj = np.array(res.objective)
+    assert np.all(np.diff(obj) <= 1e-5 * np.abs(obj[:-1])), obj
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-3, atol=1e-8)
+    ours = _kl(V, *out[0])
+    model = NMF(n_components=12, init="custom", solver="mu", beta_loss="kullback-leibler",
+                max_iter=100, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Ws = model.fit_transform(V, W=W0.copy(), H=H0.copy())
+    theirs = _kl(V, Ws, model.components_)
+    assert ours < 0.2 * _kl(V, W0, H0)
+    assert abs(ours / theirs - 1) < 0.01, (ours, theirs)
+    with pytest.raises(ParameterError, match="beta=1"):
+        engine.fit([torch.as_tensor(V)], torch.as_tensor(W0.copy()),
+                   [torch.as_tensor(H0.copy())], NullContext(), beta=2.0, order="joint")
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_sparse_nmf_has_unit_l2_templates_and_sparser_codes(V, beta):
+    """With an L1 penalty the templates are kept at unit L2 norm, the penalised
+    objective descends, and the activations come out sparser (Hoyer's measure)
+    than without it; under KL with unit-sum templates the penalty could only
+    rescale them."""
+    def hoyer(H):  # mean over frames of Hoyer's sparseness of the frame's code, in [0, 1]
+        n = H.shape[0]
+        ratio = H.sum(0) / np.sqrt((H ** 2).sum(0))
+        return float(np.mean((np.sqrt(n) - ratio) / (np.sqrt(n) - 1)))
+
+    W0, H0 = _start(V, 10)
+    lam = 1.0 if beta == 1 else 5.0 * float(V.mean())
+    out = {}
+    for sparsity in (0.0, lam):
+        W = torch.as_tensor(W0.copy())
+        H = [torch.as_tensor(H0.copy())]
+        res = engine.fit([torch.as_tensor(V)], W, H, NullContext(), beta=beta,
+                         sparsity=sparsity, max_iter=80, tol=0.0, check_every=1)
+        out[sparsity] = (W.numpy(), H[0].numpy(), np.array(res.objective))
+    W, H, obj = out[lam]
+    np.testing.assert_allclose(np.linalg.norm(W, axis=0), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(out[0.0][0].sum(0), 1.0, rtol=1e-4)
+    assert np.all(np.diff(obj[5:]) <= 1e-4 * np.abs(obj[5:-1])), obj
+    assert hoyer(H) > hoyer(out[0.0][1]) + 0.02, (hoyer(H), hoyer(out[0.0][1]))
 
 
 def test_chunks_and_workers_change_only_the_speed(V):
