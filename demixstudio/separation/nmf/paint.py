@@ -6,11 +6,19 @@ components, and "rest" one more. The paint becomes per-bin constraints on the
 posterior over the groups, as in ISSE (Bryan & Mysore 2013): in the EM view of
 KL-NMF each bin's energy is shared among the components by the posterior
 ``q(k | f, t) ∝ W_fk H_kt``; a bin painted for target g with opacity α has the
-posterior of every *other* group scaled by ``exp(−strength · α)`` (a soft
-constraint: a coarse brush also covers bins of other sources). Unpainted
+posterior of every *other* group scaled by ``exp(−strength · α)``. Unpainted
 bins are free. The soft masks are these constrained posteriors, so painted
 energy lands in its target's layer and the factorisation spreads what it
 learns there to the unpainted bins.
+
+How strong: opacity is a confidence. At full opacity the default strength 3
+scales the other groups' posterior by e^−3 ≈ 1/20, so where the model has no
+opinion a painted bin goes 95 % to its target; where the model is sure it
+is another source's (a coarse brush also covers some bins of other sources:
+on real mixtures a rectangle drawn over a dominant source holds about
+90–99 % of its magnitude from that source, not 100 %) that evidence can
+still win. Corrections made on an output layer (``not:NAME``) are meant
+literally and default to a near-hard constraint (e^−10).
 
 Where the constrained fit starts matters: from random templates, each group's
 components learn a blend of the sources in the (mostly unpainted) bins, and
@@ -21,6 +29,22 @@ whose painted energy it is most enriched in (its share of that paint's
 energy over its share of all the energy; a group without paint of its own,
 such as an unpainted rest, counts as 1, "no more in the paint than
 anywhere"), and the constrained fit refines the groups from those templates.
+That start is one local optimum among many (components that mix two
+sources go wholesale to one group). With ``restarts`` > 1 the whole
+start-and-fit is repeated from other seeds and the fit with the lowest
+constrained objective (the highest likelihood under the paint) is kept, the
+usual remedy for EM's local optima. It is off by default: each restart costs
+a full fit, and the likelihood is only a loose guide to the separation (a fit
+whose templates mix the sources in the unpainted bins often explains the
+mixture better); it mostly helps where the fit has two very different
+outcomes.
+
+What was tried and left out: learning each group's templates first from its
+painted bins alone ("in-situ examples", weighted NMF on the paint) gives
+templates that are defined only in the painted bands (a brush covers a few
+bands of a source at a time), and separates worse than the grouped start;
+so does starting from dictionaries learned on the painted frames, or
+weighting the painted bins up in the fit.
 
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
@@ -29,6 +53,11 @@ Paint names:
 - ``not:NAME`` — this energy does not belong to NAME: push it to the other
   layers. This is how painting on an output layer refines it: re-run with the
   strokes made on layer NAME given as ``not:NAME``.
+
+Memory: the penalties are built block by block on the mixture's frame blocks
+(one (groups, bins, B) float32 array per painted block, never a full-length
+one; a block without paint costs nothing), and a restart keeps only the best
+fit so far.
 """
 
 from __future__ import annotations
@@ -45,6 +74,8 @@ from demixstudio.separation.nmf import common, engine, spectra
 from demixstudio.separation.registry import register
 
 NOT = "not:"
+#: Seeds of successive restarts are this far apart.
+SEED_STEP = 1009
 
 
 @register
@@ -77,20 +108,19 @@ class PaintNMF(Method):
                  "whose paint holds most of its energy (relative to the mixture), then refine "
                  "under the paint's constraints; random: the constrained fit starts from "
                  "random templates.")
-        # A brush is coarse: a rectangle over "the vocal" also covers bins where the
-        # other sources are louder. A hard constraint there makes the target's
-        # templates learn those sources too (and they then leak everywhere); a soft
-        # one (e^-1 at full opacity) biases the posterior but lets a clearly other
-        # source keep its bins.
         strength: float = param(
-            1.0, label="Paint strength", min=0.0, max=100.0,
+            3.0, label="Paint strength", min=0.0, max=100.0,
             help="Penalty of full-opacity paint on the other groups' posterior "
-                 "(exp(−strength·opacity)): 1 is a firm hint that clear evidence can "
-                 "overrule; 10 is nearly a hard constraint.")
+                 "(exp(−strength·opacity)): 3 ≈ 95 % confidence (clear evidence of another "
+                 "source can still win a painted bin); 10 is nearly a hard constraint.")
         veto_strength: float = param(
             10.0, label="'not:' strength", min=0.0, max=100.0,
             help="Penalty of full-opacity 'not:NAME' paint on NAME's posterior: a "
                  "correction made on an output layer, so nearly a hard constraint.")
+        restarts: int = param(
+            1, label="Restarts", min=1, max=50,
+            help="Runs from different random starts; the one that best explains the mixture "
+                 "under the paint is kept (each costs a full fit).")
         rest_name: str = common.rest_name_param()
 
     def separate(self, mix: np.ndarray, sr: int, params: PaintNMF.Params, hints: Hints,
@@ -111,40 +141,63 @@ class PaintNMF(Method):
         names = targets + [rest]
         times = m.cfg.frame_times(mix.shape[1], sr)
         freqs = m.cfg.bin_freqs(sr)
-        # Λ_g = strength · (paint of every other group) + veto_strength · (paint of "not:g").
-        penalty = self._penalties(hints, names, times, freqs, params.strength,
-                                  params.veto_strength)
-        pen_blocks = []
-        t0 = 0
-        for Vb in m.V:
-            b = Vb.shape[1]
-            pen_blocks.append(torch.as_tensor(
-                np.ascontiguousarray(penalty[:, :, t0:t0 + b])).to(m.device))
-            t0 += b
-        del penalty
-        sizes = [params.components] * len(targets) + [params.free_components]
-        W = common.free_templates(m, sum(sizes), params.seed)
-        start = 0.05
-        if params.init == "grouped":
-            with ctx.stage(0.05, 0.5, "factorising"):
-                W, sizes = self._grouped_start(m, W, hints, names, times, freqs, params, ctx)
-            start = 0.5
-        # The masks are the constrained posteriors (fit_and_mask passes the penalties on).
-        masks, res = common.fit_and_mask(m, W, sizes, params, ctx, start, penalties=pen_blocks)
+        pen = self._penalty_blocks(m, hints, names, times, freqs, params.strength,
+                                   params.veto_strength)
+        base_sizes = [params.components] * len(targets) + [params.free_components]
+        best = None
+        n = params.restarts
+        for r in range(n):
+            seed = params.seed + SEED_STEP * r
+            with ctx.stage(0.05 + 0.9 * r / n, 0.05 + 0.9 * (r + 1) / n,
+                           f"fit {r + 1} of {n}" if n > 1 else "fitting"):
+                fit = self._fit_once(m, hints, names, times, freqs, pen, base_sizes, params,
+                                     seed, ctx)
+            if best is None or fit[2].objective[-1] < best[2].objective[-1]:
+                best = fit
+            del fit
+        W, sizes, res, H = best
+        with ctx.stage(0.95, 1.0, "masks"):
+            ctx.progress(0, 1, "masks")
+            # The masks are the constrained posteriors.
+            masks = spectra.group_masks(W, H, common.slices(sizes), m.frames,
+                                        power=params.mask_power, penalties=pen)
         return common.proposals(self, masks, [(t, t) for t in targets] + [(rest, None)],
                                 params, res)
+
+    def _fit_once(self, m: common.Mixture, hints: Hints, names: list[str], times: np.ndarray,
+                  freqs: np.ndarray, pen: list[torch.Tensor], sizes: list[int],
+                  params: PaintNMF.Params, seed: int, ctx: JobContext
+                  ) -> tuple[torch.Tensor, list[int], engine.FitResult, list[torch.Tensor]]:
+        """One start and constrained fit: W float32 (bins, K) ordered by group, the group
+        sizes, the fit, and the activation blocks float32 (K, B)."""
+        W = common.free_templates(m, sum(sizes), seed)
+        split = 0.0
+        if params.init == "grouped":
+            split = 0.5
+            with ctx.stage(0.0, split, "factorising"):
+                W, sizes = self._grouped_start(m, W, hints, names, times, freqs, params,
+                                               seed, ctx)
+        H = spectra.init_activations(m.V, W.shape[1], seed)
+        lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
+        with ctx.stage(split, 1.0, "fitting"):
+            res = engine.fit(m.V, W, H, ctx, beta=1.0, sparsity=lam, max_iter=params.max_iter,
+                             tol=params.tol, groups=common.slices(sizes), penalties=pen,
+                             message="fitting")
+        if not res.objective:  # max_iter = 0: score the start
+            res.objective.append(float("inf"))
+        return W, sizes, res, H
 
     @staticmethod
     def _grouped_start(m: common.Mixture, W: torch.Tensor, hints: Hints, names: list[str],
                        times: np.ndarray, freqs: np.ndarray, params: PaintNMF.Params,
-                       ctx: JobContext) -> tuple[torch.Tensor, list[int]]:
+                       seed: int, ctx: JobContext) -> tuple[torch.Tensor, list[int]]:
         """Factorise without constraints, then group the components by the paint.
 
         Returns W float32 (bins, K) with its columns ordered by group, and the
         size of each group (every group gets at least one component).
         """
         K = W.shape[1]
-        H = spectra.init_activations(m.V, K, params.seed)
+        H = spectra.init_activations(m.V, K, seed)
         engine.fit(m.V, W, H, ctx, beta=1.0, max_iter=params.max_iter, tol=params.tol,
                    message="factorising")
         G = len(names)
@@ -184,21 +237,38 @@ class PaintNMF(Method):
         return W[:, order].contiguous(), np.bincount(label, minlength=G).tolist()
 
     @staticmethod
-    def _penalties(hints: Hints, names: list[str], times: np.ndarray, freqs: np.ndarray,
-                   strength: float, veto_strength: float) -> np.ndarray:
-        """Multipliers exp(−Λ_g): float32 (groups, bins, frames)."""
+    def _penalty_blocks(m: common.Mixture, hints: Hints, names: list[str], times: np.ndarray,
+                        freqs: np.ndarray, strength: float, veto_strength: float
+                        ) -> list[torch.Tensor]:
+        """Multipliers exp(−Λ_g), one float32 (groups, bins, B) tensor per frame block of
+        ``m.V``, built from the paint a block at a time.
+
+        Λ_g = strength · (paint of every other group) + veto_strength · (paint of "not:g").
+        """
         G = len(names)
-        lam = np.zeros((G, freqs.size, times.size), dtype=np.float32)
         index: dict[str, int] = {n: i for i, n in enumerate(names)}
-        for name, hint in hints.paint.items():
-            w = hint.on_grid(times, freqs)
-            if name.startswith(NOT):
-                lam[index[name[len(NOT):]]] += veto_strength * w
-            else:
-                g = index[name]
-                for j in range(G):
-                    if j != g:
-                        lam[j] += strength * w
-        np.negative(lam, out=lam)
-        np.exp(lam, out=lam)
-        return lam
+        # A block without paint is unconstrained: a broadcast view of ones, no memory
+        # (a user paints a few regions, so on a long input most blocks are like this).
+        ones = torch.ones((G, 1, 1), dtype=torch.float32, device=m.device)
+        out = []
+        t0 = 0
+        for Vb in m.V:
+            b = Vb.shape[1]
+            lam = np.zeros((G, freqs.size, b), dtype=np.float32)
+            for name, hint in hints.paint.items():
+                w = hint.on_grid(times[t0:t0 + b], freqs)
+                if name.startswith(NOT):
+                    lam[index[name[len(NOT):]]] += veto_strength * w
+                else:
+                    g = index[name]
+                    for j in range(G):
+                        if j != g:
+                            lam[j] += strength * w
+            t0 += b
+            if not lam.any():
+                out.append(ones.expand(G, freqs.size, b))
+                continue
+            np.negative(lam, out=lam)
+            np.exp(lam, out=lam)
+            out.append(torch.as_tensor(lam).to(m.device))
+        return out
