@@ -87,7 +87,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0",
                     help="comma-separated seeds of every method's random start (nmf, the "
                          "dictionaries, paint, hum); figures are given per seed and averaged")
+    ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
+                    help="instead: peak memory and time of repair on MINUTES of band-limited "
+                         "stereo at 44.1 kHz (alone in its process, so the peak is its own)")
     args = ap.parse_args()
+    if args.long:
+        long_repair(args.long, args.device)
+        return
     only = set(args.only.split(","))
     cases = nc.cases()
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -175,6 +181,34 @@ def one_seed(cases, only: set, device: str, seed: int) -> dict[str, float]:
             print(f"  {label}: difference of medians {np.median(x) - np.median(y):+.2f} dB, "
                   f"median of per-source differences {np.median(x - y):+.2f} dB")
     return out
+
+
+def long_repair(minutes: float, device: str) -> None:
+    """Peak RSS of ``repair`` on ``minutes`` of band-limited (400–1600 Hz) stereo."""
+    import resource
+
+    from scipy.signal import butter, sosfilt
+
+    sr = 44100
+    speech = nc.load("speech_librispeech/5703-47212-0000.wav", sr).astype(np.float32)
+    example = speech[: 5 * sr][None]
+    n = int(minutes * 60 * sr)
+    x = np.tile(speech[5 * sr:], -(-n // (speech.size - 5 * sr)))[:n]
+    sos = butter(10, [400, 1600], btype="band", fs=sr, output="sos")
+    mix = np.stack([x, 0.7 * x]).astype(np.float32)
+    mix = sosfilt(sos, mix, axis=1).astype(np.float32)
+    del x
+    m = get_method("repair")
+    p = make_params(m.Params, {"device": device, "band_lo_hz": 400.0, "band_hi_hz": 1600.0})
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()
+    out = m.separate(mix, sr, p, Hints(examples={"x": [AudioHint(example, sr)]}), NullContext())
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    mb = mix.nbytes / 2**20
+    print(f"repair, {minutes:g} min stereo at 44.1 kHz: {dt:.1f} s, peak RSS {peak:.0f} MB "
+          f"(before: {base:.0f} MB; input {mb:.0f} MB, output {out[0].waveform.nbytes / 2**20:.0f} "
+          f"MB)")
 
 
 def repair_cases(device: str) -> None:

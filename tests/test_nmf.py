@@ -79,7 +79,16 @@ def test_paint_separates_instruments(cases):
     props = _run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}))
     assert [p.name for p in props] == [case.names[0], "rest"]
     sdr = nc.sdr(case, nc.apply_masks(case, props))
-    assert sdr.min() > 3.0 and sdr.mean() > 4.5, sdr
+    # Measured 11.8 / 11.5 dB (other seeds: 6.2 to 19.7 for the weaker source).
+    assert sdr.min() > 5.0 and sdr.mean() > 7.0, sdr
+    # Full-opacity paint is a firm constraint: the painted bins' energy lands in the
+    # painted layer.
+    cfg = StftConfig.for_rate(case.sr)
+    times, freqs = cfg.frame_times(case.mix.shape[1], case.sr), cfg.bin_freqs(case.sr)
+    V = np.abs(stft(case.mix, cfg)[0])
+    for prop, paint in zip(props, (p0, p1)):
+        P = paint.on_grid(times, freqs) * V
+        assert (prop.mask[0] * P).sum() / P.sum() > 0.95, prop.name
 
 
 def test_paint_not_pushes_energy_out_of_a_layer(cases):
@@ -95,6 +104,37 @@ def test_paint_not_pushes_energy_out_of_a_layer(cases):
     sel = (times >= 1.0) & (times <= 2.0)
     assert props[0].mask[0][:, sel].mean() < 0.05
     assert props[1].mask[0][:, sel].mean() > 0.95
+
+
+def test_paint_penalties_are_built_block_by_block(cases):
+    """Each frame block's constraints come from the paint on that block's frames alone
+    (no full-length array), equal to the same frames of the whole-grid constraints;
+    a blocked, restarted run still gives masks that sum to one."""
+    from demixstudio.separation import PaintHint
+    from demixstudio.separation.nmf import common
+    from demixstudio.separation.nmf.paint import PaintNMF
+
+    case = cases["speech+noise"]
+    p0, _ = nc.dominance_paint(case, 0)
+    veto = PaintHint(rects=((0.5, 1.5, 0.0, 2000.0, 0.5),))
+    hints = Hints(paint={case.names[0]: p0, f"not:{case.names[0]}": veto})
+    params = make_params(PaintNMF.Params, {"block_frames": 64, "max_iter": 20, "restarts": 2})
+    m = common.load_mixture(case.mix, case.sr, params)
+    times = m.cfg.frame_times(case.mix.shape[1], case.sr)
+    freqs = m.cfg.bin_freqs(case.sr)
+    names = [case.names[0], "rest"]
+    blocks = PaintNMF._penalty_blocks(m, hints, names, times, freqs, 3.0, 10.0)
+    assert len(blocks) == len(m.V) > 2
+    assert [b.shape for b in blocks] == [(2, v.shape[0], v.shape[1]) for v in m.V]
+    # The last block (after 3 s) has no paint: a broadcast view of ones, no memory.
+    assert blocks[-1].stride()[1:] == (0, 0)
+    full = np.concatenate([b.numpy() for b in blocks], axis=2)
+    w0, wv = p0.on_grid(times, freqs), veto.on_grid(times, freqs)
+    np.testing.assert_allclose(full[0], np.exp(-10.0 * wv), rtol=1e-6)
+    np.testing.assert_allclose(full[1], np.exp(-3.0 * w0), rtol=1e-6)
+    props = PaintNMF().separate(case.mix, case.sr, params, hints, NullContext())
+    assert [p.name for p in props] == names
+    np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
 
 
 def test_semisupervised_and_hum_return_target_and_rest(cases):
@@ -160,6 +200,16 @@ def test_repair_fills_a_time_frequency_gap():
     before = log_spectral_distance(x, gap, cfg)
     after = log_spectral_distance(x, out[0].waveform, cfg)
     assert after < 0.65 * before, (before, after)  # measured 0.56
+    # In blocks of 64 frames (the gap, frames 40-80, straddles a cut) the repair is as good,
+    # and no cut clicks: away from the gap the output stays on the input.
+    blocked = m.separate(gap, sr, make_params(m.Params, {"block_frames": 64}),
+                         Hints(examples={"speech": [AudioHint(example, sr)]}), NullContext())
+    y = blocked[0].waveform
+    assert log_spectral_distance(x, y, cfg) < 0.65 * before
+    far = np.ones(x.shape[1], dtype=bool)
+    far[30 * cfg.hop:90 * cfg.hop] = False
+    err = y[0, far] - gap[0, far]
+    assert np.sqrt(np.mean(err ** 2)) < 0.05 * np.sqrt(np.mean(gap[0] ** 2))
 
 
 def test_bad_hints_are_refused(cases):

@@ -235,7 +235,8 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     groups : K components split into groups by slices (for ``penalties``)
     penalties : per block, float32 (G, bins, B) multipliers exp(−Λ) of each group's
         posterior (KL only); 1 = unconstrained
-    observed : per block, float32 (bins, B) weights, 0 where V is missing
+    observed : per block, float32 (bins, B) weights, 0 where V is missing (or bool
+        blocks, True where observed: an eighth of the memory, converted a chunk at a time)
     max_iter, tol : stop after ``max_iter`` iterations, or when the objective's relative
         change per iteration, measured every ``check_every`` iterations, is below ``tol``
         (not before ``min_iter`` iterations)
@@ -334,6 +335,8 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         for i, a, b in parts[j]:
             Vc, Hc = V[i][:, a:b], H[i][:, a:b]
             Oc = observed[i][:, a:b] if observed is not None else None
+            if Oc is not None and not Oc.is_floating_point():
+                Oc = Oc.to(torch.float32)  # bool blocks: one chunk-sized float copy
             Pc = penalties[i][:, :, a:b] if penalties is not None else None
             Z = wb.get(b - a, 0)
             if joint:

@@ -9,6 +9,12 @@ nothing observed take the activations of their nearest observed neighbours.
 The filled bins get their phase by Griffin–Lim iterations in which the
 observed bins keep their own.
 
+Long inputs are repaired a block of frames at a time: the magnitudes, the
+0/1 weights (bool) and the activations are the only full-length arrays besides
+the input and the output; Griffin–Lim runs on each block's stretch of the
+input with a margin of context on both sides, and neighbouring blocks are
+cross-faded over a few frames around each cut.
+
 A bin counts as missing when its frequency lies outside the band the input
 occupies (given as ``band_lo_hz``–``band_hi_hz``, or else found as the run of
 frequencies whose long-term level is within ``band_db`` of what the example's
@@ -89,14 +95,13 @@ class Repair(Method):
         m = common.open_mixture(self, mix, sr, params, ctx)
         _, W, _ = common.hinted_templates({"example": examples}, sr, m, params.components,
                                           params, ctx, "example", (0.05, 0.4))
-        V = torch.cat([b.cpu() for b in m.V], dim=1).numpy()
         expected = spectra.example_magnitude(examples, sr, m.cfg, "example").mean(axis=1)
-        observed = self._observed(V, params, m.cfg.bin_freqs(sr), expected)
-        if observed.all():
+        O = self._observed(m, params, m.cfg.bin_freqs(sr), expected)
+        n_missing = sum(int((~o).sum()) for o in O)
+        if n_missing == 0:
             info = {"missing_fraction": 0.0}
             return [LayerProposal("repaired", self.name, params_to_dict(params),
                                   waveform=mix.copy(), extra=info)]
-        O = engine.split_frames(observed.astype(np.float32), params.block_frames, m.device)
         K = W.shape[1]
         H = spectra.init_activations(m.V, K, params.seed)
         with ctx.stage(0.4, 0.8, "fitting the observed bins"):
@@ -104,19 +109,20 @@ class Repair(Method):
             res = engine.fit(m.V, W, H, ctx, beta=params.beta, fixed_w=range(K),
                              sparsity=lam, observed=O, max_iter=params.max_iter, tol=params.tol,
                              message="fitting the observed bins")
-        Hn = _fill_unobserved_frames(res.h_numpy(), observed.any(axis=0))
-        model = (W.cpu().numpy() @ Hn).astype(np.float32)
-        missing = ~observed
+        has_data = torch.cat([o.any(dim=0).cpu() for o in O]).numpy()
+        Hn = _fill_unobserved_frames(res.h_numpy(), has_data)
         with ctx.stage(0.8, 1.0, "phase"):
-            out = self._synthesise(mix, m.cfg, model / c, missing, params.phase_iter, ctx)
-        info = {"missing_fraction": float(missing.mean()), "iterations": res.iterations}
+            out = _synthesise(mix, m.cfg, W.cpu().numpy() / c, Hn, O, params.phase_iter,
+                              params.block_frames, ctx)
+        info = {"missing_fraction": n_missing / float(m.cfg.bins * m.frames),
+                "iterations": res.iterations}
         return [LayerProposal("repaired", self.name, params_to_dict(params), waveform=out,
                               extra=info)]
 
     @staticmethod
-    def _observed(V: np.ndarray, p: Repair.Params, freqs: np.ndarray, expected: np.ndarray
-                  ) -> np.ndarray:
-        """bool (bins, frames): bins that exist in the input.
+    def _observed(m: common.Mixture, p: Repair.Params, freqs: np.ndarray,
+                  expected: np.ndarray) -> list[torch.Tensor]:
+        """Per block of ``m.V``, bool (bins, B): the bins that exist in the input.
 
         ``expected`` (bins,) is the example's long-term magnitude: a frequency is
         missing when the input's long-term level there falls ``band_db`` below what
@@ -127,8 +133,10 @@ class Repair(Method):
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
+            level = sum(b.sum(dim=1, dtype=torch.float64).cpu() for b in m.V).numpy()
+            level = level / m.frames
             tiny = float(expected.max()) * 1e-6
-            ratio = V.mean(axis=1) / np.maximum(expected, tiny)
+            ratio = level / np.maximum(expected, tiny)
             # The reference is a high percentile, not the maximum, so that one odd
             # frequency where the example happens to be weak does not set it.
             ref = float(np.percentile(ratio, 95))
@@ -137,25 +145,76 @@ class Repair(Method):
             # the sound's own, so the band is one run from the first to the last.
             in_band = np.zeros(freqs.size, dtype=bool)
             in_band[ok[0]:ok[-1] + 1] = True
-        loud = V > V.max() * 10 ** (-p.floor_db / 20)
-        return in_band[:, None] & loud
+        peak = max(float(b.max()) for b in m.V)
+        floor = peak * 10 ** (-p.floor_db / 20)
+        band = torch.as_tensor(in_band, device=m.device).reshape(-1, 1)
+        return [(b > floor) & band for b in m.V]
 
-    @staticmethod
-    def _synthesise(mix, cfg, fill_mag, missing, iters, ctx) -> np.ndarray:
-        """Griffin–Lim on the missing bins only; observed bins keep the input's STFT."""
-        n = mix.shape[1]
-        X = stft(mix, cfg)
-        rng = np.random.default_rng(0)
-        phase = np.exp(2j * np.pi * rng.random(fill_mag.shape)).astype(np.complex64)
-        Y = np.where(missing[None], fill_mag[None] * phase[None], X).astype(np.complex64)
-        for i in range(iters):
-            ctx.progress(i, iters, "phase")
-            y = istft(Y, n, cfg)
-            Z = stft(y, cfg)
-            ang = Z / np.maximum(np.abs(Z), 1e-20)
-            Y = np.where(missing[None], fill_mag[None] * ang, X).astype(np.complex64)
-        ctx.progress(iters, iters, "phase")
-        return istft(Y, n, cfg)
+
+def _synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, iters: int,
+                block: int, ctx: JobContext) -> np.ndarray:
+    """The input with its missing bins filled by ``W H``: float32 (channels, samples).
+
+    W float32 (bins, K), already divided by the channel count; H float32 (K, frames);
+    ``observed`` the bool blocks of :meth:`Repair._observed`. Works a block of
+    ``block`` frames at a time (see the module's docstring).
+    """
+    c, n = mix.shape
+    hop = cfg.hop
+    nfr = cfg.frames(n)
+    fade = max(1, cfg.n_fft // hop)  # frames cross-faded on each side of a cut
+    margin = 3 * fade  # context beyond the fade, so Griffin–Lim's own edges fall outside
+    starts = np.cumsum([0] + [o.shape[1] for o in observed])
+
+    def observed_frames(a: int, b: int) -> np.ndarray:
+        parts = [o[:, max(a, s) - s:min(b, s + o.shape[1]) - s].cpu().numpy()
+                 for o, s in zip(observed, starts) if s < b and s + o.shape[1] > a]
+        return np.concatenate(parts, axis=1)
+
+    out = np.zeros_like(mix, dtype=np.float32)
+    cuts = list(range(0, nfr, block)) + [nfr]
+    nb = len(cuts) - 1
+    F = fade * hop
+    for k in range(nb):
+        t0, t1 = cuts[k], cuts[k + 1]
+        a, b = max(0, t0 - margin), min(nfr, t1 + margin)
+        # Local frame j of the stretch [s0, s1) is global frame a + j (frames are
+        # centred on multiples of the hop).
+        s0 = a * hop
+        s1 = n if b == nfr else s0 + (b - a - 1) * hop
+        missing = ~observed_frames(a, b)
+        fill = W @ H[:, a:b]
+        with ctx.stage(k / nb, (k + 1) / nb, "phase"):
+            y = _griffin_lim(mix[:, s0:s1], cfg, fill, missing, iters, ctx)
+        s = np.arange(s0, s1, dtype=np.float64)
+        w = np.ones(s1 - s0, dtype=np.float64)
+        if t0 > 0:
+            w *= np.clip((s - (t0 * hop - F)) / (2 * F), 0.0, 1.0)
+        if t1 < nfr:
+            w *= 1.0 - np.clip((s - (t1 * hop - F)) / (2 * F), 0.0, 1.0)
+        out[:, s0:s1] += (y * w).astype(np.float32)
+    return out
+
+
+def _griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, iters: int,
+                 ctx: JobContext) -> np.ndarray:
+    """Griffin–Lim on the missing bins only; observed bins keep the input's STFT.
+
+    x float32 (channels, samples); fill_mag, missing (bins, frames of x).
+    """
+    n = x.shape[1]
+    X = stft(x, cfg)
+    rng = np.random.default_rng(0)
+    phase = np.exp(2j * np.pi * rng.random(fill_mag.shape)).astype(np.complex64)
+    Y = np.where(missing[None], fill_mag[None] * phase[None], X).astype(np.complex64)
+    del phase
+    for i in range(iters):
+        ctx.progress(i, iters, "phase")
+        Z = stft(istft(Y, n, cfg), cfg)
+        Z /= np.maximum(np.abs(Z), 1e-20)
+        Y = np.where(missing[None], fill_mag[None] * Z, X).astype(np.complex64)
+    ctx.progress(iters, iters, "phase")
+    return istft(Y, n, cfg)
 
 
 def _fill_unobserved_frames(H: np.ndarray, has_data: np.ndarray) -> np.ndarray:
