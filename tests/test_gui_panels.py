@@ -124,6 +124,41 @@ def test_layer_menu_duplicate_merge_delete_and_drag_reorder(qtbot, separated):
     assert len(s.layers) == 3
 
 
+def test_spatial_layers_show_the_plane_they_were_separated_from(qtbot, separated):
+    """DUET and ADRess layers offer their histogram / azimugram in the layer menu; the
+    window draws the method's plane and marks this layer's peak; ICA layers have none."""
+    from demixstudio.gui.analysis_view import AnalysisDialog
+    from demixstudio.jobs.context import NullContext
+    from demixstudio.separation.base import Hints
+
+    mix, _ = separated
+    panel = LayerPanel()
+    qtbot.addWidget(panel)
+    panel.set_session(_fresh(separated))
+    titles = [a.text() for a in panel.build_context_menu(panel.list.item(0)).actions()]
+    assert not any(t.startswith("Show") for t in titles)
+    for name, title in (("duet", "Show DUET histogram…"), ("adress", "Show azimugram…")):
+        m = get_method(name)
+        s = Session(mix, SR)
+        s.apply_proposals(m.separate(mix, SR, m.Params(mwf=0), Hints(), NullContext()))
+        panel.set_session(s)
+        menu = panel.build_context_menu(panel.list.item(0))
+        assert title in [a.text() for a in menu.actions()]
+        layer = s.layers[0]
+        dlg = panel.show_analysis(layer.id)
+        assert isinstance(dlg, AnalysisDialog) and dlg.isVisible() and dlg.kind == name
+        a = layer.provenance.analysis
+        if name == "duet":
+            assert dlg.image.image.shape == np.asarray(a["histogram"]).T.shape
+            peaks = [(p["delay_samples"], p["alpha"]) for p in a["peaks"]]
+            assert min(abs(dlg.this_peak[0] - d) + abs(dlg.this_peak[1] - al)
+                       for d, al in peaks) < 1e-4
+        else:
+            assert dlg.image.image.shape[0] == np.asarray(a["azimuth_pans"]).size
+            assert dlg.this_peak[0] in [p["pan"] for p in a["positions"]]
+        dlg.close()
+
+
 def test_residual_row_cannot_be_renamed_dragged_or_deleted(qtbot, separated):
     s = _fresh(separated)
     panel = LayerPanel()

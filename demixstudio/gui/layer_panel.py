@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QColorDialog, QDoubleSpinBox, 
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QMenu,
                                QPushButton, QSlider, QToolButton, QVBoxLayout, QWidget)
 
+from demixstudio.gui.analysis_view import MENU_TITLES, AnalysisDialog, analysis_kind
 from demixstudio.errors import DemixError
 from demixstudio.session.commands import ReplaceLayers
 from demixstudio.session.layer import Layer
@@ -458,6 +459,15 @@ class LayerPanel(QWidget):
             except DemixError as exc:
                 self.error.emit(str(exc))
 
+    def show_analysis(self, lid: str) -> AnalysisDialog:
+        """Open (non-modal) the DUET histogram or azimugram the layer was separated from."""
+        dlg = AnalysisDialog(self.session.layer(lid), self)
+        dlg.setModal(False)
+        dlg.show()
+        self._analysis_dialogs = [d for d in getattr(self, "_analysis_dialogs", [])
+                                  if d.isVisible()] + [dlg]  # keep a reference while open
+        return dlg
+
     # -- context menu ----------------------------------------------------------------------
     def _context_menu(self, pos: QPoint) -> None:
         menu = self.build_context_menu(self.list.itemAt(pos))
@@ -480,6 +490,9 @@ class LayerPanel(QWidget):
         sub.setEnabled(bool(self.methods))
         menu.addAction("Export…", lambda: self.exportRequested.emit(
             self.selected_layer_ids() or [lid]))
+        kind = analysis_kind(layer)
+        if kind is not None:
+            menu.addAction(MENU_TITLES[kind], lambda: self.show_analysis(lid))
         rename = menu.addAction("Rename", lambda: (self.row(lid).name.setFocus(),
                                                    self.row(lid).name.selectAll()))
         rename.setEnabled(not layer.is_residual)

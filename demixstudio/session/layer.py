@@ -27,6 +27,10 @@ class Provenance:
     params: Dict[str, Any] = field(default_factory=dict)
     input: str = "mixture"  # "mixture" or the name of the layer it was separated from
     hints: Dict[str, Any] = field(default_factory=dict)  # a JSON-ready summary
+    # What the method reported beside the layer (its LayerProposal.extra: a DUET
+    # histogram, an ADRess azimugram, iteration counts). Kept for the editor to show
+    # while the session is open; not written to project files (it can be recomputed).
+    analysis: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"method": self.method, "params": self.params, "input": self.input,

@@ -311,7 +311,8 @@ class Session:
             colour = next((c for c in PALETTE if c not in used), PALETTE[len(new) % len(PALETTE)])
             used.add(colour)
             prov = Provenance(p.method, dict(p.params),
-                              input="mixture" if parent is None else parent.name)
+                              input="mixture" if parent is None else parent.name,
+                              analysis=dict(p.extra or {}))
             new.append(Layer(name, colour=colour, provenance=prov,
                              **self._content_for(p, parent, base_audio)))
         if parent is None:
