@@ -10,7 +10,7 @@ Runs, on the same mixtures in the same run:
 Prints BSS Eval v4 SDR per case, the medians, the SDR difference and the
 speed ratio, the auto-count results, and the peak memory of a long input.
 
-    .venv/bin/python benchmarks/bench_duet.py [--long SECONDS]
+    .venv/bin/python benchmarks/bench_duet.py [--long MINUTES]
 """
 
 from __future__ import annotations
@@ -61,9 +61,17 @@ def sdr(images, est):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--long", type=float, default=600.0,
-                    help="seconds of a long mixture for the memory/speed check (0: skip)")
+    ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
+                    help="instead: peak memory and time of duet and adress (defaults) on "
+                         "MINUTES of stereo at 44.1 kHz, each alone in a fresh process")
+    ap.add_argument("--long-child", choices=("duet", "adress"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.long_child:
+        long_child(args.long_child, args.long)
+        return
+    if args.long:
+        long_inputs(args.long)
+        return
     have, line = nussl_available()
     print(f"peer: {line}" if have else f"peer: NOT RUN - {line}; comparing with the ideal "
           "binary mask only")
@@ -101,34 +109,54 @@ def main() -> None:
                   f"speed ratio nussl/ours {t[2] / t[0]:.1f}x (default), "
                   f"{t[2] / t[1]:.1f}x (binary)")
         print(f"  --sources auto right in {sum(x[8] for x in r)} of {len(r)}")
-    if args.long > 0:
-        # In a fresh process, so the peak resident size is this run's alone.
-        code = (
-            "import resource, sys, time, numpy as np\n"
-            f"sys.path[:0] = {[str(ROOT / 'tests'), str(ROOT)]!r}\n"
-            "from test_duet import TWO, SR, _mixture\n"
-            "from demixstudio.jobs.context import NullContext\n"
-            "from demixstudio.separation import Hints, get_method, make_params\n"
-            "mix, _ = _mixture(TWO[0])\n"
-            f"n = int({args.long} * SR)\n"
-            "long = np.tile(mix, (1, -(-n // mix.shape[1])))[:, :n].copy()\n"
-            "m = get_method('duet')\n"
-            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "t0 = time.perf_counter()\n"
-            "props = m.separate(long, SR, make_params(m.Params, {'sources': 2}), Hints(),"
-            " NullContext())\n"
-            "t = time.perf_counter() - t0\n"
-            "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "print(t, (peak - base) / 1024, long.nbytes / 2 ** 20)\n")
-        import subprocess
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"long input failed: {r.stderr[-300:]}")
-            return
-        t_long, grew, mb = (float(v) for v in r.stdout.split()[-3:])
-        print(f"\nlong input: {args.long:g} s stereo at {SR} Hz ({mb:.0f} MB float32), defaults: "
-              f"{t_long:.1f} s, peak memory above the loaded input {grew:.0f} MB "
-              f"({grew / mb:.1f}x the input; the output waveforms alone are 2x)")
+
+
+LONG_SR = 44100
+
+
+def long_child(method: str, minutes: float) -> None:
+    """Separate ``minutes`` of stereo with ``method``'s defaults; print time and memory.
+
+    duet: two speakers in an anechoic mixture (level + delay); adress: three
+    recordings panned 20° apart. A 20 s mixture is tiled to the length.
+    """
+    import resource
+
+    from spatial_mixtures import MUSIC_SET, SPEECH_SET, anechoic_mixture, load_sources, \
+        pan_mixture
+
+    if method == "duet":
+        src = load_sources(SPEECH_SET[:2], LONG_SR, 20.0)
+        mix, _ = anechoic_mixture(src, ((1.0, 0.6), (0.6, 1.0)), (1.0, -2.0))
+    else:
+        mix, _ = pan_mixture(load_sources(MUSIC_SET[:3], LONG_SR, 20.0), 20.0)
+    n = int(minutes * 60 * LONG_SR)
+    mix = np.tile(mix, (1, -(-n // mix.shape[1])))[:, :n].copy()
+    m = get_method(method)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open("/proc/self/status") as f:  # resident now (Linux), below the peak so far
+        now = next((int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS:")), base)
+    t = time.perf_counter()
+    props = m.separate(mix, LONG_SR, m.Params(), Hints(), NullContext())
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    outs = sum((p.waveform if p.waveform is not None else p.mask).nbytes for p in props)
+    print(f"{method:7s} {minutes:g} min stereo at {LONG_SR} Hz: {dt:6.1f} s, "
+          f"{len(props)} layers, peak RSS {peak:6.0f} MB, {peak - now:5.0f} MB above the RSS "
+          f"at the call ({now:.0f} MB; peak before it {base:.0f} MB; input "
+          f"{mix.nbytes / 2 ** 20:.0f} MB, layers {outs / 2 ** 20:.0f} MB)", flush=True)
+
+
+def long_inputs(minutes: float) -> None:
+    """Each method alone in a fresh process, so each peak resident size is its own."""
+    import subprocess
+
+    for method in ("duet", "adress"):
+        r = subprocess.run([sys.executable, __file__, "--long", str(minutes),
+                            "--long-child", method], capture_output=True, text=True)
+        print(r.stdout.strip() if r.returncode == 0
+              else f"{method}: failed (exit {r.returncode}): {r.stderr[-400:]}", flush=True)
+
 
 if __name__ == "__main__":
     main()

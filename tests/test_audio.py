@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import soundfile as sf
 
 from conftest import shared
 from demixstudio.audio.io import audio_info, load_audio, resample, save_audio
-from demixstudio.audio.stft import StftConfig, apply_mask, istft, stft
+from demixstudio.audio.stft import (AudioStft, OverlapAdd, StftConfig, apply_mask, istft,
+                                    iter_stft_blocks, stft, stft_block)
 from demixstudio.errors import AudioFormatError, OutputError, ParameterError
 
 
@@ -54,6 +56,38 @@ def test_apply_mask_equals_masked_istft(rng):
     # Complementary masks add back to the input (the basis of the session's books).
     both = apply_mask(x, m, cfg) + apply_mask(x, 1 - m, cfg)
     assert np.abs(both - x).max() < 1e-4
+
+
+def test_stft_of_any_frame_range_matches_the_whole(rng):
+    """AudioStft / iter_stft_blocks recompute frames [t0, t1) from the samples they cover."""
+    x = rng.standard_normal((2, 20011)).astype(np.float32)
+    cfg = StftConfig(512, 128)
+    whole = stft(x, cfg)
+    lazy = AudioStft(x, cfg)
+    assert lazy.shape == whole.shape
+    for t0, t1 in [(0, 1), (0, 9), (3, 40), (100, 157), (150, whole.shape[2]),
+                   (whole.shape[2] - 2, whole.shape[2] + 5)]:
+        np.testing.assert_array_equal(lazy.frames(t0, t1), whole[:, :, t0:t1])
+        np.testing.assert_array_equal(stft_block(whole, t0, t1), whole[:, :, t0:t1])
+    got = np.concatenate([X for _, X in iter_stft_blocks(x, cfg, 37)], axis=2)
+    np.testing.assert_array_equal(got, whole)
+
+
+def test_overlap_add_takes_blocks_in_any_order_and_size(rng):
+    x = rng.standard_normal((2, 30001)).astype(np.float32)
+    cfg = StftConfig.for_rate(16000)
+    X = stft(x, cfg)
+    nfr = X.shape[2]
+    edges = [0, 1, 50, 51, 300, nfr]
+    ola = OverlapAdd(2, x.shape[1], cfg)
+    for t0, t1 in reversed(list(itertools.pairwise(edges))):
+        ola.add_spectrum(t0, X[:, :, t0:t1])
+    y = ola.result()
+    assert y.shape == x.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, istft(X, x.shape[1], cfg), rtol=0, atol=1e-6)
+    assert np.abs(y - x).max() < 1e-5
+    with pytest.raises(RuntimeError):
+        ola.result()
 
 
 def test_for_rate():

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from spatial_mixtures import MUSIC_SET, load_sources, pan_mixture
 
-from demixstudio.audio.stft import StftConfig, istft, stft
+from demixstudio.audio.stft import AudioStft, StftConfig, istft, stft
 from demixstudio.errors import ParameterError
-from demixstudio.separation.mwf import wiener_from_masks, wiener_postfilter
+from demixstudio.jobs.context import NullContext
+from demixstudio.separation import mwf
+from demixstudio.separation.mwf import mask_layers, wiener_from_masks, wiener_postfilter
 
 SR = 16000
 
@@ -102,3 +104,29 @@ def test_bad_arguments_are_refused():
         wiener_from_masks(spec, np.ones((1, 1, 9, 5), np.float32), iterations=0)
     with pytest.raises(ParameterError, match="complex"):
         wiener_from_masks(spec.real, np.ones((1, 1, 9, 5), np.float32))
+
+
+def test_mask_layers_stream_images_into_waveforms(monkeypatch):
+    """From the audio's STFT block by block and masks by block, to waveforms: same result."""
+    mix, _, spec, masks, cfg = _case()
+    n = mix.shape[1]
+    ref = np.stack([istft(y, n, cfg) for y in wiener_from_masks(spec, masks, iterations=2)])
+    monkeypatch.setattr(mwf, "FRAMES_PER_BLOCK", 45)
+    kw = {"length": n, "cfg": cfg, "iterations": 2, "device": "cpu", "ctx": NullContext()}
+    extras = [{"i": i} for i in range(3)]
+    for source, given in [(AudioStft(mix, cfg), lambda t0, t1: masks[:, :, :, t0:t1]),
+                          (spec, masks)]:
+        layers = mask_layers("test", {}, source, given, extras, **kw)
+        assert [x.extra["i"] for x in layers] == [0, 1, 2]
+        got = np.stack([x.waveform for x in layers])
+        assert got.shape == (3,) + mix.shape and got.dtype == np.float32
+        # As in the blocks test above: nearly rank-one covariances make the EM
+        # sensitive to the order of the block sums, at the float-rounding level.
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(mix).max())
+    # Without the filter the masks themselves are the layers, so they must be an array.
+    kw["iterations"] = 0
+    plain = mask_layers("test", {}, AudioStft(mix, cfg), masks, extras, **kw)
+    assert plain[1].mask is not None and np.shares_memory(plain[1].mask, masks)
+    with pytest.raises(ParameterError, match="array"):
+        mask_layers("test", {}, AudioStft(mix, cfg), lambda t0, t1: masks[..., t0:t1], extras,
+                    **kw)

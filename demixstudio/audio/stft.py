@@ -10,13 +10,17 @@
 
 Spectrograms are complex64 of shape (channels, bins, frames) with
 ``bins = n_fft // 2 + 1``. Both directions work through blocks of frames so
-a long file never exists as a frame matrix in memory.
+a long file never exists as a frame matrix in memory. For long files the
+spectrogram need not exist either: :class:`AudioStft` gives any range of
+frames computed from the audio (:func:`stft_frames`), and :class:`OverlapAdd`
+inverts blocks of frames as they come.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import scipy.fft
@@ -88,6 +92,45 @@ def _segment(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     return seg
 
 
+def stft_frames(x: np.ndarray, cfg: StftConfig, t0: int, t1: int) -> np.ndarray:
+    """Frames ``[t0, t1)`` of ``stft(x, cfg)``, computed from the samples they cover.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(channels, samples), dtype=float32]
+    t0, t1 : int, 0 ≤ t0 ≤ t1 (frames past the end are frames of zeros)
+
+    Returns
+    -------
+    X : np.ndarray [shape=(channels, bins, t1 - t0), dtype=complex64]
+    """
+    half, hop = cfg.n_fft // 2, cfg.hop
+    if t1 <= t0:
+        return np.zeros((x.shape[0], cfg.bins, 0), dtype=np.complex64)
+    seg = _segment(x, t0 * hop - half, (t1 - 1) * hop + half)
+    fr = np.lib.stride_tricks.sliding_window_view(seg, cfg.n_fft, axis=-1)[:, ::hop]
+    spec = scipy.fft.rfft(fr * cfg.window, axis=-1)  # (c, frames, bins), complex64
+    return spec.transpose(0, 2, 1)
+
+
+def _as_signal(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x[None] if x.ndim == 1 else x
+
+
+def iter_stft_blocks(x: np.ndarray, cfg: StftConfig, block: int = BLOCK
+                     ) -> Iterator[Tuple[int, np.ndarray]]:
+    """Frames ``[t0, t0 + block)`` of ``stft(x, cfg)`` one block at a time.
+
+    Yields ``(t0, X_block)`` with X_block complex64 (channels, bins, ≤ block),
+    equal to the same frames of the whole-signal STFT.
+    """
+    x = _as_signal(x)
+    nfr = cfg.frames(x.shape[1])
+    for t0 in range(0, nfr, block):
+        yield t0, stft_frames(x, cfg, t0, min(nfr, t0 + block))
+
+
 def stft(x: np.ndarray, cfg: StftConfig = StftConfig(), *, block: int = BLOCK) -> np.ndarray:
     """Short-time Fourier transform.
 
@@ -100,52 +143,102 @@ def stft(x: np.ndarray, cfg: StftConfig = StftConfig(), *, block: int = BLOCK) -
     -------
     X : np.ndarray [shape=(channels, bins, frames), dtype=complex64]
     """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
+    x = _as_signal(x)
     c, n = x.shape
-    nfr = cfg.frames(n)
-    out = np.empty((c, cfg.bins, nfr), dtype=np.complex64)
-    half, hop, win = cfg.n_fft // 2, cfg.hop, cfg.window
-    for t0 in range(0, nfr, block):
-        t1 = min(nfr, t0 + block)
-        seg = _segment(x, t0 * hop - half, (t1 - 1) * hop + half)
-        fr = np.lib.stride_tricks.sliding_window_view(seg, cfg.n_fft, axis=-1)[:, ::hop]
-        spec = scipy.fft.rfft(fr * win, axis=-1)  # (c, frames, bins), complex64
-        out[:, :, t0:t1] = spec.transpose(0, 2, 1)
+    out = np.empty((c, cfg.bins, cfg.frames(n)), dtype=np.complex64)
+    for t0, X in iter_stft_blocks(x, cfg, block):
+        out[:, :, t0:t0 + X.shape[2]] = X
     return out
 
 
-def _overlap_add(blocks, c: int, nfr: int, length: int, cfg: StftConfig) -> np.ndarray:
-    """Weighted overlap-add of synthesis frames, normalised by the summed squared window.
+class AudioStft:
+    """The STFT of a signal, computed on request, frames ``[t0, t1)`` at a time.
 
-    ``blocks`` yields ``(t0, frames)`` with frames float32 (c, b, n_fft), already
-    multiplied by the synthesis window. Frames are accumulated on a grid of
-    hop-sized cells: frame t covers cells t .. t+r-1 (r = n_fft / hop), so the
-    overlap-add is r vectorised slice-adds per block rather than a loop over frames.
-    Returns float32 (c, length).
+    Stands in for the array ``stft(x, cfg)`` (complex64, ``shape`` (channels,
+    bins, frames)) where holding it would cost too much: a long stereo file's
+    STFT is 4× its samples. Recomputing a block is cheap next to what is done
+    with it. Use :func:`stft_block` to read frames of either form.
     """
-    n, hop = cfg.n_fft, cfg.hop
-    r, half = n // hop, n // 2
-    cells = nfr + r - 1
-    acc = np.zeros((c, cells, hop), dtype=np.float32)
-    for t0, fr in blocks:
-        b = fr.shape[1]
-        fr = fr.reshape(c, b, r, hop)
+
+    def __init__(self, x: np.ndarray, cfg: StftConfig) -> None:
+        self.x = _as_signal(x)
+        self.cfg = cfg
+        self.shape = (self.x.shape[0], cfg.bins, cfg.frames(self.x.shape[1]))
+        self.dtype = np.dtype(np.complex64)
+        self.ndim = 3
+
+    def frames(self, t0: int, t1: int) -> np.ndarray:
+        """complex64 (channels, bins, t1 − t0): the same values as ``stft(x)[:, :, t0:t1]``."""
+        return stft_frames(self.x, self.cfg, t0, min(t1, self.shape[2]))
+
+
+def stft_block(spec: "np.ndarray | AudioStft", t0: int, t1: int) -> np.ndarray:
+    """``spec[:, :, t0:t1]`` of a spectrogram array or an :class:`AudioStft`."""
+    return spec.frames(t0, t1) if isinstance(spec, AudioStft) else spec[:, :, t0:t1]
+
+
+class OverlapAdd:
+    """Incremental weighted overlap-add: the inverse STFT, block by block.
+
+    Blocks of frames may come in any order and sizes (each frame once); only
+    the output signal's accumulator is held. Frames are accumulated on a grid
+    of hop-sized cells: frame t covers cells t .. t+r-1 (r = n_fft / hop), so
+    each block is r vectorised slice-adds rather than a loop over frames.
+    :meth:`result` divides by the summed squared window.
+
+    Parameters
+    ----------
+    channels : int
+    length : int, samples of the output
+    cfg : StftConfig
+    frames : int, frames of the spectrogram (default ``cfg.frames(length)``)
+    """
+
+    def __init__(self, channels: int, length: int, cfg: StftConfig,
+                 frames: Optional[int] = None) -> None:
+        self.cfg, self.length = cfg, length
+        self.nfr = cfg.frames(length) if frames is None else frames
+        r = cfg.n_fft // cfg.hop
+        self._acc: Optional[np.ndarray] = np.zeros((channels, self.nfr + r - 1, cfg.hop),
+                                                   dtype=np.float32)
+
+    def add(self, t0: int, frames: np.ndarray) -> None:
+        """Add synthesis frames float32 (channels, b, n_fft) (already windowed) at frame t0."""
+        if self._acc is None:
+            raise RuntimeError("OverlapAdd.add after result()")
+        c, b = frames.shape[:2]
+        r, hop = self.cfg.n_fft // self.cfg.hop, self.cfg.hop
+        fr = frames.reshape(c, b, r, hop)
         for k in range(r):
-            acc[:, t0 + k:t0 + b + k] += fr[:, :, k]
-    env = np.zeros((cells, hop), dtype=np.float32)
-    w2 = (cfg.window * cfg.window).reshape(r, hop)
-    for k in range(r):
-        env[k:k + nfr] += w2[k]
-    stop = min(half + length, cells * hop)
-    out = acc.reshape(c, cells * hop)[:, half:stop]
-    e = env.reshape(-1)[half:stop]
-    # Where no frame overlaps (only past the end of a too-short X) leave zeros.
-    np.divide(out, e, out=out, where=e > 1e-8)
-    if out.shape[1] < length:
-        out = np.concatenate([out, np.zeros((c, length - out.shape[1]), np.float32)], axis=1)
-    return out
+            self._acc[:, t0 + k:t0 + b + k] += fr[:, :, k]
+
+    def add_spectrum(self, t0: int, X: np.ndarray) -> None:
+        """Add the frames of a spectrogram block, complex (channels, bins, b), at frame t0."""
+        spec = np.ascontiguousarray(X.transpose(0, 2, 1))
+        fr = scipy.fft.irfft(spec, n=self.cfg.n_fft, axis=-1).astype(np.float32, copy=False)
+        fr *= self.cfg.window
+        self.add(t0, fr)
+
+    def result(self) -> np.ndarray:
+        """The signal, float32 (channels, length); the accumulator is handed over, once."""
+        if self._acc is None:
+            raise RuntimeError("OverlapAdd.result called twice")
+        acc, self._acc = self._acc, None
+        cfg, nfr, length = self.cfg, self.nfr, self.length
+        c, cells, hop = acc.shape
+        r, half = cfg.n_fft // hop, cfg.n_fft // 2
+        env = np.zeros((cells, hop), dtype=np.float32)
+        w2 = (cfg.window * cfg.window).reshape(r, hop)
+        for k in range(r):
+            env[k:k + nfr] += w2[k]
+        stop = min(half + length, cells * hop)
+        out = acc.reshape(c, cells * hop)[:, half:stop]
+        e = env.reshape(-1)[half:stop]
+        # Where no frame overlaps (only past the end of a too-short X) leave zeros.
+        np.divide(out, e, out=out, where=e > 1e-8)
+        if out.shape[1] < length:
+            out = np.concatenate([out, np.zeros((c, length - out.shape[1]), np.float32)], axis=1)
+        return out
 
 
 def istft(X: np.ndarray, length: int, cfg: StftConfig = StftConfig(), *,
@@ -166,16 +259,10 @@ def istft(X: np.ndarray, length: int, cfg: StftConfig = StftConfig(), *,
     c, bins, nfr = X.shape
     if bins != cfg.bins:
         raise ParameterError(f"spectrogram has {bins} bins; the STFT config expects {cfg.bins}")
-
-    def blocks():
-        for t0 in range(0, nfr, block):
-            t1 = min(nfr, t0 + block)
-            spec = np.ascontiguousarray(X[:, :, t0:t1].transpose(0, 2, 1))
-            fr = scipy.fft.irfft(spec, n=cfg.n_fft, axis=-1).astype(np.float32, copy=False)
-            fr *= cfg.window
-            yield t0, fr
-
-    return _overlap_add(blocks(), c, nfr, length, cfg)
+    ola = OverlapAdd(c, length, cfg, frames=nfr)
+    for t0 in range(0, nfr, block):
+        ola.add_spectrum(t0, X[:, :, t0:t0 + block])
+    return ola.result()
 
 
 def apply_mask(x: np.ndarray, mask: np.ndarray, cfg: StftConfig = StftConfig(), *,
@@ -198,17 +285,8 @@ def apply_mask(x: np.ndarray, mask: np.ndarray, cfg: StftConfig = StftConfig(), 
         raise ParameterError(
             f"mask shape {mask.shape} does not fit the STFT of this audio "
             f"({c} or 1, {cfg.bins}, {nfr})")
-    half, hop = cfg.n_fft // 2, cfg.hop
-
-    def blocks():
-        for t0 in range(0, nfr, block):
-            t1 = min(nfr, t0 + block)
-            seg = _segment(x, t0 * hop - half, (t1 - 1) * hop + half)
-            fr = np.lib.stride_tricks.sliding_window_view(seg, cfg.n_fft, axis=-1)[:, ::hop]
-            spec = scipy.fft.rfft(fr * cfg.window, axis=-1)  # (c, b, bins)
-            spec *= mask[:, :, t0:t1].transpose(0, 2, 1)
-            y = scipy.fft.irfft(spec, n=cfg.n_fft, axis=-1).astype(np.float32, copy=False)
-            y *= cfg.window
-            yield t0, y
-
-    return _overlap_add(blocks(), c, nfr, n, cfg)
+    ola = OverlapAdd(c, n, cfg, frames=nfr)
+    for t0, spec in iter_stft_blocks(x, cfg, block):
+        spec *= mask[:, :, t0:t0 + spec.shape[2]]  # a fresh block: safe to scale in place
+        ola.add_spectrum(t0, spec)
+    return ola.result()

@@ -31,17 +31,22 @@ than to any other source). The mask is the paper's magnitude estimate as a
 fraction of the channel it was measured on, ``(max − min) / max``, or 1
 (binary). The same mask on both channels gives the source's stereo image.
 A multichannel Wiener post-filter can refine the images.
+
+Memory: the mixture's STFT is never held. Every pass reads it block by block,
+recomputed from the audio (``AudioStft``); the masks are the only full-size
+arrays when they are the layers, and with the post-filter they too are formed
+block by block, leaving its (J, F, T) float32 PSDs and the output waveforms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-from demixstudio.audio.stft import StftConfig, stft
+from demixstudio.audio.stft import AudioStft, StftConfig, stft_block
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
@@ -95,7 +100,7 @@ def bin_nulls(xl: np.ndarray, xr: np.ndarray, beta: int) -> Tuple[np.ndarray, np
     return azimuth, height.astype(np.float32), peak.astype(np.float32), cross >= 0
 
 
-def azimugram(spec: np.ndarray, beta: int, ctx: JobContext, *,
+def azimugram(spec: "np.ndarray | AudioStft", beta: int, ctx: JobContext, *,
               block: int = FRAMES_PER_BLOCK) -> np.ndarray:
     """The frequency–azimuth plane summed over time.
 
@@ -106,7 +111,8 @@ def azimugram(spec: np.ndarray, beta: int, ctx: JobContext, *,
 
     Parameters
     ----------
-    spec : np.ndarray [shape=(2, F, T), dtype=complex64]
+    spec : np.ndarray [shape=(2, F, T), dtype=complex64], or the AudioStft of
+        the mixture (read block by block)
 
     Returns
     -------
@@ -118,8 +124,8 @@ def azimugram(spec: np.ndarray, beta: int, ctx: JobContext, *,
     rows = (np.arange(nb_bins) * size)[:, None]
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "ADRess azimugram")
-        az, height, _, in_phase = bin_nulls(spec[0, :, t0:t0 + block],
-                                            spec[1, :, t0:t0 + block], beta)
+        x = stft_block(spec, t0, t0 + block)
+        az, height, _, in_phase = bin_nulls(x[0], x[1], beta)
         height = np.where(in_phase, height, 0.0)
         lo = np.minimum(np.floor(az).astype(np.int64), size - 2)
         frac = az - lo
@@ -162,8 +168,39 @@ def profile_peaks(profile: np.ndarray, *, nb_sources: int, max_sources: int,
     return out
 
 
-def adress_masks(spec: np.ndarray, positions: np.ndarray, beta: int, *, width: float,
-                 kind: str, softness: float, ctx: JobContext,
+def adress_mask_blocks(spec: "np.ndarray | AudioStft", positions: np.ndarray, beta: int, *,
+                       width: float, kind: str, softness: float
+                       ) -> Callable[[int, int], np.ndarray]:
+    """The function ``masks(t0, t1)`` giving frames [t0, t1) of :func:`adress_masks`.
+
+    Each block is computed from the same frames of ``spec`` alone, so the
+    masks of a long file can be formed where they are used.
+    """
+    j = positions.size
+    pos = positions.astype(np.float32)[:, None, None]
+
+    def masks(t0: int, t1: int) -> np.ndarray:
+        x = stft_block(spec, t0, t1)
+        az, height, peak, _ = bin_nulls(x[0], x[1], beta)
+        dist = np.abs(az[None] - pos)  # (J, F, b)
+        if kind == "soft":
+            logit = -0.5 * (dist / np.float32(softness)) ** 2
+            logit -= logit.max(axis=0, keepdims=True)
+            w = np.exp(logit)
+            return (w / w.sum(axis=0, keepdims=True))[:, None].astype(np.float32, copy=False)
+        best = dist.argmin(axis=0)
+        weight = (np.ones_like(az) if kind == "binary"
+                  else height / np.maximum(peak, np.float32(1e-30)))
+        if width > 0:
+            weight = np.where(dist.min(axis=0) <= width / 2, weight, 0.0)
+        own = best[None] == np.arange(j)[:, None, None]
+        return np.where(own, weight[None], 0.0)[:, None].astype(np.float32, copy=False)
+
+    return masks
+
+
+def adress_masks(spec: "np.ndarray | AudioStft", positions: np.ndarray, beta: int, *,
+                 width: float, kind: str, softness: float, ctx: JobContext,
                  block: int = FRAMES_PER_BLOCK) -> np.ndarray:
     """Masks of the sources at ``positions`` (azimuth indices in ``[0, 2β]``).
 
@@ -175,32 +212,20 @@ def adress_masks(spec: np.ndarray, positions: np.ndarray, beta: int, *, width: f
     two sources are split rather than given away; this is the start the Wiener
     post-filter needs, since its source spectra come from the masks.
 
+    ``spec`` is the mixture's STFT (2, F, T) as an array or an AudioStft.
+
     Returns
     -------
     np.ndarray [shape=(J, 1, F, T), dtype=float32]
     """
     _, nb_bins, nb_frames = spec.shape
-    j = positions.size
-    masks = np.zeros((j, 1, nb_bins, nb_frames), dtype=np.float32)
-    pos = positions.astype(np.float32)[:, None, None]
+    block_masks = adress_mask_blocks(spec, positions, beta, width=width, kind=kind,
+                                     softness=softness)
+    masks = np.zeros((positions.size, 1, nb_bins, nb_frames), dtype=np.float32)
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "ADRess masks")
-        az, height, peak, _ = bin_nulls(spec[0, :, t0:t0 + block],
-                                        spec[1, :, t0:t0 + block], beta)
-        dist = np.abs(az[None] - pos)  # (J, F, b)
-        if kind == "soft":
-            logit = -0.5 * (dist / np.float32(softness)) ** 2
-            logit -= logit.max(axis=0, keepdims=True)
-            w = np.exp(logit)
-            masks[:, 0, :, t0:t0 + block] = w / w.sum(axis=0, keepdims=True)
-            continue
-        best = dist.argmin(axis=0)
-        weight = (np.ones_like(az) if kind == "binary"
-                  else height / np.maximum(peak, np.float32(1e-30)))
-        if width > 0:
-            weight = np.where(dist.min(axis=0) <= width / 2, weight, 0.0)
-        for s in range(j):
-            masks[s, 0, :, t0:t0 + block] = np.where(best == s, weight, 0.0)
+        t1 = min(t0 + block, nb_frames)
+        masks[:, :, :, t0:t1] = block_masks(t0, t1)
     ctx.progress(nb_frames, nb_frames, "ADRess masks")
     return masks
 
@@ -294,10 +319,10 @@ class ADRess(Method):
         self.check_input(mix)
         cfg = StftConfig.for_rate(sr)
         beta = params.beta
-        with ctx.stage(0.0, 0.15, "STFT"):
-            ctx.progress(0, 1, "STFT")
-            spec = stft(mix, cfg)
-        with ctx.stage(0.15, 0.4, "ADRess azimugram"):
+        # The mixture's STFT is recomputed block by block wherever it is read
+        # (azimugram, masks, post-filter): held whole it would be 4x the audio.
+        spec = AudioStft(mix, cfg)
+        with ctx.stage(0.0, 0.4, "ADRess azimugram"):
             plane = azimugram(spec, beta, ctx)
         profile = plane.sum(axis=0)
         if not np.any(profile > 0):
@@ -317,9 +342,14 @@ class ADRess(Method):
         order = np.argsort(positions, kind="stable")  # left to right
         positions = positions[order]
         heights = [heights[i] for i in order]
-        with ctx.stage(0.4, 0.6 if params.mwf else 1.0, "ADRess masks"):
-            masks = adress_masks(spec, positions, beta, width=params.width, kind=params.mask,
-                                 softness=params.softness, ctx=ctx)
+        if params.mwf:
+            # The post-filter reads the masks block by block: never held whole.
+            masks = adress_mask_blocks(spec, positions, beta, width=params.width,
+                                       kind=params.mask, softness=params.softness)
+        else:
+            with ctx.stage(0.4, 1.0, "ADRess masks"):
+                masks = adress_masks(spec, positions, beta, width=params.width,
+                                     kind=params.mask, softness=params.softness, ctx=ctx)
         pans = positions / beta - 1.0
         extra_common: Dict[str, Any] = {
             "azimugram": plane.astype(np.float32),

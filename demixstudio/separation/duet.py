@@ -35,17 +35,22 @@ Output: one mask per source (binary, or soft: a softmax of the normalised
 costs), the same on both channels, so each layer is the source's stereo
 image. Optionally a multichannel Wiener post-filter (``mwf``) refines the
 images with a spatial covariance model per source.
+
+Memory: the mixture's STFT is never held. Every pass reads it block by block,
+recomputed from the audio (``AudioStft``); the masks are the only full-size
+arrays when they are the layers, and with the post-filter they too are formed
+block by block, leaving its (J, F, T) float32 PSDs and the output waveforms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-from demixstudio.audio.stft import StftConfig, stft
+from demixstudio.audio.stft import AudioStft, StftConfig, stft_block
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
@@ -63,8 +68,8 @@ def _bin_omegas(cfg: StftConfig) -> np.ndarray:
     return 2.0 * np.pi * np.arange(cfg.bins) / cfg.n_fft
 
 
-def duet_histogram(spec: np.ndarray, cfg: StftConfig, *, alpha_max: float, delay_max: float,
-                   alpha_bins: int, delay_bins: int, p: float, q: float,
+def duet_histogram(spec: "np.ndarray | AudioStft", cfg: StftConfig, *, alpha_max: float,
+                   delay_max: float, alpha_bins: int, delay_bins: int, p: float, q: float,
                    ctx: JobContext, block: int = FRAMES_PER_BLOCK) -> np.ndarray:
     """The weighted (α, δ) histogram of a stereo STFT.
 
@@ -73,7 +78,8 @@ def duet_histogram(spec: np.ndarray, cfg: StftConfig, *, alpha_max: float, delay
 
     Parameters
     ----------
-    spec : np.ndarray [shape=(2, F, T), dtype=complex64]
+    spec : np.ndarray [shape=(2, F, T), dtype=complex64], or the AudioStft of
+        the mixture (read block by block)
     delay_max : float, samples
     alpha_bins, delay_bins : int, histogram resolution
 
@@ -94,8 +100,8 @@ def duet_histogram(spec: np.ndarray, cfg: StftConfig, *, alpha_max: float, delay
     tiny = np.float32(1e-12)
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "DUET histogram")
-        xl = spec[0, keep, t0:t0 + block]
-        xr = spec[1, keep, t0:t0 + block]
+        x = stft_block(spec, t0, t0 + block)
+        xl, xr = x[0, keep], x[1, keep]
         ratio = (xr + tiny) / (xl + tiny)
         a = np.abs(ratio)
         alpha = a - 1.0 / a
@@ -151,14 +157,47 @@ def find_peaks(hist: np.ndarray, *, nb_sources: int, max_sources: int, threshold
     return peaks
 
 
-def duet_masks(spec: np.ndarray, cfg: StftConfig, attenuations: np.ndarray,
+def duet_mask_blocks(spec: "np.ndarray | AudioStft", cfg: StftConfig,
+                     attenuations: np.ndarray, delays: np.ndarray, *, soft: bool,
+                     softness: float) -> Callable[[int, int], np.ndarray]:
+    """The function ``masks(t0, t1)`` giving frames [t0, t1) of :func:`duet_masks`.
+
+    Each block is computed from the same frames of ``spec`` alone, so the
+    masks of a long file can be formed where they are used.
+    """
+    j = attenuations.size
+    omega = _bin_omegas(cfg)
+    # Steering terms a_j e^{−iωδ_j}, (J, F, 1), and the normalisers 1 / (1 + a_j²).
+    steer = (attenuations[:, None] * np.exp(-1j * omega[None, :] * delays[:, None]))
+    steer = steer.astype(np.complex64)[:, :, None]
+    norm = (1.0 / (1.0 + attenuations ** 2)).astype(np.float32)[:, None, None]
+
+    def masks(t0: int, t1: int) -> np.ndarray:
+        x = stft_block(spec, t0, t1)
+        xl, xr = x[0], x[1]
+        diff = steer * xl[None] - xr[None]
+        cost = (diff.real ** 2 + diff.imag ** 2) * norm  # (J, F, b)
+        if soft:
+            energy = (np.abs(xl) ** 2 + np.abs(xr) ** 2) + np.float32(1e-20)
+            logit = -(cost / energy) / np.float32(softness)
+            logit -= logit.max(axis=0, keepdims=True)
+            w = np.exp(logit)
+            return (w / w.sum(axis=0, keepdims=True))[:, None].astype(np.float32, copy=False)
+        best = cost.argmin(axis=0)
+        return (best[None, None] == np.arange(j)[:, None, None, None]).astype(np.float32)
+
+    return masks
+
+
+def duet_masks(spec: "np.ndarray | AudioStft", cfg: StftConfig, attenuations: np.ndarray,
                delays: np.ndarray, *, soft: bool, softness: float, ctx: JobContext,
                block: int = FRAMES_PER_BLOCK) -> np.ndarray:
     """Masks from the maximum-likelihood assignment of each bin to a source.
 
     Parameters
     ----------
-    spec : np.ndarray [shape=(2, F, T), dtype=complex64]
+    spec : np.ndarray [shape=(2, F, T), dtype=complex64], or the AudioStft of
+        the mixture (read block by block)
     attenuations : np.ndarray [shape=(J,)], ``a_j`` (right / left)
     delays : np.ndarray [shape=(J,)], ``δ_j`` in samples (right after left)
     soft : bool
@@ -171,30 +210,14 @@ def duet_masks(spec: np.ndarray, cfg: StftConfig, attenuations: np.ndarray,
     -------
     np.ndarray [shape=(J, 1, F, T), dtype=float32]
     """
-    j = attenuations.size
     _, nb_bins, nb_frames = spec.shape
-    omega = _bin_omegas(cfg)
-    # Steering terms a_j e^{−iωδ_j}, (J, F, 1), and the normalisers 1 / (1 + a_j²).
-    steer = (attenuations[:, None] * np.exp(-1j * omega[None, :] * delays[:, None]))
-    steer = steer.astype(np.complex64)[:, :, None]
-    norm = (1.0 / (1.0 + attenuations ** 2)).astype(np.float32)[:, None, None]
-    masks = np.zeros((j, 1, nb_bins, nb_frames), dtype=np.float32)
+    block_masks = duet_mask_blocks(spec, cfg, attenuations, delays, soft=soft,
+                                   softness=softness)
+    masks = np.zeros((attenuations.size, 1, nb_bins, nb_frames), dtype=np.float32)
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "DUET masks")
-        xl = spec[0, :, t0:t0 + block]
-        xr = spec[1, :, t0:t0 + block]
-        diff = steer * xl[None] - xr[None]
-        cost = (diff.real ** 2 + diff.imag ** 2) * norm  # (J, F, b)
-        if soft:
-            energy = (np.abs(xl) ** 2 + np.abs(xr) ** 2) + np.float32(1e-20)
-            logit = -(cost / energy) / np.float32(softness)
-            logit -= logit.max(axis=0, keepdims=True)
-            w = np.exp(logit)
-            masks[:, 0, :, t0:t0 + block] = w / w.sum(axis=0, keepdims=True)
-        else:
-            best = cost.argmin(axis=0)
-            for s in range(j):
-                masks[s, 0, :, t0:t0 + block] = best == s
+        t1 = min(t0 + block, nb_frames)
+        masks[:, :, :, t0:t1] = block_masks(t0, t1)
     ctx.progress(nb_frames, nb_frames, "DUET masks")
     return masks
 
@@ -294,10 +317,10 @@ class DUET(Method):
         self.check_input(mix)
         cfg = StftConfig.for_rate(sr)
         delay_max = params.max_delay_ms * 1e-3 * sr
-        with ctx.stage(0.0, 0.15, "STFT"):
-            ctx.progress(0, 1, "STFT")
-            spec = stft(mix, cfg)
-        with ctx.stage(0.15, 0.4, "DUET histogram"):
+        # The mixture's STFT is recomputed block by block wherever it is read
+        # (histogram, masks, post-filter): held whole it would be 4x the audio.
+        spec = AudioStft(mix, cfg)
+        with ctx.stage(0.0, 0.4, "DUET histogram"):
             raw = duet_histogram(spec, cfg, alpha_max=params.alpha_max, delay_max=delay_max,
                                  alpha_bins=params.alpha_bins, delay_bins=params.delay_bins,
                                  p=params.p, q=params.q, ctx=ctx)
@@ -314,9 +337,14 @@ class DUET(Method):
         delays = np.array([-delay_max + (c + 0.5) * delay_step for _, c, _ in peaks])
         atten = 0.5 * (alphas + np.sqrt(alphas ** 2 + 4.0))
         soft = params.mask == "soft"
-        with ctx.stage(0.4, 0.6 if params.mwf else 1.0, "DUET masks"):
-            masks = duet_masks(spec, cfg, atten, delays, soft=soft, softness=params.softness,
-                               ctx=ctx)
+        if params.mwf:
+            # The post-filter reads the masks block by block: never held whole.
+            masks = duet_mask_blocks(spec, cfg, atten, delays, soft=soft,
+                                     softness=params.softness)
+        else:
+            with ctx.stage(0.4, 1.0, "DUET masks"):
+                masks = duet_masks(spec, cfg, atten, delays, soft=soft,
+                                   softness=params.softness, ctx=ctx)
         extra_common: Dict[str, Any] = {
             "histogram": hist.astype(np.float32),
             "alpha_edges": np.linspace(-params.alpha_max, params.alpha_max,

@@ -27,16 +27,21 @@ Wiener pass" post-filter and more iterations refine the spatial model.
 Memory: the statistics are accumulated over blocks of frames, so only
 ``(J, F, C, C)`` sums and one ``(J, F, T)`` float32 PSD array exist besides the
 input and the output; nothing of size ``(J, C, C, F, T)`` is ever built. The
-per-block work runs in torch on the device given (CPU, CUDA).
+mixture's STFT may be an :class:`~demixstudio.audio.stft.AudioStft`, recomputed
+from the audio block by block, and :func:`mask_layers` turns each block of
+filtered images straight into waveforms, so a long file never has its STFT or
+its images' STFTs in memory. The per-block work runs in torch on the device
+given (CPU, CUDA).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 
+from demixstudio.audio.stft import AudioStft, OverlapAdd, stft_block
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.separation.device import pick_device
@@ -94,21 +99,36 @@ def _positive_definite(scm: torch.Tensor, eps: float) -> torch.Tensor:
     return (u * w[..., None, :].to(u.dtype)) @ u.conj().transpose(-1, -2)
 
 
-def _check(mix_stft: np.ndarray, nb_sources: int, shape) -> None:
-    if not isinstance(mix_stft, np.ndarray) or mix_stft.ndim != 3 or not np.iscomplexobj(mix_stft):
+MixStft = Union[np.ndarray, AudioStft]
+#: ``initial(t0, t1)``: initial source images of frames [t0, t1), (J, C, F, t1 − t0).
+Initial = Callable[[int, int], np.ndarray]
+#: ``sink(t0, t1, images)``: receives the posterior means of frames [t0, t1),
+#: complex64 (J, C, F, t1 − t0), once per block, in order.
+Sink = Callable[[int, int, np.ndarray], None]
+
+
+def _check(mix_stft: MixStft, nb_sources: int, shape) -> None:
+    if not isinstance(mix_stft, AudioStft) and (
+            not isinstance(mix_stft, np.ndarray) or mix_stft.ndim != 3
+            or not np.iscomplexobj(mix_stft)):
         raise ParameterError("mix_stft must be a complex array of shape (channels, bins, frames); "
                              f"got {getattr(mix_stft, 'shape', type(mix_stft).__name__)}")
     if nb_sources < 1:
         raise ParameterError("the post-filter needs at least one source estimate")
-    if tuple(shape) != mix_stft.shape:
+    if tuple(shape) != tuple(mix_stft.shape):
         raise ParameterError(f"source estimates have shape {tuple(shape)} per source; the "
-                             f"mixture STFT has {mix_stft.shape}")
+                             f"mixture STFT has {tuple(mix_stft.shape)}")
 
 
-def _em(mix_stft: np.ndarray, initial: Callable[[int, int], np.ndarray], nb_sources: int, *,
-        iterations: int, eps: float, frames_per_block: int, device, ctx: JobContext,
-        out: Optional[np.ndarray]) -> np.ndarray:
-    """The EM loop; ``initial(t0, t1)`` gives the initial images (J, C, F, t1 − t0)."""
+def _em(mix_stft: MixStft, initial: Initial, nb_sources: int, *, iterations: int, eps: float,
+        frames_per_block: int, device, ctx: JobContext, sink: Sink) -> None:
+    """The EM loop, reading the mixture and the initial images block by block.
+
+    ``mix_stft`` is an array or an :class:`AudioStft` (recomputed per block);
+    the last iteration's posterior means go to ``sink`` block by block, so no
+    array of the images' size is needed here: the full-length state is the
+    (J, F, T) float32 PSDs.
+    """
     if iterations < 1:
         raise ParameterError(f"iterations={iterations} must be at least 1")
     if frames_per_block < 1:
@@ -116,8 +136,6 @@ def _em(mix_stft: np.ndarray, initial: Callable[[int, int], np.ndarray], nb_sour
     dev = resolve_device(device)
     c, nb_bins, nb_frames = mix_stft.shape
     j = nb_sources
-    if out is None:
-        out = np.empty((j, c, nb_bins, nb_frames), dtype=np.complex64)
     blocks = [(t0, min(t0 + frames_per_block, nb_frames))
               for t0 in range(0, nb_frames, frames_per_block)]
     total = len(blocks) * (iterations + 1)
@@ -154,7 +172,7 @@ def _em(mix_stft: np.ndarray, initial: Callable[[int, int], np.ndarray], nb_sour
         for t0, t1 in blocks:
             ctx.progress(done, total, f"Wiener post-filter: EM iteration {it + 1}/{iterations}")
             done += 1
-            x = torch.from_numpy(np.ascontiguousarray(mix_stft[:, :, t0:t1])).to(dev)
+            x = torch.from_numpy(np.ascontiguousarray(stft_block(mix_stft, t0, t1))).to(dev)
             x = x.to(torch.complex64).permute(1, 2, 0)  # (F, b, C)
             v = torch.from_numpy(psd[:, :, t0:t1]).to(dev)  # (J, F, b)
             # The mixture covariance is often ill-conditioned (sources with
@@ -167,8 +185,8 @@ def _em(mix_stft: np.ndarray, initial: Callable[[int, int], np.ndarray], nb_sour
             z = torch.einsum("fbcd,fbd->fbc", inv, x.to(torch.complex128))
             y = torch.einsum("jfcd,fbd->jfbc", scm, z).to(torch.complex64)
             y = v[..., None] * y  # (J, F, b, C)
-            out[:, :, :, t0:t1] = y.permute(0, 3, 1, 2).cpu().numpy()
             if last:
+                sink(t0, t1, y.permute(0, 3, 1, 2).cpu().numpy())
                 continue
             # Posterior second moments Ĉ_j = ŷŷᴴ + v R − v² R Cx⁻¹ R, never
             # built per bin: only their traces and time sums are needed.
@@ -188,7 +206,13 @@ def _em(mix_stft: np.ndarray, initial: Callable[[int, int], np.ndarray], nb_sour
                        - scm @ weighted_inv @ scm)
             psd_sum = new_psd_sum
     ctx.progress(total, total, "Wiener post-filter")
-    return out
+
+
+def _into(out: np.ndarray) -> Sink:
+    """A sink that stores the images in ``out`` (J, C, F, T)."""
+    def put(t0: int, t1: int, y: np.ndarray) -> None:
+        out[:, :, :, t0:t1] = y
+    return put
 
 
 def wiener_postfilter(mix_stft: np.ndarray, images: np.ndarray, iterations: int = 1,
@@ -200,7 +224,7 @@ def wiener_postfilter(mix_stft: np.ndarray, images: np.ndarray, iterations: int 
     Parameters
     ----------
     mix_stft : np.ndarray [shape=(C, F, T), dtype=complex64]
-        The mixture's STFT (``audio.stft`` convention).
+        The mixture's STFT (``audio.stft`` convention), or an ``AudioStft``.
     images : np.ndarray [shape=(J, C, F, T), dtype=complex64]
         Initial source-image estimates (masked mixtures, a DNN's outputs).
     iterations : int ≥ 1
@@ -224,10 +248,12 @@ def wiener_postfilter(mix_stft: np.ndarray, images: np.ndarray, iterations: int 
         raise ParameterError(f"images must have shape (sources, channels, bins, frames); "
                              f"got {images.shape}")
     _check(mix_stft, images.shape[0], images.shape[1:])
-    out = images if inplace and images.dtype == np.complex64 else None
-    return _em(mix_stft, lambda t0, t1: images[:, :, :, t0:t1], images.shape[0],
-               iterations=iterations, eps=eps, frames_per_block=frames_per_block,
-               device=device, ctx=ctx or NullContext(), out=out)
+    out = (images if inplace and images.dtype == np.complex64
+           else np.empty(images.shape, dtype=np.complex64))
+    _em(mix_stft, lambda t0, t1: images[:, :, :, t0:t1], images.shape[0],
+        iterations=iterations, eps=eps, frames_per_block=frames_per_block,
+        device=device, ctx=ctx or NullContext(), sink=_into(out))
+    return out
 
 
 def wiener_from_masks(mix_stft: np.ndarray, masks: np.ndarray, iterations: int = 1,
@@ -246,18 +272,30 @@ def wiener_from_masks(mix_stft: np.ndarray, masks: np.ndarray, iterations: int =
     -------
     np.ndarray [shape=(J, C, F, T), dtype=complex64]
     """
+    masks = _check_masks(mix_stft, masks)
+    out = np.empty((masks.shape[0],) + tuple(mix_stft.shape), dtype=np.complex64)
+    _em(mix_stft, _masked(mix_stft, lambda t0, t1: masks[:, :, :, t0:t1]), masks.shape[0],
+        iterations=iterations, eps=eps, frames_per_block=frames_per_block, device=device,
+        ctx=ctx or NullContext(), sink=_into(out))
+    return out
+
+
+def _check_masks(mix_stft: MixStft, masks: np.ndarray) -> np.ndarray:
     masks = np.asarray(masks)
     if masks.ndim != 4 or masks.shape[1] not in (1, mix_stft.shape[0]):
         raise ParameterError(f"masks must have shape (sources, {mix_stft.shape[0]} or 1, bins, "
                              f"frames); got {masks.shape}")
     _check(mix_stft, masks.shape[0], (mix_stft.shape[0],) + masks.shape[2:])
-    return _em(mix_stft, lambda t0, t1: masks[:, :, :, t0:t1] * mix_stft[None, :, :, t0:t1],
-               masks.shape[0], iterations=iterations, eps=eps,
-               frames_per_block=frames_per_block, device=device, ctx=ctx or NullContext(),
-               out=None)
+    return masks
 
 
-def mask_layers(method: str, params: dict, spec: np.ndarray, masks: np.ndarray,
+def _masked(mix_stft: MixStft, mask_block: Callable[[int, int], np.ndarray]) -> Initial:
+    """Initial images ``mask * mixture`` of a block, from a function giving the masks' block."""
+    return lambda t0, t1: mask_block(t0, t1) * stft_block(mix_stft, t0, t1)[None]
+
+
+def mask_layers(method: str, params: dict, spec: MixStft,
+                masks: "np.ndarray | Callable[[int, int], np.ndarray]",
                 extras: list, *, length: int, cfg, iterations: int, device,
                 ctx: JobContext) -> list:
     """Layer proposals from per-source masks, refined by the post-filter when asked.
@@ -265,35 +303,55 @@ def mask_layers(method: str, params: dict, spec: np.ndarray, masks: np.ndarray,
     The common last step of the mask-based spatial methods (``duet``,
     ``adress``): with ``iterations == 0`` each mask is a layer (cheap to store,
     re-editable); otherwise the masks start the multichannel Wiener filter and
-    each layer is the filtered image as a waveform.
+    each layer is the filtered image as a waveform. The filtered images are
+    never held as spectrograms: each block of them goes straight into one
+    overlap-add per source, so besides the masks the full-length arrays are the
+    filter's (J, F, T) float32 PSDs and the output waveforms.
 
     Parameters
     ----------
     method : the method's registry name; params : its parameters as a dict
-    spec : np.ndarray [shape=(C, F, T), complex64], the mixture's STFT
-    masks : np.ndarray [shape=(J, 1 or C, F, T)], float32
+    spec : the mixture's STFT, complex64 (C, F, T): an array, or an
+        :class:`AudioStft` computed block by block from the audio
+    masks : float32 (J, 1 or C, F, T); with ``iterations > 0`` it may instead
+        be a function ``masks(t0, t1)`` giving frames [t0, t1) of them, so that
+        they are never held whole
     extras : J dicts, each layer's ``extra``
     length : samples of the mixture; cfg : the StftConfig of ``spec``
     iterations : EM iterations of the post-filter (0: none)
     device : its torch device; ctx : progress and cancel (stages 0.6–1.0 of
-        the caller's range when filtering)
+        the caller's range when filtering, 0.4–1.0 when the masks are a
+        function, as the caller has no mask stage then)
 
     Returns
     -------
     list of LayerProposal named "source 1" … "source J"
     """
-    from demixstudio.audio.stft import istft
     from demixstudio.separation.base import LayerProposal
 
+    nb = len(extras)
     if iterations == 0:
+        if callable(masks):
+            raise ParameterError("mask layers need the masks as an array")
         return [LayerProposal(name=f"source {i + 1}", method=method, params=params,
-                              mask=masks[i], extra=extras[i]) for i in range(len(masks))]
-    with ctx.stage(0.6, 0.95, "Wiener post-filter"):
-        images = wiener_from_masks(spec, masks, iterations=iterations, device=device, ctx=ctx)
-    out = []
-    with ctx.stage(0.95, 1.0, "inverse STFT"):
-        for i in range(images.shape[0]):
-            ctx.progress(i, images.shape[0], "inverse STFT")
-            out.append(LayerProposal(name=f"source {i + 1}", method=method, params=params,
-                                     waveform=istft(images[i], length, cfg), extra=extras[i]))
-    return out
+                              mask=masks[i], extra=extras[i]) for i in range(nb)]
+    if callable(masks):
+        _check(spec, nb, spec.shape)
+        mask_block = masks
+    else:
+        whole = _check_masks(spec, masks)
+
+        def mask_block(t0: int, t1: int) -> np.ndarray:
+            return whole[:, :, :, t0:t1]
+    channels, _, frames = spec.shape
+    olas = [OverlapAdd(channels, length, cfg, frames=frames) for _ in range(nb)]
+
+    def overlap_add(t0: int, t1: int, images: np.ndarray) -> None:
+        for ola, image in zip(olas, images):
+            ola.add_spectrum(t0, image)
+
+    with ctx.stage(0.4 if callable(masks) else 0.6, 1.0, "Wiener post-filter"):
+        _em(spec, _masked(spec, mask_block), nb, iterations=iterations, eps=1e-10,
+            frames_per_block=FRAMES_PER_BLOCK, device=device, ctx=ctx, sink=overlap_add)
+    return [LayerProposal(name=f"source {i + 1}", method=method, params=params,
+                          waveform=olas[i].result(), extra=extras[i]) for i in range(nb)]

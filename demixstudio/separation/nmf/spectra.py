@@ -10,13 +10,13 @@ layers sum to the mixture.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from demixstudio.audio.io import resample
-from demixstudio.audio.stft import StftConfig, stft
+from demixstudio.audio.stft import StftConfig, iter_stft_blocks, stft
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import AudioHint
@@ -24,30 +24,6 @@ from demixstudio.separation.nmf import engine
 
 #: Magnitudes are floored at this, relative to the mean, so KL/IS ratios stay finite.
 FLOOR = 1e-8
-
-
-def iter_stft_blocks(x: np.ndarray, cfg: StftConfig, block: int
-                     ) -> Iterator[tuple[int, np.ndarray]]:
-    """Frames ``[t0, t0 + B)`` of ``stft(x, cfg)`` one block at a time.
-
-    Yields ``(t0, X_block)`` with X_block complex64 (channels, bins, B), equal to
-    the same frames of the whole-signal STFT (each block is cut with enough
-    margin that its frames see the real neighbouring samples).
-    """
-    x = np.asarray(x, dtype=np.float32)
-    c, n = x.shape
-    nfr = cfg.frames(n)
-    half, hop = cfg.n_fft // 2, cfg.hop
-    lead = half // hop  # frames of the excerpt's own zero-padded start to drop
-    for t0 in range(0, nfr, block):
-        t1 = min(nfr, t0 + block)
-        a, b = t0 * hop - half, (t1 - 1) * hop + half
-        seg = np.zeros((c, b - a), dtype=np.float32)
-        lo, hi = max(a, 0), min(b, n)
-        if hi > lo:
-            seg[:, lo - a:hi - a] = x[:, lo:hi]
-        X = stft(seg, cfg)
-        yield t0, X[:, :, lead:lead + (t1 - t0)]
 
 
 def magnitude(x: np.ndarray, cfg: StftConfig, block: int = engine.BLOCK_FRAMES) -> np.ndarray:
