@@ -36,7 +36,7 @@ given (CPU, CUDA).
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import numpy as np
 import torch
@@ -343,15 +343,29 @@ def mask_layers(method: str, params: dict, spec: MixStft,
 
         def mask_block(t0: int, t1: int) -> np.ndarray:
             return whole[:, :, :, t0:t1]
+    with ctx.stage(0.4 if callable(masks) else 0.6, 1.0, "Wiener post-filter"):
+        waves = wiener_waveforms(spec, _masked(spec, mask_block), nb, length=length, cfg=cfg,
+                                 iterations=iterations, device=device, ctx=ctx)
+    return [LayerProposal(name=f"source {i + 1}", method=method, params=params,
+                          waveform=waves[i], extra=extras[i]) for i in range(nb)]
+
+
+def wiener_waveforms(spec: MixStft, initial: Initial, nb_sources: int, *, length: int, cfg,
+                     iterations: int, device, ctx: JobContext, eps: float = 1e-10,
+                     frames_per_block: int = FRAMES_PER_BLOCK) -> List[np.ndarray]:
+    """The post-filter from initial images given block by block, straight to waveforms.
+
+    ``initial(t0, t1)`` gives the initial images of frames [t0, t1), complex
+    (J, C, F, t1 − t0); each block of filtered images goes into one overlap-add
+    per source, so no image spectrogram is held. Returns J float32 (C, length).
+    """
     channels, _, frames = spec.shape
-    olas = [OverlapAdd(channels, length, cfg, frames=frames) for _ in range(nb)]
+    olas = [OverlapAdd(channels, length, cfg, frames=frames) for _ in range(nb_sources)]
 
     def overlap_add(t0: int, t1: int, images: np.ndarray) -> None:
         for ola, image in zip(olas, images):
             ola.add_spectrum(t0, image)
 
-    with ctx.stage(0.4 if callable(masks) else 0.6, 1.0, "Wiener post-filter"):
-        _em(spec, _masked(spec, mask_block), nb, iterations=iterations, eps=1e-10,
-            frames_per_block=FRAMES_PER_BLOCK, device=device, ctx=ctx, sink=overlap_add)
-    return [LayerProposal(name=f"source {i + 1}", method=method, params=params,
-                          waveform=olas[i].result(), extra=extras[i]) for i in range(nb)]
+    _em(spec, initial, nb_sources, iterations=iterations, eps=eps,
+        frames_per_block=frames_per_block, device=device, ctx=ctx, sink=overlap_add)
+    return [ola.result() for ola in olas]

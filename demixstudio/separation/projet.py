@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from demixstudio.audio.stft import StftConfig, istft, stft
+from demixstudio.audio.stft import AudioStft, OverlapAdd, StftConfig, stft_block
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
@@ -133,17 +133,19 @@ def null_projections(pans: np.ndarray, delays: np.ndarray, n_fft: int,
 # --------------------------------------------------------------------------
 
 
-def pan_histogram(X: np.ndarray, nb_bins_hist: int, frames_per_block: int = 1024) -> np.ndarray:
+def pan_histogram(X: "np.ndarray | AudioStft", nb_bins_hist: int,
+                  frames_per_block: int = 1024) -> np.ndarray:
     """Power-weighted histogram of the level-ratio pan angle atan2(|X_R|, |X_L|).
 
-    X : np.ndarray [shape=(2, F, T)] complex -> np.ndarray [shape=(nb_bins_hist,)]
-    over [0, π/2], bin centres at ``grid(0, π/2, nb_bins_hist)``.
+    X : complex (2, F, T), an array or an AudioStft read block by block
+    -> np.ndarray [shape=(nb_bins_hist,)] over [0, π/2], bin centres at
+    ``grid(0, π/2, nb_bins_hist)``.
     """
     hist = np.zeros(nb_bins_hist)
     step = (np.pi / 2) / max(nb_bins_hist - 1, 1)
     for t0 in range(0, X.shape[2], frames_per_block):
-        xl = np.abs(X[0, :, t0:t0 + frames_per_block])
-        xr = np.abs(X[1, :, t0:t0 + frames_per_block])
+        xb = np.abs(stft_block(X, t0, t0 + frames_per_block))
+        xl, xr = xb[0], xb[1]
         ang = np.arctan2(xr, xl)
         w = (xl * xl + xr * xr).astype(np.float64)
         idx = np.clip(np.rint(ang / step).astype(int), 0, nb_bins_hist - 1)
@@ -310,7 +312,7 @@ def kernel_matrix(proj: np.ndarray, theta: np.ndarray, alpha: float,
     return out
 
 
-def fit(X: np.ndarray, *, nb_sources: int, pans: np.ndarray, delays: np.ndarray,
+def fit(X: "np.ndarray | AudioStft", *, nb_sources: int, pans: np.ndarray, delays: np.ndarray,
         proj_pans: np.ndarray, proj_delays: np.ndarray, n_fft: int, iterations: int,
         alpha: float = 1.0, cost: str = "cauchy", init_pans: Optional[np.ndarray] = None,
         seed: int = 0, device: torch.device = torch.device("cpu"),
@@ -319,7 +321,8 @@ def fit(X: np.ndarray, *, nb_sources: int, pans: np.ndarray, delays: np.ndarray,
 
     Parameters
     ----------
-    X : np.ndarray [shape=(2, F, T), dtype=complex64]
+    X : complex64 (2, F, T): an array, or an AudioStft whose blocks are recomputed
+        from the audio when needed (the projections of short inputs are cached)
     nb_sources : J
     pans, delays : location set grids (radians in [0, π/2]; samples)
     proj_pans, proj_delays : projection set grids (null directions)
@@ -363,7 +366,6 @@ def fit(X: np.ndarray, *, nb_sources: int, pans: np.ndarray, delays: np.ndarray,
     q0 /= q0.sum(0, keepdims=True)
     gains = torch.from_numpy(q0.astype(np.float32)).to(device)
 
-    x_dev = torch.from_numpy(np.ascontiguousarray(X, dtype=np.complex64)).to(device)
     nb_proj = proj.shape[1]
     if frames_per_block is None:
         frames_per_block = block_frames(nb_bins, nb_proj)
@@ -376,7 +378,7 @@ def fit(X: np.ndarray, *, nb_sources: int, pans: np.ndarray, delays: np.ndarray,
         """V and V² of frames t0..t1, (F, b, M) each."""
         if t0 in v_blocks:
             return v_blocks[t0]
-        v = _magnitude(_projections(x_dev[:, :, t0:t1], proj), alpha) + EPS
+        v = _magnitude(_projections(_frames(X, t0, t1, device), proj), alpha) + EPS
         vv = (v, v * v)
         if cache_v:
             v_blocks[t0] = vv
@@ -432,36 +434,61 @@ def fit(X: np.ndarray, *, nb_sources: int, pans: np.ndarray, delays: np.ndarray,
     return ProjetModel(psd=psd, gains=gains, kernel=kernel, proj=proj, pans=pans, delays=delays)
 
 
-def image_stft(X: np.ndarray, model: ProjetModel, source: int, *,
-               frames_per_block: Optional[int] = None,
-               out: Optional[np.ndarray] = None) -> np.ndarray:
-    """STFT of the stereo image of one object.
+def _frames(X: "np.ndarray | AudioStft", t0: int, t1: int, device: torch.device) -> torch.Tensor:
+    """Frames [t0, t1) of the mixture STFT as a complex64 tensor (2, F, b) on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(stft_block(X, t0, t1), dtype=np.complex64)
+                            ).to(device)
+
+
+def image_operators(model: ProjetModel) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(kq, pinv): the projections' model gains (F', M, J) and the pseudo-inverse of
+    the projection matrix per frequency (F', 2, M), for :func:`image_block`."""
+    kq = model.kernel @ model.gains
+    # N⁺ N = I, so the images sum to the mixture.
+    pinv = torch.linalg.pinv(model.proj.to(torch.complex64).cpu()).to(model.psd.device)
+    return kq, pinv
+
+
+def image_block(X: "np.ndarray | AudioStft", model: ProjetModel, sources: List[int], t0: int,
+                t1: int, operators: Tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+    """STFTs of the stereo images of ``sources`` over frames [t0, t1): complex64
+    (len(sources), 2, F, t1 − t0).
 
     Each projection is split with the α-Wiener gains and the image is
     recovered through the pseudo-inverse of the projection matrix.
-
-    Returns
-    -------
-    np.ndarray [shape=(2, F, T), dtype=complex64]
     """
-    _, nb_bins, nb_frames = X.shape
+    kq, pinv = operators
     dev = model.psd.device
-    kq = model.kernel @ model.gains  # (F', M, J)
-    # Pseudo-inverse per frequency, (F', 2, M): N⁺ N = I, so images sum to x.
-    pinv = torch.linalg.pinv(model.proj.to(torch.complex64).cpu()).to(dev)
-    if out is None:
-        out = np.empty((2, nb_bins, nb_frames), dtype=np.complex64)
+    c = _projections(_frames(X, t0, t1, dev), model.proj)
+    p = model.psd[:, t0:t1]
+    sigma = _model(p, kq) + EPS
+    out = np.empty((len(sources), 2, X.shape[1], t1 - t0), dtype=np.complex64)
+    for k, source in enumerate(sources):
+        gain = p[..., source:source + 1] * kq[:, None, :, source] / sigma  # (F, b, M)
+        out[k] = torch.einsum("fcm,fbm->cfb", pinv, c * gain).cpu().numpy()
+    return out
+
+
+def image_blocks(X: "np.ndarray | AudioStft", model: ProjetModel, sources: List[int], *,
+                 frames_per_block: Optional[int] = None):
+    """Yields ``(t0, t1, Y)`` over the frames: Y = :func:`image_block` of that range."""
+    nb_frames = X.shape[2]
     if frames_per_block is None:
-        frames_per_block = block_frames(nb_bins, model.proj.shape[1])
+        frames_per_block = block_frames(X.shape[1], model.proj.shape[1])
+    ops = image_operators(model)
     for t0 in range(0, nb_frames, frames_per_block):
         t1 = min(t0 + frames_per_block, nb_frames)
-        x = torch.from_numpy(np.ascontiguousarray(X[:, :, t0:t1], dtype=np.complex64)).to(dev)
-        p = model.psd[:, t0:t1]
-        sigma = _model(p, kq) + EPS
-        gain = p[..., source:source + 1] * kq[:, None, :, source] / sigma  # (F, b, M)
-        c = _projections(x, model.proj) * gain
-        y = torch.einsum("fcm,fbm->cfb", pinv, c)
-        out[:, :, t0:t1] = y.cpu().numpy()
+        yield t0, t1, image_block(X, model, sources, t0, t1, ops)
+
+
+def image_stft(X: "np.ndarray | AudioStft", model: ProjetModel, source: int, *,
+               frames_per_block: Optional[int] = None,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """STFT of the stereo image of one object: complex64 (2, F, T) (see :func:`image_blocks`)."""
+    if out is None:
+        out = np.empty((2,) + tuple(X.shape[1:]), dtype=np.complex64)
+    for t0, t1, y in image_blocks(X, model, [source], frames_per_block=frames_per_block):
+        out[:, :, t0:t1] = y[0]
     return out
 
 
@@ -578,9 +605,8 @@ class Projet(Method):
         else:
             delays = proj_delays = np.zeros(1)
 
-        with ctx.stage(0.0, 0.05, "STFT"):
-            ctx.progress(0, 1, "STFT")
-            X = stft(mix, cfg)
+        # The STFT is never held whole: blocks are recomputed from the audio when needed.
+        X = AudioStft(mix, cfg)
         init_pans = initial_pans(X, params.sources) if params.init == "histogram" else None
 
         with ctx.stage(0.05, 0.9, "PROJET"):
@@ -592,23 +618,24 @@ class Projet(Method):
         order = sorted(range(params.sources), key=lambda k: dirs[k])
 
         n = mix.shape[1]
-        waves: List[np.ndarray] = []
         with ctx.stage(0.9, 1.0, "building the source images"):
             if params.postfilter:
-                from demixstudio.separation.mwf import wiener_postfilter
+                from demixstudio.separation.mwf import wiener_waveforms
 
-                images = np.empty((params.sources, 2) + X.shape[1:], dtype=np.complex64)
-                for k, jj in enumerate(order):
-                    image_stft(X, model, jj, out=images[k])
-                images = wiener_postfilter(X, images, iterations=1, device=device, ctx=ctx,
-                                           inplace=True)
-                waves = [istft(images[k], n, cfg) for k in range(params.sources)]
-                del images
+                ops = image_operators(model)
+
+                def initial(t0: int, t1: int) -> np.ndarray:
+                    return image_block(X, model, order, t0, t1, ops)
+
+                waves = wiener_waveforms(X, initial, params.sources, length=n, cfg=cfg,
+                                         iterations=1, device=device, ctx=ctx)
             else:
-                buf = np.empty_like(X)
-                for k, jj in enumerate(order):
-                    ctx.progress(k, params.sources, f"image of object {k + 1}")
-                    waves.append(istft(image_stft(X, model, jj, out=buf), n, cfg))
+                olas = [OverlapAdd(2, n, cfg, frames=X.shape[2]) for _ in order]
+                for t0, _t1, y in image_blocks(X, model, order):
+                    ctx.progress(t0, X.shape[2], "source images")
+                    for ola, image in zip(olas, y):
+                        ola.add_spectrum(t0, image)
+                waves = [ola.result() for ola in olas]
         pdict = params_to_dict(params)
         q = model.gains.cpu().numpy()
         return [LayerProposal(
