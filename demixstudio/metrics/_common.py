@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from demixstudio.devices import pick_device
 from demixstudio.errors import ParameterError
 
 
@@ -19,7 +20,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     ----------
     device : str, torch.device or None
         ``None`` or ``"auto"`` picks CUDA when it is available and the CPU
-        otherwise; anything else is passed to ``torch.device``.
+        otherwise (never MPS); "cpu", "cuda", "cuda:N" name one
+        (:func:`demixstudio.devices.pick_device`).
 
     Returns
     -------
@@ -28,26 +30,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     Raises
     ------
     ParameterError
-        If the name is not a device torch knows, or is a device that cannot
-        hold float64 tensors (Apple MPS): the metrics solve ill-conditioned
-        least-squares systems and need double precision to agree with the
-        reference implementation.
+        If the name is not a device, the machine does not have it, or it is a
+        device that cannot hold float64 tensors (Apple MPS): the metrics solve
+        ill-conditioned least-squares systems and need double precision to
+        agree with the reference implementation.
     """
-    if device is None or (isinstance(device, str) and device == "auto"):
-        # MPS is left out on purpose: it has no float64.
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ParameterError(
-            f"device={device!r} is not a torch device; use None, 'auto', 'cpu' or 'cuda'"
-        ) from exc
-    if dev.type == "mps":
+    # Refused by name first, so the reason given is the real one on any machine.
+    if str(device).lower().startswith("mps"):
         raise ParameterError(
             f"device={device!r}: the metrics need float64, which MPS does not support; "
             "use 'cpu' instead"
         )
-    return dev
+    return pick_device(device, mps=False)
 
 
 def as_float64_audio(x, name: str, ndims: tuple[int, ...]) -> np.ndarray:

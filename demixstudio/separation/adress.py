@@ -51,7 +51,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
-from demixstudio.separation.device import DEVICE_CHOICES
+from demixstudio.devices import DEVICE_CHOICES
 from demixstudio.separation.mwf import mask_layers
 from demixstudio.separation.registry import register
 

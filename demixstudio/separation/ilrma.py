@@ -56,7 +56,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
-from demixstudio.separation.device import pick_device
+from demixstudio.devices import pick_device
 from demixstudio.separation.registry import register
 
 #: Floor of the NMF factors; the outputs are normalised to unit mean power,

@@ -44,7 +44,7 @@ import torch
 from demixstudio.audio.stft import AudioStft, OverlapAdd, stft_block
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
-from demixstudio.separation.device import pick_device
+from demixstudio.devices import pick_device
 
 #: Default frames per block: with 4 stereo sources at 2049 bins this keeps the
 #: block's temporaries to a few tens of MB.

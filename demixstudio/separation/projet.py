@@ -56,7 +56,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
-from demixstudio.separation.device import DEVICE_CHOICES, pick_device
+from demixstudio.devices import DEVICE_CHOICES, pick_device
 from demixstudio.separation.registry import register
 
 #: At most this many frames per block; fewer when the bins × projections are

@@ -28,7 +28,7 @@ import torch
 
 from demixstudio.errors import DemixError, ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
-from demixstudio.separation.device import pick_device as _pick_device
+from demixstudio.devices import pick_device as _pick_device
 from demixstudio.separation.dnn.models.base import StemModel
 
 #: Chunks are never made shorter than this (seconds) by the retry.

@@ -15,7 +15,7 @@ import numpy as np
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
-from demixstudio.separation.device import DEVICE_CHOICES
+from demixstudio.devices import DEVICE_CHOICES
 from demixstudio.separation.dnn import store
 from demixstudio.separation.dnn.inference import separate
 from demixstudio.separation.registry import register

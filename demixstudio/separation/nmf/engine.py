@@ -71,8 +71,8 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.device import DEVICE_CHOICES
-from demixstudio.separation.device import pick_device as _pick_device
+from demixstudio.devices import DEVICE_CHOICES
+from demixstudio.devices import pick_device as _pick_device
 
 #: Floor for factor entries and the model, so ratios never divide by zero.
 EPS = 1e-12

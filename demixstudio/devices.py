@@ -1,4 +1,4 @@
-"""The torch device a method runs on, shared by every torch-based method.
+"""The torch device a computation runs on, shared by the torch methods and the metrics.
 
 ``auto`` picks CUDA, then Apple's MPS, then the CPU; a named device is
 checked to exist, so asking for a GPU that is not there is a one-line
