@@ -166,6 +166,44 @@ def test_chunks_and_workers_change_only_the_speed(V):
         np.testing.assert_allclose(other[2], out[0][2], rtol=1e-5)
 
 
+def test_overlapping_fits_restore_the_thread_count(V):
+    """Fits with workers hold torch's (process-wide) thread count at 1; when two
+    overlap, the count comes back only when the last ends, and it is the user's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with engine.single_threaded_ops():
+            assert torch.get_num_threads() == 1
+            assert engine.cpu_threads() == 3  # what a fit starting now takes for its workers
+            with engine.single_threaded_ops():
+                pass
+            assert torch.get_num_threads() == 1  # the inner one ended, the outer still runs
+        assert torch.get_num_threads() == 3
+        # Two real fits in two threads, started together.
+        W0, H0 = _start(V, 8)
+        go = threading.Barrier(2)
+        errors = []
+
+        def one() -> None:
+            try:
+                go.wait()
+                engine.fit([torch.as_tensor(V)], torch.as_tensor(W0.copy()),
+                           [torch.as_tensor(H0.copy())], NullContext(), max_iter=30, tol=0.0,
+                           chunk=37, threads=2)
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        runs = [threading.Thread(target=one) for _ in range(2)]
+        for t in runs:
+            t.start()
+        for t in runs:
+            t.join()
+        assert not errors, errors
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_fixed_columns_and_rows_stay(V):
     W0, H0 = _start(V, 8)
     W0 /= W0.sum(0)

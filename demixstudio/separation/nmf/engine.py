@@ -62,7 +62,9 @@ thread count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -79,6 +81,40 @@ EPS = 1e-12
 #: Default number of frames per block (about 47 s at the 44.1 kHz program STFT).
 BLOCK_FRAMES = 4096
 DEVICES = DEVICE_CHOICES
+
+
+# Torch's intra-op thread count is process-wide. Fits that run their own worker
+# threads hold it at 1 while they run; the first of them to start saves the
+# user's count and the last to finish puts it back, so fits that overlap (two
+# jobs in the editor, a batch run in threads) neither leave the process stuck
+# on one thread nor take the count they see mid-fit (1) as the user's.
+_threads_lock = threading.Lock()
+_threads_holders = 0
+_threads_saved = 0
+
+
+def cpu_threads() -> int:
+    """Torch's CPU thread count as the user set it (not the 1 a running fit holds)."""
+    with _threads_lock:
+        return _threads_saved if _threads_holders else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def single_threaded_ops() -> Iterator[None]:
+    """Hold torch's intra-op thread count at 1 (re-entrant across threads)."""
+    global _threads_holders, _threads_saved
+    with _threads_lock:
+        if _threads_holders == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_holders += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_holders -= 1
+            if _threads_holders == 0:
+                torch.set_num_threads(_threads_saved)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -247,7 +283,8 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         contiguous share of the chunks and runs its products on one thread, so
         the workers meet once per sweep instead of at every product (which
         costs dearly when another process holds a core). Torch's intra-op
-        thread count is set to 1 during the fit and restored after.
+        thread count is held at 1 during the fit (:func:`single_threaded_ops`,
+        which restores it when the last overlapping fit ends).
     order : "alternate" (W, then H with the new W; the default) or "joint" (W and H
         from the same posterior, EM; KL only); with W fixed the two are the same
 
@@ -277,7 +314,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     C = C or max(v.shape[1] for v in V)
     chunks = [(i, a, min(v.shape[1], a + C)) for i, v in enumerate(V)
               for a in range(0, v.shape[1], C)]
-    n_threads = torch.get_num_threads() if threads is None else int(threads)
+    n_threads = cpu_threads() if threads is None else int(threads)
     workers = max(1, min(n_threads, len(chunks))) if device.type == "cpu" else 1
     gam = gamma_exponent(beta)
     fixed_w_set = set(int(k) for k in (fixed_w or ()))
@@ -411,17 +448,13 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         _normalise(W, [] if joint else H, norm_cols, has_l1)
 
     pool = None
-    saved_threads = torch.get_num_threads()
-    if workers > 1:
-        torch.set_num_threads(1)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nmf")
-    try:
+    if workers == 1:
         return _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter, ctx,
                         message, result, joint)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-            torch.set_num_threads(saved_threads)
+    with single_threaded_ops(), ThreadPoolExecutor(max_workers=workers,
+                                                   thread_name_prefix="nmf") as pool:
+        return _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter, ctx,
+                        message, result, joint)
 
 
 def _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter, ctx, message,
