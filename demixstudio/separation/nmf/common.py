@@ -172,26 +172,42 @@ def free_templates(m: Mixture, k: int, seed: int) -> torch.Tensor:
 
 
 def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,
-                 ctx: JobContext, start: float, **fit_args
+                 ctx: JobContext, start: float, *,
+                 extra_blocks: Sequence[tuple[torch.Tensor, torch.Tensor]] = (), **fit_args
                  ) -> tuple[np.ndarray, engine.FitResult]:
     """Fit activations (and the free templates) to the mixture, then the groups' masks.
 
     ``sizes`` are the components of each group, in W's column order; ``fit_args``
-    go to :func:`engine.fit` (fixed_w, prior, penalties, ...). Runs from ``start``
-    of the job to its end. Returns (masks float32 (groups, 1, bins, frames), fit).
+    go to :func:`engine.fit` (fixed_w, prior, penalties, ...). ``extra_blocks``
+    are (V float32 (bins, B), multipliers float32 (groups, bins, B)) pairs fitted
+    together with the mixture but not masked: a hint's own spectrogram, whose
+    posterior is confined to its target's group. Runs from ``start`` of the job
+    to its end. Returns (masks float32 (groups, 1, bins, frames), fit).
     """
     groups = slices(sizes)
-    H = spectra.init_activations(m.V, W.shape[1], p.seed)
+    V = list(m.V) + [v for v, _ in extra_blocks]
+    H = spectra.init_activations(V, W.shape[1], p.seed)
     lam = l1_weight(p.sparsity, p.beta, m.mean_frame / m.cfg.bins)
     fit_args.setdefault("beta", p.beta)
+    mask_penalties = fit_args.get("penalties")
+    if extra_blocks:
+        own = mask_penalties or [unconstrained(len(groups), v) for v in m.V]
+        fit_args["penalties"] = list(own) + [pen for _, pen in extra_blocks]
     with ctx.stage(start, 0.95, "fitting"):
-        res = engine.fit(m.V, W, H, ctx, sparsity=lam, max_iter=p.max_iter, tol=p.tol,
+        res = engine.fit(V, W, H, ctx, sparsity=lam, max_iter=p.max_iter, tol=p.tol,
                          groups=groups, message="fitting", **fit_args)
+    del V
     with ctx.stage(0.95, 1.0, "masks"):
         ctx.progress(0, 1, "masks")
-        masks = spectra.group_masks(W, H, groups, m.frames, power=p.mask_power,
-                                    penalties=fit_args.get("penalties"))
+        masks = spectra.group_masks(W, H[:len(m.V)], groups, m.frames, power=p.mask_power,
+                                    penalties=mask_penalties)
     return masks, res
+
+
+def unconstrained(groups: int, Vb: torch.Tensor) -> torch.Tensor:
+    """Posterior multipliers of ones for a block (groups, bins, B): a broadcast view, no memory."""
+    ones = torch.ones((groups, 1, 1), dtype=torch.float32, device=Vb.device)
+    return ones.expand(groups, Vb.shape[0], Vb.shape[1])
 
 
 def proposals(method: Method, masks: np.ndarray, names: Sequence[tuple[str, str | None]],

@@ -247,9 +247,6 @@ class PaintNMF(Method):
         """
         G = len(names)
         index: dict[str, int] = {n: i for i, n in enumerate(names)}
-        # A block without paint is unconstrained: a broadcast view of ones, no memory
-        # (a user paints a few regions, so on a long input most blocks are like this).
-        ones = torch.ones((G, 1, 1), dtype=torch.float32, device=m.device)
         out = []
         t0 = 0
         for Vb in m.V:
@@ -266,7 +263,9 @@ class PaintNMF(Method):
                             lam[j] += strength * w
             t0 += b
             if not lam.any():
-                out.append(ones.expand(G, freqs.size, b))
+                # Unconstrained: a broadcast view, no memory (a user paints a few regions,
+                # so on a long input most blocks are like this).
+                out.append(common.unconstrained(G, Vb))
                 continue
             np.negative(lam, out=lam)
             np.exp(lam, out=lam)
