@@ -25,6 +25,8 @@ median SDR difference (ours − peer) and the speed ratio (peer time / ours).
 Usage::
 
     python benchmarks/bench_ilrma.py [--seconds 6] [--iterations 100] [--repeat 2]
+    python benchmarks/bench_ilrma.py --long MINUTES   # time and peak RSS of the method
+                                                      # on MINUTES of 44.1 kHz stereo
 """
 
 from __future__ import annotations
@@ -64,13 +66,43 @@ def images_from(Y: np.ndarray, W: np.ndarray, n: int, cfg: StftConfig) -> np.nda
     return np.stack([istft(project_back(Y, W, k), n, cfg) for k in range(Y.shape[0])])
 
 
+def long_run(minutes: float) -> None:
+    """Time and peak RSS of ``ilrma`` (the method, default parameters) on a long file."""
+    import resource
+    import time
+
+    from demixstudio.separation import Hints, get_method
+
+    sr = 44100
+    s = sm.load_sources(("speech_librispeech/198-209-0000.wav",
+                         "speech_librispeech/3436-172162-0000.wav"), sr, 12.0)
+    mix, _ = sm.anechoic_mixture(s, [[1.0, 0.7], [0.6, 1.0]], [1.5, -2.3])
+    n = int(minutes * 60 * sr)
+    mix = np.tile(mix, (1, -(-n // mix.shape[1])))[:, :n].astype(np.float32)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    m = get_method("ilrma")
+    t = time.perf_counter()
+    props = m.separate(mix, sr, m.Params(), Hints(), NullContext())
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"ilrma, {minutes:g} min stereo at 44.1 kHz: {dt:.1f} s, peak RSS {peak:.0f} MB "
+          f"(before: {base:.0f} MB; input {mix.nbytes / 2**20:.0f} MB, images "
+          f"{sum(p.waveform.nbytes for p in props) / 2**20:.0f} MB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--components", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
+                    help="instead: the ilrma method (defaults: fitted on 120 s) on MINUTES of "
+                         "an anechoic speech mixture at 44.1 kHz, tiled; time and peak RSS")
     a = ap.parse_args()
+    if a.long:
+        long_run(a.long)
+        return
 
     import pyroomacoustics as pra
 

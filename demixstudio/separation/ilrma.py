@@ -38,20 +38,26 @@ Speed: everything is vectorised over sources and frequencies in torch on the
 chosen device, in float32 except the weighted covariances and the demixing
 matrices (float64, see ``ilrma``); 2×2 systems are solved in closed form.
 Before the NMF model, a few iterations use a rank-1 model (see ``WARMUP``).
-Memory: a handful of arrays of the STFT's size (the STFT, the outputs, the
-NMF model and its inverse, the covariance features), as any full-signal NMF
-needs.
+Memory: the fit holds a handful of arrays of its STFT's size (the STFT, the
+NMF model and its inverse, the covariance features in float64), so on a long
+recording it runs on ``fit_seconds`` of it: that many seconds taken as
+evenly spread stretches. The demixing matrices are time-invariant (the
+sources and microphones are assumed not to move, as the whole method does),
+so a few minutes estimate 2×2 or 3×3 matrices per frequency as well as an
+hour would. They are then applied to the whole recording a block of frames
+at a time, from an STFT recomputed from the samples, into an overlap-add per
+source: only the images themselves are full length.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from demixstudio.audio.stft import StftConfig, istft, stft
+from demixstudio.audio.stft import OverlapAdd, StftConfig, stft_frames
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
@@ -73,6 +79,10 @@ MODEL_FLOOR = 1e-6
 #: of one source is assigned to the other (measured on anechoic speech: 13.7
 #: dB stuck without, 43 dB with).
 WARMUP = 10
+#: Stretches the fit's frames are taken from, on a recording longer than ``fit_seconds``.
+FIT_STRETCHES = 8
+#: Frames per block when the demixing matrices are applied.
+APPLY_BLOCK = 512
 
 
 def _solve_unit(a: torch.Tensor, n: int) -> torch.Tensor:
@@ -152,7 +162,7 @@ def resolve_device(device: str) -> torch.device:
 def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int = 0,
           warmup: int = WARMUP,
           device: torch.device = torch.device("cpu"),
-          ctx: JobContext) -> Tuple[np.ndarray, np.ndarray]:
+          ctx: JobContext, outputs: bool = True) -> Tuple[Optional[np.ndarray], np.ndarray]:
     """Run ILRMA on a multichannel STFT.
 
     Parameters
@@ -165,11 +175,12 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
     seed : int, seeds the random NMF start (W starts as the identity)
     device : torch.device
     ctx : progress once per iteration, and cancel
+    outputs : whether to compute Y (None otherwise)
 
     Returns
     -------
     Y : np.ndarray [shape=(C, F, T), dtype=complex64], the separated outputs
-        (arbitrary scale per frequency: use :func:`project_back` for images)
+        (arbitrary scale per frequency: use :func:`project_back` for images), or None
     W : np.ndarray [shape=(F, C, C), dtype=complex64], demixing matrices, y = W x
     """
     c, nb_bins, nb_frames = X.shape
@@ -243,8 +254,60 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
         basis.div_(scale)
     ctx.progress(iterations, iterations, "ILRMA")
     w = w64.to(torch.complex64)
+    if not outputs:
+        return None, w.cpu().numpy()
     y = w @ x
     return y.transpose(0, 1).cpu().numpy(), w.cpu().numpy()
+
+
+def fit_frames(mix: np.ndarray, cfg: StftConfig, max_samples: float) -> np.ndarray:
+    """The STFT frames ILRMA is fitted on: all of them, or on a recording longer
+    than ``max_samples`` (> 0), ``FIT_STRETCHES`` evenly spread stretches of
+    that many samples in all.
+
+    Returns complex64 (C, F, T_fit).
+    """
+    total = cfg.frames(mix.shape[1])
+    want = int(max_samples // cfg.hop) if max_samples > 0 else total
+    if want >= total:
+        return stft_frames(mix, cfg, 0, total)
+    want = max(want, FIT_STRETCHES)
+    each = want // FIT_STRETCHES
+    starts = np.linspace(0, total - each, FIT_STRETCHES).round().astype(int)
+    return np.concatenate([stft_frames(mix, cfg, int(t), int(t) + each) for t in starts],
+                          axis=2)
+
+
+def _energy(x: np.ndarray, block: int = 1 << 20) -> float:
+    """Σ x² of float32 (C, samples) in float64, a block of samples at a time (no
+    full-size float64 copy)."""
+    return float(sum(np.einsum("ij,ij->", x[:, i:i + block], x[:, i:i + block],
+                               dtype=np.float64) for i in range(0, x.shape[1], block)))
+
+
+def apply_demixing(mix: np.ndarray, cfg: StftConfig, W: np.ndarray, ctx: JobContext
+                   ) -> List[np.ndarray]:
+    """The images of every source: ``A(f)[:, n] (W(f) x(f, t))_n`` with ``A = W⁻¹``,
+    a block of frames at a time into one overlap-add per source.
+
+    mix float32 (C, samples); W complex (F, C, C). Returns C arrays float32
+    (C, samples), which sum to ``mix``.
+    """
+    c, n = mix.shape
+    a = np.linalg.inv(W.astype(np.complex128)).astype(np.complex64)  # (F, C, N)
+    w = W.astype(np.complex64)
+    total = cfg.frames(n)
+    sinks = [OverlapAdd(c, n, cfg) for _ in range(c)]
+    for t0 in range(0, total, APPLY_BLOCK):
+        ctx.progress(t0, total, "source images")
+        t1 = min(total, t0 + APPLY_BLOCK)
+        x = stft_frames(mix, cfg, t0, t1).transpose(1, 0, 2)  # (F, C, b)
+        y = w @ x  # (F, N, b)
+        for k, sink in enumerate(sinks):
+            img = a[:, :, k, None] * y[:, k, None, :]  # (F, C, b)
+            sink.add_spectrum(t0, img.transpose(1, 0, 2))
+    ctx.progress(total, total, "source images")
+    return [s.result() for s in sinks]
 
 
 def project_back(Y: np.ndarray, W: np.ndarray, source: int) -> np.ndarray:
@@ -306,6 +369,12 @@ class Ilrma(Method):
         seed: int = param(
             0, label="Seed", min=0,
             help="Seed of the random start of the NMF source models.")
+        fit_seconds: float = param(
+            120.0, label="Fit on (s)", min=0.0, max=1e6,
+            help="On a longer recording the demixing matrices are estimated on this many "
+                 "seconds of it (evenly spread stretches; they do not change with time), "
+                 "then applied to all of it. 0 = fit on the whole recording (memory grows "
+                 "with its length).")
 
     def separate(self, mix: np.ndarray, sr: int, params: "Ilrma.Params",
                  hints: Hints, ctx: JobContext) -> List[LayerProposal]:
@@ -326,17 +395,15 @@ class Ilrma(Method):
         n = mix.shape[1]
         with ctx.stage(0.0, 0.05, "STFT"):
             ctx.progress(0, 1, "STFT")
-            X = stft(mix, cfg)
+            X = fit_frames(mix, cfg, params.fit_seconds * sr)
         with ctx.stage(0.05, 0.9, "ILRMA"):
-            Y, W = ilrma(X, iterations=params.iterations, components=params.components,
-                         warmup=params.warmup, seed=params.seed, device=device, ctx=ctx)
+            _, W = ilrma(X, iterations=params.iterations, components=params.components,
+                         warmup=params.warmup, seed=params.seed, device=device, ctx=ctx,
+                         outputs=False)
         del X
         with ctx.stage(0.9, 1.0, "building the source images"):
-            waves = []
-            for k in range(Y.shape[0]):
-                ctx.progress(k, Y.shape[0], "inverse STFT")
-                waves.append(istft(project_back(Y, W, k), n, cfg))
-        energy = [float(np.sum(wv.astype(np.float64) ** 2)) for wv in waves]
+            waves = apply_demixing(mix, cfg, W, ctx)
+        energy = [_energy(wv) for wv in waves]
         order = np.argsort(energy)[::-1]
         pdict = params_to_dict(params)
         return [LayerProposal(name=f"source {i + 1}", method=self.name, params=pdict,
