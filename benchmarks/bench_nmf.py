@@ -144,44 +144,33 @@ def one_seed(cases, only: set, device: str, seed: int) -> dict[str, float]:
             su = nc.sdr_permuted(case, nc.apply_masks(case, props))
             rows["nmf"].append(su)
             print(f"  nmf            {fmt(su)} {dt:6.1f} s", flush=True)
-        if "semi" in only:
-            h = Hints(examples={case.names[0]: [AudioHint(case.examples[case.names[0]],
-                                                          case.sr)]})
-            props, dt = run("nmf-semisupervised", case, h, device=device, seed=seed)
-            sm = nc.sdr(case, nc.apply_masks(case, props))
-            rows["semi"].append(sm)
-            print(f"  nmf-semisup.   {fmt(sm)} {dt:6.1f} s | vs nmf {np.mean(sm - su):+.2f} dB",
+        def versus_nmf(row: str, label: str, name: str, hints: Hints, note: str = "",
+                       **values) -> None:
+            """Run ``name``, score it without permutation, print it against nmf."""
+            props, dt = run(name, case, hints, device=device, seed=seed, **values)
+            s = nc.sdr(case, nc.apply_masks(case, props))
+            rows[row].append(s)
+            print(f"  {label:14s} {fmt(s)} {dt:6.1f} s{note} | vs nmf {np.mean(s - su):+.2f} dB",
                   flush=True)
+
+        first = case.names[0]
+        if "semi" in only:
+            versus_nmf("semi", "nmf-semisup.", "nmf-semisupervised",
+                       Hints(examples={first: [AudioHint(case.examples[first], case.sr)]}))
         if "paint" in only:
             p0, c0 = nc.dominance_paint(case, 0)
             p1, c1 = nc.dominance_paint(case, 1)
-            props, dt = run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}),
-                            device=device, seed=seed)
-            sp = nc.sdr(case, nc.apply_masks(case, props))
-            rows["paint"].append(sp)
-            print(f"  nmf-paint      {fmt(sp)} {dt:6.1f} s (painted {c0:.0%}, {c1:.0%} of the "
-                  f"dominant bins) | vs nmf {np.mean(sp - su):+.2f} dB", flush=True)
+            painted = Hints(paint={first: p0, "rest": p1})
+            versus_nmf("paint", "nmf-paint", "nmf-paint", painted,
+                       f" (painted {c0:.0%}, {c1:.0%} of the dominant bins)")
             # The constrained fit from random templates (init="random"), for comparison.
-            props, dt = run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}),
-                            device=device, init="random", seed=seed)
-            sr_ = nc.sdr(case, nc.apply_masks(case, props))
-            rows["paint-rnd"].append(sr_)
-            print(f"  paint, random  {fmt(sr_)} {dt:6.1f} s | vs nmf {np.mean(sr_ - su):+.2f} dB",
-                  flush=True)
+            versus_nmf("paint-rnd", "paint, random", "nmf-paint", painted, init="random")
         if "hum" in only:
-            h = Hints(hums={case.names[0]: [AudioHint(case.examples[case.names[0]], case.sr)]})
-            props, dt = run("nmf-hum", case, h, device=device, seed=seed)
-            sh = nc.sdr(case, nc.apply_masks(case, props))
-            rows["hum"].append(sh)
-            print(f"  nmf-hum        {fmt(sh)} {dt:6.1f} s | vs nmf {np.mean(sh - su):+.2f} dB",
-                  flush=True)
-            h = Hints(hums={case.names[0]: [AudioHint(shifted_up(case.examples[case.names[0]], 3),
-                                                      case.sr)]})
-            props, dt = run("nmf-hum", case, h, device=device, seed=seed)
-            sh = nc.sdr(case, nc.apply_masks(case, props))
-            rows["hum+3st"].append(sh)
-            print(f"  hum, +3 st     {fmt(sh)} {dt:6.1f} s | vs nmf {np.mean(sh - su):+.2f} dB",
-                  flush=True)
+            versus_nmf("hum", "nmf-hum", "nmf-hum",
+                       Hints(hums={first: [AudioHint(case.examples[first], case.sr)]}))
+            versus_nmf("hum+3st", "hum, +3 st", "nmf-hum",
+                       Hints(hums={first: [AudioHint(shifted_up(case.examples[first], 3),
+                                                     case.sr)]}))
     out: dict[str, float] = {}
     print("== medians over all sources (dB)")
     for k, v in rows.items():
