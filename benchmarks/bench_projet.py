@@ -24,6 +24,8 @@ Scores: BSS Eval v4 SDR of the stereo images (``demixstudio.metrics.bss_eval``,
 Usage::
 
     python benchmarks/bench_projet.py [--seconds 6] [--sr 16000]
+    python benchmarks/bench_projet.py --long MINUTES [--fit-seconds S]
+        # time and peak RSS of the method on MINUTES of 44.1 kHz stereo (4 sources)
 """
 
 from __future__ import annotations
@@ -65,11 +67,42 @@ def median_sdr(imgs: np.ndarray, est: np.ndarray, sr: int) -> float:
     return float(np.median(bss_eval(imgs, est, sr).sdr))
 
 
+def long_run(minutes: float, fit_seconds) -> None:
+    """Time and peak RSS of the method on a long stereo file (alone in its process)."""
+    import resource
+
+    sr = 44100
+    src = sm.load_sources(sm.MUSIC_SET, sr, 8.0)
+    angles = np.radians([15.0, 35.0, 55.0, 75.0])
+    mix = sum(np.stack([np.cos(a) * x, np.sin(a) * x]) for a, x in zip(angles, src))
+    n = int(minutes * 60 * sr)
+    mix = np.tile(mix, (1, -(-n // mix.shape[1])))[:, :n].astype(np.float32)
+    m = get_method("projet")
+    values = {"sources": 4}
+    if fit_seconds is not None:
+        values["fit_seconds"] = fit_seconds
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()
+    m.separate(mix, sr, make_params(m.Params, values), Hints(), NullContext())
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"projet {values}, {minutes:g} min stereo at 44.1 kHz: {dt:.0f} s, peak RSS "
+          f"{peak:.0f} MB (before: {base:.0f} MB; input {mix.nbytes / 2**20:.0f} MB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--sr", type=int, default=16000)
+    ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
+                    help="instead: time and peak RSS of projet (defaults, 4 sources) on MINUTES "
+                         "of the music sources panned at 15/35/55/75°, tiled, at 44.1 kHz")
+    ap.add_argument("--fit-seconds", type=float, default=None,
+                    help="with --long: projet's fit_seconds (default: the method's)")
     a = ap.parse_args()
+    if a.long:
+        long_run(a.long, a.fit_seconds)
+        return
     sr = a.sr
     src = sm.load_sources(sm.MUSIC_SET, sr, a.seconds)
     n_fft = default_n_fft(sr)

@@ -113,6 +113,25 @@ def stft_frames(x: np.ndarray, cfg: StftConfig, t0: int, t1: int) -> np.ndarray:
     return spec.transpose(0, 2, 1)
 
 
+def spread_frames(x: np.ndarray, cfg: StftConfig, max_frames: int, stretches: int = 8
+                  ) -> np.ndarray:
+    """At most ``max_frames`` frames of ``stft(x, cfg)``: all of them if there are no
+    more, else ``stretches`` evenly spread runs of consecutive frames.
+
+    For fitting a model whose parameters do not change with time (demixing
+    matrices, source directions) on a long recording without its whole STFT.
+
+    Returns complex64 (channels, bins, ≤ max_frames).
+    """
+    x = _as_signal(x)
+    total = cfg.frames(x.shape[1])
+    if max_frames <= 0 or max_frames >= total:
+        return stft_frames(x, cfg, 0, total)
+    each = max(1, max_frames // stretches)
+    starts = np.linspace(0, total - each, stretches).round().astype(int)
+    return np.concatenate([stft_frames(x, cfg, int(t), int(t) + each) for t in starts], axis=2)
+
+
 def _as_signal(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x[None] if x.ndim == 1 else x

@@ -57,7 +57,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from demixstudio.audio.stft import OverlapAdd, StftConfig, stft_frames
+from demixstudio.audio.stft import OverlapAdd, StftConfig, spread_frames, stft_frames
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
@@ -260,24 +260,6 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
     return y.transpose(0, 1).cpu().numpy(), w.cpu().numpy()
 
 
-def fit_frames(mix: np.ndarray, cfg: StftConfig, max_samples: float) -> np.ndarray:
-    """The STFT frames ILRMA is fitted on: all of them, or on a recording longer
-    than ``max_samples`` (> 0), ``FIT_STRETCHES`` evenly spread stretches of
-    that many samples in all.
-
-    Returns complex64 (C, F, T_fit).
-    """
-    total = cfg.frames(mix.shape[1])
-    want = int(max_samples // cfg.hop) if max_samples > 0 else total
-    if want >= total:
-        return stft_frames(mix, cfg, 0, total)
-    want = max(want, FIT_STRETCHES)
-    each = want // FIT_STRETCHES
-    starts = np.linspace(0, total - each, FIT_STRETCHES).round().astype(int)
-    return np.concatenate([stft_frames(mix, cfg, int(t), int(t) + each) for t in starts],
-                          axis=2)
-
-
 def _energy(x: np.ndarray, block: int = 1 << 20) -> float:
     """Σ x² of float32 (C, samples) in float64, a block of samples at a time (no
     full-size float64 copy)."""
@@ -395,7 +377,8 @@ class Ilrma(Method):
         n = mix.shape[1]
         with ctx.stage(0.0, 0.05, "STFT"):
             ctx.progress(0, 1, "STFT")
-            X = fit_frames(mix, cfg, params.fit_seconds * sr)
+            X = spread_frames(mix, cfg, int(params.fit_seconds * sr) // cfg.hop,
+                              FIT_STRETCHES)
         with ctx.stage(0.05, 0.9, "ILRMA"):
             _, W = ilrma(X, iterations=params.iterations, components=params.components,
                          warmup=params.warmup, seed=params.seed, device=device, ctx=ctx,

@@ -36,22 +36,32 @@ the projection matrix ``N(f)`` (M × 2). The images sum to the mixture
 Memory and speed
 ----------------
 All work is in torch on the chosen device (CUDA, MPS, else the CPU), in
-float32. Frames are processed in blocks: ``P`` (F, T, J) and the STFT are held
-whole, but the projections ``V`` (F, T, M) and every ``(F, T, M)`` temporary
-exist one block at a time (``V`` is cached across iterations only while it
-fits :data:`V_CACHE_BYTES`). The images are built one object at a time, so the
-output never needs ``J`` full-size spectrograms.
+float32. Frames are processed in blocks: ``P`` (F, T, J) is held whole, but
+the STFT is recomputed from the audio, and the projections ``V`` (F, T, M)
+and every ``(F, T, M)`` temporary exist one block at a time (``V`` is cached
+across iterations only while it fits :data:`V_CACHE_BYTES`). The images are
+built one object at a time, so the output never needs ``J`` full-size
+spectrograms.
+
+Long recordings: the location gains ``Q`` are the only parameters shared by
+all frames, and given ``Q`` each frame's PSDs are fitted from that frame
+alone (σ(f, t, ·) depends only on P(f, t, ·)). So on a recording longer than
+``fit_seconds`` the model is fitted on evenly spread stretches of it, and then,
+block by block over the whole file, each block's PSDs are fitted with ``Q``
+held (:func:`refit_psd`, from a flat start, so a frame's result does not
+depend on how the frames are blocked) and turned into images at once:
+``P`` never exists at full length.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from demixstudio.audio.stft import AudioStft, OverlapAdd, StftConfig, stft_block
+from demixstudio.audio.stft import AudioStft, OverlapAdd, StftConfig, spread_frames, stft_block
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
@@ -434,6 +444,29 @@ def fit(X: "np.ndarray | AudioStft", *, nb_sources: int, pans: np.ndarray, delay
     return ProjetModel(psd=psd, gains=gains, kernel=kernel, proj=proj, pans=pans, delays=delays)
 
 
+def refit_psd(X: "np.ndarray | AudioStft", model: ProjetModel, t0: int, t1: int, *,
+              iterations: int, alpha: float = 1.0, cost: str = "cauchy") -> torch.Tensor:
+    """The PSDs of frames [t0, t1) fitted with the model's location gains held:
+    float32 (F, t1 − t0, J).
+
+    The start is flat (each frame's mean projected level shared evenly), so
+    with Q fixed every frame's result is independent of the others and of
+    the block boundaries.
+    """
+    kq = model.kernel @ model.gains  # (F', M, J)
+    j = kq.shape[-1]
+    dev = model.gains.device
+    v = _magnitude(_projections(_frames(X, t0, t1, dev), model.proj), alpha) + EPS
+    v2 = v * v
+    p = (v.mean(-1, keepdim=True) / (j * kq.mean())).expand(-1, -1, j).contiguous()
+    sig, tmp = torch.empty_like(v), torch.empty_like(v)
+    for _ in range(iterations):
+        _model(p, kq, out=sig).add_(EPS)
+        num, den = _ratio_terms(sig, v, v2, cost, tmp)
+        p = p * _back(num, kq) / (_back(den, kq) + EPS)
+    return p
+
+
 def _frames(X: "np.ndarray | AudioStft", t0: int, t1: int, device: torch.device) -> torch.Tensor:
     """Frames [t0, t1) of the mixture STFT as a complex64 tensor (2, F, b) on ``device``."""
     return torch.from_numpy(np.ascontiguousarray(stft_block(X, t0, t1), dtype=np.complex64)
@@ -445,22 +478,25 @@ def image_operators(model: ProjetModel) -> Tuple[torch.Tensor, torch.Tensor]:
     the projection matrix per frequency (F', 2, M), for :func:`image_block`."""
     kq = model.kernel @ model.gains
     # N⁺ N = I, so the images sum to the mixture.
-    pinv = torch.linalg.pinv(model.proj.to(torch.complex64).cpu()).to(model.psd.device)
+    pinv = torch.linalg.pinv(model.proj.to(torch.complex64).cpu()).to(model.gains.device)
     return kq, pinv
 
 
 def image_block(X: "np.ndarray | AudioStft", model: ProjetModel, sources: List[int], t0: int,
-                t1: int, operators: Tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+                t1: int, operators: Tuple[torch.Tensor, torch.Tensor],
+                psd_of: Optional[Callable[[int, int], torch.Tensor]] = None) -> np.ndarray:
     """STFTs of the stereo images of ``sources`` over frames [t0, t1): complex64
     (len(sources), 2, F, t1 − t0).
 
     Each projection is split with the α-Wiener gains and the image is
-    recovered through the pseudo-inverse of the projection matrix.
+    recovered through the pseudo-inverse of the projection matrix. The PSDs
+    are the model's, or ``psd_of(t0, t1)`` (F, b, J) when given (a long file's
+    blocks, see :func:`refit_psd`).
     """
     kq, pinv = operators
-    dev = model.psd.device
+    dev = model.gains.device
     c = _projections(_frames(X, t0, t1, dev), model.proj)
-    p = model.psd[:, t0:t1]
+    p = model.psd[:, t0:t1] if psd_of is None else psd_of(t0, t1)
     sigma = _model(p, kq) + EPS
     out = np.empty((len(sources), 2, X.shape[1], t1 - t0), dtype=np.complex64)
     for k, source in enumerate(sources):
@@ -470,7 +506,8 @@ def image_block(X: "np.ndarray | AudioStft", model: ProjetModel, sources: List[i
 
 
 def image_blocks(X: "np.ndarray | AudioStft", model: ProjetModel, sources: List[int], *,
-                 frames_per_block: Optional[int] = None):
+                 frames_per_block: Optional[int] = None,
+                 psd_of: Optional[Callable[[int, int], torch.Tensor]] = None):
     """Yields ``(t0, t1, Y)`` over the frames: Y = :func:`image_block` of that range."""
     nb_frames = X.shape[2]
     if frames_per_block is None:
@@ -478,7 +515,7 @@ def image_blocks(X: "np.ndarray | AudioStft", model: ProjetModel, sources: List[
     ops = image_operators(model)
     for t0 in range(0, nb_frames, frames_per_block):
         t1 = min(t0 + frames_per_block, nb_frames)
-        yield t0, t1, image_block(X, model, sources, t0, t1, ops)
+        yield t0, t1, image_block(X, model, sources, t0, t1, ops, psd_of)
 
 
 def image_stft(X: "np.ndarray | AudioStft", model: ProjetModel, source: int, *,
@@ -571,6 +608,12 @@ class Projet(Method):
             0, label="Window (samples)", min=0, max=65536,
             help="STFT window; 0 = about 93 ms (4096 at 44.1 kHz, as in the paper). "
                  "Must be even; the hop is a quarter of it.")
+        fit_seconds: float = param(
+            120.0, label="Fit on (s)", min=0.0, max=1e6,
+            help="On a longer recording the location gains are fitted on this many seconds "
+                 "of it (evenly spread stretches), then every block's spectra are fitted "
+                 "with them held; 0 = fit on the whole recording (the spectra of every "
+                 "frame are then held in memory at once).")
         postfilter: bool = param(
             False, label="Wiener post-filter",
             help="Refine the images with one pass of the multichannel Wiener filter.")
@@ -609,29 +652,43 @@ class Projet(Method):
         X = AudioStft(mix, cfg)
         init_pans = initial_pans(X, params.sources) if params.init == "histogram" else None
 
-        with ctx.stage(0.05, 0.9, "PROJET"):
-            model = fit(X, nb_sources=params.sources, pans=pans, delays=delays,
+        # A long recording: fit on stretches of it, then refit each block's PSDs.
+        fit_frames = int(params.fit_seconds * sr) // cfg.hop
+        psd_of = None
+        if 0 < fit_frames < X.shape[2]:
+            X_fit = spread_frames(mix, cfg, fit_frames)
+
+            def psd_of(t0: int, t1: int) -> torch.Tensor:
+                return refit_psd(X, model, t0, t1, iterations=params.iterations,
+                                 alpha=params.alpha, cost=params.cost)
+        else:
+            X_fit = X
+        with ctx.stage(0.05, 0.6 if psd_of else 0.9, "PROJET"):
+            model = fit(X_fit, nb_sources=params.sources, pans=pans, delays=delays,
                         proj_pans=proj_pans, proj_delays=proj_delays, n_fft=n_fft,
                         iterations=params.iterations, alpha=params.alpha, cost=params.cost,
                         init_pans=init_pans, seed=params.seed, device=device, ctx=ctx)
         dirs = model.directions()
         order = sorted(range(params.sources), key=lambda k: dirs[k])
 
+        if psd_of is not None:
+            # The stretches' PSDs are not needed any more.
+            model.psd = model.psd.new_empty((model.psd.shape[0], 0, model.psd.shape[2]))
         n = mix.shape[1]
-        with ctx.stage(0.9, 1.0, "building the source images"):
+        with ctx.stage(0.6 if psd_of else 0.9, 1.0, "building the source images"):
             if params.postfilter:
                 from demixstudio.separation.mwf import wiener_waveforms
 
                 ops = image_operators(model)
 
                 def initial(t0: int, t1: int) -> np.ndarray:
-                    return image_block(X, model, order, t0, t1, ops)
+                    return image_block(X, model, order, t0, t1, ops, psd_of)
 
                 waves = wiener_waveforms(X, initial, params.sources, length=n, cfg=cfg,
                                          iterations=1, device=device, ctx=ctx)
             else:
                 olas = [OverlapAdd(2, n, cfg, frames=X.shape[2]) for _ in order]
-                for t0, _t1, y in image_blocks(X, model, order):
+                for t0, _t1, y in image_blocks(X, model, order, psd_of=psd_of):
                     ctx.progress(t0, X.shape[2], "source images")
                     for ola, image in zip(olas, y):
                         ola.add_spectrum(t0, image)
