@@ -44,9 +44,11 @@ recording it runs on ``fit_seconds`` of it: that many seconds taken as
 evenly spread stretches. The demixing matrices are time-invariant (the
 sources and microphones are assumed not to move, as the whole method does),
 so a few minutes estimate 2×2 or 3×3 matrices per frequency as well as an
-hour would. They are then applied to the whole recording a block of frames
-at a time, from an STFT recomputed from the samples, into an overlap-add per
-source: only the images themselves are full length.
+hour would, provided every source sounds somewhere in the stretches (one
+silent in all of them is not separated). They are then applied to the
+whole recording a block of frames at a time, from an STFT recomputed from
+the samples, into an overlap-add per source: only the images themselves are
+full length.
 """
 
 from __future__ import annotations
@@ -355,8 +357,8 @@ class Ilrma(Method):
             120.0, label="Fit on (s)", min=0.0, max=1e6,
             help="On a longer recording the demixing matrices are estimated on this many "
                  "seconds of it (evenly spread stretches; they do not change with time), "
-                 "then applied to all of it. 0 = fit on the whole recording (memory grows "
-                 "with its length).")
+                 "then applied to all of it. Every source must sound somewhere in those "
+                 "stretches. 0 = fit on the whole recording (memory grows with its length).")
 
     def separate(self, mix: np.ndarray, sr: int, params: "Ilrma.Params",
                  hints: Hints, ctx: JobContext) -> List[LayerProposal]:

@@ -611,9 +611,9 @@ class Projet(Method):
         fit_seconds: float = param(
             120.0, label="Fit on (s)", min=0.0, max=1e6,
             help="On a longer recording the location gains are fitted on this many seconds "
-                 "of it (evenly spread stretches), then every block's spectra are fitted "
-                 "with them held; 0 = fit on the whole recording (the spectra of every "
-                 "frame are then held in memory at once).")
+                 "of it (evenly spread stretches, in which every source must sound), then "
+                 "every block's spectra are fitted with them held; 0 = fit on the whole "
+                 "recording (the spectra of every frame are then held in memory at once).")
         postfilter: bool = param(
             False, label="Wiener post-filter",
             help="Refine the images with one pass of the multichannel Wiener filter.")
