@@ -291,6 +291,15 @@ def _ratio_terms(sigma: torch.Tensor, v: torch.Tensor, v2: torch.Tensor, cost: s
     return work, den
 
 
+def _psd_step(p: torch.Tensor, kq: torch.Tensor, v: torch.Tensor, v2: torch.Tensor, cost: str,
+              sig: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """One multiplicative update of the PSDs p (F, b, J) with KQ held; ``sig`` and
+    ``tmp`` are (F, b, M) work buffers."""
+    _model(p, kq, out=sig).add_(EPS)
+    num, den = _ratio_terms(sig, v, v2, cost, tmp)
+    return p * _back(num, kq) / (_back(den, kq) + EPS)
+
+
 def _gain_stats(kernel: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
     """Σ_f Σ_m K(f, m, l) S(f, m, j) as one GEMM: kernel (F', M, L), stats (F', M, J) -> (L, J).
 
@@ -424,9 +433,7 @@ def fit(X: "np.ndarray | AudioStft", *, nb_sources: int, pans: np.ndarray, delay
             sig, tmp = buffers(t1 - t0)
             p = psd[:, t0:t1]
             # P update with the current Q.
-            _model(p, kq, out=sig).add_(EPS)
-            num, den = _ratio_terms(sig, v, v2, cost, tmp)
-            p = p * _back(num, kq) / (_back(den, kq) + EPS)
+            p = _psd_step(p, kq, v, v2, cost, sig, tmp)
             psd[:, t0:t1] = p
             # Q statistics with the new P.
             _model(p, kq, out=sig).add_(EPS)
@@ -461,9 +468,7 @@ def refit_psd(X: "np.ndarray | AudioStft", model: ProjetModel, t0: int, t1: int,
     p = (v.mean(-1, keepdim=True) / (j * kq.mean())).expand(-1, -1, j).contiguous()
     sig, tmp = torch.empty_like(v), torch.empty_like(v)
     for _ in range(iterations):
-        _model(p, kq, out=sig).add_(EPS)
-        num, den = _ratio_terms(sig, v, v2, cost, tmp)
-        p = p * _back(num, kq) / (_back(den, kq) + EPS)
+        p = _psd_step(p, kq, v, v2, cost, sig, tmp)
     return p
 
 
