@@ -134,14 +134,16 @@ def l1_weight(sparsity: float, beta: float, mean_bin: float) -> float:
 
 
 def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
-                 p: EngineParams, ctx: JobContext, what: str, *, sparsity: float = 0.0
-                 ) -> dict[str, torch.Tensor]:
-    """One dictionary (bins, rank) per target, learned from its example recordings."""
+                 p: EngineParams, ctx: JobContext, what: str, *, sparsity: float = 0.0,
+                 magnitudes: dict[str, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+    """One dictionary (bins, rank) per target, learned from its example recordings
+    (or from their ``magnitudes`` (bins, frames), when the caller has them already)."""
     out = {}
     n = len(examples)
     for i, (target, hints) in enumerate(examples.items()):
         with ctx.stage(i / n, (i + 1) / n, f"learning {target!r}"):
-            V = spectra.example_magnitude(hints, sr, m.cfg, f"{what} for {target!r}")
+            V = (magnitudes[target] if magnitudes is not None
+                 else spectra.example_magnitude(hints, sr, m.cfg, f"{what} for {target!r}"))
             lam = l1_weight(sparsity, p.beta, float(V.mean()))
             out[target] = spectra.learn_dictionary(
                 V, rank, ctx, beta=p.beta, sparsity=lam, max_iter=max(p.max_iter, 100),
@@ -152,15 +154,17 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
 
 def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
                      p: EngineParams, ctx: JobContext, what: str, span: tuple[float, float], *,
-                     sparsity: float = 0.0) -> tuple[list[str], torch.Tensor, list[int]]:
-    """Dictionaries of every target with hints, side by side.
+                     sparsity: float = 0.0, magnitudes: dict[str, np.ndarray] | None = None
+                     ) -> tuple[list[str], torch.Tensor, list[int]]:
+    """Dictionaries of every target with hints, side by side (``magnitudes``: see
+    :func:`dictionaries`).
 
     Returns (targets, W float32 (bins, Σ ranks), rank of each target).
     """
     targets = [t for t, h in hints.items() if h]
     with ctx.stage(span[0], span[1], f"learning the {what}"):
         dicts = dictionaries({t: hints[t] for t in targets}, sr, m, rank, p, ctx, what,
-                             sparsity=sparsity)
+                             sparsity=sparsity, magnitudes=magnitudes)
     W = torch.cat([dicts[t] for t in targets], dim=1)
     return targets, W, [dicts[t].shape[1] for t in targets]
 

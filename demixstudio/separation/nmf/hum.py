@@ -80,15 +80,19 @@ class HumNMF(Method):
             raise ParameterError("nmf-hum needs a hummed, sung or whistled hint of at least one "
                                  "target (--hint hum:NAME=FILE)")
         m = common.open_mixture(self, mix, sr, params, ctx)
+        # The hints' magnitudes serve twice: for their dictionaries and in the joint fit.
+        hums = {t: spectra.example_magnitude(h, sr, m.cfg, f"hum for {t!r}")
+                for t, h in hints.hums.items() if h}
         targets, hinted, sizes = common.hinted_templates(
-            hints.hums, sr, m, params.components, params, ctx, "hum", (0.05, 0.3))
+            hints.hums, sr, m, params.components, params, ctx, "hum", (0.05, 0.3),
+            magnitudes=hums)
         kh = hinted.shape[1]
         # The target's components start from the hint (slightly perturbed, so that
         # none is an exact copy the data cannot move).
         jitter = engine.random_init((m.cfg.bins, kh), 1.0, params.seed + 3, m.device)
         free = common.free_templates(m, params.free_components, params.seed)
         W = torch.cat([hinted * jitter, free], dim=1)
-        extra = self._hint_blocks(hints, targets, sr, m, params) if params.hint_weight else []
+        extra = self._hint_blocks(hums, targets, m, params) if params.hint_weight else []
         fit_args = {}
         if params.prior_weight:
             prior = engine.WPrior(columns=range(kh), templates=hinted.clone(),
@@ -102,15 +106,16 @@ class HumNMF(Method):
         return common.proposals(self, masks, names, params, res)
 
     @staticmethod
-    def _hint_blocks(hints: Hints, targets: list[str], sr: int, m: common.Mixture,
+    def _hint_blocks(hums: dict[str, np.ndarray], targets: list[str], m: common.Mixture,
                      params: HumNMF.Params) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each target's hint as (V float32 (bins, B), multipliers (groups, bins, B))
-        blocks for the joint fit: scaled so that a frame weighs ``hint_weight`` times
-        an average frame of the mixture, its posterior confined to the target's group."""
+        """Each target's hint magnitude (bins, frames) as (V float32 (bins, B),
+        multipliers (groups, bins, B)) blocks for the joint fit: scaled so that a
+        frame weighs ``hint_weight`` times an average frame of the mixture, its
+        posterior confined to the target's group."""
         G = len(targets) + 1
         out = []
         for g, t in enumerate(targets):
-            V = spectra.example_magnitude(hints.hums[t], sr, m.cfg, f"hum for {t!r}")
+            V = hums[t]
             spectra.floor_magnitude(V)
             V *= params.hint_weight * m.mean_frame / max(float(V.sum(0).mean()), 1e-30)
             mult = torch.full((G, 1, 1), OUTSIDE, dtype=torch.float32, device=m.device)
