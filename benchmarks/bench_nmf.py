@@ -20,6 +20,7 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
 Prints SDR per source and case, the medians and the differences.
 
     .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair] [--seeds 0,1,2]
+        [--seconds 4]   (the same sources on shorter excerpts, as in the tests)
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0",
                     help="comma-separated seeds of every method's random start (nmf, the "
                          "dictionaries, paint, hum); figures are given per seed and averaged")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="cut every case's mixture to this many seconds (the tests use 4): "
+                         "the same sources on other, shorter excerpts")
     ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
                     help="instead: peak memory and time of repair on MINUTES of band-limited "
                          "stereo at 44.1 kHz (alone in its process, so the peak is its own)")
@@ -106,7 +110,7 @@ def main() -> None:
         long_repair(args.long, args.device)
         return
     only = set(args.only.split(","))
-    cases = nc.cases()
+    cases = nc.cases(seconds=args.seconds)
     seeds = [int(x) for x in args.seeds.split(",")]
     summary = {}
     for seed in seeds:
