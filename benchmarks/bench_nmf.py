@@ -20,7 +20,7 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
 Prints SDR per source and case, the medians and the differences.
 
     .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair] [--seeds 0,1,2]
-        [--seconds 4]   (the same sources on shorter excerpts, as in the tests)
+        [--seconds 4]   (only the first 4 s of each mixture, as in the tests)
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def main() -> None:
                     help="comma-separated seeds of every method's random start (nmf, the "
                          "dictionaries, paint, hum); figures are given per seed and averaged")
     ap.add_argument("--seconds", type=float, default=None,
-                    help="cut every case's mixture to this many seconds (the tests use 4): "
-                         "the same sources on other, shorter excerpts")
+                    help="keep only the first SECONDS of every case's mixture (the tests use 4): "
+                         "less of the mixture to learn from, the same examples")
     ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
                     help="instead: peak memory and time of repair on MINUTES of band-limited "
                          "stereo at 44.1 kHz (alone in its process, so the peak is its own)")
