@@ -223,9 +223,9 @@ class PaintNMF(Method):
             t0 += b
         share = E / E.sum(0, keepdim=True).clamp_min(1e-300)
         enrich = share[:, :G] / share[:, G:].clamp_min(1e-300)
-        rest = G - 1
-        if E[:, rest].sum() <= 0:  # an unpainted rest: "no more in the paint than anywhere"
-            enrich[:, rest] = 1.0
+        for g in range(G):
+            if E[:, g].sum() <= 0:  # a group without paint: "no more in the paint than anywhere"
+                enrich[:, g] = 1.0
         label = enrich.argmax(1).numpy()
         for g in range(G):  # a group nothing went to takes its most enriched component
             if not (label == g).any():
