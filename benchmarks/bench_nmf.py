@@ -3,7 +3,8 @@
 For each case of tests/nmf_cases.py (voice+bass, speech+speech, speech+noise,
 instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
 
-- ``nmf-supervised`` vs scikit-learn's NMF used the same way: a KL/MU
+- ``nmf-supervised`` (with its default discriminative reconstruction templates)
+  vs scikit-learn's NMF used the same way: a KL/MU
   dictionary of the same size learned from the same example per source
   (``NMF.fit``), then activations fitted to the mixture with the dictionaries
   held fixed (``non_negative_factorization(update_H=False)`` on the transposed
@@ -21,6 +22,7 @@ Prints SDR per source and case, the medians and the differences.
 
     .venv/bin/python benchmarks/bench_nmf.py [--only supervised,semi,paint,hum,repair] [--seeds 0,1,2]
         [--seconds 4]   (only the first 4 s of each mixture, as in the tests)
+        [--heldout]     (four mixtures of other recordings, never used for tuning)
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None,
                     help="keep only the first SECONDS of every case's mixture (the tests use 4): "
                          "less of the mixture to learn from, the same examples")
+    ap.add_argument("--heldout", action="store_true",
+                    help="run the held-out mixtures of tests/nmf_cases.py (other recordings, "
+                         "never used to tune a method) instead of the four usual ones")
     ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
                     help="instead: peak memory and time of repair on MINUTES of band-limited "
                          "stereo at 44.1 kHz (alone in its process, so the peak is its own)")
@@ -110,7 +115,7 @@ def main() -> None:
         long_repair(args.long, args.device)
         return
     only = set(args.only.split(","))
-    cases = nc.cases(seconds=args.seconds)
+    cases = nc.cases(seconds=args.seconds, heldout=args.heldout)
     seeds = [int(x) for x in args.seeds.split(",")]
     summary = {}
     for seed in seeds:
