@@ -177,7 +177,8 @@ def free_templates(m: Mixture, k: int, seed: int) -> torch.Tensor:
 
 def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,
                  ctx: JobContext, start: float, *,
-                 extra_blocks: Sequence[tuple[torch.Tensor, torch.Tensor]] = (), **fit_args
+                 extra_blocks: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+                 mask_templates: torch.Tensor | None = None, **fit_args
                  ) -> tuple[np.ndarray, engine.FitResult]:
     """Fit activations (and the free templates) to the mixture, then the groups' masks.
 
@@ -186,7 +187,9 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
     are (V float32 (bins, B), multipliers float32 (groups, bins, B)) pairs fitted
     together with the mixture but not masked: a hint's own spectrogram, whose
     posterior is confined to its target's group. Runs from ``start`` of the job
-    to its end. Returns (masks float32 (groups, 1, bins, frames), fit).
+    to its end. ``mask_templates`` (bins, K), if given, replace the fitted W in the
+    masks (discriminative reconstruction templates). Returns (masks float32
+    (groups, 1, bins, frames), fit).
     """
     groups = slices(sizes)
     V = list(m.V) + [v for v, _ in extra_blocks]
@@ -203,7 +206,8 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
     del V
     with ctx.stage(0.95, 1.0, "masks"):
         ctx.progress(0, 1, "masks")
-        masks = spectra.group_masks(W, H[:len(m.V)], groups, m.frames, power=p.mask_power,
+        masks = spectra.group_masks(W if mask_templates is None else mask_templates,
+                                    H[:len(m.V)], groups, m.frames, power=p.mask_power,
                                     penalties=mask_penalties)
     return masks, res
 

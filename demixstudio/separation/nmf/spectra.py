@@ -42,19 +42,21 @@ def floor_magnitude(V: np.ndarray) -> float:
     return eps
 
 
-def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str
-                      ) -> np.ndarray:
-    """The magnitudes of example recordings at the mixture's rate, concatenated in time."""
-    parts = []
+def example_signals(hints: Sequence[AudioHint], sr: int, what: str):
+    """Each example recording, checked, as float32 (channels, samples) at ``sr`` (a generator)."""
     for h in hints:
         a = np.asarray(h.audio, dtype=np.float32)
         if a.ndim == 1:
             a = a[None]
         if a.ndim != 2 or a.shape[1] == 0 or not np.isfinite(a).all():
             raise ParameterError(f"{what} {h.source or ''} must be finite audio (channels, samples)")
-        if h.sr != sr:
-            a = resample(a, int(h.sr), int(sr))
-        parts.append(magnitude(a, cfg))
+        yield a if h.sr == sr else resample(a, int(h.sr), int(sr))
+
+
+def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str
+                      ) -> np.ndarray:
+    """The magnitudes of example recordings at the mixture's rate, concatenated in time."""
+    parts = [magnitude(a, cfg) for a in example_signals(hints, sr, what)]
     if not parts:
         raise ParameterError(f"no {what} given")
     V = np.concatenate(parts, axis=1)

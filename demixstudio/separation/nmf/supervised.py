@@ -8,6 +8,11 @@ is the soft mask of its target's part of the model.
 
 With W fixed the frames are independent problems, so long inputs are
 processed block by block exactly.
+
+By default the masks are built from *discriminative* reconstruction templates
+(Weninger, Le Roux, Hershey & Watanabe 2014; see ``discriminative.py``):
+learned on a mixture of the examples themselves, they rebuild each source
+from the activations a mixture gives, cross-talk included.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, param
-from demixstudio.separation.nmf import common
+from demixstudio.separation.nmf import common, discriminative
 from demixstudio.separation.registry import register
 
 
@@ -34,6 +39,8 @@ class SupervisedNMF(Method):
         "sounds from single-channel mixtures', ICA 2007, LNCS 4666:414–421.",
         "C. Févotte, J. Idier, 'Algorithms for nonnegative matrix factorization with the "
         "β-divergence', Neural Computation 23(9):2421–2456, 2011.",
+        "F. Weninger, J. Le Roux, J. R. Hershey, S. Watanabe, 'Discriminative NMF and its "
+        "application to single-channel source separation', Interspeech 2014.",
     )
 
     @dataclass(frozen=True)
@@ -55,6 +62,11 @@ class SupervisedNMF(Method):
                  "NMF with unit-L2 templates): sparser codes give templates more specific "
                  "to their source, which helps when the mixture sounds like the examples "
                  "(the same voice) and hurts when it holds other notes than they do.")
+        discriminative: bool = param(
+            True, label="Discriminative masks",
+            help="Build the masks from reconstruction templates trained on a mixture of the "
+                 "examples (discriminative NMF), which learn how the sources leak into each "
+                 "other's activations; off = the examples' own templates.")
 
     def separate(self, mix: np.ndarray, sr: int, params: SupervisedNMF.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
@@ -72,5 +84,14 @@ class SupervisedNMF(Method):
         targets, W, sizes = common.hinted_templates(
             hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4),
             sparsity=params.example_sparsity)
-        masks, res = common.fit_and_mask(m, W, sizes, params, ctx, 0.4, fixed_w=range(W.shape[1]))
+        recon = None
+        if params.discriminative:
+            with ctx.stage(0.4, 0.55, "discriminative templates"):
+                recon = discriminative.reconstruction_templates(
+                    W, sizes, [hints.examples[t] for t in targets], sr, m.cfg, ctx,
+                    beta=params.beta, seed=params.seed, names=targets)
+        masks, res = common.fit_and_mask(m, W, sizes, params, ctx,
+                                         0.55 if params.discriminative else 0.4,
+                                         fixed_w=range(W.shape[1]),
+                                         mask_templates=recon)
         return common.proposals(self, masks, [(t, t) for t in targets], params, res)

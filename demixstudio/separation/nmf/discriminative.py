@@ -1,0 +1,120 @@
+"""Discriminative reconstruction templates for supervised NMF (Weninger et al. 2014).
+
+Supervised NMF learns each source's templates on that source alone, but uses
+them on a mixture, where the activations they get are not the ones they were
+learned with: some of a source's energy is taken by the other sources'
+templates, some of theirs by its own. Discriminative NMF keeps the learned
+templates for *analysis* (the activations are fitted with them, as before)
+and learns a second set for *reconstruction*: the templates that, given the
+activations analysis finds on a mixture, rebuild each source best through
+the soft masks. The training mixture is made from the examples themselves
+(each source's example at equal RMS, summed), so nothing beyond the
+examples is needed.
+
+With ``Λ_s = W_s H_s`` the model of source s, ``Λ = Σ_s Λ_s`` and ``M`` the
+training mixture's magnitude, source s is rebuilt as ``Ŝ_s = M ⊙ Λ_s / Λ``.
+The reconstruction templates minimise ``Σ_s KL(S_s | Ŝ_s)`` with the
+activations held fixed; its gradient with respect to ``Λ_s`` is
+``(Σ_j S_j) / Λ − S_s / Λ_s``, which gives the multiplicative update
+
+    W_s ← W_s ⊙ [(S_s / Λ_s) H_sᵀ] / [((Σ_j S_j) / Λ) H_sᵀ].
+
+Measured with ``benchmarks/bench_nmf.py`` (three seeds, seven-second cases),
+the median SDR of ``nmf-supervised`` goes from 8.06 to 8.18 dB on the four
+cases the methods were shaped on. On four held-out mixtures of other
+recordings it goes from 5.77 to 6.31 dB. The per-case gains are uneven:
+voice and bass gain 0.5–2 dB; in speech in noise the noise layer (and, on the
+held-out mixture, the speech too) loses up to 0.7 dB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from demixstudio.audio.stft import StftConfig
+from demixstudio.errors import ParameterError
+from demixstudio.jobs.context import JobContext
+from demixstudio.separation.base import AudioHint
+from demixstudio.separation.nmf import engine, spectra
+
+#: Multiplicative updates of the reconstruction templates.
+ITERATIONS = 100
+#: The training mixture is at most this long (seconds): enough frames for the
+#: templates' statistics, a bounded cost whatever the examples' length.
+MAX_SECONDS = 120.0
+
+
+def example_audio(hints: Sequence[AudioHint], sr: int, what: str, limit: int) -> np.ndarray:
+    """The example recordings of one source, mono at ``sr``, concatenated and cut to
+    ``limit`` samples: float32 (1, n)."""
+    parts, n = [], 0
+    for a in spectra.example_signals(hints, sr, what):
+        parts.append(a.mean(axis=0, keepdims=True)[:, :limit - n])
+        n += parts[-1].shape[1]
+        if n >= limit:
+            break
+    return np.concatenate(parts, axis=1)
+
+
+def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
+                             examples: Sequence[Sequence[AudioHint]], sr: int,
+                             cfg: StftConfig, ctx: JobContext, *, beta: float = 1.0,
+                             seed: int = 0, names: Sequence[str] = ()) -> torch.Tensor | None:
+    """Reconstruction templates float32 (bins, Σ sizes) for the analysis templates ``W``,
+    or None when the shortest example is under one STFT frame (nothing to train on:
+    the caller keeps ``W``).
+
+    ``W`` holds each source's templates side by side (``sizes`` of them, in the
+    order of ``examples``, one list of example recordings per source). The
+    training mixture is the sources' examples, each scaled to unit RMS, summed
+    over the length of the shortest. The analysis activations of that mixture
+    are fitted with ``W`` held fixed (β-divergence ``beta``); then the
+    reconstruction templates, starting from ``W``, take :data:`ITERATIONS`
+    discriminative updates (see the module's docstring).
+    """
+    limit = int(MAX_SECONDS * sr)
+    audio = [example_audio(ex, sr, f"example of {n!r}" if n else "example", limit)
+             for ex, n in zip(examples, list(names) or [""] * len(examples))]
+    length = min(a.shape[1] for a in audio)
+    if length < cfg.n_fft:
+        return None
+    sources = []
+    for a in audio:
+        a = a[:, :length]
+        rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+        if rms <= 0:
+            raise ParameterError("an example is silent")
+        sources.append(a / rms)
+    device = W.device
+    M = spectra.magnitude(sum(sources), cfg)
+    spectra.floor_magnitude(M)
+    S = [torch.as_tensor(spectra.magnitude(a, cfg), device=device).clamp_min_(1e-12)
+         for a in sources]
+    Mb = [torch.as_tensor(M, device=device)]
+    del M, sources, audio
+    H = spectra.init_activations(Mb, W.shape[1], seed)
+    with ctx.stage(0.0, 0.5, "analysing the examples' mixture"):
+        engine.fit(Mb, W.clone(), H, ctx, beta=beta, fixed_w=range(W.shape[1]),
+                   message="analysing the examples' mixture")
+    H = H[0]
+    cols = []
+    a = 0
+    for k in sizes:
+        cols.append(slice(a, a + k))
+        a += k
+    total = sum(S)
+    Wr = [W[:, sl].clone() for sl in cols]
+    Hs = [H[sl] for sl in cols]
+    with ctx.stage(0.5, 1.0, "reconstruction templates"):
+        for it in range(ITERATIONS):
+            ctx.progress(it, ITERATIONS, "reconstruction templates")
+            for s in range(len(Wr)):
+                parts = [w @ h for w, h in zip(Wr, Hs)]
+                model = torch.stack(parts).sum(0).clamp_min_(engine.EPS)
+                num = (S[s] / parts[s].clamp_min(engine.EPS)) @ Hs[s].t()
+                den = (total / model) @ Hs[s].t()
+                Wr[s].mul_(num / den.clamp_min(engine.EPS))
+    return torch.cat(Wr, dim=1)
