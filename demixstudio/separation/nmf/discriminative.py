@@ -108,13 +108,14 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
     total = sum(S)
     Wr = [W[:, sl].clone() for sl in cols]
     Hs = [H[sl] for sl in cols]
+    parts = [w @ h for w, h in zip(Wr, Hs)]
     with ctx.stage(0.5, 1.0, "reconstruction templates"):
         for it in range(ITERATIONS):
             ctx.progress(it, ITERATIONS, "reconstruction templates")
-            for s in range(len(Wr)):
-                parts = [w @ h for w, h in zip(Wr, Hs)]
+            for s in range(len(Wr)):  # one source at a time, each with the others' latest
                 model = torch.stack(parts).sum(0).clamp_min_(engine.EPS)
                 num = (S[s] / parts[s].clamp_min(engine.EPS)) @ Hs[s].t()
                 den = (total / model) @ Hs[s].t()
                 Wr[s].mul_(num / den.clamp_min(engine.EPS))
+                parts[s] = Wr[s] @ Hs[s]
     return torch.cat(Wr, dim=1)
