@@ -38,7 +38,7 @@ from demixstudio.audio.stft import StftConfig
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import AudioHint
-from demixstudio.separation.nmf import engine, spectra
+from demixstudio.separation.nmf import common, engine, spectra
 
 #: Multiplicative updates of the reconstruction templates.
 ITERATIONS = 100
@@ -73,7 +73,8 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
     over the length of the shortest. The analysis activations of that mixture
     are fitted with ``W`` held fixed (β-divergence ``beta``); then the
     reconstruction templates, starting from ``W``, take :data:`ITERATIONS`
-    discriminative updates (see the module's docstring).
+    discriminative updates (see the module's docstring; the rebuild is measured
+    by KL whatever ``beta``, as magnitudes that the masks share out).
     """
     limit = int(MAX_SECONDS * sr)
     audio = [example_audio(ex, sr, f"example of {n!r}" if n else "example", limit)
@@ -100,11 +101,7 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
         engine.fit(Mb, W.clone(), H, ctx, beta=beta, fixed_w=range(W.shape[1]),
                    message="analysing the examples' mixture")
     H = H[0]
-    cols = []
-    a = 0
-    for k in sizes:
-        cols.append(slice(a, a + k))
-        a += k
+    cols = common.slices(sizes)
     total = sum(S)
     Wr = [W[:, sl].clone() for sl in cols]
     Hs = [H[sl] for sl in cols]
