@@ -151,3 +151,33 @@ def test_bad_proposals():
     with pytest.raises(ParameterError, match="waveform of shape"):
         s.apply_proposals([LayerProposal("x", "m", {}, waveform=mix[:, :10])])
     assert [x.name for x in s.layers] == ["residual"]
+
+
+def test_every_method_refuses_silence_and_a_silent_layer_loses_nothing():
+    """A silent input (an empty recording, a layer of zeros) is a clear error for
+    every method, not NaN layers; re-separating a silent layer leaves the session
+    as it was."""
+    from demixstudio.jobs.context import NullContext
+    from demixstudio.separation import AudioHint, Hints, PaintHint, available, get_method
+
+    sr = 16000
+    noise = np.random.default_rng(0).standard_normal((2, sr)).astype(np.float32)
+    hints = Hints(examples={"a": [AudioHint(noise[:1], sr)], "b": [AudioHint(noise[1:], sr)]},
+                  hums={"a": [AudioHint(noise[:1], sr)]},
+                  paint={"a": PaintHint(rects=((0.1, 0.5, 100.0, 2000.0, 1.0),))})
+    silence = np.zeros((2, sr), np.float32)
+    for name in available():
+        m = get_method(name)
+        with pytest.raises(ParameterError, match="silent"):
+            m.check_input(silence)
+        if name != "dnn":  # its model store is checked first; the session path covers it
+            with pytest.raises(ParameterError, match="silent"):
+                m.separate(silence, sr, m.Params(), hints, NullContext())
+    mix, _ = _real_mix()
+    s = Session(mix, 44100)
+    s.apply_proposals([LayerProposal("x", "m", {}, waveform=mix),
+                       LayerProposal("empty", "m", {}, waveform=np.zeros_like(mix))])
+    with pytest.raises(ParameterError, match="silent"):
+        s.run_method("nmf", on="empty")
+    assert [x.name for x in s.layers] == ["x", "empty", "residual"]
+

@@ -332,10 +332,31 @@ class Method(abc.ABC):
         """Separate ``mix`` float32 (channels, samples) at ``sr`` Hz into proposals."""
 
     def check_input(self, mix: np.ndarray) -> None:
-        """Raise ``ParameterError`` if the method cannot take this many channels."""
+        """Raise ``ParameterError`` if the method cannot take this many channels, or
+        if ``mix`` (channels, samples) is silent (every sample zero: a method's
+        scale would be zero and its masks undefined; run on a muted layer or an
+        empty recording, this says so instead of making NaN layers)."""
         c = mix.shape[0]
         if c < self.min_channels or (self.max_channels is not None and c > self.max_channels):
             want = (f"{self.min_channels}" if self.max_channels == self.min_channels
                     else f"at least {self.min_channels}" if self.max_channels is None
                     else f"{self.min_channels} to {self.max_channels}")
             raise ParameterError(f"method {self.name!r} takes {want} channels; the input has {c}")
+        if mix.ndim == 2 and mix.shape[1] > 0 and is_silent(mix):
+            raise ParameterError("the input is silent: every channel is zero, nothing to separate")
+
+
+#: Samples per channel looked at a time by :func:`is_silent`.
+SILENCE_SCAN = 1 << 18
+
+
+def is_silent(mix: np.ndarray) -> bool:
+    """True if every sample of ``mix`` (channels, samples) is zero.
+
+    Scans a stretch at a time and stops at the first sound, so real audio
+    answers at once and an hour of silence needs no full-size temporary.
+    """
+    for t0 in range(0, mix.shape[1], SILENCE_SCAN):
+        if np.any(mix[:, t0:t0 + SILENCE_SCAN]):
+            return False
+    return True

@@ -49,7 +49,8 @@ def example_signals(hints: Sequence[AudioHint], sr: int, what: str):
         if a.ndim == 1:
             a = a[None]
         if a.ndim != 2 or a.shape[1] == 0 or not np.isfinite(a).all():
-            raise ParameterError(f"{what} {h.source or ''} must be finite audio (channels, samples)")
+            raise ParameterError(" ".join(filter(None, [what, h.source]))
+                                 + " must be finite audio (channels, samples)")
         yield a if h.sr == sr else resample(a, int(h.sr), int(sr))
 
 
