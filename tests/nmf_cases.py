@@ -131,6 +131,45 @@ def apply_masks(case: Case, masks) -> np.ndarray:
     return np.stack(out)
 
 
+def _tiles(case: Case, tile_s: float, tile_bands: int):
+    """The sources' power spectrograms [(bins, frames)] and the STFT grid cut into
+    tiles (``tile_s`` long, ``tile_bands`` equal bands), each as (index, rect)."""
+    from demixstudio.audio.stft import StftConfig, stft
+
+    cfg = StftConfig.for_rate(case.sr)
+    P = [np.abs(stft(s, cfg)[0]) ** 2 for s in case.sources]
+    times = cfg.frame_times(case.mix.shape[1], case.sr)
+    freqs = cfg.bin_freqs(case.sr)
+    tf = max(1, int(round(tile_s * case.sr / cfg.hop)))
+    fb = max(1, freqs.size // tile_bands)
+    tiles = []
+    for t0 in range(0, times.size, tf):
+        for f0 in range(0, freqs.size, fb):
+            t1 = min(times.size, t0 + tf) - 1
+            f1 = min(freqs.size, f0 + fb) - 1
+            tiles.append((np.s_[f0:f0 + fb, t0:t0 + tf],
+                          (float(times[t0]), float(times[t1]), float(freqs[f0]),
+                           float(freqs[f1]), 1.0)))
+    return P, tiles
+
+
+def _take(candidates, total: float, cover: float, limit: int | None = None):
+    """A PaintHint of the candidates' rectangles ((rank, amount, rect), lowest rank
+    first) until their amounts reach ``cover`` of ``total`` (or ``limit`` of them);
+    returns (PaintHint, fraction covered)."""
+    from demixstudio.separation import PaintHint
+
+    candidates.sort(key=lambda c: c[0])
+    covered = 0.0
+    rects = []
+    for _, amount, rect in candidates[:limit]:
+        if covered >= cover * total:
+            break
+        rects.append(rect)
+        covered += amount
+    return PaintHint(rects=tuple(rects)), covered / max(total, 1e-30)
+
+
 def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: float = 6.0,
                     tile_s: float = 0.25, tile_bands: int = 16, seed: int = 0):
     """A coarse simulated painting of source ``target``: rectangles (a PaintHint).
@@ -141,38 +180,39 @@ def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: f
     are taken, best first, until they cover ``cover`` of all the bins where
     the target dominates. Returns (PaintHint, fraction covered).
     """
-    from demixstudio.audio.stft import StftConfig, stft
-    from demixstudio.separation import PaintHint
-
-    cfg = StftConfig.for_rate(case.sr)
-    P = [np.abs(stft(s, cfg)[0]) ** 2 for s in case.sources]
+    P, tiles = _tiles(case, tile_s, tile_bands)
     mine, other = P[target], P[1 - target]
     dom = mine > other * 10 ** (margin_db / 10)
     loud = (mine + other) > (mine + other).max() * 1e-6
     dom &= loud
-    times = cfg.frame_times(case.mix.shape[1], case.sr)
-    freqs = cfg.bin_freqs(case.sr)
-    tf = max(1, int(round(tile_s * case.sr / cfg.hop)))
-    fb = max(1, freqs.size // tile_bands)
-    tiles = []
-    for t0 in range(0, times.size, tf):
-        for f0 in range(0, freqs.size, fb):
-            d = dom[f0:f0 + fb, t0:t0 + tf]
-            ld = loud[f0:f0 + fb, t0:t0 + tf]
-            if ld.sum() == 0 or d.sum() == 0:
-                continue
-            purity = d.sum() / ld.sum()
-            if purity >= 0.6:
-                tiles.append((purity, int(d.sum()), t0, f0))
-    tiles.sort(key=lambda x: (-x[0], -x[1]))
-    total = dom.sum()
-    covered = 0
-    rects = []
-    for purity, nd, t0, f0 in tiles:
-        if covered >= cover * total:
-            break
-        t1 = min(times.size, t0 + tf) - 1
-        f1 = min(freqs.size, f0 + fb) - 1
-        rects.append((float(times[t0]), float(times[t1]), float(freqs[f0]), float(freqs[f1]), 1.0))
-        covered += nd
-    return PaintHint(rects=tuple(rects)), covered / max(total, 1)
+    candidates = []
+    for idx, rect in tiles:
+        nd, nl = int(dom[idx].sum()), int(loud[idx].sum())
+        if nd and nd / nl >= 0.6:
+            candidates.append(((-nd / nl, -nd), nd, rect))
+    return _take(candidates, float(dom.sum()), cover)
+
+
+def correction_paint(case: Case, masks, target: int, *, cover: float = 0.3,
+                     max_rects: int = 20, tile_s: float = 0.25, tile_bands: int = 16):
+    """A simulated round of corrections on layer ``target`` after a separation:
+    rectangles (a PaintHint, to give as ``not:NAME``) over what that layer holds
+    but should not.
+
+    ``masks`` are the layers' masks (or proposals), in the sources' order. With
+    the same tiles as :func:`dominance_paint`, a tile is a candidate when the
+    other source's energy in the layer there exceeds the target's own (the
+    user hears or sees the wrong source in it); tiles are taken, worst first,
+    until they hold ``cover`` of the layer's wrong energy or there are
+    ``max_rects`` of them (a round of corrections is a few strokes). Returns
+    (PaintHint, fraction of the wrong energy covered).
+    """
+    P, tiles = _tiles(case, tile_s, tile_bands)
+    m = np.asarray(getattr(masks[target], "mask", masks[target]))[0]
+    right, wrong = m ** 2 * P[target], m ** 2 * P[1 - target]
+    candidates = []
+    for idx, rect in tiles:
+        w = float(wrong[idx].sum())
+        if w > float(right[idx].sum()):
+            candidates.append((-w, w, rect))
+    return _take(candidates, float(wrong.sum()), cover, max_rects)

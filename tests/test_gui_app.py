@@ -215,25 +215,43 @@ def test_paint_a_rectangle_extract_it_undo_redo_and_play_it(qtbot, win, mixture_
 
 
 def test_rerun_with_paint_refines_the_selected_layer(qtbot, win, mixture_file):
+    """The refinement loop: separate by paint, paint what a layer should not hold
+    (its menu's "Paint what does not belong here"), press Re-run with paint: the
+    run's layers are replaced, keep their names and mix settings, and the
+    vetoed energy has left the layer."""
     path, mix, _ = mixture_file
     open_by_drop(qtbot, win, path)
-    separate(qtbot, win, "hpss")
     s = win.session
-    layer = s.layers[0]
-    win.layer_panel.select_layer(layer.id)
-    assert win.method_panel.rerun_button.isEnabled()
+    win.new_paint_target("voice")
     win.view.paint_rect_seconds(0.5, 1.5, 100.0, 1000.0)
+    separate(qtbot, win, "nmf-paint", max_iter=40)
+    voice = s.layer("voice")
+    assert [x.name for x in s.layers] == ["voice", "rest", "residual"]
+    s.set("rest", gain_db=-6.0)
+    win.layer_panel.select_layer(voice.id)
+    assert win.method_panel.rerun_button.isEnabled()
+    item = win.layer_panel.list.item(0)
+    menu = win.layer_panel.build_context_menu(item)
+    act = next(a for a in menu.actions() if a.text() == "Paint what does not belong here")
+    act.trigger()
+    assert win.current_target() == "not:voice"
+    win.view.paint_rect_seconds(2.0, 3.0, 0.0, 4000.0)
+    old_ids = [x.id for x in s.layers]
     with qtbot.waitSignal(win.jobApplied, timeout=JOB_MS):
         qtbot.mouseClick(win.method_panel.rerun_button, Qt.MouseButton.LeftButton)
     assert not win.errors, win.errors
-    names = [x.name for x in s.layers]
-    assert layer.id not in [x.id for x in s.layers]
-    children = [x for x in s.layers if x.provenance and x.provenance.input == layer.name]
-    assert len(children) >= 2, names
-    assert all(x.provenance.method == "hpss" for x in children)
+    assert [x.name for x in s.layers] == ["voice", "rest", "residual"]
+    assert voice.id not in [x.id for x in s.layers]
+    assert s.layer("rest").gain_db == -6.0
+    new = s.layer("voice")
+    assert new.provenance.method == "nmf-paint" and new.provenance.target == "voice"
+    times = s.stft.frame_times(s.samples, s.sr)
+    sel = (times >= 2.05) & (times <= 2.95)
+    freqs = s.stft.bin_freqs(s.sr)
+    assert new.mask[0][np.ix_(freqs < 3900, sel)].mean() < 0.05
     assert s.balance_error() < 1e-4
     win.act_undo.trigger()
-    assert s.layers[0].id == layer.id
+    assert [x.id for x in s.layers] == old_ids
 
 
 def test_keyboard_shortcuts(qtbot, win, mixture_file):

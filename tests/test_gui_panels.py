@@ -234,8 +234,8 @@ def test_method_panel_requests_runs_with_hints(qtbot, separated, tmp_path):
     assert method == "decorrelation" and on == s.layers[0].id
     assert hints.examples["voice"][0].audio.shape == (1, SR)
     assert hints.time_ranges["voice"] == [(0.5, 1.5)]
-    # Re-run takes the layer's own method and parameters.
-    with qtbot.waitSignal(panel.runRequested) as sig:
+    # Re-run repeats the layer's own run: its method and parameters.
+    with qtbot.waitSignal(panel.rerunRequested) as sig:
         panel.request_rerun()
     assert sig.args[0] == "ica" and sig.args[3] == s.layers[0].id
     assert sig.args[1] == get_method("ica").Params()

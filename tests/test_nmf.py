@@ -291,3 +291,40 @@ def test_bad_hints_are_refused(cases):
         _run("nmf-paint", case, Hints(paint={"x": nc.dominance_paint(case, 0)[0]}), beta=2.0)
     with pytest.raises(ParameterError, match="example"):
         _run("repair", case, Hints())
+
+
+def test_refining_a_paint_run_moves_the_corrected_energy(cases):
+    """The refinement loop on real audio: after nmf-paint, one round of simulated
+    corrections (``not:NAME`` rectangles over what each layer holds of the other
+    source) and Session.rerun replace the run's layers; they keep their mix
+    names and settings, the vetoed energy leaves the layer, and the separation improves
+    (measured on cello+sax: 11.0 / 8.2 -> 15.9 / 14.4 dB)."""
+    case = cases["instrument+instrument"]
+    a = case.names[0]
+    p0, _ = nc.dominance_paint(case, 0)
+    p1, _ = nc.dominance_paint(case, 1)
+    paint = {a: p0, "rest": p1}
+    s = Session(case.mix, case.sr)
+    m = get_method("nmf-paint")
+    first = s.run_method("nmf-paint", make_params(m.Params, {"max_iter": 100}),
+                         Hints(paint=dict(paint)))
+    s.set("rest", gain_db=-6.0, mute=True)
+    s.set(a, name="lead")  # a rename stays; the paint still names the method's target
+    before = nc.sdr(case, nc.apply_masks(case, [x.mask for x in first]))
+    veto, _ = nc.correction_paint(case, [x.mask for x in first], 0)
+    veto_rest, _ = nc.correction_paint(case, [x.mask for x in first], 1)
+    paint.update({f"not:{a}": veto, "not:rest": veto_rest})
+    new = s.rerun("lead", Hints(paint=paint))
+    assert [x.name for x in s.layers] == ["lead", "rest", "residual"]
+    assert not {x.id for x in first} & {x.id for x in new}
+    rest = s.layer("rest")
+    assert rest.gain_db == -6.0 and rest.mute and rest.colour == first[1].colour
+    assert new[0].provenance.target == a and new[1].provenance.target is None
+    after = nc.sdr(case, nc.apply_masks(case, [x.mask for x in new]))
+    assert after.mean() > before.mean() + 2.0, (before, after)
+    cfg = StftConfig.for_rate(case.sr)
+    w = veto.on_grid(cfg.frame_times(case.mix.shape[1], case.sr), cfg.bin_freqs(case.sr))
+    assert (new[0].mask[0] * w).sum() / w.sum() < 0.05
+    assert s.balance_error() < 1e-4
+    s.undo()
+    assert [x.id for x in s.layers[:2]] == [x.id for x in first]

@@ -181,3 +181,42 @@ def test_every_method_refuses_silence_and_a_silent_layer_loses_nothing():
         s.run_method("nmf", on="empty")
     assert [x.name for x in s.layers] == ["x", "empty", "residual"]
 
+
+def test_rerun_of_a_split_layer_and_of_a_carved_residual():
+    """Session.rerun repeats a run on what it was made from: a layer that run
+    replaced (rebuilt as the sum of the run's masks, so the new masks are exact
+    products again) or the residual (what it holds now plus the run's layers);
+    layers outside the run are left alone and the books stay balanced."""
+    from demixstudio.separation import Hints, PaintHint, get_method, make_params
+    from demixstudio.session.layer import Provenance
+
+    mix, _ = _real_mix()
+    mix = mix[:, : 3 * 44100].copy()
+    s = Session(mix, 44100)
+    paint = {"low": PaintHint(rects=((0.2, 2.5, 40.0, 300.0, 1.0),)),
+             "rest": PaintHint(rects=((0.2, 2.5, 2000.0, 8000.0, 1.0),))}
+    fast = make_params(get_method("nmf-paint").Params, {"max_iter": 30})
+    s.run_method("hpss")
+    harmonic = s.layers[0]
+    children = s.run_method("nmf-paint", fast, Hints(paint=paint), on=harmonic)
+    names = [x.name for x in s.layers]
+    assert [x.provenance.input for x in children] == [harmonic.name] * 2
+    paint["not:low"] = PaintHint(rects=((1.0, 2.0, 0.0, 20000.0, 1.0),))
+    new = s.rerun(children[0], Hints(paint=paint))
+    assert [x.name for x in s.layers] == names
+    np.testing.assert_allclose(sum(x.mask for x in new), harmonic.mask, atol=1e-4)
+    assert s.balance_error() <= 1e-4
+    # On the residual: a waveform layer keeps half the mixture, the run carves the rest.
+    s2 = Session(mix, 44100)
+    s2.apply_proposals([LayerProposal("half", "m", {}, waveform=mix * 0.5)])
+    carved = s2.run_method("nmf-paint", fast, Hints(paint=paint), on=s2.residual)
+    assert all(x.provenance.input == "residual" for x in carved)
+    new = s2.rerun(carved[1], Hints(paint={k: v for k, v in paint.items() if k != "not:low"}))
+    assert [x.name for x in s2.layers] == ["half", "low", "rest", "residual"]
+    np.testing.assert_allclose(sum(s2.layer_audio(x) for x in new), mix * 0.5, atol=1e-4)
+    assert np.abs(s2.layer_audio(s2.residual)).max() < 1e-3
+    assert s2.balance_error() <= 1e-4
+    with pytest.raises(ParameterError, match="no run"):
+        s2.rerun(s2.residual)
+    p = new[0].provenance
+    assert p.target == "low" and Provenance.from_dict(p.as_dict()) == p

@@ -215,6 +215,7 @@ class LayerPanel(QWidget):
     -------
     layerSelected(id or None) : the layer to show (None = the mixture)
     reseparateRequested(id, method) : the context menu's "Re-separate with"
+    paintNotRequested(target) : "Paint what does not belong here": paint ``not:TARGET``
     exportRequested(list of ids) : the context menu's "Export…"
     previewSettings(id, dict) : a setting being dragged (not yet committed)
     error(str) : a one-line reason when an edit was refused
@@ -223,6 +224,7 @@ class LayerPanel(QWidget):
     layerSelected = Signal(object)
     rowsReady = Signal()
     reseparateRequested = Signal(str, str)
+    paintNotRequested = Signal(str)
     exportRequested = Signal(list)
     previewSettings = Signal(str, dict)
     error = Signal(str)
@@ -488,6 +490,13 @@ class LayerPanel(QWidget):
             act.triggered.connect(lambda _c=False, n=name: self.reseparateRequested.emit(lid, n))
             sub.addAction(act)
         sub.setEnabled(bool(self.methods))
+        prov = layer.provenance
+        target = (prov.target if prov is not None and prov.target else layer.name)
+        veto = menu.addAction("Paint what does not belong here",
+                              lambda: self.paintNotRequested.emit(target))
+        veto.setToolTip(f"Paint target not:{target}: strokes over energy that should leave this "
+                        f"layer; then Re-run with paint moves it to the run's other layers")
+        veto.setEnabled(not layer.is_residual and prov is not None)
         menu.addAction("Export…", lambda: self.exportRequested.emit(
             self.selected_layer_ids() or [lid]))
         kind = analysis_kind(layer)

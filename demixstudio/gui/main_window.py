@@ -352,6 +352,8 @@ class MainWindow(QMainWindow):
         lp.previewSettings.connect(tr.preview)
         lp.error.connect(lambda reason: self.show_error("Layer", reason, ""))
         mp.runRequested.connect(self.run_method)
+        mp.rerunRequested.connect(self.rerun_layer)
+        lp.paintNotRequested.connect(lambda target: self.new_paint_target(f"not:{target}"))
         mp.recordRequested.connect(self.record_hum)
         mp.error.connect(lambda reason: self.show_error("Method", reason, ""))
         mp.methodChanged.connect(self.prefs.set_default_method)
@@ -739,6 +741,35 @@ class MainWindow(QMainWindow):
             return new
         where = "the mixture" if layer is None else f"“{layer.name}”"
         return self._start(f"{name} on {where}", work, apply)
+
+    def rerun_layer(self, name: str, params: Any, hints: Optional[Hints], layer_id: str) -> bool:
+        """Repeat the run that made a layer with ``hints`` in the background; its
+        layers are replaced in one undoable step (:meth:`Session.rerun`)."""
+        session = self.session
+        if session is None:
+            return False
+        try:
+            run = session.run_of(layer_id)
+        except ParameterError as exc:
+            self.show_error("Re-run", str(exc), "")
+            return False
+        method = get_method(name)
+        hints = hints or Hints()
+        others = list(session.layers)
+
+        def work(ctx):
+            parent, audio = session.rerun_input(
+                run, audio_of=lambda x: input_audio_for(session, x, others))
+            method.check_input(audio)
+            return parent, audio, method.separate(audio, session.sr, params, hints, ctx)
+
+        def apply(result):
+            parent, audio, proposals = result
+            new = session.apply_rerun(run, parent, audio, proposals)
+            self.statusBar().showMessage(
+                f"{name}: {len(run)} layer{'s' if len(run) != 1 else ''} refined", 5000)
+            return new
+        return self._start(f"{name}: refining {', '.join(x.name for x in run)}", work, apply)
 
     def reseparate(self, layer_id: str, method: str) -> None:
         """The layer menu's "Re-separate with": the panel's form for that method, on the layer."""

@@ -31,6 +31,7 @@ from demixstudio.audio.io import load_audio
 from demixstudio.errors import DemixError, ParameterError
 from demixstudio.separation.base import AudioHint, Hints, ParamSpec, make_params, param_specs
 from demixstudio.separation.registry import available, get_method
+from demixstudio.session.session import provenance_params
 
 INT_LIMIT = 2 ** 31 - 1
 FLOAT_LIMIT = 1e12
@@ -215,11 +216,14 @@ class MethodPanel(QWidget):
     Signals
     -------
     runRequested(method, params, hints, on) : ``on`` is a layer id or None (the mixture)
+    rerunRequested(method, params, hints, layer) : repeat the run that made ``layer``
+        with the current hints (the refinement loop)
     recordRequested(target) : the user asked to record an example from the microphone
     methodChanged(name)
     """
 
     runRequested = Signal(str, object, object, object)
+    rerunRequested = Signal(str, object, object, str)
     recordRequested = Signal(str)
     methodChanged = Signal(str)
     error = Signal(str)
@@ -312,8 +316,9 @@ class MethodPanel(QWidget):
         self.run_button.clicked.connect(self.request_run)
         outer.addWidget(self.run_button)
         self.rerun_button = QPushButton("Re-run with paint")
-        self.rerun_button.setToolTip("Run the method that made the selected layer again on that "
-                                     "layer, guided by what is painted (the refinement loop)")
+        self.rerun_button.setToolTip("Repeat the run that made the selected layer, with what is "
+                                     "painted now, replacing that run's layers (the refinement "
+                                     "loop: paint not:NAME over what a layer should not hold)")
         self.rerun_button.clicked.connect(self.request_rerun)
         outer.addWidget(self.rerun_button)
 
@@ -531,24 +536,17 @@ class MethodPanel(QWidget):
                                self.run_on.currentData())
 
     def request_rerun(self) -> None:
-        """Re-run the selected layer's method (with its parameters) on it, with the paint."""
+        """Repeat the run that made the selected layer (its method and parameters) on
+        what that run was made from, with the current paint: the run's layers are
+        replaced (the refinement loop)."""
         if self.session is None or self.selected_layer is None:
             return
         layer = self.session.layer(self.selected_layer)
-        prov = layer.provenance
-        name = prov.method if prov is not None and prov.method in available() \
-            else self.method_name()
-        m = get_method(name)
         try:
-            if prov is not None and prov.method == name:
-                known = {s.name for s in param_specs(m.Params)}
-                params = make_params(m.Params, values={k: v for k, v in prov.params.items()
-                                                       if k in known})
-            elif name == self.method_name():
-                params = self.params()
-            else:
-                params = m.Params()
+            prov = self.session.run_of(layer)[0].provenance
+            params = provenance_params(get_method(prov.method), prov)
         except ParameterError as exc:
-            self.error.emit(str(exc))
+            self.error.emit(f"{exc} (use Separate with “Run on” this layer instead)")
             return
-        self.runRequested.emit(name, params, self.hints(), layer.id)
+        name = prov.method
+        self.rerunRequested.emit(name, params, self.hints(), layer.id)

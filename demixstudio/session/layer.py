@@ -27,19 +27,27 @@ class Provenance:
     params: Dict[str, Any] = field(default_factory=dict)
     input: str = "mixture"  # "mixture" or the name of the layer it was separated from
     hints: Dict[str, Any] = field(default_factory=dict)  # a JSON-ready summary
+    # The hint target the layer answers (LayerProposal.target), if any: it stays the
+    # method's name for the source when the user renames the layer, so paint such as
+    # "not:TARGET" made on the layer still reaches the method.
+    target: Optional[str] = None
     # What the method reported beside the layer (its LayerProposal.extra: a DUET
     # histogram, an ADRess azimugram, iteration counts). Kept for the editor to show
     # while the session is open; not written to project files (it can be recomputed).
     analysis: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"method": self.method, "params": self.params, "input": self.input,
-                "hints": self.hints}
+        d = {"method": self.method, "params": self.params, "input": self.input,
+             "hints": self.hints}
+        if self.target is not None:
+            d["target"] = self.target
+        return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Provenance":
         return cls(method=str(d["method"]), params=dict(d.get("params", {})),
-                   input=str(d.get("input", "mixture")), hints=dict(d.get("hints", {})))
+                   input=str(d.get("input", "mixture")), hints=dict(d.get("hints", {})),
+                   target=None if d.get("target") is None else str(d["target"]))
 
     def describe(self) -> str:
         ps = ", ".join(f"{k}={v}" for k, v in self.params.items())

@@ -312,7 +312,7 @@ class Session:
             used.add(colour)
             prov = Provenance(p.method, dict(p.params),
                               input="mixture" if parent is None else parent.name,
-                              analysis=dict(p.extra or {}))
+                              target=p.target, analysis=dict(p.extra or {}))
             new.append(Layer(name, colour=colour, provenance=prov,
                              **self._content_for(p, parent, base_audio)))
         if parent is None:
@@ -328,6 +328,119 @@ class Session:
                                         index=len(self._layers) if parent is not None
                                         and parent.is_residual else None))
         return new
+
+    # -- the refinement loop ------------------------------------------------------
+    def run_of(self, layer: Layer | str) -> List[Layer]:
+        """The layers one run of a method made together with ``layer`` (itself
+        included, in the session's order): the same method, parameters and input."""
+        from demixstudio.separation.registry import available
+
+        layer = layer if isinstance(layer, Layer) else self.layer(layer)
+        p = layer.provenance
+        if layer.is_residual or p is None or p.method not in available():
+            how = "" if p is None or layer.is_residual else f" (it was made by {p.method!r})"
+            raise ParameterError(f"layer {layer.name!r} was not made by a separation method"
+                                 f"{how}; there is no run to repeat")
+        return [x for x in self._layers if x.provenance is not None
+                and (x.provenance.method, x.provenance.params, x.provenance.input)
+                == (p.method, p.params, p.input)]
+
+    def rerun_input(self, run: Sequence[Layer],
+                    audio_of: Optional[Callable[[Layer], np.ndarray]] = None
+                    ) -> tuple[Optional[Layer], np.ndarray]:
+        """What ``run`` (see :meth:`run_of`) was made from: (parent, audio float32
+        (channels, samples)).
+
+        parent None: the run was on the mixture. Otherwise the input layer has
+        been replaced by the run, and since a run's layers add up to its input, a
+        stand-in is rebuilt from them (named like the input): the sum of their
+        masks when all are masks (so new masks stay exact products), else of their
+        audio; a run on the residual also takes back what the residual holds now.
+        ``audio_of`` renders a layer at unity (default :meth:`layer_audio`; a
+        worker thread passes one that leaves the session's cache alone).
+        """
+        audio_of = audio_of or self.layer_audio
+        source = run[0].provenance.input
+        if source == "mixture":
+            return None, self.mixture
+        on_residual = source == self._residual.name
+        if not on_residual and all(x.mask is not None for x in run):
+            mask = run[0].mask.copy() if len(run) == 1 else np.sum(
+                np.broadcast_arrays(*[x.mask for x in run]), axis=0, dtype=np.float32)
+            parent = Layer(source, mask=mask)
+            return parent, apply_mask(self.mixture, mask, self.stft)
+        audio = np.zeros_like(self.mixture)
+        for x in list(run) + ([self._residual] if on_residual else []):
+            audio += audio_of(x)
+        return Layer(source, waveform=audio), audio
+
+    def apply_rerun(self, run: Sequence[Layer], parent: Optional[Layer],
+                    base_audio: np.ndarray, proposals: Sequence[LayerProposal]) -> List[Layer]:
+        """Put ``proposals`` in place of ``run``'s layers, as one undoable step.
+
+        ``parent`` and ``base_audio`` come from :meth:`rerun_input`. A new layer
+        that answers the same target as one of the run's (or, for layers without
+        a target, has its name) takes that layer's place in the mix: its name (a
+        rename is kept), colour, gain, pan, mute and solo. A refinement changes
+        what is in a layer, not how it is mixed.
+        """
+        if not proposals:
+            raise ParameterError("the method proposed no layers")
+        source = run[0].provenance.input
+        ids = {x.id for x in run}
+        keep = [x for x in self.layers if x.id not in ids]
+        taken_names = {x.name for x in keep}
+        unclaimed = list(run)
+        used = {x.colour for x in keep if not x.is_residual}
+        used |= {x.colour for x in run}
+        new: List[Layer] = []
+        for p in proposals:
+            name = p.name
+            if source not in ("mixture", self._residual.name) and p.target is None:
+                name = f"{source}: {p.name}"
+            before = next((x for x in unclaimed if p.target is not None
+                           and x.provenance.target == p.target), None) or next(
+                (x for x in unclaimed if x.provenance.target is None and x.name == name), None)
+            if before is not None:
+                unclaimed.remove(before)
+                name = before.name
+            name = _unique(name, taken_names)
+            taken_names.add(name)
+            colour = before.colour if before is not None else next(
+                (c for c in PALETTE if c not in used), PALETTE[len(new) % len(PALETTE)])
+            used.add(colour)
+            prov = Provenance(p.method, dict(p.params), input=source, target=p.target,
+                              analysis=dict(p.extra or {}))
+            layer = Layer(name, colour=colour, provenance=prov,
+                          **self._content_for(p, parent, base_audio))
+            if before is not None:
+                for k in ("gain_db", "pan", "mute", "solo"):
+                    setattr(layer, k, getattr(before, k))
+            new.append(layer)
+        self.history.push(ReplaceLayers([x.id for x in run], new,
+                                        label=f"refine with {proposals[0].method}"))
+        return new
+
+    def rerun(self, layer: Layer | str, hints: Optional[Hints] = None, params: Any = None,
+              ctx: Optional[JobContext] = None) -> List[Layer]:
+        """Repeat the run that made ``layer`` with new ``hints`` (the refinement loop).
+
+        The same method, with the run's parameters unless ``params`` are given,
+        on what the run was made from (:meth:`rerun_input`); the new layers
+        replace every layer of that run (:meth:`apply_rerun`). This is how paint
+        made after a separation refines it: paint ``not:TARGET`` over what a
+        layer should not hold and rerun it, and that energy moves to the run's
+        other layers.
+        """
+        from demixstudio.separation.registry import get_method
+
+        run = self.run_of(layer)
+        m = get_method(run[0].provenance.method)
+        params = params if params is not None else provenance_params(m, run[0].provenance)
+        parent, audio = self.rerun_input(run)
+        m.check_input(audio)
+        proposals = m.separate(audio, self.sr, params, hints or Hints(), ctx or NullContext())
+        return self.apply_rerun(run, parent, audio, proposals)
 
     def _content_for(self, p: LayerProposal, parent: Optional[Layer],
                      base_audio: np.ndarray) -> Dict[str, np.ndarray]:
@@ -360,3 +473,12 @@ def _unique(name: str, taken: set) -> str:
     while f"{name} {i}" in taken:
         i += 1
     return f"{name} {i}"
+
+
+def provenance_params(method: Any, prov: Provenance) -> Any:
+    """``method``'s Params rebuilt from a layer's provenance (values it no longer
+    declares are dropped, new ones take their defaults)."""
+    from demixstudio.separation.base import make_params, param_specs
+
+    known = {spec.name for spec in param_specs(method.Params)}
+    return make_params(method.Params, values={k: v for k, v in prov.params.items() if k in known})
