@@ -302,19 +302,13 @@ class Session:
             keep = [x for x in self.layers if x.id != parent.id]
         taken_names = {x.name for x in keep}
         used = {x.colour for x in keep if not x.is_residual}
+        source = "mixture" if parent is None else parent.name
         for p in proposals:
-            name = p.name
-            if parent is not None and not parent.is_residual and p.target is None:
-                name = f"{parent.name}: {p.name}"
-            name = _unique(name, taken_names)
+            name = _unique(self._proposal_name(p, source), taken_names)
             taken_names.add(name)
-            colour = next((c for c in PALETTE if c not in used), PALETTE[len(new) % len(PALETTE)])
+            colour = _free_colour(used, len(new))
             used.add(colour)
-            prov = Provenance(p.method, dict(p.params),
-                              input="mixture" if parent is None else parent.name,
-                              target=p.target, analysis=dict(p.extra or {}))
-            new.append(Layer(name, colour=colour, provenance=prov,
-                             **self._content_for(p, parent, base_audio)))
+            new.append(self._proposal_layer(p, name, colour, source, parent, base_audio))
         if parent is None:
             remove = [x.id for x in self._layers]
             label = f"separate with {proposals[0].method}" if proposals else "separate"
@@ -395,9 +389,7 @@ class Session:
         used |= {x.colour for x in run}
         new: List[Layer] = []
         for p in proposals:
-            name = p.name
-            if source not in ("mixture", self._residual.name) and p.target is None:
-                name = f"{source}: {p.name}"
+            name = self._proposal_name(p, source)
             before = next((x for x in unclaimed if p.target is not None
                            and x.provenance.target == p.target), None) or next(
                 (x for x in unclaimed if x.provenance.target is None and x.name == name), None)
@@ -406,13 +398,9 @@ class Session:
                 name = before.name
             name = _unique(name, taken_names)
             taken_names.add(name)
-            colour = before.colour if before is not None else next(
-                (c for c in PALETTE if c not in used), PALETTE[len(new) % len(PALETTE)])
+            colour = before.colour if before is not None else _free_colour(used, len(new))
             used.add(colour)
-            prov = Provenance(p.method, dict(p.params), input=source, target=p.target,
-                              analysis=dict(p.extra or {}))
-            layer = Layer(name, colour=colour, provenance=prov,
-                          **self._content_for(p, parent, base_audio))
+            layer = self._proposal_layer(p, name, colour, source, parent, base_audio)
             if before is not None:
                 for k in ("gain_db", "pan", "mute", "solo"):
                     setattr(layer, k, getattr(before, k))
@@ -442,6 +430,21 @@ class Session:
         proposals = m.separate(audio, self.sr, params, hints or Hints(), ctx or NullContext())
         return self.apply_rerun(run, parent, audio, proposals)
 
+    def _proposal_name(self, p: LayerProposal, source: str) -> str:
+        """A proposal's layer name on ``source`` (the input's name): what a method
+        made of a layer is named after that layer, unless it answers a target."""
+        if p.target is not None or source in ("mixture", self._residual.name):
+            return p.name
+        return f"{source}: {p.name}"
+
+    def _proposal_layer(self, p: LayerProposal, name: str, colour: str, source: str,
+                        parent: Optional[Layer], base_audio: np.ndarray) -> Layer:
+        """The layer for proposal ``p`` made from ``source`` (its provenance's input)."""
+        prov = Provenance(p.method, dict(p.params), input=source, target=p.target,
+                          analysis=dict(p.extra or {}))
+        return Layer(name, colour=colour, provenance=prov,
+                     **self._content_for(p, parent, base_audio))
+
     def _content_for(self, p: LayerProposal, parent: Optional[Layer],
                      base_audio: np.ndarray) -> Dict[str, np.ndarray]:
         c, n = base_audio.shape
@@ -464,6 +467,11 @@ class Session:
             # so the result stays exact and editable.
             return {"mask": (parent.mask * mask).astype(np.float32)}
         return {"waveform": apply_mask(base_audio, mask, self.stft)}
+
+
+def _free_colour(used: set, n: int) -> str:
+    """The first palette colour not in ``used`` (the n-th in turn when all are)."""
+    return next((c for c in PALETTE if c not in used), PALETTE[n % len(PALETTE)])
 
 
 def _unique(name: str, taken: set) -> str:
