@@ -376,7 +376,6 @@ class Ilrma(Method):
                     f"n_fft={params.n_fft} must be a multiple of 4 and at least 16 (or 0)")
             cfg = StftConfig(n_fft=params.n_fft, hop=params.n_fft // 4)
         device = resolve_device(params.device)
-        n = mix.shape[1]
         with ctx.stage(0.0, 0.05, "STFT"):
             ctx.progress(0, 1, "STFT")
             X = spread_frames(mix, cfg, int(params.fit_seconds * sr) // cfg.hop,
