@@ -281,6 +281,8 @@ def test_repair_fills_a_time_frequency_gap():
 
 
 def test_bad_hints_are_refused(cases):
+    from demixstudio.separation import PaintHint
+
     case = cases["voice+bass"]
     one = Hints(examples={"vocals": [AudioHint(case.examples["vocals"], case.sr)]})
     with pytest.raises(ParameterError, match="at least two"):
@@ -291,6 +293,19 @@ def test_bad_hints_are_refused(cases):
         _run("nmf-paint", case, Hints(paint={"x": nc.dominance_paint(case, 0)[0]}), beta=2.0)
     with pytest.raises(ParameterError, match="example"):
         _run("repair", case, Hints())
+    # Paint that covers no bin of the input (outside it, or of zero weight) would
+    # leave plain NMF with arbitrary names; a NaN in a paint mask would make NaN layers.
+    late = case.mix.shape[1] / case.sr + 10.0
+    for rect in [(late, late + 1.0, 100.0, 900.0, 1.0), (0.0, 1.0, 100.0, 900.0, 0.0)]:
+        with pytest.raises(ParameterError, match="covers nothing"):
+            _run("nmf-paint", case, Hints(paint={"vocals": PaintHint(rects=(rect,))}))
+    nan = PaintHint(mask=np.full((3, 4), np.nan), times=np.arange(4.0),
+                    freqs=np.array([0.0, 1000.0, 2000.0]))
+    with pytest.raises(ParameterError, match="non-finite"):
+        _run("nmf-paint", case, Hints(paint={"vocals": nan}))
+    with pytest.raises(ParameterError, match="non-finite"):
+        _run("nmf-paint", case, Hints(paint={
+            "vocals": PaintHint(rects=((0.0, 1.0, 100.0, 900.0, float("nan")),))}))
 
 
 def test_refining_a_paint_run_moves_the_corrected_energy(cases):

@@ -215,6 +215,9 @@ class PaintHint:
             src_f = np.asarray(self.freqs, dtype=np.float64)
             src_t = np.asarray(self.times, dtype=np.float64)
             m = np.asarray(self.mask, dtype=np.float64)
+            if not np.isfinite(m).all():
+                # NaN would pass np.clip and turn every layer's mask into NaN.
+                raise ParameterError("paint mask holds non-finite values (NaN or inf)")
             if m.shape != (src_f.size, src_t.size):
                 raise ParameterError(
                     f"paint mask has shape {m.shape} but freqs×times is {(src_f.size, src_t.size)}")
@@ -230,6 +233,8 @@ class PaintHint:
                 out = interp(np.stack([ff.ravel(), tt.ravel()], 1)).reshape(ff.shape)
                 out = out.astype(np.float32)
         for t0, t1, f0, f1, s in self.rects:
+            if not np.isfinite([t0, t1, f0, f1, s]).all():
+                raise ParameterError(f"paint rectangle {(t0, t1, f0, f1, s)} holds non-finite values")
             sel_t = (times >= min(t0, t1)) & (times <= max(t0, t1))
             sel_f = (freqs >= min(f0, f1)) & (freqs <= max(f0, f1))
             block = out[np.ix_(sel_f, sel_t)]

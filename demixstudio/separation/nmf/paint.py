@@ -249,11 +249,13 @@ class PaintNMF(Method):
         index: dict[str, int] = {n: i for i, n in enumerate(names)}
         out = []
         t0 = 0
+        touched = False
         for Vb in m.V:
             b = Vb.shape[1]
             lam = np.zeros((G, freqs.size, b), dtype=np.float32)
             for name, hint in hints.paint.items():
                 w = hint.on_grid(times[t0:t0 + b], freqs)
+                touched = touched or bool(w.any())
                 if name.startswith(NOT):
                     lam[index[name[len(NOT):]]] += veto_strength * w
                 else:
@@ -270,4 +272,10 @@ class PaintNMF(Method):
             np.negative(lam, out=lam)
             np.exp(lam, out=lam)
             out.append(torch.as_tensor(lam).to(m.device))
+        if not touched:
+            # Without a single painted bin the fit is plain NMF and the layers' names
+            # would be arbitrary: say so rather than hand back unrelated layers.
+            raise ParameterError(
+                f"the paint covers nothing inside the input (0–{times[-1]:.2f} s, "
+                f"0–{freqs[-1]:.0f} Hz, with a non-zero weight): paint over the target first")
         return out
