@@ -131,9 +131,13 @@ def apply_masks(case: Case, masks) -> np.ndarray:
     return np.stack(out)
 
 
-def _tiles(case: Case, tile_s: float, tile_bands: int):
+def _tiles(case: Case, tile_s: float, tile_hz: float):
     """The sources' power spectrograms [(bins, frames)] and the STFT grid cut into
-    tiles (``tile_s`` long, ``tile_bands`` equal bands), each as (index, rect)."""
+    tiles (``tile_s`` long, ``tile_hz`` high), each as (index, rect).
+
+    The tiles' size is in seconds and hertz, not a fraction of the axis, so a
+    painting holds as much of a source at 44.1 kHz as at 16 kHz (at 16 kHz,
+    500 Hz is 1/16 of the axis)."""
     from demixstudio.audio.stft import StftConfig, stft
 
     cfg = StftConfig.for_rate(case.sr)
@@ -141,7 +145,7 @@ def _tiles(case: Case, tile_s: float, tile_bands: int):
     times = cfg.frame_times(case.mix.shape[1], case.sr)
     freqs = cfg.bin_freqs(case.sr)
     tf = max(1, int(round(tile_s * case.sr / cfg.hop)))
-    fb = max(1, freqs.size // tile_bands)
+    fb = max(1, int(round(tile_hz / (freqs[1] - freqs[0]))))
     tiles = []
     for t0 in range(0, times.size, tf):
         for f0 in range(0, freqs.size, fb):
@@ -171,16 +175,16 @@ def _take(candidates, total: float, cover: float, limit: int | None = None):
 
 
 def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: float = 6.0,
-                    tile_s: float = 0.25, tile_bands: int = 16, seed: int = 0):
+                    tile_s: float = 0.25, tile_hz: float = 500.0, seed: int = 0):
     """A coarse simulated painting of source ``target``: rectangles (a PaintHint).
 
-    The time–frequency plane is cut into tiles (``tile_s`` long, ``tile_bands``
-    equal bands); a tile is a candidate when most of its energy-bearing bins are
+    The time–frequency plane is cut into tiles (``tile_s`` long, ``tile_hz``
+    high); a tile is a candidate when most of its energy-bearing bins are
     ones where the target dominates the other source by ≥ ``margin_db``. Tiles
     are taken, best first, until they cover ``cover`` of all the bins where
     the target dominates. Returns (PaintHint, fraction covered).
     """
-    P, tiles = _tiles(case, tile_s, tile_bands)
+    P, tiles = _tiles(case, tile_s, tile_hz)
     mine, other = P[target], P[1 - target]
     dom = mine > other * 10 ** (margin_db / 10)
     loud = (mine + other) > (mine + other).max() * 1e-6
@@ -194,7 +198,7 @@ def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: f
 
 
 def correction_paint(case: Case, masks, target: int, *, cover: float = 0.3,
-                     max_rects: int = 20, tile_s: float = 0.25, tile_bands: int = 16):
+                     max_rects: int = 20, tile_s: float = 0.25, tile_hz: float = 500.0):
     """A simulated round of corrections on layer ``target`` after a separation:
     rectangles (a PaintHint, to give as ``not:NAME``) over what that layer holds
     but should not.
@@ -207,7 +211,7 @@ def correction_paint(case: Case, masks, target: int, *, cover: float = 0.3,
     ``max_rects`` of them (a round of corrections is a few strokes). Returns
     (PaintHint, fraction of the wrong energy covered).
     """
-    P, tiles = _tiles(case, tile_s, tile_bands)
+    P, tiles = _tiles(case, tile_s, tile_hz)
     m = np.asarray(getattr(masks[target], "mask", masks[target]))[0]
     right, wrong = m ** 2 * P[target], m ** 2 * P[1 - target]
     candidates = []
