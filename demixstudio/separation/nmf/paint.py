@@ -29,6 +29,11 @@ whose painted energy it is most enriched in (its share of that paint's
 energy over its share of all the energy; a group without paint of its own,
 such as an unpainted rest, counts as 1, "no more in the paint than
 anywhere"), and the constrained fit refines the groups from those templates.
+A component's energy is counted where it is the one explaining a bin (each
+bin's energy times the square of the component's posterior there), so a
+template does not collect the many bins it only brushes: with the plain
+posterior, a saxophone template took the cello's group from its small share
+of the cello's painted notes when its own notes were unpainted.
 That start is one local optimum among many (components that mix two
 sources go wholesale to one group). With ``restarts`` > 1 the whole
 start-and-fit is repeated from other seeds and the fit with the lowest
@@ -204,22 +209,29 @@ class PaintNMF(Method):
         index = {n: i for i, n in enumerate(names)}
         # 'not:' paint says only what a bin is not; it acts in the constrained fit.
         painted = [(index[n], h) for n, h in hints.paint.items() if not n.startswith(NOT)]
-        # E[k, g]: the energy component k explains under g's paint, Σ_ft paint_g V q(k|f,t);
-        # E[k, G]: in the whole mixture. The paint is read a block at a time.
+        # E[k, g]: the energy component k explains under g's paint, counted where k
+        # is the one explaining it: Σ_ft paint_g V q(k|f,t)², with q the posterior
+        # W_fk H_kt / Λ_ft. With q¹ a component would also collect the many bins it
+        # only brushes (a sax template's share of a cello note's overlapping
+        # harmonics) and be labelled by that leakage when its own notes are left
+        # unpainted. E[k, G]: the same over the whole mixture. The paint is read a
+        # block at a time. Σ_ft X V q² = Σ_t H_kt² Σ_f W_fk² (X V / Λ²)_ft.
         E = torch.zeros((K, G + 1), dtype=torch.float64)
-        Wt = W.t().contiguous()
+        W2t = (W * W).t().contiguous()
         t0 = 0
         for Vb, Hb in zip(m.V, H):
             b = Vb.shape[1]
-            R = Vb / (W @ Hb).clamp_min(engine.EPS)
-            E[:, G] += ((Wt @ R) * Hb).sum(1).double().cpu()
+            model = (W @ Hb).clamp_min(engine.EPS)
+            R = Vb / model / model
+            H2 = Hb * Hb
+            E[:, G] += ((W2t @ R) * H2).sum(1).double().cpu()
             paint = np.zeros((G, freqs.size, b), dtype=np.float32)
             for g, hint in painted:
                 np.maximum(paint[g], hint.on_grid(times[t0:t0 + b], freqs), out=paint[g])
             for g in range(G):
                 if paint[g].any():
                     Pg = torch.as_tensor(paint[g]).to(m.device)
-                    E[:, g] += ((Wt @ (R * Pg)) * Hb).sum(1).double().cpu()
+                    E[:, g] += ((W2t @ (R * Pg)) * H2).sum(1).double().cpu()
             t0 += b
         share = E / E.sum(0, keepdim=True).clamp_min(1e-300)
         enrich = share[:, :G] / share[:, G:].clamp_min(1e-300)
