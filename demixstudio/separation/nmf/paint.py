@@ -222,7 +222,7 @@ class PaintNMF(Method):
         for Vb, Hb in zip(m.V, H):
             b = Vb.shape[1]
             model = (W @ Hb).clamp_min(engine.EPS)
-            R = Vb / model / model
+            R = (Vb / model).div_(model)
             H2 = Hb * Hb
             E[:, G] += ((W2t @ R) * H2).sum(1).double().cpu()
             paint = np.zeros((G, freqs.size, b), dtype=np.float32)
