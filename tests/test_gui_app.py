@@ -214,11 +214,22 @@ def test_paint_a_rectangle_extract_it_undo_redo_and_play_it(qtbot, win, mixture_
     assert len(s.layers) == n + 1 and not s.paint.is_empty("voice")
 
 
-def test_rerun_with_paint_refines_the_selected_layer(qtbot, win, mixture_file):
+def test_rerun_with_paint_refines_the_selected_layer(qtbot, win, mixture_file, monkeypatch):
     """The refinement loop: separate by paint, paint what a layer should not hold
     (its menu's "Paint what does not belong here"), press Re-run with paint: the
-    run's layers are replaced, keep their names and mix settings, and the
-    vetoed energy has left the layer."""
+    run's layers are replaced, keep their names and mix settings, the
+    vetoed energy has left the layer, and the method was handed the run's model
+    to continue from (Hints.previous)."""
+    from demixstudio.separation.nmf.paint import PaintNMF
+
+    given = []
+    separate_once = PaintNMF.separate
+
+    def spy(self, mix, sr, params, hints, ctx):
+        given.append(hints.previous)
+        return separate_once(self, mix, sr, params, hints, ctx)
+
+    monkeypatch.setattr(PaintNMF, "separate", spy)
     path, mix, _ = mixture_file
     open_by_drop(qtbot, win, path)
     s = win.session
@@ -240,6 +251,7 @@ def test_rerun_with_paint_refines_the_selected_layer(qtbot, win, mixture_file):
     with qtbot.waitSignal(win.jobApplied, timeout=JOB_MS):
         qtbot.mouseClick(win.method_panel.rerun_button, Qt.MouseButton.LeftButton)
     assert not win.errors, win.errors
+    assert given[0] == {} and given[1] is voice.provenance.analysis["state"]
     assert [x.name for x in s.layers] == ["voice", "rest", "residual"]
     assert voice.id not in [x.id for x in s.layers]
     assert s.layer("rest").gain_db == -6.0

@@ -324,21 +324,82 @@ def test_bad_hints_are_refused(cases):
             "vocals": PaintHint(rects=((0.0, 1.0, 100.0, 900.0, float("nan")),))}))
 
 
+def test_a_paint_run_reports_its_model_and_a_rerun_uses_only_a_matching_one(cases):
+    """nmf-paint's layers carry its templates and groups (extra["state"]); given back
+    as Hints.previous (what Session.rerun does) the fit starts from them, and a state
+    that does not fit the run (another method, rate, set of layers, rank, or bad
+    numbers) is ignored: the result is then exactly a fresh run's."""
+    case = cases["instrument+instrument"]
+    a = case.names[0]
+    p0, _ = nc.dominance_paint(case, 0)
+    paint = {a: p0}
+    first = _run("nmf-paint", case, Hints(paint=paint), max_iter=100)
+    state = first[0].extra["state"]
+    assert first[1].extra["state"] is state
+    bins = StftConfig.for_rate(case.sr).bins
+    assert state["templates"].shape == (bins, 16) and sum(state["sizes"]) == 16
+    assert state["groups"] == [a, "rest"] and state["method"] == "nmf-paint"
+    fresh = np.stack([x.mask for x in _run("nmf-paint", case, Hints(paint=paint), max_iter=100)])
+    bad_w = state["templates"].copy()
+    bad_w[0, 0] = np.nan
+    for wrong in ({**state, "method": "nmf"}, {**state, "sr": 44100},
+                  {**state, "groups": ["other", "rest"]},
+                  {**state, "templates": state["templates"][:, :8], "sizes": [4, 4]},
+                  {**state, "templates": bad_w}):
+        got = _run("nmf-paint", case, Hints(paint=paint, previous=wrong), max_iter=100)
+        assert np.array_equal(np.stack([x.mask for x in got]), fresh)
+    # From its own templates the fit stays near the run it continues (measured: a mean
+    # mask change of 0.04, where another seed's run differs by 0.20).
+    again = _run("nmf-paint", case, Hints(paint=paint, previous=state), max_iter=100)
+    other = _run("nmf-paint", case, Hints(paint=paint), max_iter=100, seed=1)
+    diff = np.abs(np.stack([x.mask for x in again]) - fresh).mean()
+    spread = np.abs(np.stack([x.mask for x in other]) - fresh).mean()
+    assert 0 < diff < 0.5 * spread, (diff, spread)
+
+
+def _paint_in_session(case, **values):
+    """nmf-paint in a Session with the simulated painting of both sources:
+    (session, the run's layers, the paint {first source, "rest"})."""
+    p0, _ = nc.dominance_paint(case, 0)
+    p1, _ = nc.dominance_paint(case, 1)
+    paint = {case.names[0]: p0, "rest": p1}
+    s = Session(case.mix, case.sr)
+    m = get_method("nmf-paint")
+    first = s.run_method("nmf-paint", make_params(m.Params, values), Hints(paint=dict(paint)))
+    return s, first, paint
+
+
+def test_a_round_of_corrections_does_not_undo_a_good_separation():
+    """Session.rerun continues from the separation the corrections were made on
+    (ISSE's loop). Starting afresh, the constrained fit could land in another
+    optimum: on cello+sax (16 kHz, 4.2 s, seed 0) one round of corrections took
+    the layers from 15.6 / 13.6 dB to 10.4 / 6.3 dB; from the corrected run's
+    templates they stay at 16.1 / 13.0."""
+    case = nc.build(*nc.CASES[3])
+    a = case.names[0]
+    s, first, paint = _paint_in_session(case, seed=0)
+    before = nc.sdr(case, nc.apply_masks(case, [x.mask for x in first]))
+    masks = [x.mask for x in first]
+    paint.update({f"not:{a}": nc.correction_paint(case, masks, 0)[0],
+                  "not:rest": nc.correction_paint(case, masks, 1)[0]})
+    new = s.rerun(first[0], Hints(paint=paint))
+    after = nc.sdr(case, nc.apply_masks(case, [x.mask for x in new]))
+    assert before.min() > 10, before
+    assert after.mean() > before.mean() - 1.0 and after.min() > before.min() - 2.0, (before, after)
+    assert new[0].provenance.analysis["state"] is not first[0].provenance.analysis["state"]
+
+
 def test_refining_a_paint_run_moves_the_corrected_energy(cases):
     """The refinement loop on real audio: after nmf-paint, one round of simulated
     corrections (``not:NAME`` rectangles over what each layer holds of the other
     source) and Session.rerun replace the run's layers; they keep their mix
     names and settings, the vetoed energy leaves the layer, and the separation improves
-    (measured on cello+sax: 11.0 / 8.2 -> 15.9 / 14.4 dB)."""
+    (measured on cello+sax, 4 s, 100 iterations: 8.1 / 4.1 -> 9.9 / 6.3 dB; a rerun
+    from a new start instead of the corrected run's templates reached 11.3 / 6.5 here,
+    but can also undo a good run: see the test above)."""
     case = cases["instrument+instrument"]
     a = case.names[0]
-    p0, _ = nc.dominance_paint(case, 0)
-    p1, _ = nc.dominance_paint(case, 1)
-    paint = {a: p0, "rest": p1}
-    s = Session(case.mix, case.sr)
-    m = get_method("nmf-paint")
-    first = s.run_method("nmf-paint", make_params(m.Params, {"max_iter": 100}),
-                         Hints(paint=dict(paint)))
+    s, first, paint = _paint_in_session(case, max_iter=100)
     s.set("rest", gain_db=-6.0, mute=True)
     s.set(a, name="lead")  # a rename stays; the paint still names the method's target
     before = nc.sdr(case, nc.apply_masks(case, [x.mask for x in first]))
@@ -352,7 +413,7 @@ def test_refining_a_paint_run_moves_the_corrected_energy(cases):
     assert rest.gain_db == -6.0 and rest.mute and rest.colour == first[1].colour
     assert new[0].provenance.target == a and new[1].provenance.target is None
     after = nc.sdr(case, nc.apply_masks(case, [x.mask for x in new]))
-    assert after.mean() > before.mean() + 2.0, (before, after)
+    assert after.mean() > before.mean() + 1.5, (before, after)
     cfg = StftConfig.for_rate(case.sr)
     w = veto.on_grid(cfg.frame_times(case.mix.shape[1], case.sr), cfg.bin_freqs(case.sr))
     assert (new[0].mask[0] * w).sum() / w.sum() < 0.05

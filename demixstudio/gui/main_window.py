@@ -754,7 +754,7 @@ class MainWindow(QMainWindow):
             self.show_error("Re-run", str(exc), "")
             return False
         method = get_method(name)
-        hints = hints or Hints()
+        hints = session.refinement_hints(run, hints)
         others = list(session.layers)
 
         def work(ctx):

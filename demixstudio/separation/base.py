@@ -259,12 +259,18 @@ class Hints:
     examples : target -> clean example recordings of that target
     hums : target -> vocalized imitations (hummed, sung, whistled)
     time_ranges : target -> list of (t0_s, t1_s) where the target is active
+    previous : when a run is being refined, the model state its method reported
+        with its layers (``LayerProposal.extra["state"]``), so that the method can
+        continue from the separation the user corrected instead of starting over
+        (the session fills it in; a method ignores a state that is not its own
+        or does not fit the new run). Not a target.
     """
 
     paint: Dict[str, PaintHint] = field(default_factory=dict)
     examples: Dict[str, List[AudioHint]] = field(default_factory=dict)
     hums: Dict[str, List[AudioHint]] = field(default_factory=dict)
     time_ranges: Dict[str, List[Tuple[float, float]]] = field(default_factory=dict)
+    previous: Dict[str, Any] = field(default_factory=dict)
 
     def targets(self) -> List[str]:
         """Every hinted target name, in first-mention order."""

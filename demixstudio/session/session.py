@@ -8,6 +8,7 @@ heard in the residual rather than lost.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -368,6 +369,18 @@ class Session:
             audio += audio_of(x)
         return Layer(source, waveform=audio), audio
 
+    def refinement_hints(self, run: Sequence[Layer], hints: Optional[Hints] = None) -> Hints:
+        """``hints`` for a rerun of ``run``, with the model state its method reported
+        (``Hints.previous``, from the layers' ``extra["state"]``), so that the method
+        continues from the separation the corrections were made on. The state lives
+        only while the session is open (it is not written to project files): after a
+        reload a rerun starts afresh."""
+        hints = hints or Hints()
+        state = run[0].provenance.analysis.get("state") if run else None
+        if hints.previous or not state:
+            return hints
+        return dataclasses.replace(hints, previous=state)
+
     def apply_rerun(self, run: Sequence[Layer], parent: Optional[Layer],
                     base_audio: np.ndarray, proposals: Sequence[LayerProposal]) -> List[Layer]:
         """Put ``proposals`` in place of ``run``'s layers, as one undoable step.
@@ -427,7 +440,8 @@ class Session:
         params = params if params is not None else provenance_params(m, run[0].provenance)
         parent, audio = self.rerun_input(run)
         m.check_input(audio)
-        proposals = m.separate(audio, self.sr, params, hints or Hints(), ctx or NullContext())
+        proposals = m.separate(audio, self.sr, params, self.refinement_hints(run, hints),
+                               ctx or NullContext())
         return self.apply_rerun(run, parent, audio, proposals)
 
     def _proposal_name(self, p: LayerProposal, source: str) -> str:

@@ -219,9 +219,14 @@ def unconstrained(groups: int, Vb: torch.Tensor) -> torch.Tensor:
 
 
 def proposals(method: Method, masks: np.ndarray, names: Sequence[tuple[str, str | None]],
-              p: EngineParams, res: engine.FitResult) -> list[LayerProposal]:
-    """The layers of a fit: one mask proposal per group, with the fit's provenance."""
+              p: EngineParams, res: engine.FitResult, state: dict | None = None
+              ) -> list[LayerProposal]:
+    """The layers of a fit: one mask proposal per group, with the fit's provenance
+    (and ``state``, the model a refinement of the run can continue from: see
+    ``Hints.previous``)."""
     info = {"iterations": res.iterations, "converged": res.converged}
+    if state is not None:
+        info["state"] = state
     return mask_proposals(masks, names, method.name, params_to_dict(p), info)
 
 
