@@ -55,9 +55,9 @@ benchmark's sets (seeds 0–2, one round of simulated corrections) the median
 SDR after the round is 7.07 dB against 6.81 from a new start (four 7 s
 mixtures), 5.67 against 5.55 (first 4 s), 5.28 against 5.25 (held-out) and
 6.80 against 6.67 (44.1 kHz); keeping whichever of the two fits has the lower
-constrained objective was no better than the warm start alone. The rerun also skips the free
-factorisation, so it costs about half as much. A state that does not fit the
-new run (other layers, rank or rate) is ignored.
+constrained objective was no better than the warm start alone. The rerun also
+skips the free factorisation, so it costs about half as much. A state that does
+not fit the new run (other layers, rank or rate) is ignored.
 
 What was tried and left out: learning each group's templates first from its
 painted bins alone ("in-situ examples", weighted NMF on the paint) gives
