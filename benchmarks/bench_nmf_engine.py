@@ -7,10 +7,11 @@ three, 100 iterations each, the same number of CPU threads (``--threads``).
 Ours runs twice: the default alternating order (scikit-learn's path) and the
 joint EM order (three matrix products per iteration instead of four).
 Prints seconds per iteration, the speed ratios and the KL objective each
-reaches. With ``--long`` it measures instead the peak memory
-of ``nmf-supervised`` on 10 minutes of stereo (block processing).
+reaches. With ``--long MINUTES`` it measures instead the time and peak memory of
+``nmf``, ``nmf-paint``, ``nmf-supervised`` and ``nmf-hum`` (defaults) on MINUTES
+of stereo at 44.1 kHz, each alone in a fresh process (block processing).
 
-    .venv/bin/python benchmarks/bench_nmf_engine.py [--iters 100] [--device cpu] [--long]
+    .venv/bin/python benchmarks/bench_nmf_engine.py [--iters 100] [--device cpu] [--long MINUTES]
 """
 
 from __future__ import annotations
@@ -122,12 +123,16 @@ def main() -> None:
     ap.add_argument("--skip-sklearn", action="store_true")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
                     help="CPU threads for all three (torch and numpy's BLAS alike)")
-    ap.add_argument("--long", action="store_true",
-                    help="measure peak memory on 10 min stereo instead (alone in its process, "
-                         "so the peak is its own)")
+    ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
+                    help="instead: time and peak memory of the NMF methods on MINUTES of "
+                         "stereo, each alone in a fresh process (so each peak is its own)")
+    ap.add_argument("--long-child", choices=LONG_METHODS, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.long_child:
+        long_child(args.long_child, args.long, args.device)
+        return
     if args.long:
-        long_memory(args.device)
+        long_inputs(args.long, args.device)
         return
     torch.set_num_threads(args.threads)
     V = spectrogram()
@@ -164,32 +169,69 @@ def main() -> None:
     print(f"  joint EM order:         {dt_t / dt_j:.2f}x")
 
 
-def long_memory(device: str) -> None:
-    """Peak RSS of nmf-supervised on 10 minutes of stereo at 44.1 kHz."""
+LONG_METHODS = ("nmf", "nmf-paint", "nmf-supervised", "nmf-hum")
+
+
+def long_child(method: str, minutes: float, device: str) -> None:
+    """``method`` (defaults) on ``minutes`` of stereo at 44.1 kHz: vocals + bass of one
+    song, tiled to the length; prints time and memory.
+
+    The hints are what a user would give on a long file: 5 s examples (or a hum) of
+    each source, or a few painted regions.
+    """
     import resource
 
-    from demixstudio.separation import AudioHint, Hints, get_method, make_params
+    from demixstudio.separation import (
+        AudioHint,
+        Hints,
+        PaintHint,
+        get_method,
+        make_params,
+    )
 
-    rng = np.random.default_rng(1)
-    voc, _ = load_audio(AUDIO / "bearlin_roads/vocals.wav", sr=44100)
-    bass, _ = load_audio(AUDIO / "bearlin_roads/bass.wav", sr=44100)
-    n = 600 * 44100
-    reps = -(-n // voc.shape[1])
-    mix = np.tile(voc + bass, (1, reps))[:, :n].astype(np.float32)
-    mix += 1e-4 * rng.standard_normal(mix.shape).astype(np.float32)
-    hints = Hints(examples={"vocals": [AudioHint(voc[:, : 5 * 44100], 44100)],
-                            "bass": [AudioHint(bass[:, : 5 * 44100], 44100)]})
-    m = get_method("nmf-supervised")
-    p = make_params(m.Params, {"device": device})
+    sr = 44100
+    voc, _ = load_audio(AUDIO / "bearlin_roads/vocals.wav", sr=sr)
+    bass, _ = load_audio(AUDIO / "bearlin_roads/bass.wav", sr=sr)
+    n = int(minutes * 60 * sr)
+    mix = np.empty((voc.shape[0], n), dtype=np.float32)
+    song = (voc + bass).astype(np.float32)
+    for a in range(0, n, song.shape[1]):  # tiled in place: no full-size temporary
+        mix[:, a:a + song.shape[1]] = song[:, :n - a]
+    ex = {"vocals": [AudioHint(voc[:, : 5 * sr], sr)], "bass": [AudioHint(bass[:, : 5 * sr], sr)]}
+    hints = {
+        "nmf": Hints(),
+        "nmf-supervised": Hints(examples=ex),
+        "nmf-hum": Hints(hums={"vocals": ex["vocals"]}),
+        # A few strokes: over the voice's harmonics in two places, under the bass in one.
+        "nmf-paint": Hints(paint={
+            "vocals": PaintHint(rects=((8.0, 14.0, 500.0, 3000.0, 1.0),
+                                       (60.0, 66.0, 500.0, 3000.0, 1.0))),
+            "rest": PaintHint(rects=((8.0, 14.0, 30.0, 150.0, 1.0),))}),
+    }[method]
+    m = get_method(method)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open("/proc/self/status") as f:  # resident now (Linux), below the peak so far
+        now = next((int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS:")), base)
     t = time.perf_counter()
-    props = m.separate(mix, 44100, p, hints, NullContext())
+    props = m.separate(mix, sr, make_params(m.Params, {"device": device}), hints, NullContext())
     dt = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mix_mb = mix.nbytes / 2**20
     mask_mb = sum(p.mask.nbytes for p in props) / 2**20
-    print(f"10 min stereo: {dt:.1f} s, peak RSS {peak:.0f} MB (before: {base:.0f} MB; "
-          f"mixture {mix_mb:.0f} MB, returned masks {mask_mb:.0f} MB)")
+    print(f"{method:15s} {minutes:g} min stereo: {dt:6.1f} s, peak RSS {peak:6.0f} MB, "
+          f"{peak - now:5.0f} MB above the RSS at the call ({now:.0f} MB; input "
+          f"{mix.nbytes / 2**20:.0f} MB, returned masks {mask_mb:.0f} MB)", flush=True)
+
+
+def long_inputs(minutes: float, device: str) -> None:
+    """Each method alone in a fresh process, so each peak resident size is its own."""
+    import subprocess
+
+    for method in LONG_METHODS:
+        r = subprocess.run([sys.executable, __file__, "--long", str(minutes), "--device",
+                            device, "--long-child", method], capture_output=True, text=True,
+                           check=False)
+        print(r.stdout.strip() if r.returncode == 0
+              else f"{method}: failed (exit {r.returncode}): {r.stderr[-400:]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,42 @@ def test_magnitude_blocks_equal_the_whole_stft():
     np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-6 * whole.max())
 
 
+def test_the_mixture_loads_straight_into_floored_blocks_and_is_released_before_the_masks(
+        monkeypatch):
+    """``load_mixture``'s blocks are the whole-signal magnitude, floored, cut into
+    ``block_frames`` (no full-length array is made first); ``fit_and_mask`` drops
+    them once the fit is done (the masks need only W and H), so on a long input
+    the masks' stage holds one spectrogram less."""
+    from demixstudio.jobs.context import NullContext
+    from demixstudio.separation import make_params
+    from demixstudio.separation.nmf import common
+    from demixstudio.separation.nmf.semisupervised import SemiSupervisedNMF
+
+    x, sr = load_audio(shared("speech_librispeech/198-209-0000.wav"))
+    x = np.concatenate([x[:, :40000], 0.5 * x[:, 40000:80000][::-1]])  # two channels
+    x[:, 8000:12000] = 0.0  # silent frames: the floor must reach them
+    p = make_params(SemiSupervisedNMF.Params, {"block_frames": 64, "max_iter": 5,
+                                               "free_components": 3, "components": 3})
+    whole = np.abs(stft(x, StftConfig.for_rate(sr))).sum(0)
+    spectra.floor_magnitude(whole)
+    made = []
+    monkeypatch.setattr(spectra, "magnitude", lambda *a, **k: made.append(a))
+    m = common.load_mixture(x, sr, p)
+    assert not made  # the full-length magnitude was never built
+    assert [b.shape[1] for b in m.V[:-1]] == [64] * (len(m.V) - 1) and len(m.V) == 3
+    assert all(b.is_contiguous() for b in m.V)  # row-major, as the fit's products want
+    blocked = torch.cat(m.V, dim=1).numpy()
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-6 * whole.max())
+    assert blocked.min() > 0
+    assert m.frames == whole.shape[1]
+    assert m.mean_frame == pytest.approx(whole.sum(dtype=np.float64) / whole.shape[1], rel=1e-5)
+    W = common.free_templates(m, 6, 0)
+    masks, _ = common.fit_and_mask(m, W, [3, 3], p, NullContext(), 0.0)
+    assert m.V == []
+    assert masks.shape == (2, 1) + whole.shape
+    np.testing.assert_allclose(masks.sum(0), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
 def test_objective_decreases(V, beta):
     W0, H0 = _start(V, 10)

@@ -106,15 +106,42 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
         raise ParameterError(f"the mixture must be (channels, samples) audio; got shape {mix.shape}")
     if not np.isfinite(mix).all():
         raise ParameterError("the mixture holds non-finite samples")
+    if p.block_frames < 1:
+        raise ParameterError(f"block_frames={p.block_frames} must be a positive number of frames")
     device = engine.pick_device(p.device)
     cfg = StftConfig.for_rate(sr)
-    V = spectra.magnitude(mix, cfg, p.block_frames)
-    spectra.floor_magnitude(V)
-    frames = V.shape[1]
-    mean_frame = float(V.sum(dtype=np.float64)) / frames
-    blocks = engine.split_frames(V, p.block_frames, device)
-    del V
+    # Straight into blocks, each a row-major (bins, B) piece of one allocation: the
+    # magnitude is never built whole and then copied into blocks (1.2 GB more at the
+    # peak on an hour of 44.1 kHz audio), and when the blocks are released (see
+    # release_spectrogram) the allocation goes back to the system in one piece;
+    # separate block-sized buffers can stay with the allocator, and in the process.
+    F, frames = cfg.bins, cfg.frames(mix.shape[1])
+    store = np.empty(F * frames, dtype=np.float32)
+    parts = []
+    total = 0.0
+    for t0, Vb in spectra.magnitude_blocks(mix, cfg, p.block_frames):
+        part = store[F * t0:F * (t0 + Vb.shape[1])].reshape(F, Vb.shape[1])
+        np.copyto(part, Vb)
+        total += float(part.sum(dtype=np.float64))
+        parts.append(part)
+    del Vb
+    # The floor of spectra.floor_magnitude, from the mean of all the blocks.
+    eps = max(total / (frames * F), 1e-20) * spectra.FLOOR
+    np.maximum(store, eps, out=store)
+    del store  # the blocks hold it
+    mean_frame = sum(float(b.sum(dtype=np.float64)) for b in parts) / frames
+    blocks = []
+    for i, b in enumerate(parts):
+        blocks.append(torch.as_tensor(b).to(device))
+        parts[i] = None  # on a GPU, the host memory goes with the last block moved
     return Mixture(cfg, blocks, frames, device, mean_frame)
+
+
+def release_spectrogram(m: Mixture) -> None:
+    """Drop the mixture's magnitude blocks once the fit is done: the masks need only
+    the templates and activations, and on a long input the spectrogram is as large
+    as one mask (so the masks' stage peaks at one spectrogram less)."""
+    m.V.clear()
 
 
 def open_mixture(method: Method, mix: np.ndarray, sr: int, p: EngineParams, ctx: JobContext,
@@ -188,8 +215,9 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
     together with the mixture but not masked: a hint's own spectrogram, whose
     posterior is confined to its target's group. Runs from ``start`` of the job
     to its end. ``mask_templates`` (bins, K), if given, replace the fitted W in the
-    masks (discriminative reconstruction templates). Returns (masks float32
-    (groups, 1, bins, frames), fit).
+    masks (discriminative reconstruction templates). ``m``'s spectrogram is released
+    before the masks (:func:`release_spectrogram`): ``m.V`` is empty afterwards.
+    Returns (masks float32 (groups, 1, bins, frames), fit).
     """
     groups = slices(sizes)
     V = list(m.V) + [v for v, _ in extra_blocks]
@@ -204,10 +232,12 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
         res = engine.fit(V, W, H, ctx, sparsity=lam, max_iter=p.max_iter, tol=p.tol,
                          groups=groups, message="fitting", **fit_args)
     del V
+    n_blocks = len(m.V)
+    release_spectrogram(m)
     with ctx.stage(0.95, 1.0, "masks"):
         ctx.progress(0, 1, "masks")
         masks = spectra.group_masks(W if mask_templates is None else mask_templates,
-                                    H[:len(m.V)], groups, m.frames, power=p.mask_power,
+                                    H[:n_blocks], groups, m.frames, power=p.mask_power,
                                     penalties=mask_penalties)
     return masks, res
 

@@ -177,6 +177,7 @@ class PaintNMF(Method):
                 best = fit
             del fit
         W, sizes, res, H = best
+        common.release_spectrogram(m)
         with ctx.stage(0.95, 1.0, "masks"):
             ctx.progress(0, 1, "masks")
             # The masks are the constrained posteriors.

@@ -30,9 +30,17 @@ def magnitude(x: np.ndarray, cfg: StftConfig, block: int = engine.BLOCK_FRAMES) 
     """Channel-summed magnitude ``Σ_c |X_c|``: float32 (bins, frames), built block by block."""
     n = x.shape[1]
     V = np.empty((cfg.bins, cfg.frames(n)), dtype=np.float32)
-    for t0, X in iter_stft_blocks(x, cfg, block):
-        V[:, t0:t0 + X.shape[2]] = np.abs(X).sum(axis=0)
+    for t0, Vb in magnitude_blocks(x, cfg, block):
+        V[:, t0:t0 + Vb.shape[1]] = Vb
     return V
+
+
+def magnitude_blocks(x: np.ndarray, cfg: StftConfig, block: int = engine.BLOCK_FRAMES):
+    """``(t0, Σ_c |X_c|)`` for frames ``[t0, t0 + block)``: float32 (bins, ≤ block) each,
+    one block at a time (a generator). The blocks are frame-major in memory (as the
+    STFT's are): copy them where row-major storage is wanted."""
+    for t0, X in iter_stft_blocks(x, cfg, block):
+        yield t0, np.abs(X).sum(axis=0)
 
 
 def floor_magnitude(V: np.ndarray) -> float:

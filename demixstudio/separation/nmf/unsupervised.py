@@ -79,6 +79,7 @@ class UnsupervisedNMF(Method):
             H = [h[idx].contiguous() for h in H]
             groups = common.slices(np.bincount(labels, minlength=params.sources).tolist())
             names = [(f"source {i + 1}", None) for i in range(params.sources)]
+        common.release_spectrogram(m)
         with ctx.stage(0.9, 1.0, "masks"):
             ctx.progress(0, 1, "masks")
             masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power)
