@@ -118,18 +118,14 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
     F, frames = cfg.bins, cfg.frames(mix.shape[1])
     store = np.empty(F * frames, dtype=np.float32)
     parts = []
-    total = 0.0
     for t0, Vb in spectra.magnitude_blocks(mix, cfg, p.block_frames):
         part = store[F * t0:F * (t0 + Vb.shape[1])].reshape(F, Vb.shape[1])
         np.copyto(part, Vb)
-        total += float(part.sum(dtype=np.float64))
         parts.append(part)
     del Vb
-    # The floor of spectra.floor_magnitude, from the mean of all the blocks.
-    eps = max(total / (frames * F), 1e-20) * spectra.FLOOR
-    np.maximum(store, eps, out=store)
+    spectra.floor_magnitude(store)
+    mean_frame = float(store.sum(dtype=np.float64)) / frames
     del store  # the blocks hold it
-    mean_frame = sum(float(b.sum(dtype=np.float64)) for b in parts) / frames
     blocks = []
     for i, b in enumerate(parts):
         blocks.append(torch.as_tensor(b).to(device))
