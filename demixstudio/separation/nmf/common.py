@@ -125,11 +125,8 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
     del Vb
     spectra.floor_magnitude(store)
     mean_frame = float(store.sum(dtype=np.float64)) / frames
-    del store  # the blocks hold it
-    blocks = []
-    for i, b in enumerate(parts):
-        blocks.append(torch.as_tensor(b).to(device))
-        parts[i] = None  # on a GPU, the host memory goes with the last block moved
+    del store  # the blocks hold it (on a GPU, until they have all been moved)
+    blocks = [torch.as_tensor(b).to(device) for b in parts]
     return Mixture(cfg, blocks, frames, device, mean_frame)
 
 
