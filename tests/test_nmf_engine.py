@@ -276,6 +276,30 @@ def test_blocks_learn_the_same_templates(V):
     np.testing.assert_allclose(out[0], out[1], rtol=1e-3, atol=1e-7)
 
 
+@pytest.mark.parametrize("order", ["alternate", "joint"])
+def test_a_block_without_constraints_fits_as_one_of_all_ones_multipliers(V, order):
+    """``penalties[i] = None`` (the plain products, as hum's mixture blocks and
+    paint's unpainted blocks use) gives the fit that multipliers of ones give; the
+    other block keeps its real constraints."""
+    W0, H0 = _start(V, 6)
+    blocks = engine.split_frames(V, 40, CPU)
+    rng = np.random.default_rng(1)
+    real = torch.as_tensor(rng.uniform(0.01, 1.0, (2,) + tuple(blocks[0].shape))
+                           .astype(np.float32))
+    out = []
+    for rest in (None, "ones"):
+        pen = [real] + [None if rest is None else torch.ones((2,) + tuple(b.shape))
+                        for b in blocks[1:]]
+        W = torch.as_tensor(W0.copy())
+        H = engine.split_frames(H0.copy(), 40, CPU)
+        res = engine.fit(blocks, W, H, NullContext(), groups=[slice(0, 3), slice(3, 6)],
+                         penalties=pen, order=order, max_iter=15, tol=0.0, check_every=5)
+        out.append((W.numpy(), torch.cat(H, 1).numpy(), res.objective))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-3, atol=1e-8)
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-5)
+
+
 def test_seeded_runs_are_identical(V):
     runs = [spectra.learn_dictionary(V, 8, NullContext(), max_iter=20, seed=3).numpy()
             for _ in range(2)]

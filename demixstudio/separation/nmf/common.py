@@ -219,7 +219,8 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
     fit_args.setdefault("beta", p.beta)
     mask_penalties = fit_args.get("penalties")
     if extra_blocks:
-        own = mask_penalties or [unconstrained(len(groups), v) for v in m.V]
+        # The mixture's own blocks stay unconstrained (None: the engine's plain products).
+        own = mask_penalties or [None] * len(m.V)
         fit_args["penalties"] = list(own) + [pen for _, pen in extra_blocks]
     with ctx.stage(start, 0.95, "fitting"):
         res = engine.fit(V, W, H, ctx, sparsity=lam, max_iter=p.max_iter, tol=p.tol,
@@ -233,12 +234,6 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
                                     H[:n_blocks], groups, m.frames, power=p.mask_power,
                                     penalties=mask_penalties)
     return masks, res
-
-
-def unconstrained(groups: int, Vb: torch.Tensor) -> torch.Tensor:
-    """Posterior multipliers of ones for a block (groups, bins, B): a broadcast view, no memory."""
-    ones = torch.ones((groups, 1, 1), dtype=torch.float32, device=Vb.device)
-    return ones.expand(groups, Vb.shape[0], Vb.shape[1])
 
 
 def proposals(method: Method, masks: np.ndarray, names: Sequence[tuple[str, str | None]],

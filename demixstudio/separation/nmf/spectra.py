@@ -109,12 +109,13 @@ def init_activations(Vb: list[torch.Tensor], rank: int, seed: int) -> list[torch
 
 
 def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice], frames: int,
-                *, power: float = 1.0, penalties: list[torch.Tensor] | None = None
-                ) -> np.ndarray:
+                *, power: float = 1.0,
+                penalties: list[torch.Tensor | None] | None = None) -> np.ndarray:
     """Soft masks of component groups: float32 (groups, 1, bins, frames), summing to one.
 
     ``mask_g = Y_g^p / Σ_g' Y_g'^p`` with ``Y_g = P_g ⊙ W_g H_g`` the group's
-    part of the model (``P_g`` the posterior constraint multipliers, if any).
+    part of the model (``P_g`` the posterior constraint multipliers of the block, if
+    any: None for a block or for all of them means none).
     ``p = 1`` is the posterior of the model (the usual NMF soft mask), ``p = 2``
     the Wiener filter on the modelled power spectra.
     """
@@ -124,11 +125,12 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     t0 = 0
     for i, Hb in enumerate(H):
         b = Hb.shape[1]
+        P = penalties[i] if penalties is not None else None
         parts = []
         for g, sl in enumerate(groups):
             y = W[:, sl] @ Hb[sl]
-            if penalties is not None:
-                y.mul_(penalties[i][g])
+            if P is not None:
+                y.mul_(P[g])
             if power != 1.0:
                 y.pow_(power)
             parts.append(y)
