@@ -311,6 +311,17 @@ def test_bad_hints_are_refused(cases):
         _run("nmf-paint", case, Hints(paint={"x": nc.dominance_paint(case, 0)[0]}), beta=2.0)
     with pytest.raises(ParameterError, match="example"):
         _run("repair", case, Hints())
+    # A silent hint, or one shorter than an analysis window, has no spectrum to
+    # learn; the error names the hint, for every method that learns from one.
+    silent = AudioHint(np.zeros(case.sr, np.float32), case.sr)
+    blip = AudioHint(case.examples["vocals"][..., :50], case.sr)
+    for hint, why in [(silent, "every sample is zero"), (blip, "3 ms long, shorter than one analysis")]:
+        with pytest.raises(ParameterError, match=f"hum of 'vocals': {why}"):
+            _run("nmf-hum", case, Hints(hums={"vocals": [hint]}))
+        with pytest.raises(ParameterError, match=f"examples of 'bass': {why}"):
+            _run("nmf-supervised", case, Hints(examples={**one.examples, "bass": [hint]}))
+        with pytest.raises(ParameterError, match=f"full-band example: {why}"):
+            _run("repair", case, Hints(examples={"vocals": [hint]}))
     # Paint that covers no bin of the input (outside it, or of zero weight) would
     # leave plain NMF with arbitrary names; a NaN in a paint mask would make NaN layers.
     late = case.mix.shape[1] / case.sr + 10.0

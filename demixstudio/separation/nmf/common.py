@@ -163,7 +163,7 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
     for i, (target, hints) in enumerate(examples.items()):
         with ctx.stage(i / n, (i + 1) / n, f"learning {target!r}"):
             V = (magnitudes[target] if magnitudes is not None
-                 else spectra.example_magnitude(hints, sr, m.cfg, f"{what} for {target!r}"))
+                 else spectra.example_magnitude(hints, sr, m.cfg, f"the {what} of {target!r}"))
             lam = l1_weight(sparsity, p.beta, float(V.mean()))
             out[target] = spectra.learn_dictionary(
                 V, rank, ctx, beta=p.beta, sparsity=lam, max_iter=max(p.max_iter, 100),

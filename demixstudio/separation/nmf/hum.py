@@ -81,7 +81,7 @@ class HumNMF(Method):
                                  "target (--hint hum:NAME=FILE)")
         m = common.open_mixture(self, mix, sr, params, ctx)
         # The hints' magnitudes serve twice: for their dictionaries and in the joint fit.
-        hums = {t: spectra.example_magnitude(h, sr, m.cfg, f"hum for {t!r}")
+        hums = {t: spectra.example_magnitude(h, sr, m.cfg, f"the hum of {t!r}")
                 for t, h in hints.hums.items() if h}
         targets, hinted, sizes = common.hinted_templates(
             hints.hums, sr, m, params.components, params, ctx, "hum", (0.05, 0.3),

@@ -93,9 +93,13 @@ class Repair(Method):
         mix = np.asarray(mix, dtype=np.float32)
         c = mix.shape[0]
         m = common.open_mixture(self, mix, sr, params, ctx)
+        # One magnitude serves for the dictionary and for the expected spectrum.
+        Ve = spectra.example_magnitude(examples, sr, m.cfg, "the full-band example")
         _, W, _ = common.hinted_templates({"example": examples}, sr, m, params.components,
-                                          params, ctx, "example", (0.05, 0.4))
-        expected = spectra.example_magnitude(examples, sr, m.cfg, "example").mean(axis=1)
+                                          params, ctx, "example", (0.05, 0.4),
+                                          magnitudes={"example": Ve})
+        expected = Ve.mean(axis=1)
+        del Ve
         O = self._observed(m, params, m.cfg.bin_freqs(sr), expected)
         n_missing = sum(int((~o).sum()) for o in O)
         if n_missing == 0:

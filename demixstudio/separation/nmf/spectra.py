@@ -64,13 +64,22 @@ def example_signals(hints: Sequence[AudioHint], sr: int, what: str):
 
 def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str
                       ) -> np.ndarray:
-    """The magnitudes of example recordings at the mixture's rate, concatenated in time."""
-    parts = [magnitude(a, cfg) for a in example_signals(hints, sr, what)]
-    if not parts:
+    """The magnitudes of example recordings at the mixture's rate, concatenated in time.
+
+    ``what`` names them in errors ("the hum of 'voice'"). Raises ParameterError
+    if there are none, if they are silent, or if together they are shorter than
+    one analysis window (nothing to learn a spectrum from)."""
+    signals = list(example_signals(hints, sr, what))
+    if not signals:
         raise ParameterError(f"no {what} given")
-    V = np.concatenate(parts, axis=1)
+    length = sum(a.shape[1] for a in signals)
+    if length < cfg.n_fft:
+        raise ParameterError(f"{what}: {length / sr * 1000:.0f} ms long, shorter than one "
+                             f"analysis window ({cfg.n_fft / sr * 1000:.0f} ms): give a "
+                             "second or more of it")
+    V = np.concatenate([magnitude(a, cfg) for a in signals], axis=1)
     if float(V.max()) <= 0:
-        raise ParameterError(f"{what} is silent")
+        raise ParameterError(f"{what}: every sample is zero")
     return V
 
 
