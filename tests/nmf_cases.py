@@ -175,26 +175,53 @@ def _take(candidates, total: float, cover: float, limit: int | None = None):
 
 
 def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: float = 6.0,
-                    tile_s: float = 0.25, tile_hz: float = 500.0, seed: int = 0):
+                    tile_s: float = 0.25, tile_hz: float = 500.0,
+                    scales: tuple[int, ...] = (1,), seed: int = 0):
     """A coarse simulated painting of source ``target``: rectangles (a PaintHint).
 
     The time–frequency plane is cut into tiles (``tile_s`` long, ``tile_hz``
-    high); a tile is a candidate when most of its energy-bearing bins are
-    ones where the target dominates the other source by ≥ ``margin_db``. Tiles
-    are taken, best first, until they cover ``cover`` of all the bins where
-    the target dominates. Returns (PaintHint, fraction covered).
+    high); a tile is a candidate when most (60 %) of its energy-bearing bins
+    are ones where the target dominates the other source by ≥ ``margin_db``.
+    Tiles are taken, best first, until they cover ``cover`` of all the bins
+    where the target dominates.
+
+    With the big tiles alone (``scales=(1,)``, the default, which the tests'
+    thresholds were measured with) a source that dominates only narrow
+    regions runs out of candidates first: 11 % of the bass's dominant bins
+    (7 s voice+bass; none at 4 s), 17 % of the speech's in noise, 25 % of the
+    saxophone's. With ``scales=(1, 2, 4)`` (the benchmark's default), tiles of
+    half and a quarter the size are then added the same way over what is not
+    taken yet, as a user paints smaller rectangles there, so every source is
+    painted to the ~30 % the acceptance asks where such tiles exist.
+    Returns (PaintHint, fraction covered).
     """
-    P, tiles = _tiles(case, tile_s, tile_hz)
+    P, _ = _tiles(case, tile_s, tile_hz)
     mine, other = P[target], P[1 - target]
     dom = mine > other * 10 ** (margin_db / 10)
     loud = (mine + other) > (mine + other).max() * 1e-6
     dom &= loud
-    candidates = []
-    for idx, rect in tiles:
-        nd, nl = int(dom[idx].sum()), int(loud[idx].sum())
-        if nd and nd / nl >= 0.6:
-            candidates.append(((-nd / nl, -nd), nd, rect))
-    return _take(candidates, float(dom.sum()), cover)
+    want = cover * float(dom.sum())
+    taken = np.zeros(dom.shape, dtype=bool)
+    covered = 0.0
+    rects = []
+    for scale in scales:
+        candidates = []
+        for idx, rect in _tiles(case, tile_s / scale, tile_hz / scale)[1]:
+            if taken[idx].any():
+                continue
+            nd, nl = int(dom[idx].sum()), int(loud[idx].sum())
+            if nd and nd / nl >= 0.6:
+                candidates.append(((-nd / nl, -nd), nd, idx, rect))
+        candidates.sort(key=lambda c: c[0])
+        for _, nd, idx, rect in candidates:
+            if covered >= want:
+                break
+            taken[idx] = True
+            rects.append(rect)
+            covered += nd
+    from demixstudio.separation import PaintHint
+
+    return PaintHint(rects=tuple(rects)), covered / max(float(dom.sum()), 1e-30)
 
 
 def correction_paint(case: Case, masks, target: int, *, cover: float = 0.3,
