@@ -142,6 +142,11 @@ def _tiles(case: Case, tile_s: float, tile_hz: float):
 
     cfg = StftConfig.for_rate(case.sr)
     P = [np.abs(stft(s, cfg)[0]) ** 2 for s in case.sources]
+    return P, _grid(case, cfg, tile_s, tile_hz)
+
+
+def _grid(case: Case, cfg, tile_s: float, tile_hz: float):
+    """The STFT grid of ``case`` (config ``cfg``) cut into tiles: [(index, rect)]."""
     times = cfg.frame_times(case.mix.shape[1], case.sr)
     freqs = cfg.bin_freqs(case.sr)
     tf = max(1, int(round(tile_s * case.sr / cfg.hop)))
@@ -154,7 +159,7 @@ def _tiles(case: Case, tile_s: float, tile_hz: float):
             tiles.append((np.s_[f0:f0 + fb, t0:t0 + tf],
                           (float(times[t0]), float(times[t1]), float(freqs[f0]),
                            float(freqs[f1]), 1.0)))
-    return P, tiles
+    return tiles
 
 
 def _take(candidates, total: float, cover: float, limit: int | None = None):
@@ -195,6 +200,9 @@ def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: f
     painted to the ~30 % the acceptance asks where such tiles exist.
     Returns (PaintHint, fraction covered).
     """
+    from demixstudio.audio.stft import StftConfig
+
+    cfg = StftConfig.for_rate(case.sr)
     P, _ = _tiles(case, tile_s, tile_hz)
     mine, other = P[target], P[1 - target]
     dom = mine > other * 10 ** (margin_db / 10)
@@ -206,7 +214,7 @@ def dominance_paint(case: Case, target: int, *, cover: float = 0.3, margin_db: f
     rects = []
     for scale in scales:
         candidates = []
-        for idx, rect in _tiles(case, tile_s / scale, tile_hz / scale)[1]:
+        for idx, rect in _grid(case, cfg, tile_s / scale, tile_hz / scale):
             if taken[idx].any():
                 continue
             nd, nl = int(dom[idx].sum()), int(loud[idx].sum())
