@@ -100,10 +100,6 @@ def fmt(v):
     return "[" + ", ".join(f"{x:6.2f}" for x in v) + "]"
 
 
-#: Tile scales of the simulated painting (see nmf_cases.dominance_paint; --coarse-paint).
-PAINT_SCALES = (1, 2, 4)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="supervised,semi,paint,hum,repair")
@@ -128,8 +124,8 @@ def main() -> None:
                          "simulation before 2026-11-22): where they run out, some sources "
                          "get less than the 30 %% cover the acceptance asks")
     args = ap.parse_args()
-    global PAINT_SCALES
-    PAINT_SCALES = (1,) if args.coarse_paint else (1, 2, 4)
+    # Tile scales of the simulated painting (see nmf_cases.dominance_paint).
+    scales = (1,) if args.coarse_paint else (1, 2, 4)
     if args.long:
         long_repair(args.long, args.device)
         return
@@ -139,7 +135,7 @@ def main() -> None:
     summary = {}
     for seed in seeds:
         print(f"##### seed {seed}", flush=True)
-        summary[seed] = one_seed(cases, only, args.device, seed)
+        summary[seed] = one_seed(cases, only, args.device, seed, scales)
     if len(seeds) > 1 and summary[seeds[0]]:
         print("== over seeds: mean (min .. max) of each figure")
         for key in summary[seeds[0]]:
@@ -149,8 +145,11 @@ def main() -> None:
         repair_cases(args.device)
 
 
-def one_seed(cases, only: set, device: str, seed: int) -> dict[str, float]:
-    """Every case with one seed; prints the SDRs and returns the summary figures."""
+def one_seed(cases, only: set, device: str, seed: int,
+             scales: tuple[int, ...] = (1, 2, 4)) -> dict[str, float]:
+    """Every case with one seed; prints the SDRs and returns the summary figures.
+
+    ``scales``: tile scales of the simulated painting (``nc.dominance_paint``)."""
     rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "paint-rnd",
                             "paint+fix", "hum", "hum+3st")}
     for case in cases:
@@ -186,8 +185,8 @@ def one_seed(cases, only: set, device: str, seed: int) -> dict[str, float]:
             versus_nmf("semi", "nmf-semisup.", "nmf-semisupervised",
                        Hints(examples={first: [AudioHint(case.examples[first], case.sr)]}))
         if "paint" in only:
-            p0, c0 = nc.dominance_paint(case, 0, scales=PAINT_SCALES)
-            p1, c1 = nc.dominance_paint(case, 1, scales=PAINT_SCALES)
+            p0, c0 = nc.dominance_paint(case, 0, scales=scales)
+            p1, c1 = nc.dominance_paint(case, 1, scales=scales)
             painted = Hints(paint={first: p0, "rest": p1})
             versus_nmf("paint", "nmf-paint", "nmf-paint", painted,
                        f" (painted {c0:.0%}, {c1:.0%} of the dominant bins)")
