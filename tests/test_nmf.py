@@ -337,6 +337,30 @@ def test_bad_hints_are_refused(cases):
             "vocals": PaintHint(rects=((0.0, 1.0, 100.0, 900.0, float("nan")),))}))
 
 
+def test_the_grouped_start_copies_a_component_two_paints_hold():
+    """nmf-paint's grouped start: each component goes to the group whose paint it is
+    most enriched in; one enriched (≥ 1) in a second painted group's paint too goes
+    there as well, as a copy; an unpainted group's enrichment (1 by convention)
+    earns no copies."""
+    from demixstudio.separation.nmf.paint import group_components
+
+    # E[k] = (energy under a's paint, under b's, in the whole mixture): component 0
+    # is a's, 2 is b's, 1 holds a third of each paint and a fifth of the mixture
+    # (enrichment 5/3 in both), 3 is in neither paint.
+    E = np.array([[10, 0, 20], [5, 5, 20], [0, 10, 20], [0, 0, 40]], dtype=float)
+    columns, labels = group_components(E)
+    assert columns.tolist() == [0, 1, 3, 2, 1] and labels.tolist() == [0, 0, 0, 1, 1]
+    # b unpainted: nothing is copied to it, and it takes what a's paint does not hold.
+    E[:, 1] = 0
+    columns, labels = group_components(E)
+    assert columns.tolist() == [0, 1, 2, 3] and labels.tolist() == [0, 0, 1, 1]
+    # Components less enriched than that (< 1) in the second paint stay in one group:
+    # component 1 holds 2/13 of b's paint and a fifth of the mixture.
+    E = np.array([[10, 1, 20], [5, 2, 20], [0, 10, 20], [0, 0, 40]], dtype=float)
+    columns, labels = group_components(E)
+    assert columns.tolist() == [0, 1, 3, 2] and labels.tolist() == [0, 0, 0, 1]
+
+
 def test_a_paint_run_reports_its_model_and_a_rerun_uses_only_a_matching_one(cases):
     """nmf-paint's layers carry its templates and groups (extra["state"]); given back
     as Hints.previous (what Session.rerun does) the fit starts from them, and a state
