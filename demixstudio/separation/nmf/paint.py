@@ -70,7 +70,11 @@ painted bins alone ("in-situ examples", weighted NMF on the paint) gives
 templates that are defined only in the painted bands (a brush covers a few
 bands of a source at a time), and separates worse than the grouped start;
 so does starting from dictionaries learned on the painted frames, or
-weighting the painted bins up in the fit.
+weighting the painted bins up in the fit. Copying the components that no
+paint holds (enrichment < 1 everywhere) to every painted group, to let the fit
+decide, lowers the 7 s benchmark's median of per-source differences from +2.76
+to +0.89 dB: with no evidence the copies split those bins about evenly. Grouping
+the components again after the constrained fit, by the same rule, moves none.
 
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
