@@ -356,6 +356,51 @@ def test_export_stems_and_remix_through_the_dialog(qtbot, win, mixture_file, tmp
     assert win.prefs.export_bits() == "float"
 
 
+def test_export_refuses_what_it_cannot_do_and_writes_nothing(qtbot, win, mixture_file,
+                                                             tmp_path):
+    """No layer ticked for stems, a stem the remix would overwrite, a folder that cannot
+    be made: each gives one clear line, and no file is written."""
+    from demixstudio.gui.dialogs import ExportChoice
+
+    path, _, _ = mixture_file
+    open_by_drop(qtbot, win, path)
+    separate(qtbot, win, "ica")
+    s = win.session
+    out = tmp_path / "out"
+    out.mkdir()
+    assert win.export(ExportChoice(folder=str(out), stems=True, remix=True, layers=[])) is False
+    assert "no layer is ticked" in win.errors.pop()[1]
+
+    s.set(s.layers[0], name="remix")
+    with qtbot.waitSignal(win.runner.failed, timeout=JOB_MS):
+        win.export(ExportChoice(folder=str(out), remix=True))
+    assert "rename that layer" in win.errors.pop()[1]
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    with qtbot.waitSignal(win.runner.failed, timeout=JOB_MS):
+        win.export(ExportChoice(folder=str(blocker / "stems")))
+    reason = win.errors.pop()[1]
+    assert reason.startswith("cannot create the folder") and "\n" not in reason
+    assert list(out.iterdir()) == [] and blocker.read_text() == "not a folder"
+
+
+def test_a_new_document_starts_without_the_old_selection_and_run_target(qtbot, win,
+                                                                         mixture_file):
+    path, _, _ = mixture_file
+    open_by_drop(qtbot, win, path)
+    separate(qtbot, win, "ica")
+    mp = win.method_panel
+    win.layer_panel.select_layer(win.session.layers[0].id)
+    mp.set_run_on_layer(True)
+    assert mp.run_button.text() == "Separate layer"
+    mp.run_on.setCurrentIndex(0)  # the user picks the mixture again
+    assert mp.run_button.text() == "Separate"
+    win.view.set_time_selection(1.0, 2.0)
+    open_by_drop(qtbot, win, path)
+    assert win.view.time_selection() == (0.0, 0.0)
+
+
 def test_cancel_a_running_job_leaves_the_session_unchanged(qtbot, win, mixture_file):
     path, _, _ = mixture_file
     open_by_drop(qtbot, win, path)

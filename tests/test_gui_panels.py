@@ -124,6 +124,36 @@ def test_layer_menu_duplicate_merge_delete_and_drag_reorder(qtbot, separated):
     assert len(s.layers) == 3
 
 
+def test_a_refused_rename_shows_the_name_again_and_a_multiple_delete_is_one_step(
+        qtbot, separated):
+    s = _fresh(separated)
+    panel = LayerPanel()
+    qtbot.addWidget(panel)
+    errors = []
+    panel.error.connect(errors.append)
+    panel.set_session(s)
+    a, b = s.layers[0], s.layers[1]
+    row = panel.row(a.id)
+    row.name.setFocus()  # the user is typing in the field
+    for bad, why in (("  ", "must not be empty"), (b.name, "already a layer named")):
+        row.name.setText(bad)
+        row.name.editingFinished.emit()
+        assert why in errors.pop()
+        assert s.layer(a.id).name == a.name and row.name.text() == a.name
+    assert not s.history.can_undo
+    # On a mono recording the pan slider is off: the mixer pans stereo only.
+    mono = Session(separated[0][:1], SR, name="mono")
+    panel.set_session(mono)
+    assert not panel.row(mono.residual.id).pan.isEnabled()
+
+    panel.set_session(s)
+    panel.delete([a.id, b.id, s.residual.id])
+    assert "residual cannot be deleted" in errors.pop()
+    assert [x.is_residual for x in s.layers] == [True]
+    s.undo()
+    assert [x.id for x in s.layers[:2]] == [a.id, b.id]
+
+
 def test_spatial_layers_show_the_plane_they_were_separated_from(qtbot, separated):
     """DUET and ADRess layers offer their histogram / azimugram in the layer menu; the
     window draws the method's plane and marks this layer's peak; ICA layers have none."""

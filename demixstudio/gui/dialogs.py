@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -22,12 +22,13 @@ BITS_LABELS = {"16": "16-bit", "24": "24-bit", "float": "32-bit float"}
 
 @dataclass
 class ExportChoice:
-    """What the export dialog asks for; ``layers`` are layer ids."""
+    """What the export dialog asks for; ``layers`` are the ids of the layers to
+    write as stems (None: every layer; the dialog always gives its ticked ones)."""
 
     folder: str
     stems: bool = True
     remix: bool = False
-    layers: List[str] = field(default_factory=list)
+    layers: Optional[List[str]] = None
     ext: str = "wav"
     bits: str = "24"
     apply_settings: bool = True

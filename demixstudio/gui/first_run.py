@@ -34,8 +34,9 @@ class FirstRunHint(QFrame):
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setObjectName("firstRunHint")
-        self.setStyleSheet("QFrame#firstRunHint { background: #24384d; "
-                           "border-bottom: 1px solid #3d8fd6; }")
+        # Palette roles, so the banner follows the light and dark themes.
+        self.setStyleSheet("QFrame#firstRunHint { background: palette(alternate-base); "
+                           "border-bottom: 2px solid palette(highlight); }")
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 6, 6, 6)
         self.label = QLabel(HINT_TEXT)

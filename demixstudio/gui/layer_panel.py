@@ -63,7 +63,8 @@ class LayerRow(QWidget):
     preview = Signal(str, dict)         # layer id, settings being dragged
     colourRequested = Signal(str)
 
-    def __init__(self, layer: Layer, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, layer: Layer, parent: Optional[QWidget] = None, *,
+                 stereo: bool = True) -> None:
         super().__init__(parent)
         self.layer_id = layer.id
         # Two lines: the name gets the full width, the mixer controls sit below.
@@ -117,6 +118,11 @@ class LayerRow(QWidget):
         self.pan_label.setFixedWidth(30)
         self.pan_label.setObjectName("dimLabel")
         self.pan_label.mouseDoubleClickEvent = lambda _e: self._commit_pan(0)  # type: ignore
+        if not stereo:
+            # The mixer pans stereo only (mono and multichannel play as they are).
+            self.pan.setEnabled(False)
+            self.pan.setToolTip("Pan works on stereo recordings")
+            self.pan_label.setEnabled(False)
         top.addWidget(self.swatch)
         top.addWidget(self.name, 1)
         for w in (self.mute, self.solo, self.gain, self.pan, self.pan_label):
@@ -124,7 +130,9 @@ class LayerRow(QWidget):
         lay.setStretch(3, 1)
         self.update_from(layer)
 
-    def update_from(self, layer: Layer) -> None:
+    def update_from(self, layer: Layer, *, restore_name: bool = False) -> None:
+        """Show ``layer``'s settings; the name field is left alone while it is being
+        edited, unless ``restore_name`` (an edit that was refused)."""
         widgets = (self.name, self.mute, self.solo, self.gain, self.pan)
         for w in widgets:
             w.blockSignals(True)
@@ -132,7 +140,7 @@ class LayerRow(QWidget):
             # An icon, not a per-widget style sheet: style sheets make rows slow to create.
             self.swatch.setIcon(swatch_icon(layer.colour, 14))
             self.swatch.setIconSize(QSize(14, 14))
-            if not self.name.hasFocus():
+            if restore_name or not self.name.hasFocus():
                 self.name.setText(layer.name)
                 self.name.setCursorPosition(0)  # show the start of a long name
             self.name.setToolTip(f"{layer.name} (click to rename)" if not layer.is_residual
@@ -335,7 +343,7 @@ class LayerPanel(QWidget):
             item, layer = self._pending.pop(0)
             if self.list.row(item) < 0:
                 continue  # the list was rebuilt meanwhile
-            row = LayerRow(layer)
+            row = LayerRow(layer, stereo=self.session is None or self.session.channels == 2)
             row.edited.connect(self._edit)
             row.preview.connect(self.previewSettings)
             row.colourRequested.connect(self._pick_colour)
@@ -410,7 +418,7 @@ class LayerPanel(QWidget):
             self.error.emit(str(exc))
             row = self._rows.get(layer_id)
             if row is not None:
-                row.update_from(self.session.layer(layer_id))
+                row.update_from(self.session.layer(layer_id), restore_name=True)
 
     def _move(self, layer_id: str, index: int) -> None:
         if self.session is None:
@@ -455,9 +463,13 @@ class LayerPanel(QWidget):
         self.select_layer(merged.id)
 
     def delete(self, layer_ids: List[str]) -> None:
-        for lid in layer_ids:
+        """Delete the layers (one undo step); the residual, if among them, stays."""
+        ids = [i for i in layer_ids if not self.session.layer(i).is_residual]
+        if len(ids) < len(layer_ids):
+            self.error.emit("the residual cannot be deleted; it is what no layer claims")
+        if ids:
             try:
-                self.session.remove(lid)
+                self.session.remove(*ids)
             except DemixError as exc:
                 self.error.emit(str(exc))
 

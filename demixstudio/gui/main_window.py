@@ -21,10 +21,11 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFileDial
                                QToolBar, QToolButton, QVBoxLayout, QWidget)
 
 from demixstudio import __version__
+from demixstudio.audio.atomic import describe_os_error
 from demixstudio.audio.io import load_audio
 from demixstudio.audio.playback import input_status, output_devices, record, set_output_device
 from demixstudio.audio.stft import apply_mask
-from demixstudio.errors import DemixError, ParameterError
+from demixstudio.errors import DemixError, OutputError, ParameterError
 from demixstudio.gui.autosave import Autosaver, RecoveryEntry
 from demixstudio.gui.dialogs import ExportChoice, ExportDialog, error_dialog
 from demixstudio.gui.first_run import show_first_run_hint
@@ -62,6 +63,12 @@ def layer_content_audio(session: Session, layer) -> np.ndarray:
     if layer.mask is not None:
         return apply_mask(session.mixture, layer.mask, session.stft)
     return layer.waveform
+
+
+def _present(session: Session, layers) -> bool:
+    """Whether all ``layers`` are still in ``session`` (a job may outlive them)."""
+    ids = {x.id for x in session.layers}
+    return all(x.id in ids for x in layers)
 
 
 def input_audio_for(session: Session, layer, others) -> np.ndarray:
@@ -237,8 +244,9 @@ class MainWindow(QMainWindow):
         self.target_combo.currentTextChanged.connect(self._target_chosen)
         tb.addWidget(self.target_combo)
         add = QToolButton()
+        # The button shows the action's icon text; menus keep its full text.
+        self.act_new_target.setIconText("+")
         add.setDefaultAction(self.act_new_target)
-        add.setText("+")
         tb.addWidget(add)
         tb.addWidget(QLabel(" Size "))
         self.brush_size = QSpinBox()
@@ -334,7 +342,7 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.readout = QLabel("")
         self.readout.setObjectName("timeLabel")
-        self.readout.setMinimumWidth(280)
+        self.readout.setMinimumWidth(220)
         sb.addWidget(self.readout)
         self.job_bar = JobBar(self.runner)
         sb.addPermanentWidget(self.job_bar)
@@ -370,9 +378,16 @@ class MainWindow(QMainWindow):
         self._db_changed()
 
     # ------------------------------------------------------------------ session
+    def _first_run_hint_gone(self) -> None:
+        self.first_run_hint = None
+
     def set_session(self, session: Optional[Session], *, project_path: Optional[Path] = None,
                     modified: bool = False) -> None:
         """Show ``session`` in every part of the window."""
+        if self.first_run_hint is not None:
+            # The hint is about the demo song; another document takes it away.
+            self.first_run_hint.dismiss()
+            self.first_run_hint = None
         if self._unsubscribe:
             self._unsubscribe()
             self._unsubscribe = None
@@ -498,7 +513,9 @@ class MainWindow(QMainWindow):
         def apply(session):
             self.set_session(session)
             # The first time ever: a banner saying what to do (shown once).
-            self.first_run_hint = show_first_run_hint(self) or self.first_run_hint
+            self.first_run_hint = show_first_run_hint(self)
+            if self.first_run_hint is not None:
+                self.first_run_hint.dismissed.connect(self._first_run_hint_gone)
             return session
         return self._start("Open the demo", work, apply)
 
@@ -602,13 +619,21 @@ class MainWindow(QMainWindow):
             return False
         self.prefs.set_export(choice.ext, choice.bits, choice.folder)
         folder = Path(choice.folder)
-        layers = [session.layer(i) for i in choice.layers]
+        layers = None if choice.layers is None else [session.layer(i) for i in choice.layers]
+        if choice.stems and layers == []:
+            self.show_error("Export", "no layer is ticked: tick the layers to write as stems, "
+                            "or untick Stems", "")
+            return False
 
         def work(ctx):
             ctx.progress(0, 1, "writing files")
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create the folder {folder}: "
+                                  f"{describe_os_error(exc)}") from exc
             return export(session, folder, stems=choice.stems, remix=choice.remix,
-                          layers=layers or None, ext=choice.ext, bits=choice.bits,
+                          layers=layers, ext=choice.ext, bits=choice.bits,
                           apply_settings=choice.apply_settings)
 
         def apply(files):
@@ -735,6 +760,9 @@ class MainWindow(QMainWindow):
         def apply(proposals):
             if not proposals:
                 raise ParameterError(f"method {name!r} proposed no layers")
+            if layer is not None and not _present(session, [layer]):
+                raise ParameterError(f"the layer “{layer.name}” was deleted while it was being "
+                                     "separated; nothing was changed")
             new = session.apply_proposals(proposals, on=layer)
             self.statusBar().showMessage(
                 f"{name}: {len(new)} layer{'s' if len(new) != 1 else ''}", 5000)
@@ -765,6 +793,9 @@ class MainWindow(QMainWindow):
 
         def apply(result):
             parent, audio, proposals = result
+            if not _present(session, run):
+                raise ParameterError("a layer of that run was deleted while it was being re-run; "
+                                     "nothing was changed")
             new = session.apply_rerun(run, parent, audio, proposals)
             self.statusBar().showMessage(
                 f"{name}: {len(run)} layer{'s' if len(run) != 1 else ''} refined", 5000)

@@ -309,6 +309,7 @@ class MethodPanel(QWidget):
         self.run_on.addItem("the mixture", None)
         self.run_on.setToolTip("On the mixture the new layers replace all layers; on a layer "
                                "they replace that layer")
+        self.run_on.currentIndexChanged.connect(self._update_buttons)
         onrow.addWidget(self.run_on, 1)
         outer.addLayout(onrow)
         self.run_button = QPushButton("Separate")

@@ -294,6 +294,8 @@ class SpectrogramView(QWidget):
         self._session = session
         self._layer_id = None
         self._spec = None
+        if self._selection != (0.0, 0.0):
+            self.set_time_selection(0.0, 0.0)  # a selection belongs to its document
         if session is None:
             self._grid = None
             self._scale = None

@@ -20,7 +20,8 @@ QStatusBar QLabel {{ padding: 0 6px; }}
 QLabel#dimLabel {{ color: {DIM_TEXT}; }}
 QLabel#warningLabel {{ color: {WARNING}; }}
 QLabel#timeLabel {{ font-family: monospace; font-size: 13px; padding: 0 8px; }}
-QToolButton:checked {{ background-color: #34506b; border: 1px solid {ACCENT}; border-radius: 3px; }}
+QToolButton:checked, QPushButton:checked {{ background-color: #34506b; border: 1px solid {ACCENT};
+    border-radius: 3px; padding: 3px 8px; }}
 QListWidget#layerList::item {{ border-bottom: 1px solid #2e3035; }}
 QListWidget#layerList::item:selected {{ background-color: #2d3d50; }}
 QLineEdit#layerName {{ background: transparent; border: 1px solid transparent; padding: 1px 3px; }}
@@ -85,7 +86,8 @@ QStatusBar QLabel { padding: 0 6px; }
 QLabel#dimLabel { color: #60646b; }
 QLabel#warningLabel { color: #a0600a; }
 QLabel#timeLabel { font-family: monospace; font-size: 13px; padding: 0 8px; }
-QToolButton:checked { background-color: #cfe2f6; border: 1px solid #3d8fd6; border-radius: 3px; }
+QToolButton:checked, QPushButton:checked { background-color: #cfe2f6; border: 1px solid #3d8fd6;
+    border-radius: 3px; padding: 3px 8px; }
 QListWidget#layerList::item { border-bottom: 1px solid #dcdfe4; }
 QListWidget#layerList::item:selected { background-color: #cfe2f6; color: #202124; }
 QLineEdit#layerName { background: transparent; border: 1px solid transparent; padding: 1px 3px; }

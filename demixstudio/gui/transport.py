@@ -23,7 +23,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
 from demixstudio.audio.mixer import MixSettings, gain_matrix, mix_into
 from demixstudio.audio.playback import PlaybackEngine
@@ -151,6 +151,9 @@ class Transport(QWidget):
         self.time_label.setObjectName("timeLabel")
         self.status = QLabel()
         self.status.setObjectName("warningLabel")
+        # A long reason must not set the window's minimum width: it is clipped, and
+        # its tooltip has it in full.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         for w in (self.play_button, self.stop_button, self.loop_button, self.region_button,
                   self.time_label):
             lay.addWidget(w)

@@ -73,7 +73,12 @@ def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
             names.add(fname)
             jobs.append((layer, folder / fname))
     if remix:
-        jobs.append((None, folder / f"{song_name} - remix.{ext}"))
+        fname = f"{song_name} - remix.{ext}"
+        if fname in names:
+            # A layer named "remix" would be written over by the remix itself.
+            raise ParameterError(f"a stem and the remix would both be written as {fname!r}; "
+                                 "rename that layer")
+        jobs.append((None, folder / fname))
     if not jobs:
         raise ParameterError("nothing to export: choose stems and/or the remix")
     with atomic_paths([p for _, p in jobs]) as temps:

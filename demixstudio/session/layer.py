@@ -54,6 +54,16 @@ class Provenance:
         return f"{self.method}({ps}) on {self.input}"
 
 
+def unique_name(name: str, taken: set) -> str:
+    """``name``, or ``name 2``, ``name 3``... whichever is first not in ``taken``."""
+    if name not in taken:
+        return name
+    i = 2
+    while f"{name} {i}" in taken:
+        i += 1
+    return f"{name} {i}"
+
+
 def check_setting(name: str, value: Any) -> Any:
     """Validate and normalise one editable setting; raise ParameterError if bad."""
     if name == "name":

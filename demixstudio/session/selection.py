@@ -18,7 +18,7 @@ import numpy as np
 from demixstudio.audio.stft import apply_mask
 from demixstudio.errors import ParameterError
 from demixstudio.session.commands import ReplaceLayers
-from demixstudio.session.layer import Layer, Provenance
+from demixstudio.session.layer import Layer, Provenance, unique_name
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from demixstudio.session.session import Session
@@ -82,15 +82,6 @@ def _residual_selected(s: "Session", w: np.ndarray) -> dict:
     return {"waveform": apply_mask(s.layer_audio(s.residual), w, s.stft)}
 
 
-def _unique_name(name: str, taken: set) -> str:
-    if name not in taken:
-        return name
-    i = 2
-    while f"{name} {i}" in taken:
-        i += 1
-    return f"{name} {i}"
-
-
 def extract_selection(s: "Session", target: str, layer: Optional[Layer | str] = None,
                       name: Optional[str] = None) -> Layer:
     """Move the selected energy of ``layer`` (None: of every layer) into a new layer.
@@ -100,7 +91,7 @@ def extract_selection(s: "Session", target: str, layer: Optional[Layer | str] = 
     """
     w = _selection(s, target)
     src = None if layer is None else (layer if isinstance(layer, Layer) else s.layer(layer))
-    new_name = _unique_name(name or target, {x.name for x in s.layers})
+    new_name = unique_name(name or target, {x.name for x in s.layers})
     prov = Provenance("selection", {"target": target},
                       input="mixture" if src is None else src.name)
     colour = s.paint.colour(target)

@@ -20,7 +20,8 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.separation.base import Hints, LayerProposal
 from demixstudio.session.commands import History, MoveLayer, ReplaceLayers, SetLayerSettings
-from demixstudio.session.layer import PALETTE, RESIDUAL_COLOUR, Layer, Provenance
+from demixstudio.session.layer import (PALETTE, RESIDUAL_COLOUR, Layer, Provenance, check_setting,
+                                      unique_name)
 from demixstudio.session.paint import PaintStore, Stroke
 
 Listener = Callable[[str, Dict[str, Any]], None]
@@ -177,14 +178,23 @@ class Session:
     def set(self, layer: Layer | str, **settings: Any) -> None:
         """Change settings of a layer (name, colour, gain_db, pan, mute, solo)."""
         lay = layer if isinstance(layer, Layer) else self.layer(layer)
+        if "name" in settings:
+            # Names are unique (methods and extraction number new layers): files,
+            # the CLI and scripts refer to layers by name.
+            name = check_setting("name", settings["name"])
+            if any(x.name == name and x.id != lay.id for x in self.layers):
+                raise ParameterError(f"there is already a layer named {name!r}")
         self.history.push(SetLayerSettings(lay.id, **settings))
 
-    def remove(self, layer: Layer | str) -> None:
-        """Delete a layer; its audio returns to the residual."""
-        lay = layer if isinstance(layer, Layer) else self.layer(layer)
-        if lay.is_residual:
+    def remove(self, *layers: Layer | str) -> None:
+        """Delete one or more layers in one undo step; their audio returns to the residual."""
+        lays = [x if isinstance(x, Layer) else self.layer(x) for x in layers]
+        if not lays:
+            raise ParameterError("no layer to delete")
+        if any(x.is_residual for x in lays):
             raise ParameterError("the residual cannot be deleted; it is what no layer claims")
-        self.history.push(ReplaceLayers([lay.id], [], label=f"delete {lay.name}"))
+        label = f"delete {lays[0].name}" if len(lays) == 1 else f"delete {len(lays)} layers"
+        self.history.push(ReplaceLayers(list(dict.fromkeys(x.id for x in lays)), [], label=label))
 
     def move(self, layer: Layer | str, index: int) -> None:
         lay = layer if isinstance(layer, Layer) else self.layer(layer)
@@ -305,7 +315,7 @@ class Session:
         used = {x.colour for x in keep if not x.is_residual}
         source = "mixture" if parent is None else parent.name
         for p in proposals:
-            name = _unique(self._proposal_name(p, source), taken_names)
+            name = unique_name(self._proposal_name(p, source), taken_names)
             taken_names.add(name)
             colour = _free_colour(used, len(new))
             used.add(colour)
@@ -409,7 +419,7 @@ class Session:
             if before is not None:
                 unclaimed.remove(before)
                 name = before.name
-            name = _unique(name, taken_names)
+            name = unique_name(name, taken_names)
             taken_names.add(name)
             colour = before.colour if before is not None else _free_colour(used, len(new))
             used.add(colour)
@@ -486,15 +496,6 @@ class Session:
 def _free_colour(used: set, n: int) -> str:
     """The first palette colour not in ``used`` (the n-th in turn when all are)."""
     return next((c for c in PALETTE if c not in used), PALETTE[n % len(PALETTE)])
-
-
-def _unique(name: str, taken: set) -> str:
-    if name not in taken:
-        return name
-    i = 2
-    while f"{name} {i}" in taken:
-        i += 1
-    return f"{name} {i}"
 
 
 def provenance_params(method: Any, prov: Provenance) -> Any:
