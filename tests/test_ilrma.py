@@ -132,3 +132,58 @@ def test_ilrma_fits_on_stretches_of_a_long_recording_and_streams_the_images():
     assert [p.waveform.shape for p in props] == [long_mix.shape] * 2
     # Two images (2× the input) plus a block's work; the whole STFT alone would be 4×.
     assert peak < 4.0 * long_mix.nbytes, peak / long_mix.nbytes
+
+
+@pytest.mark.parametrize("case", ["dual mono", "one silent channel"])
+def test_ilrma_refuses_channels_with_nothing_spatial(case):
+    """Identical channels, or one silent, span one direction at every frequency:
+    the weighted covariances are singular (ILRMA divided by their zero
+    determinant and made NaN stems). It refuses, as ica and decorrelation do."""
+    s = speech()[0][: SR * 2]
+    mix = np.stack([s, s if case == "dual mono" else np.zeros_like(s)])
+    with pytest.raises(ParameterError, match="span only 1 independent direction.*nothing spatial"):
+        run(mix, iterations=5)
+
+
+@pytest.mark.parametrize("name", ["ilrma", "ica", "decorrelation"])
+def test_constant_input_is_refused_as_constant(name):
+    """A DC offset is not silence: the message says the input does not vary
+    (ica and decorrelation said "every channel is zero"; ilrma made NaN stems)."""
+    m = get_method(name)
+    dc = np.stack([np.full(SR, 0.25, np.float32), np.full(SR, -0.1, np.float32)])
+    with pytest.raises(ParameterError, match="no varying signal: every channel is constant"):
+        m.separate(dc, SR, m.Params(), Hints(), NullContext())
+
+
+def test_ilrma_nearly_degenerate_input_gives_finite_stems():
+    """Channels that are almost copies of each other are not refused, and the
+    diagonal loading keeps every IP step finite: the second channel the first
+    plus noise 80 dB down, and a 16-bit dual-mono file whose channels differ by
+    one LSB in 0.1 % of the samples (which made NaN stems before the loading)."""
+    s = speech()[0][: SR * 3].astype(np.float64)
+    rng = np.random.default_rng(1)
+    noisy = s + 1e-4 * np.sqrt(np.mean(s ** 2)) * rng.standard_normal(s.size)
+    q = np.round(s * 32767)
+    lsb = (q + (rng.random(s.size) < 0.001)) / 32767
+    for label, mix in [("-80 dB noise", np.stack([s, noisy])),
+                       ("one-LSB differences", np.stack([q / 32767, lsb]))]:
+        mix = mix.astype(np.float32)
+        est = run(mix, iterations=30)
+        assert np.isfinite(est).all(), label
+        np.testing.assert_allclose(est.sum(0), mix, atol=1e-3, err_msg=label)
+
+
+def test_ilrma_frequencies_without_energy_or_with_proportional_channels_stay_finite():
+    """Bands of the STFT that hold nothing, or where one channel is a scaled copy
+    of the other, have singular covariances beside full-rank ones elsewhere; the
+    demixing matrices stay finite there (before the loading: NaN)."""
+    from demixstudio.audio.stft import StftConfig, stft
+    from demixstudio.separation.ilrma import ilrma
+
+    _, mix, _ = cases()[0]
+    X = stft(mix[:, : SR * 2], StftConfig.for_rate(SR))
+    X[:, 40:60] = 0
+    X[1, 100:150] = 0.3 * X[0, 100:150]
+    _, W = ilrma(X, iterations=20, ctx=NullContext())
+    assert np.isfinite(W).all()
+    assert np.isfinite(np.linalg.cond(W)).all()

@@ -153,6 +153,69 @@ def test_bad_proposals():
     assert [x.name for x in s.layers] == ["residual"]
 
 
+def test_non_finite_proposals_are_refused_and_change_nothing(monkeypatch):
+    """A NaN or inf in a proposal (a waveform, a mask, a method's output) is a
+    clear error naming the method, raised before the session changes: the
+    layers, their audio, the books and the undo history stay as they were."""
+    from demixstudio.separation import get_method
+
+    mix, stems = _real_mix()
+    s = Session(mix, 44100)
+    masks = _ideal_masks(s, stems)
+    s.apply_proposals([LayerProposal(n, "oracle", {}, mask=m) for n, m in masks.items()])
+    before = [(x.id, x.name) for x in s.layers]
+    residual = s.layer_audio(s.residual).copy()
+    undo_label = s.history.undo_label()
+    seen = []
+    s.subscribe(lambda kind, payload: seen.append(kind))
+    bad_wave = stems["vocals"].copy()
+    bad_wave[1, 1000] = np.nan
+    bad_mask = masks["bass"].copy()
+    bad_mask[0, 5, 7] = np.inf
+    message = "method 'broken' produced non-finite values \\(NaN/Inf\\); nothing was changed"
+    for on in (None, "piano"):
+        with pytest.raises(ParameterError, match=message):
+            s.apply_proposals([LayerProposal("fine", "broken", {}, mask=masks["vocals"]),
+                               LayerProposal("nan", "broken", {}, waveform=bad_wave)], on=on)
+        with pytest.raises(ParameterError, match=message):
+            s.apply_proposals([LayerProposal("inf", "broken", {}, mask=bad_mask)], on=on)
+    # Through a method, as the GUI and CLI run one.
+    hpss = type(get_method("hpss"))
+    monkeypatch.setattr(hpss, "separate", lambda self, mix, sr, params, hints, ctx: [
+        LayerProposal("nan", "hpss", {}, waveform=np.full_like(mix, np.nan))])
+    with pytest.raises(ParameterError, match="method 'hpss' produced non-finite values"):
+        s.run_method("hpss")
+    assert [(x.id, x.name) for x in s.layers] == before
+    assert s.history.undo_label() == undo_label and not s.history.can_redo
+    assert seen == []
+    np.testing.assert_array_equal(s.layer_audio(s.residual), residual)
+    assert s.balance_error() <= 1e-4
+
+
+def test_run_method_checks_the_type_of_its_params():
+    """Another method's Params is a ParameterError naming both, not an
+    AttributeError from inside the method; a dict of values is built into the
+    method's Params (as make_params does for the GUI and project files)."""
+    from demixstudio.separation import get_method
+
+    mix, _ = _real_mix()
+    s = Session(mix[:, : 44100], 44100)
+    with pytest.raises(ParameterError, match="method 'hpss' takes .*Params.*got Ilrma.Params"):
+        s.run_method("hpss", get_method("ilrma").Params())
+    with pytest.raises(ParameterError, match="got str"):
+        s.run_method("hpss", "margin=2")
+    with pytest.raises(ParameterError, match="unknown parameter 'iterations'"):
+        s.run_method("hpss", {"iterations": 3})
+    assert [x.name for x in s.layers] == ["residual"]
+    layers = s.run_method("hpss", {"margin": 2.0})
+    assert layers and all(x.provenance.params["margin"] == 2.0 for x in layers)
+    # rerun takes new params the same way.
+    with pytest.raises(ParameterError, match="got Ilrma.Params"):
+        s.rerun(layers[0], params=get_method("ilrma").Params())
+    s.rerun(layers[0], params={"margin": 1.0})
+    assert s.layers[0].provenance.params["margin"] == 1.0
+
+
 def test_every_method_refuses_silence_and_a_silent_layer_loses_nothing():
     """A silent input (an empty recording, a layer of zeros) is a clear error for
     every method, not NaN layers; re-separating a silent layer leaves the session

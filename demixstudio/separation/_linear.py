@@ -39,6 +39,12 @@ BLOCK = 1 << 16
 #: that is really zero lands around 1e-14 of the largest; 1e-10 leaves margin.
 RANK_TOL = 1e-10
 
+#: Why an input whose channels never change is refused. Said only of input
+#: that is not all zeros (that is "silent"): a DC offset has power but no
+#: variation, and every statistic here is (or ends up) centred.
+CONSTANT_INPUT = ("the input has no varying signal: every channel is constant "
+                  "(a DC offset), nothing to separate")
+
 
 # --------------------------------------------------------------------------
 # Validation
@@ -150,7 +156,7 @@ def second_moment(mix: np.ndarray, ctx: JobContext, block: int = BLOCK,
     Raises
     ------
     ParameterError
-        if the input holds NaN/inf or is silent.
+        if the input holds NaN/inf, is silent or is constant.
     """
     c, n = mix.shape
     acc = np.zeros((c, c))
@@ -165,7 +171,21 @@ def second_moment(mix: np.ndarray, ctx: JobContext, block: int = BLOCK,
         raise ParameterError("the input holds NaN or infinite samples")
     if np.trace(m) <= 0.0:
         raise ParameterError("the input is silent: every channel is zero, nothing to separate")
+    # A DC offset has power, so the trace does not catch it.
+    if is_constant(mix, block):
+        raise ParameterError(CONSTANT_INPUT)
     return m
+
+
+def is_constant(mix: np.ndarray, block: int = BLOCK) -> bool:
+    """True if every channel of ``mix`` (nb_channels, nb_samples) holds one value
+    throughout (silence included).
+
+    Compares a block at a time and stops at the first change, so real audio
+    answers after one block and a long file needs no full-size temporary.
+    """
+    first = mix[:, :1]
+    return all(np.all(mix[:, b0:b1] == first) for b0, b1 in iter_blocks(0, mix.shape[1], block))
 
 
 def lagged_covariances(mix: np.ndarray, lags: Sequence[int],
@@ -252,19 +272,51 @@ def whitener(cov: np.ndarray, nb_sources: int) -> np.ndarray:
     Raises
     ------
     ParameterError
-        if the input is silent, or its channels span fewer than
-        ``nb_sources`` independent directions (e.g. identical channels).
+        if the input does not vary (silent or constant: the covariance is
+        centred), or its channels span fewer than ``nb_sources`` independent
+        directions (e.g. identical channels).
     """
-    evals, evecs = np.linalg.eigh(0.5 * (cov + cov.T))
-    evals, evecs = evals[::-1], evecs[:, ::-1]  # decreasing power
-    if not np.isfinite(evals[0]) or evals[0] <= 0.0:
-        raise ParameterError("the input is silent: every channel is zero, nothing to separate")
-    rank = int(np.sum(evals > RANK_TOL * evals[0]))
+    cov = 0.5 * (cov + cov.T)
+    rank = int(spatial_rank(cov))
+    if rank == 0:
+        raise ParameterError(CONSTANT_INPUT)
     if rank < nb_sources:
         raise ParameterError(
             f"the input's {cov.shape[0]} channels span only {rank} independent "
             f"direction(s) (e.g. identical or silent channels); ask for sources={rank} or fewer")
+    evals, evecs = np.linalg.eigh(cov)
+    evals, evecs = evals[::-1], evecs[:, ::-1]  # decreasing power
     return evecs[:, :nb_sources].T / np.sqrt(evals[:nb_sources])[:, None]
+
+
+def spatial_rank(cov: np.ndarray) -> np.ndarray:
+    """How many independent directions the channels span, per covariance matrix.
+
+    A direction counts when its power is above ``RANK_TOL`` times the
+    strongest one's: identical, scaled or silent channels leave only float32
+    rounding in the others. Shared by the whitener and ILRMA (one matrix
+    per frequency there).
+
+    Parameters
+    ----------
+    cov : np.ndarray [shape=(..., nb_channels, nb_channels)], symmetric (real)
+        or Hermitian (complex); only the lower triangle is read
+
+    Returns
+    -------
+    np.ndarray [shape=(...)], int; 0 where the covariance has no positive power
+
+    Raises
+    ------
+    ParameterError
+        if ``cov`` holds NaN or inf.
+    """
+    if not np.all(np.isfinite(cov)):
+        raise ParameterError("the input holds NaN or infinite samples")
+    evals = np.linalg.eigvalsh(cov)  # ascending
+    top = evals[..., -1:]
+    rank = np.sum(evals > RANK_TOL * top, axis=-1)
+    return np.where(top[..., 0] > 0.0, rank, 0)
 
 
 def project_back(moment: np.ndarray, unmixing: np.ndarray) -> np.ndarray:

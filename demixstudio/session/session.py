@@ -292,7 +292,7 @@ class Session:
         from demixstudio.separation.registry import get_method
 
         m = get_method(method)
-        params = params if params is not None else m.Params()
+        params = checked_params(m, params)
         audio = self.input_audio(on)
         m.check_input(audio)
         proposals = m.separate(audio, self.sr, params, hints or Hints(), ctx or NullContext())
@@ -447,7 +447,8 @@ class Session:
 
         run = self.run_of(layer)
         m = get_method(run[0].provenance.method)
-        params = params if params is not None else provenance_params(m, run[0].provenance)
+        params = (checked_params(m, params) if params is not None
+                  else provenance_params(m, run[0].provenance))
         parent, audio = self.rerun_input(run)
         m.check_input(audio)
         proposals = m.separate(audio, self.sr, params, self.refinement_hints(run, hints),
@@ -471,12 +472,20 @@ class Session:
 
     def _content_for(self, p: LayerProposal, parent: Optional[Layer],
                      base_audio: np.ndarray) -> Dict[str, np.ndarray]:
+        """The content of proposal ``p`` as a layer's keyword arguments: a float32
+        waveform (channels, samples) or mask (1 or channels, bins, frames).
+
+        Raises ``ParameterError`` (and changes nothing: callers build every
+        layer before the one undoable step) if the shape is wrong or a value is
+        NaN or infinite.
+        """
         c, n = base_audio.shape
         if p.waveform is not None:
             w = np.asarray(p.waveform, dtype=np.float32)
             if w.shape != (c, n):
                 raise ParameterError(
                     f"method {p.method!r} returned a waveform of shape {w.shape}; expected {(c, n)}")
+            _check_finite(w, p.method)
             return {"waveform": w}
         mask = np.asarray(p.mask, dtype=np.float32)
         expect = (self.stft.bins, self.stft.frames(n))
@@ -484,6 +493,7 @@ class Session:
             raise ParameterError(
                 f"method {p.method!r} returned a mask of shape {mask.shape}; "
                 f"expected (1 or {c}, {expect[0]}, {expect[1]})")
+        _check_finite(mask, p.method)
         if parent is None:
             return {"mask": mask}
         if parent.mask is not None:
@@ -493,9 +503,42 @@ class Session:
         return {"waveform": apply_mask(base_audio, mask, self.stft)}
 
 
+def _check_finite(a: np.ndarray, method: str) -> None:
+    """Raise ``ParameterError`` if float32 ``a`` holds NaN or inf.
+
+    One float64 sum instead of ``np.isfinite(a).all()``: NaN and inf carry
+    through it, float32 values cannot overflow it, and numpy casts a buffer at
+    a time, so an hour-long stem costs no full-size temporary.
+    """
+    if not np.isfinite(np.sum(a, dtype=np.float64)):
+        raise ParameterError(
+            f"method {method!r} produced non-finite values (NaN/Inf); nothing was changed")
+
+
 def _free_colour(used: set, n: int) -> str:
     """The first palette colour not in ``used`` (the n-th in turn when all are)."""
     return next((c for c in PALETTE if c not in used), PALETTE[n % len(PALETTE)])
+
+
+def checked_params(method: Any, params: Any) -> Any:
+    """``params`` for ``method`` checked: None gives the defaults, a dict of typed
+    values is built into ``method.Params`` (as the GUI's form and project files
+    do), an instance of ``method.Params`` is used as it is.
+
+    Raises ``ParameterError`` for anything else (e.g. another method's Params),
+    which would otherwise fail inside the method on a missing attribute.
+    """
+    from demixstudio.separation.base import make_params
+
+    if params is None:
+        return method.Params()
+    if isinstance(params, dict):
+        return make_params(method.Params, values=params)
+    if not isinstance(params, method.Params):
+        raise ParameterError(
+            f"method {method.name!r} takes {type(method).__name__}.Params (or a dict of its "
+            f"values); got {type(params).__qualname__}")
+    return params
 
 
 def provenance_params(method: Any, prov: Provenance) -> Any:
