@@ -88,21 +88,43 @@ def _parse_sets(items: Sequence[str]) -> Dict[str, str]:
     return out
 
 
+def _check_method(args: argparse.Namespace) -> None:
+    """An unknown ``--method`` is a usage error (exit 2), like any bad option value."""
+    from demixstudio.errors import ParameterError
+    from demixstudio.separation.registry import get_method
+
+    try:
+        get_method(args.method)
+    except ParameterError as exc:
+        raise UsageError(f"demixstudio {args.command}: argument --method: {exc}") from None
+
+
 def cmd_separate(args: argparse.Namespace) -> int:
-    from demixstudio.audio.io import audio_info
+    from demixstudio.audio.io import audio_info, output_format
+    from demixstudio.batch.runner import check_device_present, missing_folders, remove_empty_folders
     from demixstudio.jobs.context import JobContext
     from demixstudio.separation.hintfiles import load_hints
     from demixstudio.session.operations import method_params, separate_to_folder
 
+    _check_method(args)
     params = method_params(args.method, sources=args.sources, settings=_parse_sets(args.set),
                            device=args.device)
+    # Options that would fail only after the output folder is made: refuse them first.
+    output_format(f"layer.{args.format}", args.bits)  # e.g. FLAC with float samples
+    check_device_present(params)  # e.g. --device cuda on a machine without CUDA
     info = audio_info(args.mix)  # a clear error for a missing or unreadable file, before work
     hints = load_hints(args.hint, info.sr) if args.hint else None
     progress = StderrProgress(f"{args.method} {Path(args.mix).name}")
     ctx = JobContext(on_progress=progress)
+    made = missing_folders(Path(args.out))
     try:
         doc = separate_to_folder(args.mix, args.method, args.out, params=params, hints=hints,
                                  ctx=ctx, ext=args.format, bits=args.bits)
+    except BaseException:
+        # A failed run leaves no empty folder behind: only the folders this
+        # command created, and only while they are empty, are removed.
+        remove_empty_folders(made)
+        raise
     finally:
         progress.done()
     names = ", ".join(x["name"] for x in doc["layers"])
@@ -114,6 +136,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from demixstudio.batch import run_batch
     from demixstudio.session.operations import method_params
 
+    _check_method(args)
     params = method_params(args.method, sources=args.sources, settings=_parse_sets(args.set),
                            device=args.device)
     if args.workers is not None and args.workers < 1:

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import shared
+from conftest import REPO, shared
 
 from demixstudio.batch import collect_inputs, run_batch
 from demixstudio.batch import manifest as mf
-from demixstudio.batch.runner import local_cluster
+from demixstudio.batch.runner import check_scheduler_address, local_cluster
 from demixstudio.batch.task import STAGING_TAG
 from demixstudio.cli import main
-from demixstudio.errors import Cancelled, ParameterError
+from demixstudio.errors import Cancelled, DemixError, ParameterError
+from demixstudio.separation import get_method, make_params
 
 SOURCES = [
     "speech_sisec_dev1/dev1_female4_src_1.wav", "speech_sisec_dev1/dev1_male4_src_2.wav",
@@ -137,6 +141,103 @@ def test_bad_options_fail_before_any_work(tmp_path):
     with pytest.raises(ParameterError, match="no audio files"):
         (tmp_path / "empty").mkdir()
         run_batch([tmp_path / "empty"], "hpss", tmp_path / "o")
+    with pytest.raises(ParameterError, match="FLAC"):
+        run_batch([_write], "hpss", tmp_path / "o", ext="flac", bits="float")
+    with pytest.raises(ParameterError, match="scheduler address"):
+        run_batch([_write], "hpss", tmp_path / "o", scheduler="notanaddress")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("address", [
+    "notanaddress", "tcp://notanaddress", "host:abc", "tcp://:8786", "host:0", "host:99999",
+    "foo://host:8786", "tcp://", "", "  ", "[::1", "tcp://ho st:8786",
+    "tcp://" + "a" * 70 + ".example:8786",  # a DNS label over 63 characters
+])
+def test_malformed_scheduler_addresses_are_refused_at_once(address):
+    with pytest.raises(ParameterError, match="scheduler address"):
+        check_scheduler_address(address)
+
+
+@pytest.mark.parametrize("address,canonical", [
+    ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+    ("10.0.0.5:8786", "tcp://10.0.0.5:8786"),  # Dask's default scheme
+    ("localhost:8786", "tcp://localhost:8786"),
+    (" tcp://sched.example.org:8786 ", "tcp://sched.example.org:8786"),
+    ("tls://sched:8786", "tls://sched:8786"),
+    ("tcp://[::1]:8786", "tcp://[::1]:8786"),
+    ("ws://sched:8786", "ws://sched:8786"),
+    ("wss://sched.example.org", "wss://sched.example.org"),
+    ("inproc://10.0.0.5/123/1", "inproc://10.0.0.5/123/1"),
+])
+def test_the_address_forms_dask_accepts_pass(address, canonical):
+    assert check_scheduler_address(address) == canonical
+
+
+def test_bad_scheduler_on_the_command_line_is_one_line(tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.random.default_rng(1).standard_normal(1600), 16000)
+    t0 = time.monotonic()
+    code = main(["batch", str(wav), "--method", "hpss", "--scheduler", "notanaddress",
+                 "--out", str(tmp_path / "o" / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "scheduler address 'notanaddress'" in err[0] and "internal error" not in err[0]
+    assert time.monotonic() - t0 < 10  # was a 44 s hang
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_client_that_fails_oddly_is_closed_without_a_traceback():
+    """Should Dask raise something other than OSError while connecting, the
+    half-made client is closed at once: no 40 s hang and no traceback from its
+    ``__del__`` (seen with a malformed address before addresses were checked)."""
+    code = (
+        "import gc, time\n"
+        "from demixstudio.batch import runner\n"
+        "from demixstudio.errors import DemixError\n"
+        "runner.check_scheduler_address = lambda a: a  # let the malformed one through\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    runner._connect('notanaddress')\n"
+        "except DemixError as exc:\n"
+        "    print('refused:', exc)\n"
+        "gc.collect()\n"
+        "print('seconds', time.monotonic() - t)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert "refused: cannot connect to the Dask scheduler at notanaddress" in r.stdout
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+    assert float(r.stdout.split("seconds")[1]) < 10
+
+
+def test_an_unreachable_scheduler_leaves_no_empty_folder(tmp_path, monkeypatch):
+    import distributed
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Timed out trying to connect")
+
+    monkeypatch.setattr(distributed, "Client", unreachable)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.random.default_rng(1).standard_normal(1600), 16000)
+    with pytest.raises(DemixError, match="cannot reach the Dask scheduler"):
+        run_batch([wav], "hpss", tmp_path / "o" / "b", scheduler="tcp://10.0.0.5:8786")
+    assert not (tmp_path / "o").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(DemixError, match="cannot reach the Dask scheduler"):
+        run_batch([wav], "hpss", kept, scheduler="tcp://10.0.0.5:8786")
+    assert kept.is_dir()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_a_missing_gpu_is_refused_before_local_workers_start(tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * np.random.default_rng(1).standard_normal(1600), 16000)
+    params = make_params(get_method("nmf").Params, strings={"device": "cuda"})
+    with pytest.raises(ParameterError, match="CUDA"):
+        run_batch([wav], "nmf", tmp_path / "o", params=params)
+    assert not (tmp_path / "o").exists()
 
 
 # --------------------------------------------------------------------------

@@ -224,14 +224,24 @@ def test_disk_full_during_export(stereo_mix, tmp_path, capsys, monkeypatch):
     out = tmp_path / "o"
     line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--out", str(out)], capsys)
     assert "no space left" in line
-    assert list(out.iterdir()) == []  # no stem, no layers.json
+    # No stem, no layers.json, and not even the folder: the command made it, empty.
+    assert not out.exists()
+    out.mkdir()  # one that was there before stays, empty as it was
+    calls["n"] = 0
+    _run_fail(["separate", str(stereo_mix), "--method", "ica", "--out", str(out)], capsys)
+    assert out.is_dir() and list(out.iterdir()) == []
 
 
 def test_usage_errors(stereo_mix, tmp_path, capsys):
     _run_fail(["separate", str(stereo_mix), "--out", str(tmp_path)], capsys, code=2)
+    # An unknown --method is a bad option value, a usage error like argparse's own (2).
     line = _run_fail(["separate", str(stereo_mix), "--method", "nmf-magic", "--out",
-                      str(tmp_path / "o")], capsys)
+                      str(tmp_path / "o")], capsys, code=2)
     assert "unknown method" in line and "ica" in line
+    line = _run_fail(["batch", str(stereo_mix), "--method", "nmf-magic", "--out",
+                      str(tmp_path / "o")], capsys, code=2)
+    assert "unknown method" in line and "ica" in line
+    assert not (tmp_path / "o").exists()
     line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--set", "max_iter=-3",
                       "--out", str(tmp_path / "o")], capsys)
     assert "max_iter" in line
@@ -255,3 +265,71 @@ def test_console_script_and_debug(tmp_path):
     assert r.returncode == 1 and "Traceback" in r.stderr
     r = subprocess.run([*cmd, "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("demixstudio ")
+
+
+@pytest.fixture
+def short_mix(tmp_path):
+    """Half a second of stereo noise: enough for the checks below, quick to separate."""
+    p = tmp_path / "short.wav"
+    rng = np.random.default_rng(3)
+    sf.write(p, (0.1 * rng.standard_normal((SR // 2, 2))).astype(np.float32), SR,
+             subtype="FLOAT")
+    return p
+
+
+@pytest.mark.parametrize("text,says", [
+    ("1:2:3:4", "a:b or a:b:step"),
+    ("0:1000000000", "more than"),  # was expanded in full: out of memory
+    ("0:10:0", "step of 0"),
+    ("x", "list of integers"),
+])
+def test_bad_int_ranges_are_one_line(short_mix, tmp_path, capsys, text, says):
+    line = _run_fail(["separate", str(short_mix), "--method", "decorrelation", "--set",
+                      f"lags={text}", "--out", str(tmp_path / "o")], capsys)
+    assert line.startswith("demixstudio: error: lags=") and says in line, line
+    assert "internal error" not in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_output_options_leave_no_folder(short_mix, tmp_path, capsys):
+    out = tmp_path / "o" / "x"
+    line = _run_fail(["separate", str(short_mix), "--method", "hpss", "--format", "flac",
+                      "--bits", "float", "--out", str(out)], capsys)
+    assert "FLAC" in line and not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_missing_gpu_is_refused_before_the_folder(short_mix, tmp_path, capsys):
+    out = tmp_path / "o" / "x"
+    line = _run_fail(["separate", str(short_mix), "--method", "nmf", "--device", "cuda",
+                      "--out", str(out)], capsys)
+    assert "cuda" in line.lower() and not (tmp_path / "o").exists()
+
+
+def test_a_failed_run_removes_only_the_empty_folders_it_made(short_mix, tmp_path, capsys,
+                                                            monkeypatch):
+    """A failure after the folder is made (here a method that refuses the input)
+    takes back the folders the command created, and no other."""
+    from demixstudio.errors import ParameterError
+    from demixstudio.separation import get_method
+
+    def refuse(self, *args, **kwargs):
+        raise ParameterError("refused for the test")
+
+    monkeypatch.setattr(type(get_method("hpss")), "separate", refuse)
+    argv = ["separate", str(short_mix), "--method", "hpss", "--out"]
+    new = tmp_path / "new" / "deeper"
+    assert "refused for the test" in _run_fail([*argv, str(new)], capsys)
+    assert not (tmp_path / "new").exists()
+    # A folder that existed stays, empty or not; so do folders above a new one.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _run_fail([*argv, str(empty)], capsys)
+    assert empty.is_dir()
+    _run_fail([*argv, str(empty / "sub")], capsys)
+    assert empty.is_dir() and not (empty / "sub").exists()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    _run_fail([*argv, str(full)], capsys)
+    assert (full / "notes.txt").read_text() == "mine"

@@ -128,16 +128,102 @@ def local_cluster(workers: int, memory_limit: Any = "auto"):
                             memory_limit=memory_limit, scheduler_kwargs=LOCAL_SCHEDULER)
 
 
+#: Schemes whose location is HOST:PORT, checked here before connecting
+#: (Dask's TCP connector needs the port; it has no default).
+HOST_PORT_SCHEMES = ("tcp", "tls")
+
+
+def check_scheduler_address(address: str) -> str:
+    """The address of a Dask scheduler in Dask's canonical form, or ``ParameterError``.
+
+    Accepts what ``distributed.Client`` connects to: ``tcp://HOST:PORT``,
+    ``HOST:PORT`` (Dask's default scheme, tcp), ``tls://HOST:PORT``,
+    ``ws://``/``wss://`` URLs, and the other schemes Dask has a backend for.
+    Checked before connecting because Dask reports a malformed address as a
+    ``ValueError`` from deep inside its client (after which the half-made
+    client hangs for 40 s and prints a traceback as it is collected).
+    """
+    import ipaddress
+
+    from distributed.comm.addressing import parse_address, parse_host_port, unparse_address
+    from distributed.comm.registry import get_backend
+
+    text = str(address).strip()
+    form = "give it as tcp://HOST:PORT or HOST:PORT, e.g. tcp://10.0.0.5:8786"
+    if not text:
+        raise ParameterError(f"the scheduler address is empty; {form}")
+    scheme, loc = parse_address(text)
+    try:
+        get_backend(scheme)
+    except (ValueError, ImportError):
+        raise ParameterError(f"scheduler address {address!r}: unknown scheme {scheme!r}; "
+                             f"{form}") from None
+    if not loc or any(c.isspace() for c in loc):
+        raise ParameterError(f"scheduler address {address!r} is not an address; {form}")
+    if scheme in HOST_PORT_SCHEMES:
+        try:
+            host, port = parse_host_port(loc)
+        except ValueError:
+            raise ParameterError(f"scheduler address {address!r} needs a host and a port; "
+                                 f"{form}") from None
+        if not host:
+            raise ParameterError(f"scheduler address {address!r} has no host; {form}")
+        if not 0 < port < 65536:
+            raise ParameterError(f"scheduler address {address!r}: port {port} is not "
+                                 "between 1 and 65535")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:  # a host name: one the resolver can be asked about
+            try:
+                host.encode("idna")
+            except UnicodeError:
+                raise ParameterError(f"scheduler address {address!r}: {host!r} is not a "
+                                     "valid host name") from None
+    return unparse_address(scheme, loc)
+
+
+def _close_half_made_client(exc: BaseException) -> None:
+    """Close the ``Client`` whose constructor raised ``exc``, if it got that far.
+
+    ``Client.__init__`` cleans up after itself only on OSError; after any other
+    error its half-made instance, found only in the traceback, would hang for
+    40 s when garbage-collected and print a traceback from ``__del__``.
+    Closed here, at once, it does neither.
+    """
+    from distributed import Client
+
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, Client):
+            with contextlib.suppress(Exception):
+                obj.close(timeout=2)
+            return
+        tb = tb.tb_next
+
+
+def _connect(scheduler: str):
+    """A ``distributed.Client`` connected to an existing scheduler, or ``DemixError``."""
+    from distributed import Client
+
+    address = check_scheduler_address(scheduler)
+    try:
+        return Client(address, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise DemixError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - anything else Dask raises while connecting
+        _close_half_made_client(exc)
+        raise DemixError(f"cannot connect to the Dask scheduler at {scheduler}: "
+                         f"{type(exc).__name__}: {exc}") from exc
+
+
 @contextlib.contextmanager
 def _cluster(workers: int, scheduler: Optional[str], memory_limit: Any):
     """A connected ``distributed.Client``; the local cluster (if any) closes on exit."""
     from distributed import Client
 
     if scheduler:
-        try:
-            client = Client(scheduler, timeout="20s", set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise DemixError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        client = _connect(scheduler)
         try:
             yield client
         finally:
@@ -152,6 +238,43 @@ def _cluster(workers: int, scheduler: Optional[str], memory_limit: Any):
             client.close()
     finally:
         cluster.close()
+
+
+def missing_folders(folder: Path) -> List[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first:
+    what ``folder.mkdir(parents=True)`` is about to create."""
+    made = []
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; one with anything
+    in it, and so each above it, is kept. ``rmdir`` never removes a file."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+
+
+def check_device_present(params: Any) -> None:
+    """Refuse a device (``params.device``) this machine lacks, before any work.
+
+    For ``separate`` and for a batch on local workers, which see the same
+    hardware as this process: ``device=cuda`` without CUDA is then one clear
+    error at once, rather than a failure after the output folder is made (or
+    the same failure recorded for every file). Not for a remote cluster,
+    whose workers may well have the GPU this machine lacks.
+    """
+    device = getattr(params, "device", None)
+    if isinstance(device, str) and device.lower() not in ("auto", "cpu"):
+        from demixstudio.devices import pick_device
+
+        pick_device(device)
 
 
 def _weight(f: InputFile) -> float:
@@ -211,8 +334,12 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     out = Path(out)
     n_workers = _check_workers(workers)
     limit = _check_memory_limit(memory_limit)
+    if scheduler:
+        scheduler = check_scheduler_address(scheduler)
     m = get_method(method)
     params = params if params is not None else m.Params()
+    if scheduler is None:
+        check_device_present(params)
     hint_specs = tuple(hint_specs)
     for spec in hint_specs:
         _, _, path = parse_hint_spec(spec)
@@ -222,6 +349,7 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     if not files:
         raise ParameterError("no audio files found in " + ", ".join(map(str, inputs)))
     output_format(f"layer.{ext}", bits)  # e.g. FLAC with float samples: refuse before work
+    made = missing_folders(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -231,43 +359,41 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     manifest = out_root / mf.MANIFEST_NAME
     sig = mf.signature(method, params_to_dict(params), hint_specs, ext, bits)
     summary = BatchSummary(out=out_root, manifest=manifest, total=len(files))
-
-    # Decide what is done already.
-    previous = mf.latest(mf.read(manifest))
-    pending: List[tuple] = []
-    skipped = []
-    for f in files:
-        stamp = mf.input_stamp(f.path)
-        key = f.rel.as_posix()
-        if mf.is_done(previous.get(key), out_root, sig, stamp):
-            skipped.append({"input": str(f.path), "output": key, "method": method,
-                            "signature": sig, "status": "skipped",
-                            "reason": "done in an earlier run", "finished": None})
-        else:
-            pending.append((f, stamp))
-    mf.append(manifest, skipped)
-    summary.skipped = len(skipped)
-    summary.records.extend(skipped)
-    if not pending:
-        ctx.progress(1, 1, f"{_bar(1.0)} all {len(files)} files done before")
-        summary.elapsed_s = time.monotonic() - t_start
-        return summary
-
-    ctx.check()  # cancelled already: don't start a cluster
-    weights = [_weight(f) for f, _ in pending]
-    total_w, done_w = sum(weights), 0.0
-    n_done = 0
-
-    def report() -> None:
-        frac = done_w / total_w
-        failed = f", {summary.failed} failed" if summary.failed else ""
-        ctx.progress(done_w, total_w, f"{_bar(frac)} {n_done}/{len(pending)} files{failed}")
-
-    token = uuid.uuid4().hex[:10]
-    cancel_name = f"demixstudio-cancel-{token}"
-    futures = []
     unfinished: List[InputFile] = []
     try:
+        # Decide what is done already.
+        previous = mf.latest(mf.read(manifest))
+        pending: List[tuple] = []
+        skipped = []
+        for f in files:
+            stamp = mf.input_stamp(f.path)
+            key = f.rel.as_posix()
+            if mf.is_done(previous.get(key), out_root, sig, stamp):
+                skipped.append({"input": str(f.path), "output": key, "method": method,
+                                "signature": sig, "status": "skipped",
+                                "reason": "done in an earlier run", "finished": None})
+            else:
+                pending.append((f, stamp))
+        mf.append(manifest, skipped)
+        summary.skipped = len(skipped)
+        summary.records.extend(skipped)
+        if not pending:
+            ctx.progress(1, 1, f"{_bar(1.0)} all {len(files)} files done before")
+            return summary
+
+        ctx.check()  # cancelled already: don't start a cluster
+        weights = [_weight(f) for f, _ in pending]
+        total_w, done_w = sum(weights), 0.0
+        n_done = 0
+
+        def report() -> None:
+            frac = done_w / total_w
+            failed = f", {summary.failed} failed" if summary.failed else ""
+            ctx.progress(done_w, total_w, f"{_bar(frac)} {n_done}/{len(pending)} files{failed}")
+
+        token = uuid.uuid4().hex[:10]
+        cancel_name = f"demixstudio-cancel-{token}"
+        futures = []
         with _cluster(n_workers, scheduler, limit) as client:
             from distributed import Event, as_completed
 
@@ -326,6 +452,10 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     finally:
         # Only now are local workers gone: sweep what interrupted tasks left.
         remove_staging(out_root, unfinished)
+        # A batch that stopped before writing anything (scheduler unreachable,
+        # workers that cannot run the method) leaves no empty folder behind;
+        # only folders this call created, and only if empty, are removed.
+        remove_empty_folders(made)
         summary.elapsed_s = time.monotonic() - t_start
     return summary
 

@@ -102,6 +102,45 @@ def param_specs(params_cls: type) -> List[ParamSpec]:
     return specs
 
 
+#: Most values a tuple parameter may hold. A range such as ``0:1000000000``
+#: would otherwise be expanded in full and exhaust memory before any check.
+#: A range is first held against the parameter's declared ``min``/``max``
+#: (refused at once if it leaves them), then against this cap.
+MAX_TUPLE_VALUES = 4096
+#: Largest magnitude of an int parameter: what numpy's int64 holds.
+INT_LIMIT = 2 ** 63 - 1
+
+
+def _expand_range(spec: ParamSpec, text: str, item: str, room: int) -> range:
+    """The ``range`` of one ``a:b`` or ``a:b:step`` item of an int-tuple, checked
+    against the spec's bounds and ``room`` (values still allowed) before it is
+    expanded, so a huge range costs nothing."""
+    fields = item.split(":")
+    if len(fields) > 3:
+        raise ParameterError(f"{spec.name}={text!r}: range {item.strip()!r} must be a:b or "
+                             "a:b:step (b excluded, as in Python)")
+    bounds = [int(v) for v in fields]  # ValueError: reported by the caller
+    if len(bounds) == 3 and bounds[2] == 0:
+        raise ParameterError(f"{spec.name}={text!r}: range {item.strip()!r} has a step of 0")
+    r = range(*bounds)
+    # Its length and ends by arithmetic: len() and r[-1] overflow past sys.maxsize.
+    n = max(0, -(-(r.stop - r.start) // r.step))
+    if n == 0:
+        raise ParameterError(f"{spec.name}={text!r}: range {item.strip()!r} is empty "
+                             "(b is excluded, as in Python)")
+    last = r.start + (n - 1) * r.step
+    low, high = min(r.start, last), max(r.start, last)
+    if spec.min is not None and low < spec.min:
+        raise ParameterError(f"{spec.name}={text!r}: range {item.strip()!r} goes below the "
+                             f"minimum {spec.min}")
+    if spec.max is not None and high > spec.max:
+        raise ParameterError(f"{spec.name}={text!r}: range {item.strip()!r} goes above the "
+                             f"maximum {spec.max}")
+    if n > room:
+        raise ParameterError(f"{spec.name}={text!r} holds more than {MAX_TUPLE_VALUES} values")
+    return r
+
+
 def _parse_value(spec: ParamSpec, text: str) -> Any:
     t = spec.type
     try:
@@ -119,24 +158,101 @@ def _parse_value(spec: ParamSpec, text: str) -> Any:
         if t == "str":
             return text
         parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+        if len(parts) > MAX_TUPLE_VALUES:
+            raise ParameterError(f"{spec.name}={text[:40]!r}... holds more than "
+                                 f"{MAX_TUPLE_VALUES} values")
         if t == "int-tuple":
             out: List[int] = []
             for p in parts:
                 if ":" in p:  # a range a:b or a:b:step, b excluded, as in Python
-                    bounds = [int(v) for v in p.split(":")]
-                    out.extend(range(*bounds))
+                    out.extend(_expand_range(spec, text, p, MAX_TUPLE_VALUES - len(out)))
                 else:
                     out.append(int(p))
+                if len(out) > MAX_TUPLE_VALUES:
+                    raise ParameterError(f"{spec.name}={text!r} holds more than "
+                                         f"{MAX_TUPLE_VALUES} values")
             return tuple(out)
         return tuple(float(p) for p in parts)
+    except ParameterError:
+        raise  # already says what is wrong (it is a ValueError too)
     except ValueError:
         kind = {"int-tuple": "a comma-separated list of integers (ranges a:b allowed)",
                 "float-tuple": "a comma-separated list of numbers"}.get(t, f"a value of type {t}")
         raise ParameterError(f"{spec.name}={text!r} is not {kind}") from None
 
 
-def validate_value(spec: ParamSpec, value: Any) -> None:
-    """Raise ``ParameterError`` if ``value`` is outside the spec's range or choices."""
+def _as_int(spec: ParamSpec, v: Any) -> int:
+    """``v`` as an int, or ``ParameterError``: bools are refused (True is no
+    count), and a float only if it is whole (3.0 from a JSON file is 3, 2.5 is
+    not), since methods use ints as sizes and indices."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ParameterError(f"{spec.name}={v!r} is not a whole number")
+    out = None
+    if isinstance(v, (int, np.integer)):
+        out = int(v)
+    elif isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            raise ParameterError(f"{spec.name}={v!r} must be finite")
+        if float(v).is_integer():
+            out = int(v)
+    if out is None:
+        raise ParameterError(f"{spec.name}={v!r} is not a whole number")
+    if abs(out) > INT_LIMIT:  # numpy would raise OverflowError deep in a method
+        raise ParameterError(f"{spec.name}={v!r} is too large")
+    return out
+
+
+def _as_float(spec: ParamSpec, v: Any) -> float:
+    """``v`` as a finite float, or ``ParameterError`` (bools and text are refused)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                                np.floating)):
+        raise ParameterError(f"{spec.name}={v!r} is not a number")
+    try:
+        out = float(v)
+    except OverflowError:  # an int beyond the float range
+        raise ParameterError(f"{spec.name}={v!r} is out of range") from None
+    if not np.isfinite(out):
+        raise ParameterError(f"{spec.name}={v!r} must be finite")
+    return out
+
+
+def check_type(spec: ParamSpec, value: Any) -> Any:
+    """``value`` in the spec's declared type, or ``ParameterError`` naming the parameter.
+
+    Values that are not CLI strings (the GUI's form, a project file, a
+    script's dict) reach a method as they are, so a wrong type must be caught
+    here: ``margin='abc'`` or ``components=2.5`` would otherwise fail deep in
+    numpy. Lossless conversions are made (an int for a float, a whole float or
+    a numpy integer for an int, a list for a tuple).
+    """
+    t = spec.type
+    if t == "int":
+        return _as_int(spec, value)
+    if t == "float":
+        return _as_float(spec, value)
+    if t == "bool":
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise ParameterError(f"{spec.name}={value!r} is not true or false")
+    if t == "str":
+        if isinstance(value, str):
+            return value
+        raise ParameterError(f"{spec.name}={value!r} is not text")
+    # Tuples: a list or tuple of numbers (JSON gives lists).
+    if not isinstance(value, (tuple, list)):
+        kind = "integers" if t == "int-tuple" else "numbers"
+        raise ParameterError(f"{spec.name}={value!r} is not a list of {kind}")
+    if len(value) > MAX_TUPLE_VALUES:
+        raise ParameterError(f"{spec.name} holds {len(value)} values; at most "
+                             f"{MAX_TUPLE_VALUES} are allowed")
+    conv = _as_int if t == "int-tuple" else _as_float
+    return tuple(conv(spec, v) for v in value)
+
+
+def validate_value(spec: ParamSpec, value: Any) -> Any:
+    """Raise ``ParameterError`` if ``value`` is not of the spec's type or is outside
+    its range or choices; returns the value in the declared type (see ``check_type``)."""
+    value = check_type(spec, value)
     values = value if isinstance(value, tuple) else (value,)
     if spec.type.endswith("tuple") and len(values) == 0 and spec.default != ():
         raise ParameterError(f"{spec.name} must not be empty")
@@ -145,12 +261,11 @@ def validate_value(spec: ParamSpec, value: Any) -> None:
             raise ParameterError(
                 f"{spec.name}={v!r} is not one of {', '.join(map(str, spec.choices))}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if not np.isfinite(v):
-                raise ParameterError(f"{spec.name}={v!r} must be finite")
             if spec.min is not None and v < spec.min:
                 raise ParameterError(f"{spec.name}={v!r} is below the minimum {spec.min}")
             if spec.max is not None and v > spec.max:
                 raise ParameterError(f"{spec.name}={v!r} is above the maximum {spec.max}")
+    return value
 
 
 def make_params(params_cls: type, values: Optional[Dict[str, Any]] = None,
@@ -158,8 +273,9 @@ def make_params(params_cls: type, values: Optional[Dict[str, Any]] = None,
     """Build and validate a params instance from typed values and/or strings.
 
     ``strings`` are the ``--set key=value`` texts of the CLI; ``values`` are
-    already-typed values (the GUI's form, a project file). Unknown names raise
-    ``ParameterError`` listing the accepted ones.
+    already-typed values (the GUI's form, a project file), held to the
+    declared type (``check_type``). Unknown names raise ``ParameterError``
+    listing the accepted ones.
     """
     specs = {s.name: s for s in param_specs(params_cls)}
     kwargs: Dict[str, Any] = {}
@@ -170,11 +286,9 @@ def make_params(params_cls: type, values: Optional[Dict[str, Any]] = None,
                     f"unknown parameter {k!r}; this method takes: {', '.join(specs) or 'none'}")
             if parse:
                 v = _parse_value(specs[k], str(v))
-            elif specs[k].type.endswith("tuple") and isinstance(v, list):
-                v = tuple(v)
             kwargs[k] = v
     for k, v in kwargs.items():
-        validate_value(specs[k], v)
+        kwargs[k] = validate_value(specs[k], v)
     return params_cls(**kwargs)
 
 
