@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -129,6 +130,10 @@ def cmd_separate(args: argparse.Namespace) -> int:
         progress.done()
     names = ", ".join(x["name"] for x in doc["layers"])
     print(f"{len(doc['layers'])} layers ({names}) written to {args.out} in {doc['elapsed_s']:.2f} s")
+    for x in doc["layers"]:
+        if "clipped_db" in x:
+            print(f"warning: {x['file']} peaks at {x['clipped_db']:+.1f} dBFS and was clipped at "
+                  f"{args.bits} bits; use --bits float to keep it whole", file=sys.stderr)
     return 0
 
 
@@ -151,6 +156,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
         progress.done()
     for rec in summary.errors:
         print(f"failed: {rec['input']}: {rec['error']}", file=sys.stderr)
+    for rec in summary.records:
+        for name, level in rec.get("clipped_db", {}).items():
+            print(f"warning: {rec['output']}/{name} peaks at {level:+.1f} dBFS and was clipped; "
+                  "use --format wav --bits float to keep it whole", file=sys.stderr)
     print(f"{summary.total} files: {summary.ok} separated, {summary.failed} failed, "
           f"{summary.skipped} done before; {summary.elapsed_s:.1f} s; "
           f"manifest {summary.manifest}")
@@ -201,12 +210,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_remix(args: argparse.Namespace) -> int:
-    from demixstudio.audio.io import save_audio
+    from demixstudio.audio.io import peak, save_audio
+    from demixstudio.session.export import CLIP_LEVEL
     from demixstudio.session.project import load_project
 
     session = load_project(args.project)
-    out = save_audio(args.out, session.mixdown(), session.sr, bits=args.bits)
+    remix = session.mixdown()
+    out = save_audio(args.out, remix, session.sr, bits=args.bits)
     print(f"remix of {len(session.layers)} layers written to {out}")
+    level = peak(remix)
+    if args.bits != "float" and level > CLIP_LEVEL:
+        print(f"warning: the remix peaks at {20 * math.log10(level):+.1f} dBFS and was clipped at "
+              f"{args.bits} bits; lower the gains or use --bits float", file=sys.stderr)
     return 0
 
 

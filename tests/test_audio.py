@@ -178,3 +178,26 @@ def test_save_failures_leave_nothing(tmp_path, rng, monkeypatch):
     with pytest.raises(OutputError, match="no space left"):
         save_audio(final, x, 8000)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_errors_name_the_final_file_and_a_full_disk(tmp_path, monkeypatch):
+    import shutil
+
+    from demixstudio.audio import io
+
+    x = np.zeros((2, 1000), np.float32)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 1, 0))
+    why = io._write_failure(tmp_path / ".a.wav.part", x, RuntimeError("System error."))
+    assert why == "no space left on the disk"
+    with pytest.raises(ParameterError, match="transpose"):
+        save_audio(tmp_path / "t.wav", np.zeros((1000, 2), np.float32), 8000)
+    with pytest.raises(ParameterError, match="floating point"):
+        save_audio(tmp_path / "i.wav", np.zeros((2, 10), np.int16), 8000)
+    with pytest.raises(ParameterError, match="sample rate"):
+        save_audio(tmp_path / "r.wav", x, 8000.5)
+    bad = np.zeros((8000, 1), np.float32)
+    bad[6000] = np.inf
+    sf.write(tmp_path / "inf.wav", bad, 8000, subtype="FLOAT")
+    with pytest.raises(AudioFormatError, match="at 0.750 s"):
+        load_audio(tmp_path / "inf.wav")
+    assert list(p.name for p in tmp_path.iterdir()) == ["inf.wav"]

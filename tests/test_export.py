@@ -10,10 +10,11 @@ import soundfile as sf
 
 from conftest import shared
 from demixstudio.audio.io import load_audio
-from demixstudio.errors import OutputError
+from demixstudio.errors import OutputError, ParameterError
 from demixstudio.separation.base import LayerProposal
 from demixstudio.session import Session
-from demixstudio.session.export import export
+from demixstudio.separation.registry import get_method
+from demixstudio.session.export import clipping_warnings, export
 
 
 @pytest.fixture
@@ -84,3 +85,97 @@ def test_unwritable_folder(tmp_path, session):
                 export(s, ro)
     finally:
         ro.chmod(0o700)
+
+
+def test_export_never_writes_over_the_input_recording(tmp_path, session):
+    s, _ = session
+    src = tmp_path / "vocals.wav"
+    sf.write(src, s.mixture.T, 44100, subtype="FLOAT")
+    before = src.read_bytes()
+    s.source_path = str(src)
+    with pytest.raises(OutputError, match="write over the input recording"):
+        export(s, tmp_path, naming="{layer}")
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["vocals.wav"]
+    with pytest.raises(ParameterError, match="template"):
+        export(s, tmp_path, naming="{song} - {track}")
+
+
+def test_integer_formats_report_the_stems_they_clip(tmp_path):
+    """A stem above full scale is clipped in 24-bit and says so; float keeps it, and
+    the stems add up to the mixture."""
+    x, _ = load_audio(shared("speech_sisec_dev1/dev1_female4_src_1.wav"))
+    y, _ = load_audio(shared("speech_sisec_dev1/dev1_female4_src_2.wav"))
+    n = min(x.shape[1], y.shape[1], 3 * 16000)
+    a, b = x[:, :n] * 4 / np.abs(x[:, :n]).max(), y[:, :n] * 0.5 / np.abs(y[:, :n]).max()
+    s = Session((a + b).astype(np.float32), 16000, name="loud")
+    s.apply_proposals([LayerProposal("a", "oracle", {}, waveform=a.astype(np.float32))])
+    (tmp_path / "24").mkdir()
+    files = export(s, tmp_path / "24", bits="24")
+    clipped = {f.layer: f.clipped_db for f in files}
+    assert clipped["a"] == pytest.approx(20 * np.log10(4), abs=0.05)
+    assert [w.split(" peaks")[0] for w in clipping_warnings(files)] == [
+        f.path.name for f in files if f.clipped_db is not None]
+    (tmp_path / "float").mkdir()
+    files = export(s, tmp_path / "float", bits="float")
+    assert all(f.clipped_db is None for f in files)
+    total = sum(load_audio(f.path)[0] for f in files)
+    np.testing.assert_allclose(total, s.mixture, atol=1e-5)
+
+
+def test_sidecars_are_published_with_the_stems_or_not_at_all(tmp_path, session):
+    s, _ = session
+    (tmp_path / "keep.txt").write_text("earlier")
+
+    def broken(files):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OutputError, match="no space left"):
+        export(s, tmp_path, sidecars={"keep.txt": broken})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    assert (tmp_path / "keep.txt").read_text() == "earlier"
+    files = export(s, tmp_path, sidecars={"keep.txt": lambda fs: str(len(fs))})
+    assert (tmp_path / "keep.txt").read_text() == str(len(files)) == "4"
+
+
+def test_separate_into_a_used_folder_replaces_the_earlier_result_whole(tmp_path):
+    """A second run into the same folder leaves its own stems and layers.json only
+    (the earlier run's extra stems go; files it did not write stay)."""
+    import json
+
+    from demixstudio.separation.base import make_params
+    from demixstudio.session.operations import separate_to_folder
+
+    x, _ = load_audio(shared("speech_sisec_dev1/dev1_female4_src_1.wav"))
+    src = tmp_path / "in.wav"
+    sf.write(src, x[:, :2 * 16000].T, 16000, subtype="FLOAT")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    hpss = get_method("hpss")
+    separate_to_folder(src, "hpss", out, params=make_params(hpss.Params, values={"margin": 2.0}))
+    first = json.loads((out / "layers.json").read_text())
+    assert len(first["layers"]) == 3
+    doc = separate_to_folder(src, "hpss", out)
+    names = {x["file"] for x in doc["layers"]}
+    assert sorted(p.name for p in out.iterdir()) == sorted(names | {"layers.json", "notes.txt"})
+    assert json.loads((out / "layers.json").read_text()) == doc
+    a_file = tmp_path / "notes"
+    a_file.write_text("x")
+    with pytest.raises(OutputError, match="not a folder"):
+        separate_to_folder(src, "hpss", a_file)
+
+
+def test_the_command_line_warns_of_clipped_stems(tmp_path):
+    """`separate` into 24-bit WAV of a float file above full scale: the stems are
+    written, and stderr names each one that clipped."""
+    import subprocess
+    import sys
+
+    x, _ = load_audio(shared("speech_sisec_dev1/dev1_female4_src_1.wav"))
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, (x[:, :16000] * 3 / np.abs(x[:, :16000]).max()).T, 16000, subtype="FLOAT")
+    run = subprocess.run([sys.executable, "-m", "demixstudio", "separate", str(loud), "--method",
+                          "hpss", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert warned and all("--bits float" in w for w in warned)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
@@ -22,6 +23,9 @@ from demixstudio.errors import AudioFormatError, OutputError, ParameterError
 
 # Blocks of this many frames keep temporary arrays small on long files.
 BLOCK_FRAMES = 1 << 20
+# More channels than this is a (samples, channels) array given the wrong way
+# round (7th-order ambisonics has 64).
+MAX_CHANNELS = 256
 
 # Output subtypes by the name used in the CLI and the export dialog.
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
@@ -105,10 +109,12 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None) -> Tuple[np
                 block = f.read(min(BLOCK_FRAMES, nframes - pos), dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
-                if not np.isfinite(block).all():
+                finite = np.isfinite(block).all(axis=1)
+                if not finite.all():
+                    first = pos + int(np.flatnonzero(~finite)[0])
                     raise AudioFormatError(
-                        f"{path}: contains NaN or infinite samples "
-                        f"(first bad block at {pos / file_sr:.2f} s)")
+                        f"{path}: contains NaN or infinite samples (the first at "
+                        f"{first / file_sr:.3f} s)")
                 audio[:, pos:pos + block.shape[0]] = block.T
                 pos += block.shape[0]
         except (sf.LibsndfileError, RuntimeError) as exc:
@@ -153,6 +159,9 @@ def check_audio(audio: np.ndarray, name: str = "audio") -> np.ndarray:
         raise AudioFormatError(f"{name} holds no samples")
     if not np.issubdtype(a.dtype, np.floating):
         raise ParameterError(f"{name} must be floating point; got {a.dtype}")
+    if a.shape[0] > MAX_CHANNELS:
+        raise ParameterError(f"{name} has shape {a.shape}: {a.shape[0]} channels? It must be "
+                             "(channels, samples); transpose it")
     a = a.astype(np.float32, copy=False)
     for start in range(0, a.shape[1], BLOCK_FRAMES):
         if not np.isfinite(a[:, start:start + BLOCK_FRAMES]).all():
@@ -174,32 +183,55 @@ def output_format(path: os.PathLike | str, bits: str = "24") -> Tuple[str, str]:
 
 
 def write_audio(path: os.PathLike | str, audio: np.ndarray, sr: int, fmt: str,
-                subtype: str) -> None:
-    """Write float32 (channels, samples) to ``path`` as it is (not atomic; see ``save_audio``)."""
+                subtype: str, *, shown: Optional[os.PathLike | str] = None) -> None:
+    """Write float32 (channels, samples) to ``path`` as it is (not atomic; see ``save_audio``).
+
+    ``shown``: the name to give in errors (the final name, when ``path`` is a
+    temporary file beside it).
+    """
     try:
         with sf.SoundFile(str(path), "w", samplerate=int(sr), channels=audio.shape[0],
                           format=fmt, subtype=subtype) as f:
             for start in range(0, audio.shape[1], BLOCK_FRAMES):
                 f.write(audio[:, start:start + BLOCK_FRAMES].T)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        # libsndfile reports a full disk as a generic write error.
-        raise OutputError(f"cannot write {path}: {exc}") from exc
+        raise OutputError(f"cannot write {shown or path}: {_write_failure(path, audio, exc)}"
+                          ) from exc
+
+
+def _write_failure(path: os.PathLike | str, audio: np.ndarray, exc: Exception) -> str:
+    """Why libsndfile could not write: it reports a full disk as a bare "System
+    error", so the free space is checked against what the file needs."""
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        free = None
+    if free is not None and free < audio.shape[0] * audio.shape[1] * 4 + (1 << 20):
+        return "no space left on the disk"
+    return str(exc).strip().rstrip(".") or type(exc).__name__
 
 
 def save_audio(path: os.PathLike | str, audio: np.ndarray, sr: int, *, bits: str = "24") -> Path:
     """Write float32 (channels, samples) to a WAV or FLAC file atomically.
 
     Integer formats clip at full scale (libsndfile's behaviour, stated here
-    because a remix with gain can exceed it). Returns the final path.
+    because a remix with gain can exceed it; callers check :func:`peak` to say
+    so). Returns the final path.
     """
     path = Path(path)
     fmt, subtype = output_format(path, bits)
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 2:
-        raise ParameterError(f"audio must have shape (channels, samples); got {audio.shape}")
+    if int(sr) != sr or sr <= 0:
+        raise ParameterError(f"sample rate {sr!r} must be a positive whole number of Hz")
+    audio = check_audio(audio)
     with atomic_path(path) as tmp:
-        write_audio(tmp, audio, sr, fmt, subtype)
+        write_audio(tmp, audio, int(sr), fmt, subtype, shown=path)
     return path
+
+
+def peak(audio: np.ndarray) -> float:
+    """Largest absolute sample of (channels, samples) audio, a block at a time
+    (no full-size temporary)."""
+    return max((float(np.abs(block).max()) for _, block in iter_blocks(audio)), default=0.0)
 
 
 def iter_blocks(audio: np.ndarray, block: int = BLOCK_FRAMES) -> Iterator[Tuple[int, np.ndarray]]:

@@ -211,6 +211,9 @@ def separate_file(task: FileTask) -> Dict[str, Any]:
         rec.update(status="ok", layers=[x["name"] for x in doc["layers"]],
                    files=[x["file"] for x in doc["layers"] if x.get("file")],
                    separate_s=doc["elapsed_s"], error=None)
+        clipped = {x["file"]: x["clipped_db"] for x in doc["layers"] if "clipped_db" in x}
+        if clipped:  # stems an integer format clipped (dBFS peaks): float WAV keeps them
+            rec["clipped_db"] = clipped
     except Cancelled:
         rec.update(status="cancelled", error="cancelled")
     except DemixError as exc:

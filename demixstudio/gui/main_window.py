@@ -37,7 +37,7 @@ from demixstudio.gui.transport import Transport
 from demixstudio.gui.worker import BackgroundTask, JobBar, JobRunner
 from demixstudio.separation.base import AudioHint, Hints, LayerProposal, params_to_dict
 from demixstudio.separation.registry import available, get_method
-from demixstudio.session.export import export
+from demixstudio.session.export import clipping_warnings, export
 from demixstudio.session.project import load_project, save_project
 from demixstudio.session.session import Session
 
@@ -637,7 +637,13 @@ class MainWindow(QMainWindow):
                           apply_settings=choice.apply_settings)
 
         def apply(files):
-            self.statusBar().showMessage(f"Exported {len(files)} file(s) to {folder}", 6000)
+            clipped = clipping_warnings(files)
+            for line in clipped:
+                log.warning("export: %s", line)
+            note = (f"; {len(clipped)} clipped at full scale (export as float WAV to keep "
+                    "them whole)" if clipped else "")
+            self.statusBar().showMessage(f"Exported {len(files)} file(s) to {folder}{note}",
+                                         15000 if clipped else 6000)
             return files
         # Export reads the session's audio cache from the worker: no edits meanwhile.
         return self._start("Export", work, apply, lock=True)

@@ -10,17 +10,22 @@ full disk, no permission) leaves nothing under a final name.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from demixstudio.audio.atomic import atomic_paths
-from demixstudio.audio.io import output_format, write_audio
+from demixstudio.audio.io import output_format, peak, write_audio
 from demixstudio.errors import OutputError, ParameterError
 from demixstudio.session.layer import Layer
 from demixstudio.session.session import Session
+
+# Above this an integer sample clips (a little over 1.0: float rounding in the
+# masks must not count as clipping).
+CLIP_LEVEL = 1.0 + 1e-6
 
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
@@ -33,16 +38,27 @@ def safe_filename(text: str) -> str:
 
 @dataclass(frozen=True)
 class ExportedFile:
-    """One written file: which layer (None for the remix), where."""
+    """One written file: which layer (None for the remix), where, and whether
+    its integer format clipped it (``clipped_db``: its peak in dBFS when above
+    full scale, else None)."""
 
     layer: Optional[str]
     path: Path
+    clipped_db: Optional[float] = None
+
+
+def clipping_warnings(files: Sequence[ExportedFile]) -> List[str]:
+    """One line per clipped file, saying how to keep it whole."""
+    return [f"{f.path.name} peaks at {f.clipped_db:+.1f} dBFS and was clipped at full scale; "
+            "export as float WAV to keep it exactly" for f in files if f.clipped_db is not None]
 
 
 def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
            remix: bool = False, layers: Optional[Sequence[Layer | str]] = None,
            ext: str = "wav", bits: str = "24", song: Optional[str] = None,
-           naming: str = "{song} - {layer}", apply_settings: bool = True) -> List[ExportedFile]:
+           naming: str = "{song} - {layer}", apply_settings: bool = True,
+           sidecars: Optional[Dict[str, Callable[[List[ExportedFile]], str]]] = None
+           ) -> List[ExportedFile]:
     """Write stems and/or the remix of ``session`` into ``folder``.
 
     Parameters
@@ -52,6 +68,15 @@ def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
     song : the song name in file names (default: the session's name)
     naming : file name template for stems, with ``{song}`` and ``{layer}``
     apply_settings : apply each layer's gain and pan to its stem
+    sidecars : text files to write beside the audio ({file name: a function
+        of the list of files written, returning the text}, e.g. a manifest);
+        they are published together with the audio, all or nothing
+
+    Integer formats cannot hold samples beyond full scale (stems of a loud,
+    limited master often exceed it where the mixture does not): such a file is
+    clipped, as every editor does, and says so in ``clipped_db`` (see
+    :func:`clipping_warnings`), since clipped stems no longer add up exactly;
+    float WAV keeps everything.
 
     Returns the files written, in layer order, the remix last.
     """
@@ -67,7 +92,7 @@ def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
     names = set()
     if stems:
         for layer in chosen:
-            fname = safe_filename(naming.format(song=song_name, layer=layer.name)) + f".{ext}"
+            fname = safe_filename(_file_stem(naming, song_name, layer.name)) + f".{ext}"
             if fname in names:
                 raise ParameterError(f"two layers would both be written as {fname!r}; rename one")
             names.add(fname)
@@ -81,9 +106,42 @@ def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
         jobs.append((None, folder / fname))
     if not jobs:
         raise ParameterError("nothing to export: choose stems and/or the remix")
-    with atomic_paths([p for _, p in jobs]) as temps:
-        for (layer, _), tmp in zip(jobs, temps):
+    texts = {folder / name: make for name, make in (sidecars or {}).items()}
+    _refuse_overwriting_the_input(session, [p for _, p in jobs] + list(texts))
+    files: List[ExportedFile] = []
+    with atomic_paths([p for _, p in jobs] + list(texts)) as temps:
+        for (layer, final), tmp in zip(jobs, temps):
             audio = (session.mixdown() if layer is None
                      else session.stem(layer, apply_settings=apply_settings))
-            write_audio(tmp, audio, session.sr, fmt, subtype)
-    return [ExportedFile(None if layer is None else layer.name, p) for layer, p in jobs]
+            level = peak(audio) if subtype != "FLOAT" else 0.0
+            write_audio(tmp, audio, session.sr, fmt, subtype, shown=final)
+            files.append(ExportedFile(None if layer is None else layer.name, final,
+                                      round(20 * math.log10(level), 2) if level > CLIP_LEVEL
+                                      else None))
+        # The sidecars are made last (they may describe the audio files, their
+        # clipping included) and published with them, all or nothing.
+        for tmp, make in zip(temps[len(jobs):], texts.values()):
+            tmp.write_text(make(files), encoding="utf-8")
+    return files
+
+
+def _file_stem(naming: str, song: str, layer: str) -> str:
+    try:
+        return naming.format(song=song, layer=layer)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ParameterError(f"file name template {naming!r} is not valid: it may hold "
+                             "{song} and {layer} and nothing else in braces") from exc
+
+
+def _refuse_overwriting_the_input(session: Session, paths: Sequence[Path]) -> None:
+    """The recording a session was opened from is never an export's target."""
+    if not session.source_path:
+        return
+    src = Path(session.source_path)
+    for p in paths:
+        same = (os.path.samefile(p, src) if p.exists() and src.exists()
+                else p.resolve() == src.resolve())
+        if same:
+            raise OutputError(f"exporting would write over the input recording {src}; "
+                              "choose another folder")
+

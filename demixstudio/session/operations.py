@@ -6,6 +6,7 @@ method, write one file per layer and ``layers.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from demixstudio.audio.atomic import atomic_path
 from demixstudio.audio.io import load_audio
 from demixstudio.errors import OutputError, ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
@@ -26,6 +26,8 @@ from demixstudio.session.session import Session
 # A residual quieter than this (relative RMS) is rounding, not signal: it is
 # reported in layers.json but not written as a file.
 NEGLIGIBLE_RESIDUAL_DB = -80.0
+#: What ``separate`` writes beside the stems.
+MANIFEST = "layers.json"
 
 
 def method_params(method_name: str, *, sources: "Optional[int | str]" = None,
@@ -78,27 +80,50 @@ def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
     to_write = list(layers)
     if residual_db > NEGLIGIBLE_RESIDUAL_DB:
         to_write.append(session.residual)
+    stale = _files_of_an_earlier_run(out)
+    doc: Dict[str, Any] = {}
+
+    def manifest(written) -> str:
+        files = {w.layer: w for w in written}
+        doc.update({
+            "mixture": str(mix_path), "sr": rate, "channels": session.channels,
+            "samples": session.samples, "method": method, "params": params_to_dict(params),
+            "hints": describe_hints(hints) if hints else {},
+            "elapsed_s": round(time.monotonic() - t0, 3),
+            "residual_db": None if not np.isfinite(residual_db) else round(residual_db, 2),
+            "layers": [{"name": x.name, "file": files[x.name].path.name,
+                        "method": x.provenance.method if x.provenance else None,
+                        "params": x.provenance.params if x.provenance else {},
+                        **({"clipped_db": files[x.name].clipped_db}
+                           if files[x.name].clipped_db is not None else {})}
+                       for x in to_write],
+        })
+        return json.dumps(doc, indent=2)
+
+    # The stems and layers.json are published together: a failed write leaves the
+    # folder as it was, never new stems beside an old manifest.
     written = export(session, out, layers=to_write, ext=ext, bits=bits, naming="{layer}",
-                     apply_settings=False)
-    elapsed = time.monotonic() - t0
-    files = {w.layer: w.path.name for w in written}
-    doc = {
-        "mixture": str(mix_path), "sr": rate, "channels": session.channels,
-        "samples": session.samples, "method": method, "params": params_to_dict(params),
-        "hints": describe_hints(hints) if hints else {},
-        "elapsed_s": round(elapsed, 3),
-        "residual_db": None if not np.isfinite(residual_db) else round(residual_db, 2),
-        "layers": [{"name": x.name, "file": files.get(x.name), "method": x.provenance.method
-                    if x.provenance else None,
-                    "params": x.provenance.params if x.provenance else {}}
-                   for x in to_write],
-    }
-    with atomic_path(out / "layers.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+                     apply_settings=False, sidecars={MANIFEST: manifest})
+    # Stems an earlier run wrote here that this one did not (other layer names)
+    # would read as part of this result: they go.
+    for name in stale - {w.path.name for w in written} - {MANIFEST}:
+        with contextlib.suppress(OSError):
+            (out / name).unlink()
     return doc
 
 
+def _files_of_an_earlier_run(out: Path) -> set:
+    """The file names the ``layers.json`` already in ``out`` lists (none if unreadable)."""
+    try:
+        old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return {Path(x["file"]).name for x in old["layers"] if x.get("file")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
 def prepare_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
