@@ -24,9 +24,14 @@ def build_model(arch: str, hparams: Dict[str, Any]) -> StemModel:
     except KeyError:
         raise ParameterError(
             f"unknown architecture {arch!r}; use one of {', '.join(ARCHITECTURES)}") from None
+    # Hyper-parameters often come from a manifest a user may have edited: each
+    # class checks the values; the shape of the whole is checked here.
+    if not isinstance(hparams, dict) or not all(isinstance(k, str) for k in hparams):
+        raise ParameterError(f"hyper-parameters for {arch} must be a JSON object of "
+                             f"name: value, not {type(hparams).__name__}")
     try:
         return cls(**hparams)
-    except TypeError as exc:
+    except TypeError as exc:  # an unknown or missing keyword
         raise ParameterError(f"bad hyper-parameters for {arch}: {exc}") from None
 
 

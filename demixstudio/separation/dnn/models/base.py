@@ -14,6 +14,9 @@ periodic Hann window, hop ``n_fft / 4``, centred frames (``torch.stft`` with
 from __future__ import annotations
 
 import abc
+import math
+import numbers
+from collections.abc import Sequence as SequenceABC
 from typing import Any, ClassVar, Dict, List, Sequence
 
 import torch
@@ -24,10 +27,57 @@ from demixstudio.errors import ParameterError
 EPS = 1e-8
 
 
-def check_targets(targets: Sequence[str]) -> List[str]:
-    names = [str(t).strip() for t in targets]
+#: Sample rates a model may work at, in Hz (whole numbers only): below 8 kHz
+#: nothing musical is left to separate, above 192 kHz no audio interface records.
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+#: The largest STFT a spectrogram model may use (Open-Unmix uses 4096). Sizes
+#: are bounded because they come from JSON files a user may have edited, and
+#: an absurd one would try to allocate the weights before anything else fails.
+MAX_N_FFT = 16384
+MAX_TARGETS = 32
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened so that one bad value keeps the message on one line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def whole_number(name: str, value: Any, lo: int, hi: int, unit: str = "") -> int:
+    """``value`` as an int if it is a whole number in ``lo..hi``, else a ParameterError.
+
+    Hyper-parameters come from manifests and checkpoint json files: a string,
+    a bool, a fraction (22050.7 is not silently truncated) or an out-of-range
+    size is refused here, with its name, before a tensor is sized from it.
+    """
+    n = None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        n = int(value)
+    elif (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value) and float(value).is_integer()):
+        n = int(value)
+    if n is None or not lo <= n <= hi:
+        raise ParameterError(f"{name}={_show(value)} must be a whole number from {lo} to {hi}"
+                             + (f" {unit}" if unit else ""))
+    return n
+
+
+def check_sample_rate(sample_rate: Any) -> int:
+    """``sample_rate`` as an int: a whole number of Hz, ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``."""
+    return whole_number("sample_rate", sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, "Hz")
+
+
+def check_targets(targets: Any) -> List[str]:
+    # A lone string is a sequence too; "vocals" must not become six one-letter targets.
+    if isinstance(targets, (str, bytes)) or not isinstance(targets, SequenceABC) \
+            or not all(isinstance(t, str) for t in targets):
+        raise ParameterError(f"targets={_show(targets)} must be a list of names")
+    names = [t.strip() for t in targets]
     if not names or any(not n for n in names) or len(set(names)) != len(names):
         raise ParameterError(f"targets={list(targets)!r} must be distinct, non-empty names")
+    if len(names) > MAX_TARGETS:
+        raise ParameterError(f"{len(names)} targets: a model predicts at most {MAX_TARGETS}")
     return names
 
 
@@ -38,7 +88,7 @@ class StemModel(nn.Module, abc.ABC):
     ----------
     arch : str, the registry name (``mmdensenet``, ``umx``, ``waveunet``)
     targets : list of str, the stems predicted, in output order
-    sample_rate : int, Hz
+    sample_rate : int, Hz (a whole number, ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``)
     nb_channels : int, input channels the network takes (1 or 2)
     """
 
@@ -47,12 +97,8 @@ class StemModel(nn.Module, abc.ABC):
     def __init__(self, targets: Sequence[str], sample_rate: int, nb_channels: int) -> None:
         super().__init__()
         self.targets = check_targets(targets)
-        if int(sample_rate) <= 0:
-            raise ParameterError(f"sample_rate={sample_rate} must be positive")
-        if int(nb_channels) not in (1, 2):
-            raise ParameterError(f"nb_channels={nb_channels} must be 1 or 2")
-        self.sample_rate = int(sample_rate)
-        self.nb_channels = int(nb_channels)
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.nb_channels = whole_number("nb_channels", nb_channels, 1, 2)
 
     @abc.abstractmethod
     def hparams(self) -> Dict[str, Any]:
@@ -96,11 +142,13 @@ class SpectralModel(StemModel):
     def __init__(self, targets: Sequence[str], sample_rate: int, nb_channels: int,
                  n_fft: int, hop: int) -> None:
         super().__init__(targets, sample_rate, nb_channels)
-        if n_fft < 64 or n_fft % 2 or hop <= 0 or n_fft % hop:
+        n_fft = whole_number("n_fft", n_fft, 64, MAX_N_FFT)
+        hop = whole_number("hop", hop, 1, n_fft)
+        if n_fft % 2 or n_fft % hop:
             raise ParameterError(f"n_fft={n_fft}, hop={hop}: need an even n_fft ≥ 64 "
                                  "and a hop that divides it")
-        self.n_fft = int(n_fft)
-        self.hop = int(hop)
+        self.n_fft = n_fft
+        self.hop = hop
         # Not persistent: the window is not a weight and stays out of checkpoints.
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 

@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from demixstudio.errors import ParameterError
-from demixstudio.separation.dnn.models.base import SpectralModel, pad_to_multiple
+from demixstudio.separation.dnn.models.base import (MAX_N_FFT, SpectralModel, pad_to_multiple,
+                                                     whole_number)
 
 #: (growth rate k, layers L) of the seven dense blocks of each band (Table 1).
 BAND_CONFIG: Dict[str, Tuple[int, int]] = {"low": (14, 4), "high": (4, 4), "full": (7, 4)}
@@ -123,6 +124,7 @@ class MMDenseNet(SpectralModel):
 
     def __init__(self, targets: Sequence[str] = ("vocals", "drums", "bass", "other"),
                  sample_rate: int = 44100, nb_channels: int = 2, n_fft: int = 2048) -> None:
+        n_fft = whole_number("n_fft", n_fft, 64, MAX_N_FFT)
         if n_fft % 64:
             raise ParameterError(f"n_fft={n_fft} must be a multiple of 64 (two bands, "
                                  f"{SCALES} poolings)")

@@ -22,6 +22,8 @@ Hann window, centred frames with reflect padding.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -29,7 +31,12 @@ import torch
 from torch import Tensor, nn
 
 from demixstudio.errors import ParameterError
-from demixstudio.separation.dnn.models.base import SpectralModel
+from demixstudio.separation.dnn.models.base import SpectralModel, whole_number
+
+#: Size limits (Open-Unmix uses 512 hidden units and 3 LSTM layers): a
+#: checkpoint json asking for more is refused before the weights are allocated.
+MAX_HIDDEN_SIZE = 2048
+MAX_LAYERS = 8
 
 
 def bandwidth_to_max_bin(sample_rate: float, n_fft: int, bandwidth: float) -> int:
@@ -117,17 +124,23 @@ class OpenUnmix(SpectralModel):
                  unidirectional: bool = False, bandwidth: float = 16000.0,
                  max_bin: Optional[int] = None) -> None:
         super().__init__(targets, sample_rate, nb_channels, n_fft, hop)
-        if hidden_size < 2 or nb_layers < 1:
-            raise ParameterError(f"hidden_size={hidden_size}, nb_layers={nb_layers} too small")
-        self.hidden_size = int(hidden_size)
-        self.nb_layers = int(nb_layers)
+        if not isinstance(unidirectional, (bool, np.bool_)):
+            raise ParameterError(f"unidirectional={unidirectional!r} must be true or false")
         self.unidirectional = bool(unidirectional)
+        self.hidden_size = whole_number("hidden_size", hidden_size, 2, MAX_HIDDEN_SIZE)
+        if self.hidden_size % 2 and not self.unidirectional:
+            raise ParameterError(f"hidden_size={hidden_size} must be even for a bidirectional "
+                                 "LSTM (half the units run each way)")
+        self.nb_layers = whole_number("nb_layers", nb_layers, 1, MAX_LAYERS)
+        if (isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real)
+                or not math.isfinite(bandwidth) or bandwidth <= 0):
+            raise ParameterError(f"bandwidth={bandwidth!r} must be a positive number of Hz")
         self.bandwidth = float(bandwidth)
-        self.max_bin = int(max_bin) if max_bin else bandwidth_to_max_bin(
-            sample_rate, n_fft, bandwidth)
+        self.max_bin = (whole_number("max_bin", max_bin, 1, self.nb_bins) if max_bin
+                        else bandwidth_to_max_bin(self.sample_rate, self.n_fft, self.bandwidth))
         self.target_models = nn.ModuleDict({
-            t: UmxTargetNet(self.nb_bins, nb_channels, hidden_size, nb_layers,
-                            unidirectional, self.max_bin) for t in self.targets})
+            t: UmxTargetNet(self.nb_bins, self.nb_channels, self.hidden_size, self.nb_layers,
+                            self.unidirectional, self.max_bin) for t in self.targets})
 
     def hparams(self) -> Dict[str, Any]:
         return {"targets": list(self.targets), "sample_rate": self.sample_rate,

@@ -27,11 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from demixstudio.errors import ParameterError
-from demixstudio.separation.dnn.models.base import StemModel, pad_to_multiple
+from demixstudio.separation.dnn.models.base import StemModel, pad_to_multiple, whole_number
 
 DOWN_KERNEL = 15
 UP_KERNEL = 5
+MAX_LAYERS = 16
+#: Filters added per level at most (the paper uses 24): 16 levels of 64 are
+#: already some 160 million weights.
+MAX_GROWTH = 64
 
 
 class WaveUNet(StemModel):
@@ -40,8 +43,8 @@ class WaveUNet(StemModel):
     Parameters
     ----------
     targets, sample_rate, nb_channels : see ``StemModel``
-    layers : int, down-sampling levels (12 in the paper)
-    growth : int, filters added per level (24 in the paper)
+    layers : int, down-sampling levels (12 in the paper; at most ``MAX_LAYERS``)
+    growth : int, filters added per level (24 in the paper; at most ``MAX_GROWTH``)
     """
 
     arch = "waveunet"
@@ -50,10 +53,8 @@ class WaveUNet(StemModel):
                  sample_rate: int = 22050, nb_channels: int = 2, layers: int = 12,
                  growth: int = 24) -> None:
         super().__init__(targets, sample_rate, nb_channels)
-        if not 1 <= int(layers) <= 16 or int(growth) < 1:
-            raise ParameterError(f"layers={layers} must be 1..16 and growth={growth} ≥ 1")
-        self.layers = int(layers)
-        self.growth = int(growth)
+        self.layers = whole_number("layers", layers, 1, MAX_LAYERS)
+        self.growth = whole_number("growth", growth, 1, MAX_GROWTH)
         c = self.nb_channels
         self.down = nn.ModuleList()
         ch = c
