@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -211,10 +212,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_remix(args: argparse.Namespace) -> int:
     from demixstudio.audio.io import peak, save_audio
-    from demixstudio.session.export import CLIP_LEVEL
+    from demixstudio.session.export import CLIP_LEVEL, refuse_overwriting_the_input
     from demixstudio.session.project import load_project
 
     session = load_project(args.project)
+    # --out naming the recording the project was made from would replace it.
+    refuse_overwriting_the_input(session, [Path(args.out)])
     remix = session.mixdown()
     out = save_audio(args.out, remix, session.sr, bits=args.bits)
     print(f"remix of {len(session.layers)} layers written to {out}")
@@ -457,6 +460,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("demixstudio: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`demixstudio methods | head`): not an error of ours.
+        # Point stdout at nothing so the flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except DemixError as exc:
         if debug:
             traceback.print_exc()

@@ -128,6 +128,22 @@ def _run_fail(argv, capsys, code=1):
     return err[0]
 
 
+def test_remix_never_writes_over_the_recording(tmp_path, capsys):
+    """--out naming the project's source recording, however spelt, is refused and
+    the recording is left as it was."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seconds", "2"]) == 0
+    song = out / "demo.wav"
+    before = song.read_bytes()
+    (tmp_path / "link.wav").symlink_to(song)
+    for spelt in (song, out / "reference" / ".." / "demo.wav", tmp_path / "link.wav"):
+        capsys.readouterr()
+        line = _run_fail(["remix", str(out / "demo.dsproj"), "--out", str(spelt)], capsys)
+        assert "write over the input recording" in line and str(song) in line
+        assert song.read_bytes() == before
+    assert sorted(x.name for x in out.iterdir()) == ["demo.dsproj", "demo.wav", "reference"]
+
+
 @pytest.fixture
 def stereo_mix(tmp_path):
     mix, _ = make_case(tmp_path, 0, PAIRS[0])
@@ -333,3 +349,13 @@ def test_a_failed_run_removes_only_the_empty_folders_it_made(short_mix, tmp_path
     (full / "notes.txt").write_text("mine")
     _run_fail([*argv, str(full)], capsys)
     assert (full / "notes.txt").read_text() == "mine"
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`demixstudio methods | head -1`: the closed pipe ends the command quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "demixstudio", "methods"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and err == "", err

@@ -365,3 +365,106 @@ def test_autosave_then_recovery_after_a_crash(qtbot, env, separated):
     # A clean close leaves nothing behind.
     saver.close()
     assert not found[0].project.exists() and recoverable() == []
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_malformed_autosave_records_never_stop_the_editor(env, separated):
+    """A record with a bad time, name or source is still offered (described by the
+    project file's own); one without a usable process id is skipped; none raises."""
+    from demixstudio.gui.autosave import autosave_dir, pid_alive, recoverable
+    from demixstudio.session.project import save_project
+
+    assert not pid_alive(10 ** 20) and not pid_alive(2 ** 31 + 5)  # no OverflowError
+    d = autosave_dir()
+    d.mkdir(parents=True)
+    pid = _dead_pid()
+    offered = {"t_null": {"saved_at": None}, "t_text": {"saved_at": "yesterday"},
+               "t_inf": f'{{"pid": {pid}, "saved_at": Infinity}}',
+               "t_huge": {"saved_at": 1e300}, "n_bad": {"name": None, "source": 5},
+               "p_huge": {"pid": 10 ** 20}}
+    skipped = {"p_inf": '{"pid": Infinity}', "p_text": {"pid": "12"}, "p_null": {"pid": None},
+               "p_float": {"pid": 1.5}, "garbage": "\x00\x01garbage{", "a_list": [1, 2],
+               "deep": "[" * 100000, "no_pid": '{"name": "x"}'}
+    project = save_project(_fresh(separated), d / "template.dsproj").read_bytes()
+    (d / "template.dsproj").unlink()
+    for token, rec in {**offered, **skipped}.items():
+        (d / f"{token}.dsproj").write_bytes(project)
+        if isinstance(rec, dict):
+            rec = json.dumps({"pid": pid, "name": token, "saved_at": 1.7e9, **rec})
+        elif not isinstance(rec, str):
+            rec = json.dumps(rec)
+        (d / f"{token}.json").write_text(rec, encoding="utf-8")
+    (d / "a_dir.json").mkdir()
+    (d / "a_dir.dsproj").write_bytes(project)
+
+    found = recoverable()
+    assert sorted(e.project.stem for e in found) == sorted(offered)
+    for e in found:
+        e.describe()  # shows a time: the file's own where the record's is none
+        assert e.name == e.project.stem and e.source is None
+    assert all((d / f"{t}.dsproj").is_file() for t in skipped)  # nothing was deleted
+
+
+def test_a_failed_autosave_is_tried_again_at_the_next_tick(qtbot, env, separated, monkeypatch):
+    import demixstudio.gui.autosave as autosave
+
+    s = _fresh(separated)
+    saver = autosave.Autosaver(interval_s=3600)
+    saver.set_session(s)
+    s.set(s.layers[0], gain_db=-4.0)
+    saver.mark_edited()
+    real = autosave.save_project
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(autosave, "save_project", disk_full)
+    saver.save_now()
+    qtbot.waitUntil(lambda: not saver._task.busy, timeout=30000)
+    assert saver.dirty and not saver.project_path.exists()  # still to be saved
+
+    monkeypatch.setattr(autosave, "save_project", real)  # space was freed
+    with qtbot.waitSignal(saver.saved, timeout=30000):
+        saver.save_now()  # what the periodic timer does
+    assert not saver.dirty and saver.project_path.is_file()
+    # An edit made while a save runs is not marked saved by it.
+    saver.mark_edited()
+    saver.save_now()
+    saver.mark_edited()
+    qtbot.waitUntil(lambda: not saver._task.busy, timeout=30000)
+    assert saver.dirty
+    saver.close()
+
+
+def test_a_damaged_autosave_falls_back_to_the_file_given(qtbot, env, monkeypatch, tmp_path):
+    """Recovering a corrupt autosave shows its error and then opens FILE (or the
+    demo), rather than leaving the window empty."""
+    from gui_support import write_mixture
+
+    import demixstudio.gui.app as app
+    from demixstudio.gui.autosave import autosave_dir
+    from demixstudio.gui.main_window import MainWindow
+
+    song = tmp_path / "song.wav"
+    write_mixture(song, seconds=2.0)
+    d = autosave_dir()
+    d.mkdir(parents=True)
+    pid = _dead_pid()
+    (d / f"{pid}-x.dsproj").write_bytes(b"PK\x03\x04 not a whole project")
+    (d / f"{pid}-x.json").write_text(json.dumps({"pid": pid, "name": "lost", "saved_at": 1.7e9}))
+    errors = []
+    monkeypatch.setattr(MainWindow, "_ask_recovery", lambda self, e: "recover")
+    monkeypatch.setattr(MainWindow, "_show_error", lambda self, *a: errors.append(a))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # the editor installs its own
+    for argv, name in (([str(song)], "song"), ([], "demo")):
+        w = app.open_editor(argv)
+        qtbot.addWidget(w)
+        qtbot.waitUntil(lambda w=w: w.session is not None and not w.runner.busy, timeout=60000)
+        assert w.session.name == name
+        assert len(errors) == 1 and "not a zip archive" in errors.pop()[1]
+        assert (d / f"{pid}-x.dsproj").is_file()  # kept: maybe a tool can save it
+        w.shutdown()

@@ -102,12 +102,29 @@ def open_editor(argv: Sequence[str] = ()):
     if win.scripted_run is not None:
         return win
     recovering = None if args.no_recovery else win.offer_recovery(recoverable())
-    if recovering is None:
-        if args.file:
-            win.open_path(args.file, ask=False)
-        else:
-            win.open_demo()
+    if recovering is not None and win.runner.busy:
+        # A recovery that fails (a damaged autosave: its error is shown) or is
+        # cancelled must not leave the window empty: FILE or the demo opens after it.
+        label = win.runner.label
+
+        def after_recovery(finished: str) -> None:
+            if finished != label:
+                return
+            win.runner.finished.disconnect(after_recovery)
+            if win.session is None:
+                _open_file_or_demo(win, args.file)
+        win.runner.finished.connect(after_recovery)
+    elif win.session is None:
+        _open_file_or_demo(win, args.file)
     return win
+
+
+def _open_file_or_demo(win, file: Optional[str]) -> None:
+    """Open FILE in ``win`` (an audio file or a ``.dsproj``), or the demo without one."""
+    if file:
+        win.open_path(file, ask=False)
+    else:
+        win.open_demo()
 
 
 def no_display_reason() -> Optional[str]:

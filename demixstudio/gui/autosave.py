@@ -40,7 +40,7 @@ def autosave_dir() -> Path:
 
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id is running (on this machine)."""
-    if pid <= 0:
+    if pid <= 0 or pid >= 1 << 32:  # beyond any pid_t or DWORD: no such process
         return False
     if os.name == "nt":  # os.kill would terminate the process on Windows
         import ctypes
@@ -59,7 +59,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: above a signed 32-bit pid_t
         return False
     return True
 
@@ -87,24 +87,59 @@ class RecoveryEntry:
 
 
 def recoverable() -> List[RecoveryEntry]:
-    """Autosaves whose process no longer runs (a crash), newest first."""
+    """Autosaves whose process no longer runs (a crash), newest first.
+
+    A record that cannot be read (damaged, hand-edited, from another version) is
+    logged and skipped; its files stay where they are.
+    """
     d = autosave_dir()
     out: List[RecoveryEntry] = []
     if not d.is_dir():
         return out
     for rec in d.glob("*.json"):
         try:
-            doc = json.loads(rec.read_text(encoding="utf-8"))
-            pid = int(doc["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
+            entry = _entry(rec)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            # RecursionError: JSON nested too deep for the parser
+            log.warning("skipping the unreadable autosave record %s: %s", rec, exc)
             continue
-        proj = rec.with_suffix(".dsproj")
-        if pid == os.getpid() or pid_alive(pid) or not proj.is_file():
-            continue
-        out.append(RecoveryEntry(proj, rec, str(doc.get("name", proj.stem)), doc.get("source"),
-                                 float(doc.get("saved_at", proj.stat().st_mtime))))
+        if entry is not None:
+            out.append(entry)
     out.sort(key=lambda e: e.saved_at, reverse=True)
     return out
+
+
+def _entry(rec: Path) -> Optional[RecoveryEntry]:
+    """The RecoveryEntry of record ``rec``; None while its process runs or when
+    its project is gone. Raises OSError, ValueError, KeyError, TypeError or
+    RecursionError for a record without a readable process id (whether its
+    process crashed cannot be told).
+
+    Only the pid decides; the rest only describes the autosave, so a bad name,
+    source or time falls back to the project file's own (stem, none, mtime).
+    """
+    doc = json.loads(rec.read_text(encoding="utf-8"))
+    pid = doc["pid"]
+    if not isinstance(pid, int) or isinstance(pid, bool):  # 1.5, "12", Infinity, null
+        raise TypeError(f"process id {pid!r} is not a whole number")
+    proj = rec.with_suffix(".dsproj")
+    if pid == os.getpid() or pid_alive(pid) or not proj.is_file():
+        return None
+    name, source = doc.get("name"), doc.get("source")
+    return RecoveryEntry(proj, rec, name if isinstance(name, str) and name else proj.stem,
+                         source if isinstance(source, str) else None,
+                         _saved_at(doc.get("saved_at"), proj))
+
+
+def _saved_at(value: object, proj: Path) -> float:
+    """The record's time if it is one ``describe`` can show, else the project's mtime."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            time.localtime(value)  # NaN: ValueError; inf, 1e300: OverflowError or OSError
+            return float(value)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return proj.stat().st_mtime
 
 
 class Autosaver(QObject):
@@ -117,6 +152,8 @@ class Autosaver(QObject):
         super().__init__(parent)
         self.session = None
         self.dirty = False
+        self._edits = 0  # counts mark_edited() calls: which edits a finished save holds
+        self._submitted = -1  # the count the newest submitted save holds
         self.token = ""
         self._task = BackgroundTask(self)
         self._task.done.connect(self._done)
@@ -153,6 +190,7 @@ class Autosaver(QObject):
         if self.session is None or not self.enabled:
             return
         self.dirty = True
+        self._edits += 1
         self._debounce.start()
 
     def mark_saved(self) -> None:
@@ -162,11 +200,18 @@ class Autosaver(QObject):
         self._remove_files()
 
     def save_now(self) -> None:
-        """Write the autosave in the background (if there are unsaved edits)."""
+        """Write the autosave in the background (if there are unsaved edits).
+
+        ``dirty`` clears only when a write succeeds: a failed one (a full disk)
+        is logged by the task and the next tick tries again, rather than leaving
+        the edits unsaved until the next edit.
+        """
         if self.session is None or not self.dirty or not self.enabled:
             return
-        self.dirty = False
-        session, proj, rec = self.session, self.project_path, self.record_path
+        if self._task.busy and self._submitted == self._edits:
+            return  # a save of exactly these edits is already on its way
+        session, proj, rec, edits = self.session, self.project_path, self.record_path, self._edits
+        self._submitted = edits
 
         def work(ctx):
             proj.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +221,12 @@ class Autosaver(QObject):
             with atomic_path(rec) as tmp:
                 tmp.write_text(json.dumps(doc), encoding="utf-8")
             return str(proj)
-        self._task.submit("autosave", work)
+
+        def written(path: str) -> str:  # on the GUI thread, only after a success
+            if self.session is session and self._edits == edits:  # nothing edited since
+                self.dirty = False
+            return path
+        self._task.submit("autosave", work, written)
 
     def wait(self, ms: int = 60000) -> bool:
         return self._task.wait(ms)

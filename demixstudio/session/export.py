@@ -107,7 +107,7 @@ def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
     if not jobs:
         raise ParameterError("nothing to export: choose stems and/or the remix")
     texts = {folder / name: make for name, make in (sidecars or {}).items()}
-    _refuse_overwriting_the_input(session, [p for _, p in jobs] + list(texts))
+    refuse_overwriting_the_input(session, [p for _, p in jobs] + list(texts))
     files: List[ExportedFile] = []
     with atomic_paths([p for _, p in jobs] + list(texts)) as temps:
         for (layer, final), tmp in zip(jobs, temps):
@@ -133,8 +133,9 @@ def _file_stem(naming: str, song: str, layer: str) -> str:
                              "{song} and {layer} and nothing else in braces") from exc
 
 
-def _refuse_overwriting_the_input(session: Session, paths: Sequence[Path]) -> None:
-    """The recording a session was opened from is never an export's target."""
+def refuse_overwriting_the_input(session: Session, paths: Sequence[Path]) -> None:
+    """The recording a session was opened from is never the target of a write
+    (an export's files, a remix): raise ``OutputError`` if one of ``paths`` is it."""
     if not session.source_path:
         return
     src = Path(session.source_path)
@@ -142,6 +143,6 @@ def _refuse_overwriting_the_input(session: Session, paths: Sequence[Path]) -> No
         same = (os.path.samefile(p, src) if p.exists() and src.exists()
                 else p.resolve() == src.resolve())
         if same:
-            raise OutputError(f"exporting would write over the input recording {src}; "
-                              "choose another folder")
+            raise OutputError(f"{p.name} would write over the input recording {src}; "
+                              "choose another name or folder")
 

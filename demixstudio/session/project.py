@@ -22,10 +22,12 @@ archive's own records before anything is allocated.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Tuple
 
@@ -33,10 +35,10 @@ import numpy as np
 import soundfile as sf
 
 from demixstudio import __version__
-from demixstudio.audio.atomic import atomic_path
+from demixstudio.audio.atomic import atomic_path, describe_os_error
 from demixstudio.audio.stft import StftConfig
-from demixstudio.errors import DemixError, ProjectFileError
-from demixstudio.session.layer import Layer, Provenance
+from demixstudio.errors import DemixError, ParameterError, ProjectFileError
+from demixstudio.session.layer import EDITABLE, Layer, Provenance, check_setting
 from demixstudio.session.paint import TILE_BINS, TILE_FRAMES, check_colour
 from demixstudio.session.session import Session
 
@@ -46,6 +48,13 @@ MAX_JSON_BYTES = 16 << 20
 MAX_PAYLOAD_BYTES = 64 << 30  # 64 GiB of float32: beyond any file we would write
 MAX_RATIO = 2000  # uncompressed/compressed: a zip bomb, not a project
 FLAC_MAX_CHANNELS = 8
+# Every mask the program makes lies in [0, 1]: methods give soft masks, a mask
+# on a mask layer is their product, a merge or a rerun's stand-in sums masks
+# that share out at most the whole, and the residual's share (1 - the sum) is
+# taken times a selection. Float32 rounding of those sums strays by ~1e-7 per
+# term; this much slack keeps any real project loadable and still refuses
+# garbage (a gain of 1e30 hidden in a mask, a negative weight).
+MASK_SLACK = 1e-3
 
 
 # --------------------------------------------------------------------------
@@ -248,13 +257,24 @@ def load_project(path: os.PathLike | str) -> Session:
         if info.file_size > MAX_JSON_BYTES:
             raise ProjectFileError(f"{path}: project.json is implausibly large")
         try:
-            doc = json.loads(zf.read(info).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ProjectFileError(f"{path}: project.json is not valid JSON ({exc})") from exc
-        try:
+            try:
+                doc = json.loads(zf.read(info).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ProjectFileError(f"{path}: project.json is not valid JSON ({exc})") from exc
             return _session_from(doc, zf, path)
         except ProjectFileError:
             raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            # The archive's directory was sound but a member's bytes are not (a bad
+            # CRC, a truncated or corrupt deflate stream, a garbled method number).
+            raise ProjectFileError(f"{path}: the project file is damaged ({exc})") from exc
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # a seek to a member's garbled (negative) offset
+                raise ProjectFileError(f"{path}: the project file is damaged (a member's "
+                                       "offset points outside the file)") from exc
+            # The disk failed, or the file went away, mid-read.
+            raise ProjectFileError(f"{path}: cannot read the project file "
+                                   f"({describe_os_error(exc)})") from exc
         except (DemixError, KeyError, TypeError, ValueError) as exc:
             raise ProjectFileError(f"{path}: malformed project ({type(exc).__name__}: {exc})") from exc
 
@@ -271,39 +291,98 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
     _shape([channels, samples], "mixture", 2)
     if not isinstance(sr, int) or not 1000 <= sr <= 768000:
         raise ProjectFileError(f"{path}: sample rate {sr!r} is out of range")
-    stft = StftConfig(int(doc["stft"]["n_fft"]), int(doc["stft"]["hop"]))
+    stft = _stft_config(doc["stft"], path)
+    source = doc.get("source_path")
+    if source is not None and not isinstance(source, str):
+        raise ProjectFileError(f"{path}: source_path {source!r} is not a file path")
+    entries = doc["layers"]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ProjectFileError(f"{path}: 'layers' must be a list of layer entries")
     mixture = _read_audio(zf, doc["mixture"], channels, samples, sr, "mixture")
     session = Session(mixture, sr, name=str(doc.get("name", path.stem)), stft=stft,
-                      source_path=doc.get("source_path"))
+                      source_path=source)
     frames = stft.frames(samples)
     layers = []
-    for i, e in enumerate(doc["layers"]):
-        what = f"layer {i + 1} ({e.get('name', '?')})"
-        settings = {k: e[k] for k in ("name", "colour", "gain_db", "pan", "mute", "solo")}
+    ids: set = set()
+    residual_seen = False
+    for i, e in enumerate(entries):
+        what = f"{path}: layer {i + 1} ({e.get('name', '?')})"
+        layer_id = str(e["id"])
+        if layer_id in ids:
+            raise ProjectFileError(f"{what}: id {layer_id!r} is used by an earlier layer too")
+        ids.add(layer_id)
+        settings = _settings(e, what)
         prov = Provenance.from_dict(e["provenance"]) if e.get("provenance") else None
         kind = e["kind"]
         if kind == "residual":
+            if residual_seen:
+                raise ProjectFileError(f"{what}: a second residual (a project has one)")
+            residual_seen = True
             for k, v in settings.items():
                 setattr(session.residual, k, v)
-            session.residual.id = str(e["id"])
+            session.residual.id = layer_id
             continue
         content = e["content"]
+        if not isinstance(content, dict):
+            raise ProjectFileError(f"{what}: missing content description")
         if kind == "mask":
             shape = _shape(content["shape"], what, 3)
             if shape[0] not in (1, channels) or shape[1:] != (stft.bins, frames):
                 raise ProjectFileError(f"{what}: mask shape {shape} does not fit the mixture")
             info = _member(zf, content["file"], int(np.prod(shape)) * 4)
             mask = _read_npy_from_npz(zf.read(info), "mask", shape, what)
-            layers.append(Layer(mask=mask, provenance=prov, layer_id=str(e["id"]), **settings))
+            _check_weights(mask, -MASK_SLACK, 1.0 + MASK_SLACK, f"{what}: mask")
+            layers.append(Layer(mask=mask, provenance=prov, layer_id=layer_id, **settings))
         elif kind == "waveform":
             wave = _read_audio(zf, content, channels, samples, sr, what)
-            layers.append(Layer(waveform=wave, provenance=prov, layer_id=str(e["id"]), **settings))
+            layers.append(Layer(waveform=wave, provenance=prov, layer_id=layer_id, **settings))
         else:
             raise ProjectFileError(f"{what}: unknown layer kind {kind!r}")
     session._layers.extend(layers)
     _load_paint(doc.get("paint", []) if schema >= 2 else [], zf, session, path)
     session._layers_changed()
     return session
+
+
+def _stft_config(value: Any, path: Path) -> StftConfig:
+    """The project's StftConfig; a fractional size is refused, not truncated
+    (masks were made on the exact grid the file names)."""
+    if not isinstance(value, dict) or not all(
+            isinstance(value.get(k), int) and not isinstance(value.get(k), bool)
+            for k in ("n_fft", "hop")):
+        raise ProjectFileError(f"{path}: stft {value!r} must give n_fft and hop as whole numbers")
+    try:
+        return StftConfig(value["n_fft"], value["hop"])
+    except ParameterError as exc:
+        raise ProjectFileError(f"{path}: stft: {exc}") from None
+
+
+def _settings(entry: Dict[str, Any], what: str) -> Dict[str, Any]:
+    """A layer entry's editable settings, each through the check an edit gets."""
+    out: Dict[str, Any] = {}
+    for k in EDITABLE:
+        value = entry[k]
+        try:
+            out[k] = check_setting(k, value)
+        except ParameterError as exc:
+            raise ProjectFileError(f"{what}: {exc}") from None
+        except (TypeError, ValueError):  # float(None), float("abc")
+            raise ProjectFileError(f"{what}: {k} {value!r} is not a number") from None
+    return out
+
+
+def _check_weights(a: np.ndarray, lo: float, hi: float, what: str) -> None:
+    """Raise ProjectFileError unless every value of ``a`` is finite and in [lo, hi].
+
+    min and max are reductions (no full-size temporary, unlike ``np.isfinite``)
+    and a NaN carries through both, so two passes check everything.
+    """
+    least, most = float(a.min()), float(a.max())
+    if not (np.isfinite(least) and np.isfinite(most)):
+        raise ProjectFileError(f"{what}: holds NaN or infinite values")
+    if least < lo or most > hi:
+        raise ProjectFileError(f"{what}: values span [{least:.6g}, {most:.6g}]; "
+                               f"weights must lie in [0, 1]")
 
 
 # --------------------------------------------------------------------------
@@ -375,6 +454,5 @@ def _load_paint(entries: Any, zf: zipfile.ZipFile, session: Session, path: Path)
                                    f"{len(tkeys)} tiles")
         info = _member(zf, content.get("file"), int(np.prod(shape)) * 4)
         tiles = _read_npy_from_npz(zf.read(info), "tiles", shape, what)
-        if not np.all(np.isfinite(tiles)) or tiles.min() < 0.0 or tiles.max() > 1.0:
-            raise ProjectFileError(f"{what}: weights must lie in [0, 1]")
+        _check_weights(tiles, 0.0, 1.0, what)
         session.paint.set_tiles(e["name"], dict(zip(tkeys, tiles)))
