@@ -48,13 +48,14 @@ MAX_JSON_BYTES = 16 << 20
 MAX_PAYLOAD_BYTES = 64 << 30  # 64 GiB of float32: beyond any file we would write
 MAX_RATIO = 2000  # uncompressed/compressed: a zip bomb, not a project
 FLAC_MAX_CHANNELS = 8
-# Every mask the program makes lies in [0, 1]: methods give soft masks, a mask
-# on a mask layer is their product, a merge or a rerun's stand-in sums masks
-# that share out at most the whole, and the residual's share (1 - the sum) is
-# taken times a selection. Float32 rounding of those sums strays by ~1e-7 per
-# term; this much slack keeps any real project loadable and still refuses
-# garbage (a gain of 1e30 hidden in a mask, a negative weight).
+# The masks the program makes lie in [0, 1] (soft masks; products and sums of
+# masks that share out at most the whole), up to float32 rounding (~1e-7 per
+# term). A stored mask below -MASK_SLACK or above MASK_LIMIT is garbage, not a
+# layer (a gain of 1e30 hidden in a mask). The upper limit is generous on
+# purpose: a project that saved must load, and a mask somewhat above 1 is only
+# a louder layer, so the check refuses only what no edit could have made.
 MASK_SLACK = 1e-3
+MASK_LIMIT = 1e3
 
 
 # --------------------------------------------------------------------------
@@ -331,7 +332,7 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
                 raise ProjectFileError(f"{what}: mask shape {shape} does not fit the mixture")
             info = _member(zf, content["file"], int(np.prod(shape)) * 4)
             mask = _read_npy_from_npz(zf.read(info), "mask", shape, what)
-            _check_weights(mask, -MASK_SLACK, 1.0 + MASK_SLACK, f"{what}: mask")
+            _check_weights(mask, -MASK_SLACK, MASK_LIMIT, f"{what}: mask")
             layers.append(Layer(mask=mask, provenance=prov, layer_id=layer_id, **settings))
         elif kind == "waveform":
             wave = _read_audio(zf, content, channels, samples, sr, what)
@@ -381,8 +382,8 @@ def _check_weights(a: np.ndarray, lo: float, hi: float, what: str) -> None:
     if not (np.isfinite(least) and np.isfinite(most)):
         raise ProjectFileError(f"{what}: holds NaN or infinite values")
     if least < lo or most > hi:
-        raise ProjectFileError(f"{what}: values span [{least:.6g}, {most:.6g}]; "
-                               f"weights must lie in [0, 1]")
+        raise ProjectFileError(f"{what}: values span [{least:.6g}, {most:.6g}], outside "
+                               f"[{max(lo, 0.0):g}, {hi:g}]")
 
 
 # --------------------------------------------------------------------------
