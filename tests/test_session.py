@@ -283,3 +283,12 @@ def test_rerun_of_a_split_layer_and_of_a_carved_residual():
         s2.rerun(s2.residual)
     p = new[0].provenance
     assert p.target == "low" and Provenance.from_dict(p.as_dict()) == p
+
+
+def test_a_fractional_sample_rate_is_refused():
+    x = np.zeros((1, 1000), np.float32)
+    x[0, ::7] = 0.1
+    for bad in (44100.9, 0, -8000, True):
+        with pytest.raises(ParameterError, match="sample rate"):
+            Session(x, bad)
+    assert Session(x, 8000.0).sr == 8000

@@ -47,8 +47,9 @@ class Session:
     def __init__(self, mixture: np.ndarray, sr: int, *, name: str = "untitled",
                  stft: Optional[StftConfig] = None, source_path: Optional[str] = None) -> None:
         self.mixture = check_audio(mixture, "the mixture")
-        if int(sr) <= 0:
-            raise ParameterError(f"sample rate {sr} must be positive")
+        if isinstance(sr, bool) or not float(sr).is_integer() or sr <= 0:
+            # A fractional rate would be truncated, and every time in the editor be off.
+            raise ParameterError(f"sample rate {sr!r} must be a positive whole number of Hz")
         self.sr = int(sr)
         self.name = name
         self.source_path = source_path

@@ -74,7 +74,7 @@ def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what
         raise ParameterError(f"no {what} given")
     length = sum(a.shape[1] for a in signals)
     if length < cfg.n_fft:
-        raise ParameterError(f"{what}: {length / sr * 1000:.0f} ms long, shorter than one "
+        raise ParameterError(f"{what}: {_duration(length, sr)} long, shorter than one "
                              f"analysis window ({cfg.n_fft / sr * 1000:.0f} ms): give a "
                              "second or more of it")
     V = np.concatenate([magnitude(a, cfg) for a in signals], axis=1)
@@ -163,3 +163,10 @@ def log_spectral_distance(ref: np.ndarray, est: np.ndarray, cfg: StftConfig,
     fl = r.max() * 10 ** (floor_db / 10)
     d = 10 * np.log10((r + fl) / (e + fl))
     return float(np.mean(np.sqrt(np.mean(d ** 2, axis=0))))
+
+
+def _duration(samples: int, sr: int) -> str:
+    """A short duration in words: "10 samples (0.6 ms)" below a millisecond's
+    worth of rounding, "46 ms" above."""
+    ms = samples / sr * 1000
+    return f"{samples} samples ({ms:.2g} ms)" if ms < 10 else f"{ms:.0f} ms"
