@@ -35,9 +35,11 @@ TILE_BINS = 128
 TILE_FRAMES = 256
 
 # Distinct from each other and from the layer palette's first entries, readable
-# over a dark spectrogram colour map.
-TARGET_PALETTE = ("#00e5ff", "#ff4081", "#76ff03", "#ffea00", "#d500f9", "#ff9100",
-                  "#1de9b6", "#f50057", "#c6ff00", "#651fff")
+# over a dark spectrogram colour map. The first ones are cool hues: the default
+# colour maps (magma, inferno) run through purple, red, orange and yellow, so a
+# pink or orange stroke over them is hard to see.
+TARGET_PALETTE = ("#00e5ff", "#76ff03", "#2979ff", "#1de9b6", "#c6ff00", "#ff4081",
+                  "#d500f9", "#ffea00", "#ff9100", "#f50057")
 
 TileKey = Tuple[int, int]  # (bin tile index, frame tile index)
 # on_change(target, (bin0, bin1), (frame0, frame1)): what changed, half-open ranges.
