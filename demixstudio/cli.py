@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import traceback
@@ -103,10 +102,12 @@ def _check_method(args: argparse.Namespace) -> None:
 
 def cmd_separate(args: argparse.Namespace) -> int:
     from demixstudio.audio.io import audio_info, output_format
-    from demixstudio.batch.runner import check_device_present, missing_folders, remove_empty_folders
     from demixstudio.jobs.context import JobContext
     from demixstudio.separation.hintfiles import load_hints
-    from demixstudio.session.operations import method_params, separate_to_folder
+    from demixstudio.session.export import clipping_warning
+    from demixstudio.session.operations import (check_device_present, method_params,
+                                                missing_folders, remove_empty_folders,
+                                                separate_to_folder)
 
     _check_method(args)
     params = method_params(args.method, sources=args.sources, settings=_parse_sets(args.set),
@@ -133,13 +134,15 @@ def cmd_separate(args: argparse.Namespace) -> int:
     print(f"{len(doc['layers'])} layers ({names}) written to {args.out} in {doc['elapsed_s']:.2f} s")
     for x in doc["layers"]:
         if "clipped_db" in x:
-            print(f"warning: {x['file']} peaks at {x['clipped_db']:+.1f} dBFS and was clipped at "
-                  f"{args.bits} bits; use --bits float to keep it whole", file=sys.stderr)
+            print("warning: " + clipping_warning(x["file"], x["clipped_db"],
+                                                 "use --bits float to keep it whole"),
+                  file=sys.stderr)
     return 0
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from demixstudio.batch import run_batch
+    from demixstudio.session.export import clipping_warning
     from demixstudio.session.operations import method_params
 
     _check_method(args)
@@ -159,8 +162,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"failed: {rec['input']}: {rec['error']}", file=sys.stderr)
     for rec in summary.records:
         for name, level in rec.get("clipped_db", {}).items():
-            print(f"warning: {rec['output']}/{name} peaks at {level:+.1f} dBFS and was clipped; "
-                  "use --format wav --bits float to keep it whole", file=sys.stderr)
+            print("warning: " + clipping_warning(f"{rec['output']}/{name}", level,
+                                                 "use --format wav --bits float to keep it whole"),
+                  file=sys.stderr)
     print(f"{summary.total} files: {summary.ok} separated, {summary.failed} failed, "
           f"{summary.skipped} done before; {summary.elapsed_s:.1f} s; "
           f"manifest {summary.manifest}")
@@ -211,8 +215,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_remix(args: argparse.Namespace) -> int:
-    from demixstudio.audio.io import peak, save_audio
-    from demixstudio.session.export import CLIP_LEVEL, refuse_overwriting_the_input
+    from demixstudio.audio.io import save_audio
+    from demixstudio.session.export import (clipped_db, clipping_warning,
+                                            refuse_overwriting_the_input)
     from demixstudio.session.project import load_project
 
     session = load_project(args.project)
@@ -221,10 +226,11 @@ def cmd_remix(args: argparse.Namespace) -> int:
     remix = session.mixdown()
     out = save_audio(args.out, remix, session.sr, bits=args.bits)
     print(f"remix of {len(session.layers)} layers written to {out}")
-    level = peak(remix)
-    if args.bits != "float" and level > CLIP_LEVEL:
-        print(f"warning: the remix peaks at {20 * math.log10(level):+.1f} dBFS and was clipped at "
-              f"{args.bits} bits; lower the gains or use --bits float", file=sys.stderr)
+    level = clipped_db(remix) if args.bits != "float" else None
+    if level is not None:
+        print("warning: " + clipping_warning("the remix", level,
+                                             "lower the gains or use --bits float"),
+              file=sys.stderr)
     return 0
 
 

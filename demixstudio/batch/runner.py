@@ -37,6 +37,8 @@ from demixstudio.jobs.context import JobContext, ProgressCallback
 from demixstudio.separation.base import params_to_dict
 from demixstudio.separation.hintfiles import parse_hint_spec
 from demixstudio.separation.registry import get_method
+from demixstudio.session.operations import (check_device_present, missing_folders,
+                                            remove_empty_folders)
 
 #: Environment of local worker processes, set before they start (the C
 #: libraries read it at load time). One compute thread each, so N workers on
@@ -238,43 +240,6 @@ def _cluster(workers: int, scheduler: Optional[str], memory_limit: Any):
             client.close()
     finally:
         cluster.close()
-
-
-def missing_folders(folder: Path) -> List[Path]:
-    """``folder`` and those of its parents that do not exist yet, deepest first:
-    what ``folder.mkdir(parents=True)`` is about to create."""
-    made = []
-    p = Path(folder).absolute()
-    while not p.exists() and p != p.parent:
-        made.append(p)
-        p = p.parent
-    return made
-
-
-def remove_empty_folders(folders: Sequence[Path]) -> None:
-    """Remove ``folders`` (deepest first) while they are empty; one with anything
-    in it, and so each above it, is kept. ``rmdir`` never removes a file."""
-    for p in folders:
-        try:
-            p.rmdir()
-        except OSError:
-            return
-
-
-def check_device_present(params: Any) -> None:
-    """Refuse a device (``params.device``) this machine lacks, before any work.
-
-    For ``separate`` and for a batch on local workers, which see the same
-    hardware as this process: ``device=cuda`` without CUDA is then one clear
-    error at once, rather than a failure after the output folder is made (or
-    the same failure recorded for every file). Not for a remote cluster,
-    whose workers may well have the GPU this machine lacks.
-    """
-    device = getattr(params, "device", None)
-    if isinstance(device, str) and device.lower() not in ("auto", "cpu"):
-        from demixstudio.devices import pick_device
-
-        pick_device(device)
 
 
 def _weight(f: InputFile) -> float:

@@ -47,10 +47,23 @@ class ExportedFile:
     clipped_db: Optional[float] = None
 
 
+def clipped_db(audio) -> Optional[float]:
+    """The peak of (channels, samples) audio in dBFS when an integer format would
+    clip it, else None."""
+    level = peak(audio)
+    return round(20 * math.log10(level), 2) if level > CLIP_LEVEL else None
+
+
+def clipping_warning(name: str, level_db: float,
+                     remedy: str = "export as float WAV to keep it exactly") -> str:
+    """The one line that says ``name`` was clipped (the CLI and the editor word it alike)."""
+    return f"{name} peaks at {level_db:+.1f} dBFS and was clipped at full scale; {remedy}"
+
+
 def clipping_warnings(files: Sequence[ExportedFile]) -> List[str]:
     """One line per clipped file, saying how to keep it whole."""
-    return [f"{f.path.name} peaks at {f.clipped_db:+.1f} dBFS and was clipped at full scale; "
-            "export as float WAV to keep it exactly" for f in files if f.clipped_db is not None]
+    return [clipping_warning(f.path.name, f.clipped_db) for f in files
+            if f.clipped_db is not None]
 
 
 def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
@@ -113,11 +126,9 @@ def export(session: Session, folder: os.PathLike | str, *, stems: bool = True,
         for (layer, final), tmp in zip(jobs, temps):
             audio = (session.mixdown() if layer is None
                      else session.stem(layer, apply_settings=apply_settings))
-            level = peak(audio) if subtype != "FLOAT" else 0.0
+            clipped = clipped_db(audio) if subtype != "FLOAT" else None
             write_audio(tmp, audio, session.sr, fmt, subtype, shown=final)
-            files.append(ExportedFile(None if layer is None else layer.name, final,
-                                      round(20 * math.log10(level), 2) if level > CLIP_LEVEL
-                                      else None))
+            files.append(ExportedFile(None if layer is None else layer.name, final, clipped))
         # The sidecars are made last (they may describe the audio files, their
         # clipping included) and published with them, all or nothing.
         for tmp, make in zip(temps[len(jobs):], texts.values()):

@@ -10,7 +10,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -131,3 +131,40 @@ def prepare_folder(out: Path) -> None:
         raise OutputError(f"cannot create the output folder {out}: {describe_os_error(exc)}") from exc
     if not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
+
+
+def missing_folders(folder: Path) -> List[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first:
+    what ``folder.mkdir(parents=True)`` is about to create."""
+    made = []
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; one with anything
+    in it, and so each above it, is kept. ``rmdir`` never removes a file."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+
+
+def check_device_present(params: Any) -> None:
+    """Refuse a device (``params.device``) this machine lacks, before any work.
+
+    For ``separate`` and for a batch on local workers, which see the same
+    hardware as this process: ``device=cuda`` without CUDA is then one clear
+    error at once, rather than a failure after the output folder is made (or
+    the same failure recorded for every file). Not for a remote cluster,
+    whose workers may well have the GPU this machine lacks.
+    """
+    device = getattr(params, "device", None)
+    if isinstance(device, str) and device.lower() not in ("auto", "cpu"):
+        from demixstudio.devices import pick_device
+
+        pick_device(device)
