@@ -408,8 +408,12 @@ def test_cancel_a_running_job_leaves_the_session_unchanged(qtbot, win, mixture_f
     s = win.session
     before = [x.id for x in s.layers]
     undo_label = s.history.undo_label()
-    win.method_panel.select_method("decorrelation")
-    win.method_panel.form.widgets["lags"].setText("1:2000")  # minutes of work
+    # Minutes of work that reports progress (and so can stop) every iteration. (A
+    # long lag list for decorrelation was used before, but on a fast machine its
+    # covariances take a fraction of a second, and the job could end first.)
+    win.method_panel.select_method("nmf")
+    win.method_panel.form.widgets["max_iter"].setValue(100_000)
+    win.method_panel.form.widgets["tol"].setValue(0.0)
     with qtbot.waitSignal(win.runner.progress, timeout=JOB_MS):
         qtbot.mouseClick(win.method_panel.run_button, Qt.MouseButton.LeftButton)
     assert win.job_bar.active and win.runner.busy
@@ -442,8 +446,10 @@ def test_event_loop_stays_responsive_during_a_job(qtbot, win, mixture_file):
     path, _, _ = mixture_file
     open_by_drop(qtbot, win, path)
     qtbot.waitUntil(lambda: win.transport.ready, timeout=JOB_MS)
-    win.method_panel.select_method("decorrelation")
-    win.method_panel.form.widgets["lags"].setText("1:200")  # a few seconds of work
+    # About a second of work on a fast machine (2026), several on a slow one.
+    win.method_panel.select_method("nmf")
+    win.method_panel.form.widgets["max_iter"].setValue(2000)
+    win.method_panel.form.widgets["tol"].setValue(0.0)
     meter = StallMeter(10)
     meter.start()
     with qtbot.waitSignal(win.jobApplied, timeout=JOB_MS):
