@@ -27,6 +27,7 @@ Prints SDR per source and case, the medians and the differences.
         [--seconds 4]   (only the first 4 s of each mixture, as in the tests)
         [--heldout]     (four mixtures of other recordings, never used for tuning)
         [--sr 44100]    (the same recordings at another rate: 16 kHz by default)
+        [--precision bfloat16] (the products' precision; float32 by default)
         [--coarse-paint] (paint with 500 Hz x 0.25 s rectangles only: less than 30 % of
                           some sources' dominant bins)
 """
@@ -89,7 +90,12 @@ def shifted_up(x: np.ndarray, semitones: int) -> np.ndarray:
     return resample_poly(x, r.numerator, r.denominator, axis=1).astype(np.float32)
 
 
+#: The methods' ``precision`` (``--precision``).
+PRECISION = "float32"
+
+
 def run(name, case, hints, **values):
+    values.setdefault("precision", PRECISION)
     m = get_method(name)
     t = time.perf_counter()
     props = m.separate(case.mix, case.sr, make_params(m.Params, values), hints, NullContext())
@@ -123,7 +129,12 @@ def main() -> None:
                     help="simulate the painting with 500 Hz x 0.25 s rectangles only (the "
                          "simulation before 2026-11-22): where they run out, some sources "
                          "get less than the 30 %% cover the acceptance asks")
+    ap.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"),
+                    help="the methods' matrix-product precision (float32, their default; "
+                         "auto: bfloat16 on a CPU with native bfloat16, else float32)")
     args = ap.parse_args()
+    global PRECISION
+    PRECISION = args.precision
     # Tile scales of the simulated painting (see nmf_cases.dominance_paint).
     scales = (1,) if args.coarse_paint else (1, 2, 4)
     if args.long:
@@ -229,7 +240,8 @@ def refine_once(case, painted: Hints, seed: int, device: str, su: np.ndarray, ro
     m = get_method("nmf-paint")
     s = Session(case.mix, case.sr)
     t = time.perf_counter()
-    first = s.run_method("nmf-paint", make_params(m.Params, {"device": device, "seed": seed}),
+    first = s.run_method("nmf-paint", make_params(m.Params, {"device": device, "seed": seed,
+                                                             "precision": PRECISION}),
                          painted)
     masks = [x.mask for x in first]
     veto = [nc.correction_paint(case, masks, i) for i in range(2)]
@@ -294,8 +306,8 @@ def repair_cases(device: str) -> None:
                 ("band 400-1600 Hz, band found", bl, {}),
                 ("gap 1.6-5 kHz x 0.6 s", gap, {})]:
             t = time.perf_counter()
-            out = m.separate(damaged, sr, make_params(m.Params, {"device": device, **values}),
-                             hints, NullContext())[0].waveform
+            p = make_params(m.Params, {"device": device, "precision": PRECISION, **values})
+            out = m.separate(damaged, sr, p, hints, NullContext())[0].waveform
             dt = time.perf_counter() - t
             a = log_spectral_distance(x, damaged, cfg)
             b = log_spectral_distance(x, out, cfg)

@@ -62,7 +62,8 @@ def example_audio(hints: Sequence[AudioHint], sr: int, what: str, limit: int) ->
 def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
                              examples: Sequence[Sequence[AudioHint]], sr: int,
                              cfg: StftConfig, ctx: JobContext, *, beta: float = 1.0,
-                             seed: int = 0, names: Sequence[str] = ()) -> torch.Tensor | None:
+                             seed: int = 0, names: Sequence[str] = (),
+                             precision: str = "float32") -> torch.Tensor | None:
     """Reconstruction templates float32 (bins, Σ sizes) for the analysis templates ``W``,
     or None when the shortest example is under one STFT frame (nothing to train on:
     the caller keeps ``W``).
@@ -99,7 +100,7 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
     H = spectra.init_activations(Mb, W.shape[1], seed)
     with ctx.stage(0.0, 0.5, "analysing the examples' mixture"):
         engine.fit(Mb, W.clone(), H, ctx, beta=beta, fixed_w=range(W.shape[1]),
-                   message="analysing the examples' mixture")
+                   precision=precision, message="analysing the examples' mixture")
     H = H[0]
     cols = common.slices(sizes)
     total = sum(S)

@@ -243,7 +243,7 @@ class PaintNMF(Method):
         with ctx.stage(split, 1.0, "fitting"):
             res = engine.fit(m.V, W, H, ctx, beta=1.0, sparsity=lam, max_iter=params.max_iter,
                              tol=params.tol, groups=common.slices(sizes), penalties=pen,
-                             message="fitting")
+                             precision=params.precision, message="fitting")
         if not res.objective:  # max_iter = 0: score the start
             res.objective.append(float("inf"))
         return W, sizes, res, H
@@ -261,7 +261,7 @@ class PaintNMF(Method):
         K = W.shape[1]
         H = spectra.init_activations(m.V, K, seed)
         engine.fit(m.V, W, H, ctx, beta=1.0, max_iter=params.max_iter, tol=params.tol,
-                   message="factorising")
+                   precision=params.precision, message="factorising")
         G = len(names)
         index = {n: i for i, n in enumerate(names)}
         # 'not:' paint says only what a bin is not; it acts in the constrained fit.

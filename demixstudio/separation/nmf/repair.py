@@ -112,7 +112,7 @@ class Repair(Method):
             lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
             res = engine.fit(m.V, W, H, ctx, beta=params.beta, fixed_w=range(K),
                              sparsity=lam, observed=O, max_iter=params.max_iter, tol=params.tol,
-                             message="fitting the observed bins")
+                             precision=params.precision, message="fitting the observed bins")
         common.release_spectrogram(m)  # the synthesis needs the fit, not the magnitude
         has_data = torch.cat([o.any(dim=0).cpu() for o in O]).numpy()
         Hn = _fill_unobserved_frames(res.h_numpy(), has_data)

@@ -86,6 +86,7 @@ def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what
 def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float = 1.0,
                      sparsity: float = 0.0, max_iter: int = 200, tol: float = 1e-4,
                      seed: int = 0, device: torch.device = torch.device("cpu"),
+                     precision: str = "float32",
                      message: str = "learning a dictionary") -> torch.Tensor:
     """Spectral templates of ``V`` (bins, frames): float32 (bins, rank), unit-sum columns.
 
@@ -103,7 +104,7 @@ def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float =
     H = [engine.random_init((rank, b.shape[1]), scale, seed + 1 + i, device)
          for i, b in enumerate(Vb)]
     engine.fit(Vb, W, H, ctx, beta=beta, sparsity=sparsity, max_iter=max_iter, tol=tol,
-               message=message)
+               precision=precision, message=message)
     return W
 
 

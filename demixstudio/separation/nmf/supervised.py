@@ -89,7 +89,8 @@ class SupervisedNMF(Method):
             with ctx.stage(0.4, 0.55, "discriminative templates"):
                 recon = discriminative.reconstruction_templates(
                     W, sizes, [hints.examples[t] for t in targets], sr, m.cfg, ctx,
-                    beta=params.beta, seed=params.seed, names=targets)
+                    beta=params.beta, seed=params.seed, names=targets,
+                    precision=params.precision)
         masks, res = common.fit_and_mask(m, W, sizes, params, ctx,
                                          0.55 if params.discriminative else 0.4,
                                          fixed_w=range(W.shape[1]),

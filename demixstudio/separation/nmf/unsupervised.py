@@ -63,7 +63,8 @@ class UnsupervisedNMF(Method):
         lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
         with ctx.stage(0.05, 0.9, "factorising"):
             res = engine.fit(m.V, W, H, ctx, beta=params.beta, sparsity=lam,
-                             max_iter=params.max_iter, tol=params.tol, message="factorising")
+                             max_iter=params.max_iter, tol=params.tol,
+                             precision=params.precision, message="factorising")
         Hn = res.h_numpy()
         if params.per_component:
             order = np.argsort(-Hn.sum(1))
