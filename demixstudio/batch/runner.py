@@ -35,6 +35,7 @@ from demixstudio.batch.task import FileTask, prepare_worker, separate_file, stag
 from demixstudio.errors import AudioFormatError, DemixError, OutputError, ParameterError
 from demixstudio.jobs.context import JobContext, ProgressCallback
 from demixstudio.separation.base import params_to_dict
+from demixstudio.session.session import checked_params
 from demixstudio.separation.hintfiles import parse_hint_spec
 from demixstudio.separation.registry import get_method
 from demixstudio.session.operations import (check_device_present, missing_folders,
@@ -278,7 +279,8 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     Parameters
     ----------
     inputs : files, folders (recursive) and list files (see ``inputs.py``)
-    method, params : the separation method and its params (default params if None)
+    method, params : the separation method and its params (its Params, a dict of
+        values as ``--set`` or a project gives them, or None for the defaults)
     hint_specs : ``KIND:TARGET=FILE`` hints applied to every file
     ext, bits : output format of the layers ("flac"/"wav"; "16"/"24"/"float")
     workers : local worker processes (default: the number of CPUs); ignored with ``scheduler``
@@ -302,7 +304,7 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     if scheduler:
         scheduler = check_scheduler_address(scheduler)
     m = get_method(method)
-    params = params if params is not None else m.Params()
+    params = checked_params(m, params)  # None: the defaults; a dict: typed values
     if scheduler is None:
         check_device_present(params)
     hint_specs = tuple(hint_specs)
