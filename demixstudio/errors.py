@@ -25,5 +25,9 @@ class Cancelled(DemixError):
     """The user cancelled a running job; raised from ``JobContext.check()``."""
 
 
+class InsufficientMemoryError(DemixError, MemoryError):
+    """An output that would not fit in the memory free now; refused before allocating it."""
+
+
 class OutputError(DemixError):
     """Writing a file failed (no permission, disk full, ...); nothing was left half-written."""

@@ -292,3 +292,33 @@ def test_a_fractional_sample_rate_is_refused():
         with pytest.raises(ParameterError, match="sample rate"):
             Session(x, bad)
     assert Session(x, 8000.0).sr == 8000
+
+
+@pytest.mark.parametrize("method, values", [
+    ("nmf", {"per_component": True, "components": 12, "max_iter": 5}),
+    ("duet", {"sources": 3}),
+    ("adress", {"sources": 3}),
+])
+def test_layers_that_cannot_fit_in_memory_are_refused_before_allocating(monkeypatch, method,
+                                                                        values):
+    """With less memory free than the masks need, the run stops with a message that
+    says how much and what to change, before allocating them; the session keeps what
+    it had. (Unchecked, NumPy hands out the array lazily and the system kills the
+    editor while it is filled: 20 per-component layers of an hour need ~50 GB.)"""
+    from demixstudio.errors import InsufficientMemoryError
+    from demixstudio.jobs import memory
+    from demixstudio.separation import get_method, make_params
+
+    mix, _ = _real_mix()
+    s = Session(mix, 44100)
+    s.run_method("hpss", make_params(get_method("hpss").Params, {}))
+    before = [x.id for x in s.layers]
+    undo = s.history.undo_label()
+    masks = s.stft.bins * s.stft.frames(mix.shape[1]) * 4 * 3  # 3 layers at least
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(masks / 2))
+    with pytest.raises(InsufficientMemoryError, match="fewer layers") as err:
+        s.run_method(method, make_params(get_method(method).Params, values))
+    assert "would need" in str(err.value) and "is free" in str(err.value)
+    assert [x.id for x in s.layers] == before and s.history.undo_label() == undo
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 * masks)
+    assert len(s.run_method(method, make_params(get_method(method).Params, values))) >= 3

@@ -48,6 +48,7 @@ from scipy import ndimage
 
 from demixstudio.audio.stft import AudioStft, StftConfig, stft_block
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
@@ -221,6 +222,9 @@ def adress_masks(spec: "np.ndarray | AudioStft", positions: np.ndarray, beta: in
     _, nb_bins, nb_frames = spec.shape
     block_masks = adress_mask_blocks(spec, positions, beta, width=width, kind=kind,
                                      softness=softness)
+    memory.check_fits(positions.size * nb_bins * nb_frames * 4,
+                      f"the masks of {positions.size} layers ({nb_bins} bins × {nb_frames} "
+                      "frames)", memory.FEWER_LAYERS)
     masks = np.zeros((positions.size, 1, nb_bins, nb_frames), dtype=np.float32)
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "ADRess masks")

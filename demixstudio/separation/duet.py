@@ -52,6 +52,7 @@ from scipy import ndimage
 
 from demixstudio.audio.stft import AudioStft, StftConfig, stft_block
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
@@ -213,6 +214,9 @@ def duet_masks(spec: "np.ndarray | AudioStft", cfg: StftConfig, attenuations: np
     _, nb_bins, nb_frames = spec.shape
     block_masks = duet_mask_blocks(spec, cfg, attenuations, delays, soft=soft,
                                    softness=softness)
+    memory.check_fits(attenuations.size * nb_bins * nb_frames * 4,
+                      f"the masks of {attenuations.size} layers ({nb_bins} bins × {nb_frames} "
+                      "frames)", memory.FEWER_LAYERS)
     masks = np.zeros((attenuations.size, 1, nb_bins, nb_frames), dtype=np.float32)
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "DUET masks")

@@ -43,6 +43,7 @@ import torch
 
 from demixstudio.audio.stft import AudioStft, OverlapAdd, stft_block
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.devices import pick_device
 
@@ -141,6 +142,9 @@ def _em(mix_stft: MixStft, initial: Initial, nb_sources: int, *, iterations: int
     total = len(blocks) * (iterations + 1)
     done = 0
     # PSDs of the current model, (J, F, T): refreshed after every E-step.
+    memory.check_fits(j * nb_bins * nb_frames * 4,
+                      f"the Wiener post-filter's spectra of {j} layers ({nb_bins} bins × "
+                      f"{nb_frames} frames)", memory.FEWER_LAYERS)
     psd = np.empty((j, nb_bins, nb_frames), dtype=np.float32)
 
     # First M-step: statistics of the initial estimates.
@@ -273,6 +277,8 @@ def wiener_from_masks(mix_stft: np.ndarray, masks: np.ndarray, iterations: int =
     np.ndarray [shape=(J, C, F, T), dtype=complex64]
     """
     masks = _check_masks(mix_stft, masks)
+    memory.check_fits(masks.shape[0] * int(np.prod(mix_stft.shape)) * 8,
+                      f"the filtered images of {masks.shape[0]} layers", memory.FEWER_LAYERS)
     out = np.empty((masks.shape[0],) + tuple(mix_stft.shape), dtype=np.complex64)
     _em(mix_stft, _masked(mix_stft, lambda t0, t1: masks[:, :, :, t0:t1]), masks.shape[0],
         iterations=iterations, eps=eps, frames_per_block=frames_per_block, device=device,

@@ -144,9 +144,16 @@ def release_spectrogram(m: Mixture) -> None:
 
 
 def open_mixture(method: Method, mix: np.ndarray, sr: int, p: EngineParams, ctx: JobContext,
-                 upto: float = 0.05) -> Mixture:
-    """Check ``mix`` for ``method`` and load its magnitude (the first ``upto`` of the job)."""
+                 upto: float = 0.05, layers: int = 0) -> Mixture:
+    """Check ``mix`` for ``method`` and load its magnitude (the first ``upto`` of the job).
+
+    ``layers``: how many the run will return, if known now; their masks and audio are
+    checked to fit in memory before the fit rather than after it."""
     method.check_input(mix)
+    if layers:
+        cfg = StftConfig.for_rate(sr)
+        spectra.check_masks_fit(layers, cfg.bins, cfg.frames(np.shape(mix)[1]),
+                                int(np.size(mix)))
     with ctx.stage(0.0, upto, "spectrogram"):
         ctx.progress(0, 1, "spectrogram")
         return load_mixture(mix, sr, p)

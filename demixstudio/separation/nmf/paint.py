@@ -167,7 +167,7 @@ class PaintNMF(Method):
                 targets.append(base)
         if not targets and not hints.paint:
             raise ParameterError("nmf-paint needs painted hints (--hint paint:NAME=FILE)")
-        m = common.open_mixture(self, mix, sr, params, ctx)
+        m = common.open_mixture(self, mix, sr, params, ctx, layers=len(targets) + 1)
         names = targets + [rest]
         times = m.cfg.frame_times(mix.shape[1], sr)
         freqs = m.cfg.bin_freqs(sr)

@@ -18,6 +18,7 @@ import torch
 from demixstudio.audio.io import resample
 from demixstudio.audio.stft import StftConfig, iter_stft_blocks, stft
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import AudioHint
 from demixstudio.separation.nmf import engine
@@ -118,6 +119,16 @@ def init_activations(Vb: list[torch.Tensor], rank: int, seed: int) -> list[torch
             for i, b in enumerate(Vb)]
 
 
+def check_masks_fit(layers: int, bins: int, frames: int, samples: int = 0) -> None:
+    """Refuse (``InsufficientMemoryError``) ``layers`` layers that would not fit in the
+    memory free now, before anything of theirs is allocated: their float32 masks
+    (bins, frames) and, given ``samples`` (channels × samples of the input), the
+    audio an editor or an export renders from each (float32, the input's size)."""
+    what = (f"the masks of {layers} layers ({bins} bins × {frames} frames)" if not samples
+            else f"{layers} layers (masks of {bins} bins × {frames} frames, and their audio)")
+    memory.check_fits(layers * (bins * frames + samples) * 4, what, memory.FEWER_LAYERS)
+
+
 def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice], frames: int,
                 *, power: float = 1.0,
                 penalties: list[torch.Tensor | None] | None = None) -> np.ndarray:
@@ -131,6 +142,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     """
     F = W.shape[0]
     G = len(groups)
+    check_masks_fit(G, F, frames)
     out = np.empty((G, 1, F, frames), dtype=np.float32)
     t0 = 0
     for i, Hb in enumerate(H):

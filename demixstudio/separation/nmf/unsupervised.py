@@ -57,7 +57,8 @@ class UnsupervisedNMF(Method):
         K = params.components
         if not params.per_component and params.sources > K:
             raise ParameterError(f"sources={params.sources} is more than components={K}")
-        m = common.open_mixture(self, mix, sr, params, ctx)
+        m = common.open_mixture(self, mix, sr, params, ctx,
+                                layers=K if params.per_component else params.sources)
         W = common.free_templates(m, K, params.seed)
         H = spectra.init_activations(m.V, K, params.seed)
         lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)

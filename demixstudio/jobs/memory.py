@@ -1,0 +1,64 @@
+"""Refusing, before it is allocated, an output that cannot fit in memory.
+
+A method's output grows with its number of layers times the input's length
+(a mask per layer: bins × frames float32, about 2.4 GB for an hour of 44.1 kHz
+audio). Asked for 20 layers of an hour, NumPy hands out the array lazily and
+the operating system kills the process while it is being filled: the editor
+and whatever the user had not saved go with it. :func:`check_fits` turns that
+into an error that says what to change, raised before anything is allocated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from demixstudio.errors import InsufficientMemoryError
+
+#: What a user can change when a separation's layers do not fit.
+FEWER_LAYERS = ("ask for fewer layers (sources, components or targets), or separate a shorter "
+                "stretch of the recording (a time selection in the editor)")
+
+#: Share of the memory free now that one output may take: the session, playback
+#: and export need room after it.
+SHARE = 0.8
+
+
+def available_bytes() -> int | None:
+    """Memory free for this process now, in bytes (None when it cannot be told).
+
+    The smaller of the system's available memory and the room left under this
+    process's cgroup limit (a container's), where there is one.
+    """
+    free = None
+    try:
+        import psutil  # comes with dask.distributed
+
+        free = int(psutil.virtual_memory().available)
+    except Exception:  # no psutil, or a platform it cannot read
+        pass
+    try:
+        cg = Path("/sys/fs/cgroup")
+        limit = (cg / "memory.max").read_text().strip()
+        if limit != "max":
+            room = int(limit) - int((cg / "memory.current").read_text().strip())
+            free = room if free is None else min(free, room)
+    except (OSError, ValueError):  # cgroup v1, or no limit to read
+        pass
+    return free
+
+
+def gigabytes(nbytes: float) -> str:
+    """``nbytes`` for a message: "8.5 GB", "420 MB"."""
+    return f"{nbytes / 2**30:.1f} GB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MB"
+
+
+def check_fits(nbytes: int, what: str, advice: str) -> None:
+    """Raise ``InsufficientMemoryError`` when ``nbytes`` exceed :data:`SHARE` of the
+    memory free now; ``what`` names the output, ``advice`` what the user can change.
+    Does nothing when the free memory cannot be told."""
+    free = available_bytes()
+    if free is None or nbytes <= SHARE * free:
+        return
+    raise InsufficientMemoryError(
+        f"{what} would need {gigabytes(nbytes)} of memory, and {gigabytes(max(free, 0))} "
+        f"is free: {advice}")
