@@ -12,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +20,7 @@ from scipy.signal import resample_poly
 
 from demixstudio.audio.atomic import atomic_path
 from demixstudio.errors import AudioFormatError, OutputError, ParameterError
+from demixstudio.values import whole
 
 # Blocks of this many frames keep temporary arrays small on long files.
 BLOCK_FRAMES = 1 << 20
@@ -211,6 +212,15 @@ def _write_failure(path: os.PathLike | str, audio: np.ndarray, exc: Exception) -
     return str(exc).strip().rstrip(".") or type(exc).__name__
 
 
+def sample_rate(sr: Any) -> int:
+    """``sr`` as an int, or ``ParameterError`` unless it is a positive whole number of Hz
+    (a fractional rate is refused rather than truncated)."""
+    n = whole(sr)
+    if n is None or n <= 0:
+        raise ParameterError(f"sample rate {sr!r} must be a positive whole number of Hz")
+    return n
+
+
 def save_audio(path: os.PathLike | str, audio: np.ndarray, sr: int, *, bits: str = "24") -> Path:
     """Write float32 (channels, samples) to a WAV or FLAC file atomically.
 
@@ -220,11 +230,10 @@ def save_audio(path: os.PathLike | str, audio: np.ndarray, sr: int, *, bits: str
     """
     path = Path(path)
     fmt, subtype = output_format(path, bits)
-    if int(sr) != sr or sr <= 0:
-        raise ParameterError(f"sample rate {sr!r} must be a positive whole number of Hz")
+    sr = sample_rate(sr)
     audio = check_audio(audio)
     with atomic_path(path) as tmp:
-        write_audio(tmp, audio, int(sr), fmt, subtype, shown=path)
+        write_audio(tmp, audio, sr, fmt, subtype, shown=path)
     return path
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
+from demixstudio.values import whole
 
 # --------------------------------------------------------------------------
 # Parameters
@@ -185,16 +186,9 @@ def _as_int(spec: ParamSpec, v: Any) -> int:
     """``v`` as an int, or ``ParameterError``: bools are refused (True is no
     count), and a float only if it is whole (3.0 from a JSON file is 3, 2.5 is
     not), since methods use ints as sizes and indices."""
-    if isinstance(v, (bool, np.bool_)):
-        raise ParameterError(f"{spec.name}={v!r} is not a whole number")
-    out = None
-    if isinstance(v, (int, np.integer)):
-        out = int(v)
-    elif isinstance(v, (float, np.floating)):
-        if not np.isfinite(v):
-            raise ParameterError(f"{spec.name}={v!r} must be finite")
-        if float(v).is_integer():
-            out = int(v)
+    if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+        raise ParameterError(f"{spec.name}={v!r} must be finite")
+    out = whole(v)
     if out is None:
         raise ParameterError(f"{spec.name}={v!r} is not a whole number")
     if abs(out) > INT_LIMIT:  # numpy would raise OverflowError deep in a method

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from demixstudio.audio.io import check_audio
+from demixstudio.audio.io import check_audio, sample_rate
 from demixstudio.audio.mixer import MixSettings, gain_matrix, mixdown
 from demixstudio.audio.stft import StftConfig, apply_mask
 from demixstudio.errors import ParameterError
@@ -47,10 +47,8 @@ class Session:
     def __init__(self, mixture: np.ndarray, sr: int, *, name: str = "untitled",
                  stft: Optional[StftConfig] = None, source_path: Optional[str] = None) -> None:
         self.mixture = check_audio(mixture, "the mixture")
-        if isinstance(sr, bool) or not float(sr).is_integer() or sr <= 0:
-            # A fractional rate would be truncated, and every time in the editor be off.
-            raise ParameterError(f"sample rate {sr!r} must be a positive whole number of Hz")
-        self.sr = int(sr)
+        # A fractional rate would be truncated, and every time in the editor be off.
+        self.sr = sample_rate(sr)
         self.name = name
         self.source_path = source_path
         self.stft = stft or StftConfig.for_rate(self.sr)

@@ -14,8 +14,6 @@ periodic Hann window, hop ``n_fft / 4``, centred frames (``torch.stft`` with
 from __future__ import annotations
 
 import abc
-import math
-import numbers
 from collections.abc import Sequence as SequenceABC
 from typing import Any, ClassVar, Dict, List, Sequence
 
@@ -23,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from demixstudio.errors import ParameterError
+from demixstudio.values import whole
 
 EPS = 1e-8
 
@@ -51,12 +50,7 @@ def whole_number(name: str, value: Any, lo: int, hi: int, unit: str = "") -> int
     a bool, a fraction (22050.7 is not silently truncated) or an out-of-range
     size is refused here, with its name, before a tensor is sized from it.
     """
-    n = None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        n = int(value)
-    elif (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(value) and float(value).is_integer()):
-        n = int(value)
+    n = whole(value)
     if n is None or not lo <= n <= hi:
         raise ParameterError(f"{name}={_show(value)} must be a whole number from {lo} to {hi}"
                              + (f" {unit}" if unit else ""))
