@@ -222,9 +222,6 @@ def adress_masks(spec: "np.ndarray | AudioStft", positions: np.ndarray, beta: in
     _, nb_bins, nb_frames = spec.shape
     block_masks = adress_mask_blocks(spec, positions, beta, width=width, kind=kind,
                                      softness=softness)
-    memory.check_fits(positions.size * nb_bins * nb_frames * 4,
-                      f"the masks of {positions.size} layers ({nb_bins} bins × {nb_frames} "
-                      "frames)", memory.FEWER_LAYERS)
     masks = np.zeros((positions.size, 1, nb_bins, nb_frames), dtype=np.float32)
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "ADRess masks")
@@ -346,6 +343,7 @@ class ADRess(Method):
         order = np.argsort(positions, kind="stable")  # left to right
         positions = positions[order]
         heights = [heights[i] for i in order]
+        memory.check_layers_fit(positions.size, spec.shape[1], spec.shape[2], int(mix.size))
         if params.mwf:
             # The post-filter reads the masks block by block: never held whole.
             masks = adress_mask_blocks(spec, positions, beta, width=params.width,

@@ -214,9 +214,6 @@ def duet_masks(spec: "np.ndarray | AudioStft", cfg: StftConfig, attenuations: np
     _, nb_bins, nb_frames = spec.shape
     block_masks = duet_mask_blocks(spec, cfg, attenuations, delays, soft=soft,
                                    softness=softness)
-    memory.check_fits(attenuations.size * nb_bins * nb_frames * 4,
-                      f"the masks of {attenuations.size} layers ({nb_bins} bins × {nb_frames} "
-                      "frames)", memory.FEWER_LAYERS)
     masks = np.zeros((attenuations.size, 1, nb_bins, nb_frames), dtype=np.float32)
     for t0 in range(0, nb_frames, block):
         ctx.progress(t0, nb_frames, "DUET masks")
@@ -340,6 +337,7 @@ class DUET(Method):
         alphas = np.array([-params.alpha_max + (r + 0.5) * alpha_step for r, _, _ in peaks])
         delays = np.array([-delay_max + (c + 0.5) * delay_step for _, c, _ in peaks])
         atten = 0.5 * (alphas + np.sqrt(alphas ** 2 + 4.0))
+        memory.check_layers_fit(len(peaks), cfg.bins, spec.shape[2], int(mix.size))
         soft = params.mask == "soft"
         if params.mwf:
             # The post-filter reads the masks block by block: never held whole.

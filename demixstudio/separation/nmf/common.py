@@ -11,6 +11,7 @@ import torch
 
 from demixstudio.audio.stft import StftConfig
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import (
     AudioHint,
@@ -152,7 +153,7 @@ def open_mixture(method: Method, mix: np.ndarray, sr: int, p: EngineParams, ctx:
     method.check_input(mix)
     if layers:
         cfg = StftConfig.for_rate(sr)
-        spectra.check_masks_fit(layers, cfg.bins, cfg.frames(np.shape(mix)[1]),
+        memory.check_layers_fit(layers, cfg.bins, cfg.frames(np.shape(mix)[1]),
                                 int(np.size(mix)))
     with ctx.stage(0.0, upto, "spectrogram"):
         ctx.progress(0, 1, "spectrogram")

@@ -119,16 +119,6 @@ def init_activations(Vb: list[torch.Tensor], rank: int, seed: int) -> list[torch
             for i, b in enumerate(Vb)]
 
 
-def check_masks_fit(layers: int, bins: int, frames: int, samples: int = 0) -> None:
-    """Refuse (``InsufficientMemoryError``) ``layers`` layers that would not fit in the
-    memory free now, before anything of theirs is allocated: their float32 masks
-    (bins, frames) and, given ``samples`` (channels × samples of the input), the
-    audio an editor or an export renders from each (float32, the input's size)."""
-    what = (f"the masks of {layers} layers ({bins} bins × {frames} frames)" if not samples
-            else f"{layers} layers (masks of {bins} bins × {frames} frames, and their audio)")
-    memory.check_fits(layers * (bins * frames + samples) * 4, what, memory.FEWER_LAYERS)
-
-
 def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice], frames: int,
                 *, power: float = 1.0,
                 penalties: list[torch.Tensor | None] | None = None) -> np.ndarray:
@@ -142,7 +132,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     """
     F = W.shape[0]
     G = len(groups)
-    check_masks_fit(G, F, frames)
+    memory.check_layers_fit(G, F, frames)
     out = np.empty((G, 1, F, frames), dtype=np.float32)
     t0 = 0
     for i, Hb in enumerate(H):
