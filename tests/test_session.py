@@ -322,3 +322,27 @@ def test_layers_that_cannot_fit_in_memory_are_refused_before_allocating(monkeypa
     assert [x.id for x in s.layers] == before and s.history.undo_label() == undo
     monkeypatch.setattr(memory, "available_bytes", lambda: 64 * masks)
     assert len(s.run_method(method, make_params(get_method(method).Params, values))) >= 3
+
+
+@pytest.mark.parametrize("method, values, advice", [
+    ("projet", {"mode": "pan+delay", "iterations": 2}, "fewer directions"),
+    ("ilrma", {"iterations": 3}, "larger n_fft"),
+])
+def test_working_arrays_that_cannot_fit_are_refused(monkeypatch, method, values, advice):
+    """PROJET's kernel (frequencies × projections × directions: 19 GB at the largest
+    pan+delay settings) and ILRMA's model (frames × components: 12 GB for n_fft=16,
+    256 components on 10 minutes) are checked against the free memory before they
+    are built; the refusal names what to change, and the session is unchanged."""
+    from demixstudio.errors import InsufficientMemoryError
+    from demixstudio.jobs import memory
+    from demixstudio.separation import get_method, make_params
+
+    mix, _ = _real_mix()
+    s = Session(mix, 44100)
+    before = [x.id for x in s.layers]
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)
+    with pytest.raises(InsufficientMemoryError, match=advice) as err:
+        s.run_method(method, make_params(get_method(method).Params, values))
+    assert "would need" in str(err.value) and [x.id for x in s.layers] == before
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**40)
+    assert len(s.run_method(method, make_params(get_method(method).Params, values))) >= 2

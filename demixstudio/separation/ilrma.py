@@ -61,6 +61,7 @@ import torch
 
 from demixstudio.audio.stft import OverlapAdd, StftConfig, spread_frames, stft_frames
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
@@ -231,6 +232,14 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
         if the channels are degenerate (see :func:`_check_spatial_rank`).
     """
     c, nb_bins, nb_frames = X.shape
+    # The largest arrays: the covariance features (F, C², T) float64, the model and
+    # its temporaries (C, F, T) and the activations with theirs (C, K, T), float32.
+    # A tiny n_fft gives millions of frames; with many components that is tens of GB.
+    memory.check_fits(nb_bins * c * c * nb_frames * 8 + 4 * c * (nb_bins + components)
+                      * nb_frames * 4,
+                      f"ILRMA on {nb_frames} frames × {nb_bins} bins with {components} "
+                      "components", "use a larger n_fft, fewer components, or a shorter "
+                      "fit_seconds")
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.from_numpy(np.ascontiguousarray(X.transpose(1, 0, 2), dtype=np.complex64))
     x = x.to(device)  # (F, C, T)

@@ -63,6 +63,7 @@ import torch
 
 from demixstudio.audio.stft import AudioStft, OverlapAdd, StftConfig, spread_frames, stft_block
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation import _linear as lin
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
@@ -323,6 +324,14 @@ def kernel_matrix(proj: np.ndarray, theta: np.ndarray, alpha: float,
     exist at full size.
     """
     nb, m, _ = proj.shape
+    # The kernel holds every frequency × projection × direction: with many delays
+    # (pan+delay mode) it reaches tens of GB. Refused before NumPy hands it out lazily
+    # and the system kills the process while it is filled.
+    memory.check_fits(nb * m * theta.shape[1] * 4,
+                      f"PROJET's kernel ({nb} frequencies × {m} projections × "
+                      f"{theta.shape[1]} directions)",
+                      "use fewer directions or projections (or fewer delays of each), "
+                      "or a smaller n_fft")
     out = np.empty((nb, m, theta.shape[1]), dtype=np.float32)
     for f0 in range(0, nb, bins_per_chunk):
         f1 = min(nb, f0 + bins_per_chunk)
