@@ -55,7 +55,7 @@ def _run(mix: np.ndarray, ctx=None, **values):
     return m.separate(mix, SR, make_params(m.Params, values), Hints(), ctx or NullContext())
 
 
-@pytest.mark.parametrize("k", [3, 5, 13, 17, 31])
+@pytest.mark.parametrize("k", [3, 5, 13, 17, 31, 101, 103, 431])
 def test_median_network_is_the_exact_median(k, rng):
     x = rng.random((2, 40, 57)).astype(np.float32)
     x[0, 3, :] = 0.5  # ties
