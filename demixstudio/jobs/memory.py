@@ -1,7 +1,7 @@
 """Refusing, before it is allocated, an output that cannot fit in memory.
 
 A method's output grows with its number of layers times the input's length
-(a mask per layer: bins × frames float32, about 2.4 GB for an hour of 44.1 kHz
+(a mask per layer: bins × frames float32, about 1.3 GB for an hour of 44.1 kHz
 audio). Asked for 20 layers of an hour, NumPy hands out the array lazily and
 the operating system kills the process while it is being filled: the editor
 and whatever the user had not saved go with it. :func:`check_fits` turns that
