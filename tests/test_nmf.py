@@ -473,3 +473,27 @@ def test_refining_a_paint_run_moves_the_corrected_energy(cases):
     assert s.balance_error() < 1e-4
     s.undo()
     assert [x.id for x in s.layers[:2]] == [x.id for x in first]
+
+
+@pytest.mark.parametrize("name, kind", [("nmf-supervised", "examples"),
+                                        ("nmf-semisupervised", "examples"),
+                                        ("nmf-hum", "hums")])
+def test_hinted_methods_refuse_layers_that_cannot_fit_before_fitting(cases, monkeypatch,
+                                                                     name, kind):
+    """The hinted methods know their layer count from the hints, so masks that would
+    not fit in the free memory are refused before the dictionaries and the fit (which
+    take minutes on a long file), not after them."""
+    from demixstudio.errors import InsufficientMemoryError
+    from demixstudio.jobs import memory
+    from demixstudio.separation.nmf import common
+
+    case = cases["speech+noise"]
+    hints = Hints(**{kind: {n: [AudioHint(case.examples[n], case.sr)] for n in case.names}})
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**16)
+
+    def no_fit(*a, **k):
+        raise AssertionError("the fit started before the memory check")
+
+    monkeypatch.setattr(common, "hinted_templates", no_fit)
+    with pytest.raises(InsufficientMemoryError, match="fewer layers"):
+        _run(name, case, hints, max_iter=5)

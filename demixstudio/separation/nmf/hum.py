@@ -79,7 +79,8 @@ class HumNMF(Method):
         if not any(hints.hums.values()):
             raise ParameterError("nmf-hum needs a hummed, sung or whistled hint of at least one "
                                  "target (--hint hum:NAME=FILE)")
-        m = common.open_mixture(self, mix, sr, params, ctx)
+        layers = sum(1 for h in hints.hums.values() if h) + 1  # the hummed targets, the rest
+        m = common.open_mixture(self, mix, sr, params, ctx, layers=layers)
         # The hints' magnitudes serve twice: for their dictionaries and in the joint fit.
         hums = {t: spectra.example_magnitude(h, sr, m.cfg, f"the hum of {t!r}")
                 for t, h in hints.hums.items() if h}

@@ -44,7 +44,9 @@ class SemiSupervisedNMF(Method):
         if not any(hints.examples.values()):
             raise ParameterError("nmf-semisupervised needs example recordings of at least one "
                                  "source (--hint example:NAME=FILE)")
-        m = common.open_mixture(self, mix, sr, params, ctx)
+        # One layer per example target, and the rest.
+        layers = sum(1 for ex in hints.examples.values() if ex) + 1
+        m = common.open_mixture(self, mix, sr, params, ctx, layers=layers)
         targets, known, sizes = common.hinted_templates(
             hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4))
         free = common.free_templates(m, params.free_components, params.seed)

@@ -80,7 +80,7 @@ class SupervisedNMF(Method):
             raise ParameterError(
                 f"nmf-supervised needs example recordings of at least two sources "
                 f"(--hint example:NAME=FILE); got {n}. With one, use nmf-semisupervised")
-        m = common.open_mixture(self, mix, sr, params, ctx)
+        m = common.open_mixture(self, mix, sr, params, ctx, layers=n)
         targets, W, sizes = common.hinted_templates(
             hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4),
             sparsity=params.example_sparsity)
