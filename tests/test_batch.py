@@ -298,12 +298,12 @@ def test_interrupt_stops_cleanly_and_the_next_run_finishes(tmp_path, scheduler):
     def interrupt(rec):  # Ctrl+C arriving while the first results come in
         raise KeyboardInterrupt
 
-    # The widest median filters make each file take about a second (0.02 s by
-    # default), so files are still running when the interrupt comes: on a fast
-    # machine the default settings finished every file before it reached them.
-    slow = {"harmonic_s": 5.0, "percussive_hz": 8000.0}  # a dict of values, as scripts give
+    # A fixed 2000 NMF iterations make each file take about a second (hpss takes
+    # 0.03 s), so files are still running when the interrupt comes: on a fast
+    # machine quick settings finished every file before it reached them.
+    slow = {"max_iter": 2000, "tol": 0.0}  # a dict of values, as scripts give
     with pytest.raises(KeyboardInterrupt):
-        run_batch([tmp_path / "in"], "hpss", out, params=slow, scheduler=scheduler,
+        run_batch([tmp_path / "in"], "nmf", out, params=slow, scheduler=scheduler,
                   on_record=interrupt)
     records = mf.read(out / mf.MANIFEST_NAME)
     # Every file has its one record; the running ones stopped at their next
