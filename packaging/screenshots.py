@@ -6,8 +6,8 @@ Usage (from the repository root)::
 
 It opens the built-in demo song (synthesised in code, so the pictures carry
 no third-party audio), separates it with ``ica``, splits the first layer
-again with ``hpss``, paints hints for two targets, sets a few mixer controls
-and grabs the window. Under ``xvfb-run`` Qt uses the X server when its xcb
+again with ``hpss``, paints hints for two targets, sets a few mixer controls,
+picks ``nmf-paint`` and grabs the window. Under ``xvfb-run`` Qt uses the X server when its xcb
 plugin can load and falls back to the offscreen platform otherwise (both
 render the same widgets with the same fonts).
 """
@@ -115,6 +115,9 @@ def main(argv=None) -> int:
                                  (9.4, 1200.0)])
     win.view.paint_rect_seconds(2.5, 4.6, 2500.0, 5200.0, strength=0.5)
     win.view.set_time_selection(2.4, 4.8)
+    # What comes next for the painted targets: the method that reads paint, whose
+    # hint controls the panel then shows.
+    win.method_panel.select_method("nmf-paint")
     win.transport.seek(3.1)
     win.layer_panel.show_mixture()
     _settle(app, win, 1.0)

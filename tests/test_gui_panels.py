@@ -271,6 +271,49 @@ def test_method_panel_requests_runs_with_hints(qtbot, separated, tmp_path):
     assert sig.args[1] == get_method("ica").Params()
 
 
+def test_method_panel_shows_only_the_hints_the_method_reads(qtbot, separated, tmp_path):
+    """A method without hints leaves the dock to its parameters; nmf-paint shows the
+    paint controls only; nmf-hum takes an imported file as a hum (so it can be used
+    without a microphone) and offers recording; nmf-supervised takes examples."""
+    import soundfile as sf
+
+    s = _fresh(separated)
+    panel = MethodPanel(default_method="ica")
+    qtbot.addWidget(panel)
+    panel.refresh_methods()
+    panel.set_session(s)
+    panel.resize(320, 640)
+    panel.show()
+    panel.select_method("hpss")
+    assert not panel.hints_box.isVisible()
+    qtbot.waitUntil(lambda: panel.form_area.height() >= panel.form.sizeHint().height())
+    panel.select_method("projet")
+    assert not panel.hints_box.isVisible()
+    qtbot.wait(50)
+    roomy = panel.form_area.height()
+    panel.select_method("nmf-paint")
+    assert panel.hints_box.isVisible() and panel.paint_hints.isVisible()
+    assert not panel.example_hints.isVisible() and not panel.target.isVisible()
+    # The hints take their room from the form's (nmf-paint's form is taller than
+    # PROJET's, which has the whole free height of the dock).
+    qtbot.wait(50)
+    assert panel.form_area.height() < roomy < panel.form.sizeHint().height()
+    ex = tmp_path / "hum.wav"
+    sf.write(str(ex), s.mixture[0, :SR], SR)
+    panel.select_method("nmf-hum")
+    assert panel.example_hints.isVisible() and not panel.paint_hints.isVisible()
+    assert panel.record_button.isVisible() and panel.add_example.text() == "Hum file…"
+    panel.target.setCurrentText("voice")
+    panel.add_example_file(str(ex))
+    hints = panel.hints()
+    assert list(hints.hums) == ["voice"] and not hints.examples
+    panel.select_method("nmf-supervised")
+    assert not panel.record_button.isVisible() and panel.add_example.text() == "Example file…"
+    panel.add_example_file(str(ex), target="noise")
+    hints = panel.hints()
+    assert list(hints.examples) == ["noise"] and list(hints.hums) == ["voice"]
+
+
 # -- job runner --------------------------------------------------------------------------------
 def test_runner_reports_progress_and_applies_on_the_gui_thread(qtbot):
     runner = JobRunner()

@@ -140,3 +140,21 @@ def test_a_range_past_the_declared_maximum_is_refused_before_expansion():
 
 def test_typed_tuples_are_capped_too():
     assert "at most" in _refused({"lags": list(range(MAX_TUPLE_VALUES + 1))})
+
+
+def test_hint_kinds_match_what_each_method_reads():
+    """``Method.hint_kinds`` (which hint controls the editor shows) names exactly
+    the fields of ``Hints`` the method's module reads, for every registered method."""
+    import inspect
+    import re
+    import sys
+
+    from demixstudio.separation import available
+
+    kinds = ("paint", "examples", "hums", "time_ranges")
+    for name in available():
+        cls = type(get_method(name))
+        source = inspect.getsource(sys.modules[cls.__module__])
+        read = {k for k in kinds if re.search(rf"\bhints\.{k}\b", source)}
+        assert set(cls.hint_kinds) == read, (name, cls.hint_kinds, read)
+        assert set(cls.hint_kinds) <= set(kinds), name

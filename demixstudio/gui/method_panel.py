@@ -248,28 +248,37 @@ class MethodPanel(QWidget):
         self.summary.setWordWrap(True)
         outer.addWidget(self.summary)
 
-        params_box = QGroupBox("Parameters")
+        self.params_box = params_box = QGroupBox("Parameters")
         pl = QVBoxLayout(params_box)
         pl.setContentsMargins(4, 4, 4, 4)
         self.form_area = QScrollArea()
         self.form_area.setWidgetResizable(True)
         self.form_area.setFrameShape(QScrollArea.Shape.NoFrame)
         pl.addWidget(self.form_area)
-        outer.addWidget(params_box)
+        # The form takes the dock's free height, up to its own (then the stretch
+        # below takes the rest); the hints keep their natural height.
+        outer.addWidget(params_box, 10)
 
-        hints = QGroupBox("Hints")
-        hl = QVBoxLayout(hints)
+        # Only the hints the method reads are shown (``Method.hint_kinds``): a method
+        # without any leaves the dock to its parameters.
+        self.hints_box = QGroupBox("Hints")
+        hl = QVBoxLayout(self.hints_box)
+        self.paint_hints = QWidget()
+        pl = QVBoxLayout(self.paint_hints)
+        pl.setContentsMargins(0, 0, 0, 0)
         self.use_paint = QCheckBox("Use the painted hints")
         self.use_paint.setChecked(True)
         self.use_paint.setToolTip("Pass what is painted on the spectrogram (one hint per "
                                   "paint target) to methods that take hints")
-        hl.addWidget(self.use_paint)
+        pl.addWidget(self.use_paint)
         self.paint_summary = QLabel("nothing painted")
         self.paint_summary.setObjectName("dimLabel")
         self.paint_summary.setWordWrap(True)
-        hl.addWidget(self.paint_summary)
+        pl.addWidget(self.paint_summary)
+        hl.addWidget(self.paint_hints)
         trow = QHBoxLayout()
-        trow.addWidget(QLabel("Target"))
+        self._target_label = QLabel("Target")
+        trow.addWidget(self._target_label)
         self.target = QComboBox()
         self.target.setEditable(True)
         self.target.setToolTip("The source that examples and the time selection describe")
@@ -280,11 +289,15 @@ class MethodPanel(QWidget):
         self.use_selection.setToolTip("Tell the method the target is active in the "
                                       "time range selected on the ruler")
         hl.addWidget(self.use_selection)
-        hl.addWidget(QLabel("Example recordings"))
+        self.example_hints = QWidget()
+        el = QVBoxLayout(self.example_hints)
+        el.setContentsMargins(0, 0, 0, 0)
+        self.examples_label = QLabel("Example recordings")
+        el.addWidget(self.examples_label)
         self.example_list = QListWidget()
         self.example_list.setMaximumHeight(70)
         self.example_list.setToolTip("Example recordings of targets")
-        hl.addWidget(self.example_list)
+        el.addWidget(self.example_list)
         erow = QHBoxLayout()
         self.add_example = QPushButton("Example file…")
         self.add_example.setToolTip("Import a clean recording of the target")
@@ -295,13 +308,17 @@ class MethodPanel(QWidget):
         self.remove_example.clicked.connect(self._remove_example)
         for b in (self.add_example, self.record_button, self.remove_example):
             erow.addWidget(b)
-        hl.addLayout(erow)
+        el.addLayout(erow)
         self.record_note = QLabel()
         self.record_note.setObjectName("dimLabel")
         self.record_note.setWordWrap(True)
-        hl.addWidget(self.record_note)
-        outer.addWidget(hints)
-        outer.addStretch(1)
+        el.addWidget(self.record_note)
+        hl.addWidget(self.example_hints)
+        self.file_kind = "example"  # what an imported file is: "example" or "hum"
+        self.shown_hints: set = set()  # the hint kinds of the current method
+        outer.addWidget(self.hints_box)
+        # Space left when the form is whole; none of it while the form is scrolled.
+        outer.addStretch(0)
 
         onrow = QHBoxLayout()
         onrow.addWidget(QLabel("Run on"))
@@ -368,9 +385,43 @@ class MethodPanel(QWidget):
         self.summary.setToolTip(f"<b>{m.title}</b><br>{m.summary}<br><i>{refs}</i>")
         self.form = ParamForm(m.Params)
         self.form_area.setWidget(self.form)
-        # As tall as the form (up to a limit); the rest of the dock stays for hints.
-        self.form_area.setMaximumHeight(min(420, self.form.sizeHint().height() + 8))
+        kinds = set(m.hint_kinds)
+        self._show_hints(kinds)
+        # No taller than the form (the box neither): the dock's free height below
+        # it goes to the stretch.
+        height = self.form.sizeHint().height() + 8
+        self.form_area.setMaximumHeight(height)
+        frame = (self.params_box.minimumSizeHint().height()
+                 - self.form_area.minimumSizeHint().height())
+        self.params_box.setMaximumHeight(height + max(0, frame))
         self.methodChanged.emit(name)
+
+    def _show_hints(self, kinds: set) -> None:
+        """Show the hint controls of ``kinds`` (``Method.hint_kinds``) only. A method
+        that reads hums but not examples takes an imported file as a hum, so a hum
+        can be given without a microphone."""
+        self.shown_hints = set(kinds)
+        self.hints_box.setVisible(bool(kinds))
+        self.paint_hints.setVisible("paint" in kinds)
+        recordings = bool(kinds & {"examples", "hums"})
+        self.example_hints.setVisible(recordings)
+        # The target row goes with the recordings (paint names its own targets).
+        for w in (self.target, self._target_label):
+            w.setVisible(recordings)
+        self.use_selection.setVisible("time_ranges" in kinds)
+        # A recording from the microphone is a hum: only for methods that read hums.
+        self.record_button.setVisible("hums" in kinds)
+        self.record_note.setVisible("hums" in kinds and bool(self.record_note.text()))
+        self.file_kind = "hum" if "hums" in kinds and "examples" not in kinds else "example"
+        if self.file_kind == "hum":
+            self.examples_label.setText("Hums (the target hummed, sung or whistled)")
+            self.add_example.setText("Hum file…")
+            self.add_example.setToolTip("Import a recording of the target hummed, sung or "
+                                        "whistled (any pitch)")
+        else:
+            self.examples_label.setText("Example recordings")
+            self.add_example.setText("Example file…")
+            self.add_example.setToolTip("Import a clean recording of the target")
 
     def params(self) -> Any:
         if self.form is None:
@@ -467,7 +518,7 @@ class MethodPanel(QWidget):
             "Record a vocalized hint (hum or sing the target) from the microphone" if ok
             else reason)
         self.record_note.setText("" if ok else reason)
-        self.record_note.setVisible(not ok)
+        self.record_note.setVisible(not ok and bool(reason) and "hums" in self.shown_hints)
 
     def _update_buttons(self) -> None:
         has = self.session is not None
@@ -496,10 +547,13 @@ class MethodPanel(QWidget):
     def add_example_file(self, path: str, target: Optional[str] = None) -> None:
         sr = self.session.sr if self.session is not None else None
         audio, rate = load_audio(path, sr=sr)
-        self.add_example_audio(target or self.target_name(), AudioHint(audio, rate, str(path)))
+        self.add_example_audio(target or self.target_name(), AudioHint(audio, rate, str(path)),
+                               self.file_kind)
 
     def _browse_example(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Example recording of the target", "",
+        title = ("Hum of the target" if self.file_kind == "hum"
+                 else "Example recording of the target")
+        path, _ = QFileDialog.getOpenFileName(self, title, "",
                                               "Audio (*.wav *.flac *.ogg *.mp3 *.aif *.aiff);;"
                                               "All files (*)")
         if path:

@@ -435,6 +435,8 @@ class Method(abc.ABC):
     references : the papers the implementation follows
     Params : the frozen params dataclass
     min_channels, max_channels : what input the method takes (None = any)
+    hint_kinds : which of the :class:`Hints` the method reads ("paint", "examples",
+        "hums"); the editor shows the controls for those only
     """
 
     name: ClassVar[str] = ""
@@ -444,6 +446,7 @@ class Method(abc.ABC):
     Params: ClassVar[type]
     min_channels: ClassVar[int] = 1
     max_channels: ClassVar[Optional[int]] = None
+    hint_kinds: ClassVar[Tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def separate(self, mix: np.ndarray, sr: int, params: Any, hints: Hints,

@@ -52,6 +52,7 @@ class HumNMF(Method):
         "P. Smaragdis, G. J. Mysore, 'Separation by humming: user-guided sound extraction "
         "from monophonic mixtures', IEEE WASPAA 2009, 69–72.",
     )
+    hint_kinds = ("hums",)
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):

@@ -120,6 +120,7 @@ class PaintNMF(Method):
         "N. J. Bryan, G. J. Mysore, G. Wang, 'ISSE: an interactive source separation "
         "editor', ACM CHI 2014.",
     )
+    hint_kinds = ("paint",)
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):

@@ -57,6 +57,7 @@ class Repair(Method):
         "D. Griffin, J. Lim, 'Signal estimation from modified short-time Fourier transform', "
         "IEEE Trans. ASSP 32(2):236–243, 1984.",
     )
+    hint_kinds = ("examples",)
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):

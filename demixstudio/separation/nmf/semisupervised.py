@@ -30,6 +30,7 @@ class SemiSupervisedNMF(Method):
         "P. Smaragdis, B. Raj, M. Shashanka, 'Supervised and semi-supervised separation of "
         "sounds from single-channel mixtures', ICA 2007, LNCS 4666:414–421.",
     )
+    hint_kinds = ("examples",)
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):

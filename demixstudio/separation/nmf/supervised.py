@@ -42,6 +42,7 @@ class SupervisedNMF(Method):
         "F. Weninger, J. Le Roux, J. R. Hershey, S. Watanabe, 'Discriminative NMF and its "
         "application to single-channel source separation', Interspeech 2014.",
     )
+    hint_kinds = ("examples",)
 
     @dataclass(frozen=True)
     class Params(common.EngineParams):
