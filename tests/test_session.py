@@ -294,13 +294,15 @@ def test_a_fractional_sample_rate_is_refused():
     assert Session(x, 8000.0).sr == 8000
 
 
-@pytest.mark.parametrize("method, values", [
-    ("nmf", {"per_component": True, "components": 12, "max_iter": 5}),
-    ("duet", {"sources": 3}),
-    ("adress", {"sources": 3}),
+@pytest.mark.parametrize("method, values, advice, layers", [
+    ("nmf", {"per_component": True, "components": 12, "max_iter": 5}, "fewer layers", 3),
+    ("duet", {"sources": 3}, "fewer layers", 3),
+    ("adress", {"sources": 3}, "fewer layers", 3),
+    ("hpss", {"margin": 2.0}, "fewer layers", 3),  # masks per channel
+    ("repet", {"mode": "sim"}, "shorter stretch", 2),
 ])
 def test_layers_that_cannot_fit_in_memory_are_refused_before_allocating(monkeypatch, method,
-                                                                        values):
+                                                                        values, advice, layers):
     """With less memory free than the masks need, the run stops with a message that
     says how much and what to change, before allocating them; the session keeps what
     it had. (Unchecked, NumPy hands out the array lazily and the system kills the
@@ -316,12 +318,12 @@ def test_layers_that_cannot_fit_in_memory_are_refused_before_allocating(monkeypa
     undo = s.history.undo_label()
     masks = s.stft.bins * s.stft.frames(mix.shape[1]) * 4 * 3  # 3 layers at least
     monkeypatch.setattr(memory, "available_bytes", lambda: int(masks / 2))
-    with pytest.raises(InsufficientMemoryError, match="fewer layers") as err:
+    with pytest.raises(InsufficientMemoryError, match=advice) as err:
         s.run_method(method, make_params(get_method(method).Params, values))
     assert "would need" in str(err.value) and "is free" in str(err.value)
     assert [x.id for x in s.layers] == before and s.history.undo_label() == undo
     monkeypatch.setattr(memory, "available_bytes", lambda: 64 * masks)
-    assert len(s.run_method(method, make_params(get_method(method).Params, values))) >= 3
+    assert len(s.run_method(method, make_params(get_method(method).Params, values))) >= layers
 
 
 @pytest.mark.parametrize("method, values, advice", [

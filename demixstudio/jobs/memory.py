@@ -52,14 +52,18 @@ def gigabytes(nbytes: float) -> str:
     return f"{nbytes / 2**30:.1f} GB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MB"
 
 
-def check_layers_fit(layers: int, bins: int, frames: int, samples: int = 0) -> None:
+def check_layers_fit(layers: int, bins: int, frames: int, samples: int = 0,
+                     channels: int = 1) -> None:
     """Refuse ``layers`` layers that would not fit, before anything of theirs is
-    allocated: their float32 masks (bins, frames) and, given ``samples`` (channels ×
+    allocated: their float32 masks (``channels``, bins, frames: one per channel for
+    the methods that mask each channel on its own) and, given ``samples`` (channels ×
     samples of the input), the audio an editor or an export renders from each
     (float32, the input's size)."""
-    what = (f"the masks of {layers} layers ({bins} bins × {frames} frames)" if not samples
-            else f"{layers} layers (masks of {bins} bins × {frames} frames, and their audio)")
-    check_fits(layers * (bins * frames + samples) * 4, what, FEWER_LAYERS)
+    grid = f"{bins} bins × {frames} frames" if channels == 1 else (
+        f"{channels} channels × {bins} bins × {frames} frames")
+    what = (f"the masks of {layers} layers ({grid})" if not samples
+            else f"{layers} layers (masks of {grid}, and their audio)")
+    check_fits(layers * (channels * bins * frames + samples) * 4, what, FEWER_LAYERS)
 
 
 def check_fits(nbytes: int, what: str, advice: str) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 
 from demixstudio.audio.stft import StftConfig, stft
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
 from demixstudio.separation.registry import register
@@ -215,6 +216,8 @@ class Hpss(Method):
         cfg = StftConfig.for_rate(sr)
         kt = odd_length(params.harmonic_s, cfg.hop / sr)
         kf = odd_length(params.percussive_hz, sr / cfg.n_fft)
+        memory.check_layers_fit(3 if params.margin > 1.0 else 2, cfg.bins,
+                                cfg.frames(mix.shape[1]), int(mix.size), channels=mix.shape[0])
         mask_h, mask_p = hpss_masks(mix, sr, ctx, harmonic_frames=kt, percussive_bins=kf,
                                     power=params.power, margin=params.margin, cfg=cfg)
         values = params_to_dict(params)

@@ -52,6 +52,7 @@ from scipy.ndimage import maximum_filter1d
 
 from demixstudio.audio.stft import StftConfig
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, param, params_to_dict
 from demixstudio.separation.hpss import magnitude_frames
@@ -342,6 +343,14 @@ class Repet(Method):
         frame_s = cfg.hop / sr
         values = params_to_dict(params)
         extra = {}
+        # Two layers of per-channel masks and their audio; REPET-SIM also holds one
+        # frame-major copy of the spectrogram while it finds the repeats.
+        mask = mix.shape[0] * cfg.bins * nfr * 4
+        memory.check_fits(2 * (mask + int(mix.size) * 4) + (mask if params.mode == "sim" else 0),
+                          f"the background and foreground ({mix.shape[0]} channels × "
+                          f"{cfg.bins} bins × {nfr} frames masks, and their audio)",
+                          "separate a shorter stretch of the recording (a time selection in "
+                          "the editor)")
         with ctx.stage(0.0, 0.3, "spectrogram"):
             mag = magnitude(mix, cfg, ctx)
         if params.mode == "period":
