@@ -62,6 +62,22 @@ def test_overlap_add_is_seamless(chunk_s, overlap_s):
     assert res.retries == 0
 
 
+def test_stems_that_cannot_fit_in_memory_are_refused_before_the_network_runs(monkeypatch):
+    """Full-length stems more than the free memory holds stop the run at once, with
+    what to change, instead of the system killing the process later."""
+    from demixstudio.errors import InsufficientMemoryError
+    from demixstudio.jobs import memory
+
+    mix = _mix(2.0)
+    model = FixedGains()
+    monkeypatch.setattr(memory, "available_bytes", lambda: mix.nbytes)  # < 2 stems
+    with pytest.raises(InsufficientMemoryError, match="shorter stretch"):
+        separate_array(model, mix, device="cpu")
+    assert model.calls == []
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100 * mix.nbytes)
+    assert separate_array(model, mix, device="cpu").stems.shape == (2, 2, mix.shape[1])
+
+
 def test_memory_budget_forces_smaller_chunks_same_output():
     mix = _mix(7.0)
     model = build_model("waveunet", {"targets": ("vocals", "drums"), "sample_rate": SR,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from demixstudio.errors import DemixError, ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.devices import pick_device as _pick_device
 from demixstudio.separation.dnn.models.base import StemModel
@@ -136,6 +137,11 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
     c, n = mix.shape
     sr = model.sample_rate
     nb_t = len(model.targets)
+    # The stems at full length, and as much again for what is made of them (resampled
+    # back to the input's rate, or the layers' audio).
+    memory.check_fits(2 * nb_t * c * n * 4, f"{nb_t} stems of {c} channels × {n} samples",
+                      "separate a shorter stretch of the recording (a time selection in the "
+                      "editor)")
     out = np.zeros((nb_t, c, n), dtype=np.float32)
     groups = _channel_groups(c, model.nb_channels)
     batch = len(groups)
