@@ -455,7 +455,7 @@ class Method(abc.ABC):
 
     def check_input(self, mix: np.ndarray) -> None:
         """Raise ``ParameterError`` if the method cannot take this many channels, or
-        if ``mix`` (channels, samples) is silent (every sample zero: a method's
+        if ``mix`` (channels, samples) is silent (every sample zero or next to it: a method's
         scale would be zero and its masks undefined; run on a muted layer or an
         empty recording, this says so instead of making NaN layers)."""
         c = mix.shape[0]
@@ -465,20 +465,27 @@ class Method(abc.ABC):
                     else f"{self.min_channels} to {self.max_channels}")
             raise ParameterError(f"method {self.name!r} takes {want} channels; the input has {c}")
         if mix.ndim == 2 and mix.shape[1] > 0 and is_silent(mix):
-            raise ParameterError("the input is silent: every channel is zero, nothing to separate")
+            raise ParameterError("the input is silent: every channel is zero (or below −400 "
+                                 "dBFS), nothing to separate")
 
 
 #: Samples per channel looked at a time by :func:`is_silent`.
 SILENCE_SCAN = 1 << 18
+#: Largest magnitude that still counts as silence: −400 dBFS, far below any real
+#: recording (32-bit PCM's step is −187 dBFS) yet above float32's subnormals,
+#: whose squares are zero (a file of them gave NaN layers).
+SILENCE_FLOOR = 1e-20
 
 
 def is_silent(mix: np.ndarray) -> bool:
-    """True if every sample of ``mix`` (channels, samples) is zero.
+    """True if every sample of ``mix`` (channels, samples) is at most
+    :data:`SILENCE_FLOOR` in magnitude: zero, or so small (float32 subnormals) that
+    its powers underflow to zero and every method's scale is undefined.
 
     Scans a stretch at a time and stops at the first sound, so real audio
     answers at once and an hour of silence needs no full-size temporary.
     """
     for t0 in range(0, mix.shape[1], SILENCE_SCAN):
-        if np.any(mix[:, t0:t0 + SILENCE_SCAN]):
+        if np.any(np.abs(mix[:, t0:t0 + SILENCE_SCAN]) > SILENCE_FLOOR):
             return False
     return True
