@@ -249,7 +249,7 @@ def _frame_medians(frames: np.ndarray, idx: np.ndarray, pool: ThreadPoolExecutor
     jobs = []
     for count in np.unique(counts):
         rows = np.flatnonzero(counts == count)
-        for part in np.array_split(rows, min(len(rows), pool._max_workers)):
+        for part in np.array_split(rows, min(len(rows), MEDIAN_THREADS)):
             jobs.append(pool.submit(medians, part, int(count)))
     for job in jobs:
         job.result()
