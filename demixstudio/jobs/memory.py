@@ -14,9 +14,10 @@ from pathlib import Path
 
 from demixstudio.errors import InsufficientMemoryError
 
-#: What a user can change when a separation's layers do not fit.
-FEWER_LAYERS = ("ask for fewer layers (sources, components or targets), or separate a shorter "
-                "stretch of the recording (a time selection in the editor)")
+#: What a user can change when a separation's output does not fit.
+SHORTER = "separate a shorter stretch of the recording (a time selection in the editor)"
+#: ... and when it is made of many layers.
+FEWER_LAYERS = "ask for fewer layers (sources, components or targets), or " + SHORTER
 
 #: Share of the memory free now that one output may take: the session, playback
 #: and export need room after it.

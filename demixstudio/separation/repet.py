@@ -349,8 +349,7 @@ class Repet(Method):
         memory.check_fits(2 * (mask + int(mix.size) * 4) + (mask if params.mode == "sim" else 0),
                           f"the background and foreground ({mix.shape[0]} channels × "
                           f"{cfg.bins} bins × {nfr} frames masks, and their audio)",
-                          "separate a shorter stretch of the recording (a time selection in "
-                          "the editor)")
+                          memory.SHORTER)
         with ctx.stage(0.0, 0.3, "spectrogram"):
             mag = magnitude(mix, cfg, ctx)
         if params.mode == "period":

@@ -140,8 +140,7 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
     # The stems at full length, and as much again for what is made of them (resampled
     # back to the input's rate, or the layers' audio).
     memory.check_fits(2 * nb_t * c * n * 4, f"{nb_t} stems of {c} channels × {n} samples",
-                      "separate a shorter stretch of the recording (a time selection in the "
-                      "editor)")
+                      memory.SHORTER)
     out = np.zeros((nb_t, c, n), dtype=np.float32)
     groups = _channel_groups(c, model.nb_channels)
     batch = len(groups)
