@@ -89,6 +89,15 @@ def rest_name_param():
     return param("rest", label="Rest layer", help="Name of the layer of the rest.")
 
 
+def check_targets_are_not_rest(targets, rest: str, kind: str) -> None:
+    """Refuse a hint given for the rest layer's name: its layer and the rest would
+    both be called ``rest`` (the second renamed "rest 2"), which says nothing."""
+    if rest in targets:
+        raise ParameterError(
+            f"{kind} given for {rest!r}, the name of the layer of everything else: give "
+            f"it the target's name (or name the rest layer otherwise with rest_name)")
+
+
 @dataclass
 class Mixture:
     """The mixture's spectrogram as the engine sees it.

@@ -24,7 +24,12 @@ with ``Z = W H``. On top of the plain model:
 - per-bin constraints on the posterior over component groups (posterior
   regularisation as in Bryan & Mysore 2013, for KL): the E-step's posterior
   ``q(k | f, t) ∝ W_fk H_kt`` becomes ``∝ W_fk H_kt exp(−Λ_{g(k), f, t})``;
-- a weight per bin (0 = missing, 1 = observed) for filling missing data.
+- a weight per bin (0 = missing, 1 = observed) for filling missing data;
+- temporal continuity of the activations (Virtanen 2007): the cost
+  ``c Σ_k D_k / S_k``, with ``D_k`` the sum of squared differences of row k's
+  consecutive activations and ``S_k`` the sum of their squares (so it does not
+  depend on the rows' scale), its gradient split into the H step's numerator
+  and denominator as in that paper.
 
 Two orders of the updates (``order``):
 
@@ -283,6 +288,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         fixed_w: Sequence[int] | None = None,
         fixed_h: Sequence[int] | None = None,
         sparsity: float | torch.Tensor = 0.0,
+        continuity: float = 0.0,
         prior: WPrior | None = None,
         groups: Sequence[slice] | None = None,
         penalties: list[torch.Tensor | None] | None = None,
@@ -301,6 +307,12 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     fixed_w : indices of W columns not updated (None = none; all of them = W fixed)
     fixed_h : indices of H rows not updated
     sparsity : λ of the L1 penalty on H, a float or a (K,) tensor (per component)
+    continuity : weight of the temporal-continuity cost on H (0 = none), relative to
+        the data: the cost is ``continuity · (ΣV / K) · Σ_k D_k / S_k``, so its
+        pull on an activation is about ``continuity`` times the data's, whatever
+        the input's level, length or rank. Consecutive frames are linked within
+        each block of V (a block's first and last frames have one neighbour);
+        alternating order only
     prior : an annealed prior on some W columns (see :class:`WPrior`)
     groups : K components split into groups by slices (for ``penalties``)
     penalties : per block, float32 (G, bins, B) multipliers exp(−Λ) of each group's
@@ -346,6 +358,11 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         raise ParameterError(f"order={order!r} is not one of joint, alternate")
     if order == "joint" and beta != 1:
         raise ParameterError(f"the joint (EM) order needs beta=1 (KL); got beta={beta}")
+    if not continuity >= 0:
+        raise ParameterError(f"continuity={continuity} must be ≥ 0")
+    if continuity and order == "joint":
+        raise ParameterError("the joint (EM) order does not take a continuity cost; "
+                             "use order='alternate'")
     joint = order == "joint"
     device = W.device
     low_dtype = product_dtype(precision, device)
@@ -394,6 +411,11 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     norm_cols = torch.tensor([k not in fixed_w_set and k not in fixed_h_set for k in range(K)],
                              device=device)
     result = FitResult(W=W, H=H)
+    # The continuity cost's weight, and its gradient terms for the coming H step
+    # (from the activations at the start of the sweep, so every worker reads the same).
+    cont_weight = (float(continuity) * sum(float(v.sum(dtype=torch.float64)) for v in V)
+                   / max(K, 1)) if continuity else 0.0
+    cont: list[list[torch.Tensor]] = []
 
     # Worker j owns the j-th share of the chunks, its own scratch and W statistics
     # (worker 0 accumulates straight into num_w / den_w); shares are summed in a
@@ -419,11 +441,12 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
             Pb = penalties[i] if penalties is not None else None
             Pc = Pb[:, :, a:b] if Pb is not None else None
             Z = wb.get(b - a, 0)
+            cc = (cont[0][i][:, a:b], cont[1][i][:, a:b]) if cont and update_h else None
             if low is not None and beta == 1 and Pc is None and Oc is None:
                 # The plain KL products in the low precision (most chunks of most fits).
                 obj += _low_kl_chunk(Vc, W, Hc, low, wb, colsum_w, h_keep, joint, update_h,
                                      check, nw if w_stats else None, dw, den_rows, free_w,
-                                     all_w_free)
+                                     all_w_free, cc)
                 continue
             if joint:
                 obj += _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, wb, colsum_w, has_l1, lam,
@@ -437,6 +460,9 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
             if update_h:  # Z is overwritten
                 num_h, den_h = _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, wb,
                                              colsum_w, has_l1, lam)
+                if cc is not None:
+                    num_h = num_h.add_(cc[0])
+                    den_h = den_h + cc[1]
                 step = num_h.div_(den_h.clamp_min(EPS))
                 if gam != 1.0:
                     step.pow_(gam)
@@ -457,6 +483,9 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         if has_l1:
             colsum_w = colsum_w + lam
         low = _LowProducts(W, Wt, low_dtype) if low_dtype is not None else None
+        cont.clear()
+        if cont_weight and update_h:
+            cont.extend(continuity_terms(H, cont_weight))
         args = (update_h, w_stats, check, Wt, colsum_w, low)
         if pool is None:
             objs = [work(0, *args)]
@@ -467,6 +496,8 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
                 num_w.add_(nw)
                 den_w.add_(dw)
         obj = float(sum(objs))
+        if check and cont_weight:
+            obj += continuity_cost(H, cont_weight)
         if check and has_l1:
             obj += float((lam * torch.stack([h.sum(1) for h in H], 1).sum(1, keepdim=True)).sum())
         return obj
@@ -554,11 +585,13 @@ class _LowProducts:
 
 
 def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, update_h,
-                  check, num_w, den_w, den_rows, free_w, all_w_free) -> float:
+                  check, num_w, den_w, den_rows, free_w, all_w_free, cont=None) -> float:
     """One chunk of a sweep for plain KL (no weights, no constraints) with the products
     in ``low.dtype``: the objective (if ``check``), the H step (if ``update_h``) and W's
     statistics (if ``num_w`` is given: from the new activations when alternating, from
-    the same ratio as the H step when ``joint``). Returns the chunk's objective.
+    the same ratio as the H step when ``joint``); ``cont``: the chunk's continuity
+    terms (numerator, denominator) for the H step, or None. Returns the chunk's
+    objective.
 
     Each of the three products runs on the CPU's bfloat16 dot-product
     instructions and reads half the bytes; its output is a sum of many terms, so
@@ -595,7 +628,11 @@ def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, u
         if den_rows:
             den_w.add_((Hc if all_w_free else Hc[free_w]).sum(1).reshape(1, -1))
     if update_h:
-        step = (low.Wt @ R).to(torch.float32).div_(colsum_w.clamp_min(EPS))
+        num = (low.Wt @ R).to(torch.float32)
+        den = colsum_w if cont is None else colsum_w + cont[1]
+        if cont is not None:
+            num.add_(cont[0])
+        step = num.div_(den.clamp_min(EPS))
         if h_keep is not None:
             step.masked_fill_(h_keep, 1.0)
         Hc.mul_(step).clamp_min_(EPS)
@@ -647,6 +684,48 @@ def _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam, 
         step.masked_fill_(h_keep, 1.0)
     Hc.mul_(step).clamp_min_(EPS)
     return obj
+
+
+def _continuity_sums(H: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S, D), float32 (K, 1): each row's sum of squares and sum of squared
+    differences of consecutive activations within each block."""
+    S = sum((h * h).sum(1, keepdim=True) for h in H)
+    D = sum(torch.diff(h, dim=1).square_().sum(1, keepdim=True) for h in H)
+    return S.clamp_min(1e-30), D
+
+
+def continuity_cost(H: list[torch.Tensor], weight: float) -> float:
+    """Virtanen's temporal-continuity cost ``weight · Σ_k D_k / S_k`` of the
+    activation blocks float32 (K, B) (see :func:`fit`'s ``continuity``)."""
+    S, D = _continuity_sums(H)
+    return float(weight * (D / S).sum(dtype=torch.float64))
+
+
+def continuity_terms(H: list[torch.Tensor], weight: float
+                     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The gradient of :func:`continuity_cost` split by sign, per block: lists of
+    float32 (K, B) for the H step's numerator (the negative part) and denominator
+    (the positive part).
+
+    With ``∂/∂h_t (D / S) = 2(n_t h_t − h_{t−1} − h_{t+1}) / S − 2 D h_t / S²``
+    (``n_t`` the number of neighbours of frame t, 2 inside a block), the
+    denominator takes ``2 n_t h_t / S`` and the numerator the rest, so an
+    activation moves towards the mean of its neighbours (Virtanen 2007, eq. 16).
+    """
+    S, D = _continuity_sums(H)
+    a = (2.0 * weight) / S
+    c = a * D / S
+    num, den = [], []
+    for h in H:
+        nb = torch.zeros_like(h)
+        nb[:, 1:] += h[:, :-1]
+        nb[:, :-1] += h[:, 1:]
+        n_t = torch.full((1, h.shape[1]), 2.0, dtype=h.dtype, device=h.device)
+        n_t[:, 0] -= 1
+        n_t[:, -1] -= 1
+        num.append(nb.mul_(a).addcmul_(h, c))
+        den.append(h * n_t * a)
+    return num, den
 
 
 def _share(chunks: list, n: int) -> list[list]:

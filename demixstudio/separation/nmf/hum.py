@@ -80,6 +80,8 @@ class HumNMF(Method):
         if not any(hints.hums.values()):
             raise ParameterError("nmf-hum needs a hummed, sung or whistled hint of at least one "
                                  "target (--hint hum:NAME=FILE)")
+        common.check_targets_are_not_rest([t for t, h in hints.hums.items() if h],
+                                           params.rest_name, "a hum is")
         layers = sum(1 for h in hints.hums.values() if h) + 1  # the hummed targets, the rest
         m = common.open_mixture(self, mix, sr, params, ctx, layers=layers)
         # The hints' magnitudes serve twice: for their dictionaries and in the joint fit.

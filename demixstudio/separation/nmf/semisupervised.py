@@ -45,6 +45,8 @@ class SemiSupervisedNMF(Method):
         if not any(hints.examples.values()):
             raise ParameterError("nmf-semisupervised needs example recordings of at least one "
                                  "source (--hint example:NAME=FILE)")
+        common.check_targets_are_not_rest([t for t, ex in hints.examples.items() if ex],
+                                           params.rest_name, "an example is")
         # One layer per example target, and the rest.
         layers = sum(1 for ex in hints.examples.values() if ex) + 1
         m = common.open_mixture(self, mix, sr, params, ctx, layers=layers)
