@@ -4,7 +4,9 @@ KIND is ``example`` (a clean recording of the target), ``hum`` (a vocalized
 imitation) or ``paint``. A paint FILE is JSON — a list of
 ``[t0_s, t1_s, f0_hz, f1_hz, strength]`` rectangles — or an ``.npz`` with
 ``mask`` (freqs × frames, values in [0, 1]), ``times`` (s) and ``freqs``
-(Hz), interpolated later onto the method's own grid.
+(Hz), interpolated later onto the method's own grid (0 outside the mask's
+extent; a mask of one frame or one frequency covers the nearest frame or bin of
+that grid: see ``PaintHint.on_grid``).
 """
 
 from __future__ import annotations
