@@ -359,3 +359,35 @@ def test_a_reader_that_stops_early_is_not_an_error():
     with proc.stderr:
         err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0 and err == "", err
+
+
+def _paint_files(tmp_path: Path) -> dict:
+    """A paint file of each kind, and malformed ones: name -> path."""
+    rects = tmp_path / "rects.json"
+    rects.write_text(json.dumps([[0.0, 0.5, 1000.0, 3000.0, 1.0]]))
+    files = {"rects": rects}
+    for name, arrays in {
+        "one_frame": dict(mask=np.ones((2, 1)), times=[0.25], freqs=[200.0, 400.0]),
+        "empty": dict(mask=np.zeros((0, 0)), times=np.zeros(0), freqs=np.zeros(0)),
+        "times_2d": dict(mask=np.zeros((3, 2)), times=[[0.0, 0.5]], freqs=[0.0, 1.0, 2.0]),
+    }.items():
+        files[name] = tmp_path / f"{name}.npz"
+        np.savez(files[name], **arrays)
+    files["text"] = tmp_path / "text.npz"
+    files["text"].write_text("hello")
+    files["folder"] = tmp_path
+    return files
+
+
+@pytest.mark.parametrize("name,says", [
+    ("empty", "times is empty"),
+    ("times_2d", "times must be a 1-D array"),
+    ("text", "not a valid NPZ file"),
+    ("folder", "is a folder"),
+])
+def test_a_malformed_paint_file_is_a_one_line_error(short_mix, tmp_path, capsys, name, says):
+    path = _paint_files(tmp_path)[name]
+    line = _run_fail(["separate", str(short_mix), "--method", "nmf-paint", "--hint",
+                      f"paint:a={path}", "--out", str(tmp_path / "o")], capsys)
+    assert line.startswith(f"demixstudio: error: paint hint {path}: ") and says in line, line
+    assert not (tmp_path / "o").exists()

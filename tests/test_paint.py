@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -13,6 +14,7 @@ from demixstudio.audio.io import load_audio
 from demixstudio.audio.stft import StftConfig, apply_mask
 from demixstudio.errors import ParameterError, ProjectFileError
 from demixstudio.separation.base import LayerProposal, PaintHint
+from demixstudio.separation.hintfiles import load_paint
 from demixstudio.session import Session
 from demixstudio.session.paint import TILE_BINS, TILE_FRAMES, PaintStore
 from demixstudio.session.project import load_project, save_project
@@ -236,6 +238,64 @@ def test_a_mask_off_its_grid_is_refused(times, freqs, mask_shape, says):
     hint = PaintHint(mask=np.zeros(mask_shape, np.float32), times=times, freqs=freqs)
     with pytest.raises(ParameterError, match=says):
         hint.on_grid(TIMES, FREQS)
+
+
+# --------------------------------------------------------------------------
+# Paint hint files (the CLI's --hint paint:TARGET=FILE)
+# --------------------------------------------------------------------------
+
+AXES = {"times": np.linspace(0.0, 5.0, 50), "freqs": np.linspace(0.0, 22050.0, 200)}
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("arrays,says", [
+    ({"mask": np.zeros((0, 0)), "times": np.zeros(0), "freqs": np.zeros(0)}, "times is empty"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"][None], "freqs": AXES["freqs"]},
+     r"times must be a 1-D array, got shape \(1, 50\)"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"], "freqs": AXES["freqs"][:, None]},
+     "freqs must be a 1-D array"),
+    ({"mask": np.zeros((50, 200)), **AXES}, r"mask has shape \(50, 200\), expected"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"][::-1], "freqs": AXES["freqs"]},
+     "times must be strictly increasing"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"],
+      "freqs": np.r_[AXES["freqs"][:-1], np.nan]}, "freqs holds non-finite"),
+    ({"mask": np.full((200, 50), 2.0), **AXES}, r"mask values must be in \[0, 1\]"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"]}, "has no freqs"),
+    ({"mask": np.array([object()], dtype=object), **AXES}, "mask cannot be read as numbers"),
+    ({"mask": np.array(["a"]), **AXES}, "mask holds <U1, not real numbers"),
+])
+def test_a_malformed_npz_paint_file_is_refused_by_name(tmp_path, arrays, says):
+    path = _npz(tmp_path / "strokes.npz", **arrays)
+    with pytest.raises(ParameterError, match=re.escape(f"paint hint {path}: ") + says):
+        load_paint(path)
+
+
+def test_a_paint_file_that_is_no_npz_or_a_folder_says_so(tmp_path):
+    text = tmp_path / "strokes.npz"
+    text.write_text("hello")
+    with pytest.raises(ParameterError, match="not a valid NPZ file") as err:
+        load_paint(text)
+    assert "pickle" not in str(err.value)
+    one = tmp_path / "one.npz"
+    with open(one, "wb") as f:
+        np.save(f, np.ones(3))  # a bare .npy under an .npz name
+    with pytest.raises(ParameterError, match="holds one .npy array, not an NPZ archive"):
+        load_paint(one)
+    with pytest.raises(ParameterError, match=re.escape(f"paint hint {tmp_path}: is a folder")):
+        load_paint(tmp_path)
+    with pytest.raises(ParameterError, match="no such file"):
+        load_paint(tmp_path / "nope.npz")
+
+
+def test_a_valid_npz_paint_file_keeps_its_grid(tmp_path):
+    mask = np.zeros((200, 50), np.float32)
+    mask[10:20, 5:15] = 1.0
+    hint = load_paint(_npz(tmp_path / "strokes.npz", mask=mask, **AXES))
+    assert np.array_equal(hint.mask, mask) and np.array_equal(hint.times, AXES["times"])
 
 
 # --------------------------------------------------------------------------
