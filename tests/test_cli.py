@@ -391,3 +391,15 @@ def test_a_malformed_paint_file_is_a_one_line_error(short_mix, tmp_path, capsys,
                       f"paint:a={path}", "--out", str(tmp_path / "o")], capsys)
     assert line.startswith(f"demixstudio: error: paint hint {path}: ") and says in line, line
     assert not (tmp_path / "o").exists()
+
+
+def test_layers_json_names_the_paint_files(short_mix, tmp_path, capsys):
+    """What a rerun needs: each paint file's path, as for example and hum files."""
+    files = _paint_files(tmp_path)
+    out = tmp_path / "o"
+    assert main(["separate", str(short_mix), "--method", "nmf-paint",
+                 "--hint", f"paint:a={files['rects']}", "--hint", f"paint:b={files['one_frame']}",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    listing = json.loads((out / "layers.json").read_text())
+    assert listing["hints"] == {"paint": {"a": str(files["rects"]), "b": str(files["one_frame"])}}

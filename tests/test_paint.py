@@ -291,11 +291,13 @@ def test_a_paint_file_that_is_no_npz_or_a_folder_says_so(tmp_path):
         load_paint(tmp_path / "nope.npz")
 
 
-def test_a_valid_npz_paint_file_keeps_its_grid(tmp_path):
+def test_a_valid_npz_paint_file_keeps_its_grid_and_source(tmp_path):
     mask = np.zeros((200, 50), np.float32)
     mask[10:20, 5:15] = 1.0
-    hint = load_paint(_npz(tmp_path / "strokes.npz", mask=mask, **AXES))
+    path = _npz(tmp_path / "strokes.npz", mask=mask, **AXES)
+    hint = load_paint(path)
     assert np.array_equal(hint.mask, mask) and np.array_equal(hint.times, AXES["times"])
+    assert hint.source == str(path)
 
 
 # --------------------------------------------------------------------------

@@ -311,12 +311,14 @@ class PaintHint:
     times: Optional[np.ndarray] = None
     freqs: Optional[np.ndarray] = None
     rects: Tuple[Tuple[float, float, float, float, float], ...] = ()
+    source: str = ""  # the file it was read from, for provenance ("" if painted in the app)
 
-    def check(self, where: str = "paint hint") -> None:
+    def check(self, where: str = "") -> None:
         """Check that a ``mask`` lies on a grid: ``times`` and ``freqs`` non-empty,
         1-D, finite and strictly increasing, the mask of shape (len(freqs),
         len(times)) and finite. Raises ParameterError saying what is wrong, after
-        ``where``."""
+        ``where`` (default: "paint hint" and the file it came from)."""
+        where = where or " ".join(filter(None, ["paint hint", self.source]))
         if self.mask is None:
             return
         for name, axis in (("times", self.times), ("freqs", self.freqs)):

@@ -43,8 +43,8 @@ def load_paint(path: Path) -> PaintHint:
     if not path.is_file():
         raise ParameterError(f"paint hint {path}: no such file")
     if path.suffix.lower() == ".npz":
-        hint = PaintHint(**_npz_arrays(path))
-        hint.check(f"paint hint {path}")
+        hint = PaintHint(**_npz_arrays(path), source=str(path))
+        hint.check()
         if hint.mask.min() < 0 or hint.mask.max() > 1:
             raise ParameterError(f"paint hint {path}: mask values must be in [0, 1]")
         return hint
@@ -59,7 +59,7 @@ def load_paint(path: Path) -> PaintHint:
     for r in rects:
         if not 0 <= r[4] <= 1:
             raise ParameterError(f"paint hint {path}: strength {r[4]} is not in [0, 1]")
-    return PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects))
+    return PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects), source=str(path))
 
 
 NPZ_ARRAYS = ("mask", "times", "freqs")
@@ -120,6 +120,6 @@ def describe_hints(hints: Hints) -> dict:
     for kind, d in (("example", hints.examples), ("hum", hints.hums)):
         for target, lst in d.items():
             out.setdefault(kind, {})[target] = [h.source for h in lst]
-    for target in hints.paint:
-        out.setdefault("paint", {})[target] = True
+    for target, paint in hints.paint.items():
+        out.setdefault("paint", {})[target] = paint.source
     return out
