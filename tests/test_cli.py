@@ -283,6 +283,20 @@ def test_console_script_and_debug(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("demixstudio ")
 
 
+@pytest.mark.parametrize("where", ["before", "after", "between"])
+def test_debug_works_before_or_after_the_command(tmp_path, capsys, where):
+    """The error line says "run with --debug": it works wherever the user puts it."""
+    argv = ["separate", str(tmp_path / "x.wav"), "--method", "ica", "--out", str(tmp_path / "o")]
+    at = {"before": 0, "between": 1, "after": len(argv)}[where]
+    assert main([*argv[:at], "--debug", *argv[at:]]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].endswith("no such file"), err
+    # Without it, one line; a command without --debug keeps one given before it.
+    assert "Traceback" not in _run_fail(argv, capsys)
+    assert main(["--debug", "methods", "--json"]) == 0
+    capsys.readouterr()
+
+
 @pytest.fixture
 def short_mix(tmp_path):
     """Half a second of stereo noise: enough for the checks below, quick to separate."""
