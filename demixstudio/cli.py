@@ -27,6 +27,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+DEBUG_HELP = "print tracebacks on errors"
+
+
+class _CommandParser(_Parser):
+    """A subcommand's parser: it takes ``--debug`` too, so the option also works after
+    the command, where the error line's "run with --debug" leads users to put it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a command given without it keeps a --debug given before the command
+        # (argparse copies a subparser's defaults over the main parser's values).
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help=DEBUG_HELP)
+
+
 # --------------------------------------------------------------------------
 # progress on stderr
 # --------------------------------------------------------------------------
@@ -364,8 +379,8 @@ def _add_method_options(s: argparse.ArgumentParser, *, default_format: str) -> N
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="demixstudio", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"demixstudio {__version__}")
-    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     s = sub.add_parser("separate", help="separate a file into layers")
     s.add_argument("mix", help="the mixture (any format libsndfile reads)")
@@ -409,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     mo = sub.add_parser("models", help="list, import or remove stem-separation models")
-    mo_sub = mo.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    mo_sub = mo.add_subparsers(dest="action", metavar="ACTION", parser_class=_CommandParser)
     mo_list = mo_sub.add_parser("list", help="the models in the store")
     mo_list.add_argument("--json", action="store_true")
     mo_imp = mo_sub.add_parser("import", help="validate a checkpoint and add it to the store")
@@ -450,9 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
+    debug = False
     try:
         args = build_parser().parse_args(argv)
+        debug = args.debug
         if not getattr(args, "func", None):
             build_parser().print_help(sys.stderr)
             return 2

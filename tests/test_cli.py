@@ -283,6 +283,20 @@ def test_console_script_and_debug(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("demixstudio ")
 
 
+@pytest.mark.parametrize("where", ["before", "after", "between"])
+def test_debug_works_before_or_after_the_command(tmp_path, capsys, where):
+    """The error line says "run with --debug": it works wherever the user puts it."""
+    argv = ["separate", str(tmp_path / "x.wav"), "--method", "ica", "--out", str(tmp_path / "o")]
+    at = {"before": 0, "between": 1, "after": len(argv)}[where]
+    assert main([*argv[:at], "--debug", *argv[at:]]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].endswith("no such file"), err
+    # Without it, one line; a command without --debug keeps one given before it.
+    assert "Traceback" not in _run_fail(argv, capsys)
+    assert main(["--debug", "methods", "--json"]) == 0
+    capsys.readouterr()
+
+
 @pytest.fixture
 def short_mix(tmp_path):
     """Half a second of stereo noise: enough for the checks below, quick to separate."""
@@ -359,3 +373,47 @@ def test_a_reader_that_stops_early_is_not_an_error():
     with proc.stderr:
         err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0 and err == "", err
+
+
+def _paint_files(tmp_path: Path) -> dict:
+    """A paint file of each kind, and malformed ones: name -> path."""
+    rects = tmp_path / "rects.json"
+    rects.write_text(json.dumps([[0.0, 0.5, 1000.0, 3000.0, 1.0]]))
+    files = {"rects": rects}
+    for name, arrays in {
+        "one_frame": dict(mask=np.ones((2, 1)), times=[0.25], freqs=[200.0, 400.0]),
+        "empty": dict(mask=np.zeros((0, 0)), times=np.zeros(0), freqs=np.zeros(0)),
+        "times_2d": dict(mask=np.zeros((3, 2)), times=[[0.0, 0.5]], freqs=[0.0, 1.0, 2.0]),
+    }.items():
+        files[name] = tmp_path / f"{name}.npz"
+        np.savez(files[name], **arrays)
+    files["text"] = tmp_path / "text.npz"
+    files["text"].write_text("hello")
+    files["folder"] = tmp_path
+    return files
+
+
+@pytest.mark.parametrize("name,says", [
+    ("empty", "times is empty"),
+    ("times_2d", "times must be a 1-D array"),
+    ("text", "not a valid NPZ file"),
+    ("folder", "is a folder"),
+])
+def test_a_malformed_paint_file_is_a_one_line_error(short_mix, tmp_path, capsys, name, says):
+    path = _paint_files(tmp_path)[name]
+    line = _run_fail(["separate", str(short_mix), "--method", "nmf-paint", "--hint",
+                      f"paint:a={path}", "--out", str(tmp_path / "o")], capsys)
+    assert line.startswith(f"demixstudio: error: paint hint {path}: ") and says in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_layers_json_names_the_paint_files(short_mix, tmp_path, capsys):
+    """What a rerun needs: each paint file's path, as for example and hum files."""
+    files = _paint_files(tmp_path)
+    out = tmp_path / "o"
+    assert main(["separate", str(short_mix), "--method", "nmf-paint",
+                 "--hint", f"paint:a={files['rects']}", "--hint", f"paint:b={files['one_frame']}",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    listing = json.loads((out / "layers.json").read_text())
+    assert listing["hints"] == {"paint": {"a": str(files["rects"]), "b": str(files["one_frame"])}}

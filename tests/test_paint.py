@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -12,7 +13,8 @@ from conftest import shared
 from demixstudio.audio.io import load_audio
 from demixstudio.audio.stft import StftConfig, apply_mask
 from demixstudio.errors import ParameterError, ProjectFileError
-from demixstudio.separation.base import LayerProposal
+from demixstudio.separation.base import LayerProposal, PaintHint
+from demixstudio.separation.hintfiles import load_paint
 from demixstudio.session import Session
 from demixstudio.session.paint import TILE_BINS, TILE_FRAMES, PaintStore
 from demixstudio.session.project import load_project, save_project
@@ -157,6 +159,145 @@ def test_hints_land_on_the_same_bins(session, rng):
     assert abs(rows[-1] * session.sr / 1024 - freqs[b.stop - 1]) <= df
     assert abs(cols[0] * 256 / session.sr - times[f.start]) <= dt
     assert abs(cols[-1] * 256 / session.sr - times[f.stop - 1]) <= dt
+
+
+# --------------------------------------------------------------------------
+# Paint hints on a method's grid
+# --------------------------------------------------------------------------
+
+SR = 44100
+GRID = StftConfig.for_rate(SR)
+TIMES = GRID.frame_times(5 * SR, SR)  # (frames,)
+FREQS = GRID.bin_freqs(SR)  # (bins,)
+
+
+def _blocks(hint: PaintHint, size: int) -> np.ndarray:
+    """``hint`` on the 5-s grid as a method reads it, ``size`` frames at a time: (bins, frames)."""
+    return np.concatenate([hint.on_grid(TIMES[t:t + size], FREQS)
+                           for t in range(0, TIMES.size, size)], axis=1)
+
+
+def test_a_mask_of_one_frame_paints_the_nearest_frame_only():
+    """2 freqs × 1 frame at 1.0 s, 200–400 Hz: the frame nearest 1.0 s and the bins
+    between 200 and 400 Hz, nothing else (it used to paint every frame and bin)."""
+    hint = PaintHint(mask=np.ones((2, 1), np.float32), times=np.array([1.0]),
+                     freqs=np.array([200.0, 400.0]))
+    w = hint.on_grid(TIMES, FREQS)
+    nearest = int(np.abs(TIMES - 1.0).argmin())
+    assert np.array_equal(np.flatnonzero(w.any(axis=0)), [nearest])
+    in_band = np.flatnonzero((FREQS >= 200.0) & (FREQS <= 400.0))
+    assert np.array_equal(np.flatnonzero(w.any(axis=1)), in_band)
+    assert np.all(w[in_band, nearest] == 1.0)
+    # The same frame whichever blocks a method reads the grid in, one frame included.
+    for size in (1, 7, 2048):
+        assert np.array_equal(_blocks(hint, size), w), size
+
+
+def test_a_mask_of_one_cell_paints_one_cell():
+    hint = PaintHint(mask=np.full((1, 1), 0.5, np.float32), times=np.array([1.0]),
+                     freqs=np.array([200.0]))
+    w = hint.on_grid(TIMES, FREQS)
+    cell = (int(np.abs(FREQS - 200.0).argmin()), int(np.abs(TIMES - 1.0).argmin()))
+    assert np.argwhere(w).tolist() == [list(cell)]
+    assert w[cell] == np.float32(0.5)
+    assert np.array_equal(_blocks(hint, 1), w)
+    # A lone frequency over several frames: one bin, linear between the frames.
+    row = PaintHint(mask=np.array([[0.0, 1.0]], np.float32), times=np.array([1.0, 2.0]),
+                    freqs=np.array([200.0]))
+    w = row.on_grid(TIMES, FREQS)
+    assert np.array_equal(np.flatnonzero(w.any(axis=1)), [cell[0]])
+    inside = (TIMES >= 1.0) & (TIMES <= 2.0)
+    assert np.allclose(w[cell[0]], np.where(inside, TIMES - 1.0, 0.0), atol=1e-6)
+
+
+def test_a_mask_is_interpolated_bilinearly_and_zero_outside_it(rng):
+    """On any other grid: scipy's linear RegularGridInterpolator with 0 outside."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    times = np.sort(rng.uniform(0.5, 4.0, 40))
+    freqs = np.sort(rng.uniform(50.0, 9000.0, 120))
+    mask = rng.random((freqs.size, times.size))
+    w = PaintHint(mask=mask, times=times, freqs=freqs).on_grid(TIMES, FREQS)
+    ff, tt = np.meshgrid(FREQS, TIMES, indexing="ij")
+    ref = RegularGridInterpolator((freqs, times), mask, bounds_error=False, fill_value=0.0)(
+        np.stack([ff.ravel(), tt.ravel()], 1)).reshape(ff.shape)
+    assert np.allclose(w, ref, atol=1e-6)
+    assert not w[:, (TIMES < times[0]) | (TIMES > times[-1])].any()
+    assert not w[(FREQS < freqs[0]) | (FREQS > freqs[-1])].any()
+
+
+@pytest.mark.parametrize("times,freqs,mask_shape,says", [
+    (np.zeros(0), np.zeros(0), (0, 0), "times is empty"),
+    (np.array([[0.0, 1.0]]), np.array([0.0, 1.0]), (2, 2), "times must be a 1-D array"),
+    (np.array([0.0, 1.0]), np.array([[0.0, 1.0]]), (2, 2), "freqs must be a 1-D array"),
+    (np.array([1.0, 0.0]), np.array([0.0, 1.0]), (2, 2), "times must be strictly increasing"),
+    (np.array([0.0, np.inf]), np.array([0.0, 1.0]), (2, 2), "times holds non-finite"),
+    (np.array([0.0, 1.0]), np.array([0.0, 1.0, 2.0]), (2, 3), "mask has shape"),
+])
+def test_a_mask_off_its_grid_is_refused(times, freqs, mask_shape, says):
+    hint = PaintHint(mask=np.zeros(mask_shape, np.float32), times=times, freqs=freqs)
+    with pytest.raises(ParameterError, match=says):
+        hint.on_grid(TIMES, FREQS)
+
+
+# --------------------------------------------------------------------------
+# Paint hint files (the CLI's --hint paint:TARGET=FILE)
+# --------------------------------------------------------------------------
+
+AXES = {"times": np.linspace(0.0, 5.0, 50), "freqs": np.linspace(0.0, 22050.0, 200)}
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("arrays,says", [
+    ({"mask": np.zeros((0, 0)), "times": np.zeros(0), "freqs": np.zeros(0)}, "times is empty"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"][None], "freqs": AXES["freqs"]},
+     r"times must be a 1-D array, got shape \(1, 50\)"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"], "freqs": AXES["freqs"][:, None]},
+     "freqs must be a 1-D array"),
+    ({"mask": np.zeros((50, 200)), **AXES}, r"mask has shape \(50, 200\), expected"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"][::-1], "freqs": AXES["freqs"]},
+     "times must be strictly increasing"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"],
+      "freqs": np.r_[AXES["freqs"][:-1], np.nan]}, "freqs holds non-finite"),
+    ({"mask": np.full((200, 50), 2.0), **AXES}, r"mask values must be in \[0, 1\]"),
+    ({"mask": np.zeros((200, 50)), "times": AXES["times"]}, "has no freqs"),
+    ({"mask": np.array([object()], dtype=object), **AXES}, "mask cannot be read as numbers"),
+    ({"mask": np.array(["a"]), **AXES}, "mask holds <U1, not real numbers"),
+])
+def test_a_malformed_npz_paint_file_is_refused_by_name(tmp_path, arrays, says):
+    path = _npz(tmp_path / "strokes.npz", **arrays)
+    with pytest.raises(ParameterError, match=re.escape(f"paint hint {path}: ") + says):
+        load_paint(path)
+
+
+def test_a_paint_file_that_is_no_npz_or_a_folder_says_so(tmp_path):
+    text = tmp_path / "strokes.npz"
+    text.write_text("hello")
+    with pytest.raises(ParameterError, match="not a valid NPZ file") as err:
+        load_paint(text)
+    assert "pickle" not in str(err.value)
+    one = tmp_path / "one.npz"
+    with open(one, "wb") as f:
+        np.save(f, np.ones(3))  # a bare .npy under an .npz name
+    with pytest.raises(ParameterError, match="holds one .npy array, not an NPZ archive"):
+        load_paint(one)
+    with pytest.raises(ParameterError, match=re.escape(f"paint hint {tmp_path}: is a folder")):
+        load_paint(tmp_path)
+    with pytest.raises(ParameterError, match="no such file"):
+        load_paint(tmp_path / "nope.npz")
+
+
+def test_a_valid_npz_paint_file_keeps_its_grid_and_source(tmp_path):
+    mask = np.zeros((200, 50), np.float32)
+    mask[10:20, 5:15] = 1.0
+    path = _npz(tmp_path / "strokes.npz", mask=mask, **AXES)
+    hint = load_paint(path)
+    assert np.array_equal(hint.mask, mask) and np.array_equal(hint.times, AXES["times"])
+    assert hint.source == str(path)
 
 
 # --------------------------------------------------------------------------

@@ -311,35 +311,71 @@ class PaintHint:
     times: Optional[np.ndarray] = None
     freqs: Optional[np.ndarray] = None
     rects: Tuple[Tuple[float, float, float, float, float], ...] = ()
+    source: str = ""  # the file it was read from, for provenance ("" if painted in the app)
+
+    def check(self, where: str = "") -> None:
+        """Check that a ``mask`` lies on a grid: ``times`` and ``freqs`` non-empty,
+        1-D, finite and strictly increasing, the mask of shape (len(freqs),
+        len(times)) and finite. Raises ParameterError saying what is wrong, after
+        ``where`` (default: "paint hint" and the file it came from)."""
+        where = where or " ".join(filter(None, ["paint hint", self.source]))
+        if self.mask is None:
+            return
+        for name, axis in (("times", self.times), ("freqs", self.freqs)):
+            a = np.asarray(axis, dtype=np.float64) if axis is not None else np.zeros((0,))
+            if a.ndim != 1:
+                raise ParameterError(f"{where}: {name} must be a 1-D array, got shape {a.shape}")
+            if a.size == 0:
+                raise ParameterError(f"{where}: {name} is empty")
+            if not np.isfinite(a).all():
+                raise ParameterError(f"{where}: {name} holds non-finite values (NaN or inf)")
+            if np.any(np.diff(a) <= 0):
+                raise ParameterError(f"{where}: {name} must be strictly increasing")
+        m = np.asarray(self.mask)
+        expected = (np.size(self.freqs), np.size(self.times))
+        if m.shape != expected:
+            raise ParameterError(
+                f"{where}: mask has shape {m.shape}, expected (len(freqs), len(times)) = {expected}")
+        if not np.isfinite(m).all():
+            # NaN would pass np.clip and turn every layer's mask into NaN.
+            raise ParameterError(f"{where}: mask holds non-finite values (NaN or inf)")
 
     def on_grid(self, times: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-        """Weights on the grid ``freqs`` × ``times``: float32 (bins, frames) in [0, 1]."""
+        """Weights on the grid ``freqs`` × ``times``: float32 (bins, frames) in [0, 1].
+
+        ``times`` (frames,) may be one block of a longer frame grid; ``freqs``
+        (bins,) is the whole bin grid. A mask is interpolated linearly along
+        each axis within its own extent and is 0 outside it. Along an axis
+        where it has a single point (one frame, or one frequency), its extent
+        is half a grid step either side of that point, the step being that of
+        the grid given here: it covers the nearest frame or bin (both, at a tie).
+        The frame step of a one-frame ``times`` block is read from ``freqs`` by
+        the program's STFT convention, hop = n_fft / 4 (audio/stft.py).
+        """
         times = np.asarray(times, dtype=np.float64)
         freqs = np.asarray(freqs, dtype=np.float64)
         out = np.zeros((freqs.size, times.size), dtype=np.float32)
         if self.mask is not None:
-            from scipy.interpolate import RegularGridInterpolator
-
-            src_f = np.asarray(self.freqs, dtype=np.float64)
-            src_t = np.asarray(self.times, dtype=np.float64)
+            self.check()
             m = np.asarray(self.mask, dtype=np.float64)
-            if not np.isfinite(m).all():
-                # NaN would pass np.clip and turn every layer's mask into NaN.
-                raise ParameterError("paint mask holds non-finite values (NaN or inf)")
-            if m.shape != (src_f.size, src_t.size):
-                raise ParameterError(
-                    f"paint mask has shape {m.shape} but freqs×times is {(src_f.size, src_t.size)}")
-            if src_f.size == 1 or src_t.size == 1:
-                # Degenerate grid: nearest neighbour is the only sensible reading.
-                fi = np.abs(freqs[:, None] - src_f[None, :]).argmin(1)
-                ti = np.abs(times[:, None] - src_t[None, :]).argmin(1)
-                out = m[np.ix_(fi, ti)].astype(np.float32)
+            bin_step = _grid_step(freqs)
+            if times.size >= 2:
+                frame_step = _grid_step(times)
             else:
-                interp = RegularGridInterpolator((src_f, src_t), m, bounds_error=False,
-                                                 fill_value=0.0)
-                ff, tt = np.meshgrid(freqs, times, indexing="ij")
-                out = interp(np.stack([ff.ravel(), tt.ravel()], 1)).reshape(ff.shape)
-                out = out.astype(np.float32)
+                frame_step = 1.0 / (4.0 * bin_step) if bin_step > 0 else 0.0
+            f_lo, f_hi, wf_lo, wf_hi = _axis_weights(
+                np.asarray(self.freqs, dtype=np.float64), freqs, bin_step)
+            t_lo, t_hi, wt_lo, wt_hi = _axis_weights(
+                np.asarray(self.times, dtype=np.float64), times, frame_step)
+            # Only the rows and columns inside the mask's extent: paint is usually small.
+            rows = np.flatnonzero((wf_lo > 0) | (wf_hi > 0))
+            cols = np.flatnonzero((wt_lo > 0) | (wt_hi > 0))
+            if rows.size and cols.size:
+                block = np.zeros((rows.size, cols.size))
+                for fi, wf in ((f_lo[rows], wf_lo[rows]), (f_hi[rows], wf_hi[rows])):
+                    for ti, wt in ((t_lo[cols], wt_lo[cols]), (t_hi[cols], wt_hi[cols])):
+                        block += wf[:, None] * wt[None, :] * m[np.ix_(fi, ti)]
+                out[np.ix_(rows, cols)] = block
         for t0, t1, f0, f1, s in self.rects:
             if not np.isfinite([t0, t1, f0, f1, s]).all():
                 raise ParameterError(f"paint rectangle {(t0, t1, f0, f1, s)} holds non-finite values")
@@ -348,6 +384,33 @@ class PaintHint:
             block = out[np.ix_(sel_f, sel_t)]
             out[np.ix_(sel_f, sel_t)] = np.maximum(block, float(s))
         return np.clip(out, 0.0, 1.0)
+
+
+def _grid_step(grid: np.ndarray) -> float:
+    """The spacing of a uniform grid (n,); 0 for a grid of fewer than two points."""
+    return float(np.median(np.diff(grid))) if grid.size >= 2 else 0.0
+
+
+def _axis_weights(src: np.ndarray, dst: np.ndarray, step: float
+                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation from the points ``src`` (n,) increasing, onto ``dst`` (m,).
+
+    Returns ``lo, hi`` int (m,) and ``w_lo, w_hi`` float64 (m,): the value at
+    ``dst[j]`` is ``w_lo[j] * v[lo[j]] + w_hi[j] * v[hi[j]]``. Both weights are 0
+    outside ``[src[0], src[-1]]``; a lone point (n = 1) covers ``dst`` within
+    ``step / 2`` of it, with weight 1. At a point of ``src`` the weights are
+    exactly 1 and 0, so a mask on the same grid comes back unchanged.
+    """
+    n = src.size
+    if n == 1:
+        inside = np.abs(dst - src[0]) <= step / 2
+        zero = np.zeros(dst.size, dtype=np.intp)
+        return zero, zero, inside.astype(np.float64), np.zeros(dst.size)
+    lo = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, n - 2)
+    hi = lo + 1
+    frac = (dst - src[lo]) / (src[hi] - src[lo])
+    inside = (dst >= src[0]) & (dst <= src[-1])
+    return lo, hi, np.where(inside, 1.0 - frac, 0.0), np.where(inside, frac, 0.0)
 
 
 @dataclass

@@ -4,7 +4,9 @@ KIND is ``example`` (a clean recording of the target), ``hum`` (a vocalized
 imitation) or ``paint``. A paint FILE is JSON — a list of
 ``[t0_s, t1_s, f0_hz, f1_hz, strength]`` rectangles — or an ``.npz`` with
 ``mask`` (freqs × frames, values in [0, 1]), ``times`` (s) and ``freqs``
-(Hz), interpolated later onto the method's own grid.
+(Hz), interpolated later onto the method's own grid (0 outside the mask's
+extent; a mask of one frame or one frequency covers the nearest frame or bin of
+that grid: see ``PaintHint.on_grid``).
 """
 
 from __future__ import annotations
@@ -36,22 +38,16 @@ def parse_hint_spec(spec: str) -> Tuple[str, str, Path]:
 
 def load_paint(path: Path) -> PaintHint:
     """Read a paint hint file (JSON rectangles or an NPZ mask)."""
+    if path.is_dir():
+        raise ParameterError(f"paint hint {path}: is a folder, not a paint file")
     if not path.is_file():
         raise ParameterError(f"paint hint {path}: no such file")
     if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                mask, times, freqs = (np.asarray(z[k], dtype=np.float32) for k in ("mask", "times", "freqs"))
-        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise ParameterError(f"paint hint {path}: needs arrays mask, times, freqs ({exc})") from exc
-        if mask.shape != (freqs.size, times.size):
-            raise ParameterError(
-                f"paint hint {path}: mask is {mask.shape}, expected (freqs, frames) = {(freqs.size, times.size)}")
-        if not (np.isfinite(mask).all() and mask.min() >= 0 and mask.max() <= 1):
-            raise ParameterError(f"paint hint {path}: mask values must be finite and in [0, 1]")
-        if np.any(np.diff(times) <= 0) or np.any(np.diff(freqs) <= 0):
-            raise ParameterError(f"paint hint {path}: times and freqs must increase")
-        return PaintHint(mask=mask, times=times, freqs=freqs)
+        hint = PaintHint(**_npz_arrays(path), source=str(path))
+        hint.check()
+        if hint.mask.min() < 0 or hint.mask.max() > 1:
+            raise ParameterError(f"paint hint {path}: mask values must be in [0, 1]")
+        return hint
     try:
         rects = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -63,7 +59,43 @@ def load_paint(path: Path) -> PaintHint:
     for r in rects:
         if not 0 <= r[4] <= 1:
             raise ParameterError(f"paint hint {path}: strength {r[4]} is not in [0, 1]")
-    return PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects))
+    return PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects), source=str(path))
+
+
+NPZ_ARRAYS = ("mask", "times", "freqs")
+
+
+def _npz_arrays(path: Path) -> dict:
+    """``mask``, ``times`` and ``freqs`` of an NPZ paint file as real arrays (mask
+    float32, the axes float64, shapes unchecked); a ParameterError naming the file
+    for anything that is not an NPZ archive holding them as numbers."""
+    not_npz = f"paint hint {path}: not a valid NPZ file (save it with numpy.savez)"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        # Without the zip signature np.load takes the file for a pickle and
+        # refuses it as such: the user's mistake is the file's format.
+        raise ParameterError(not_npz) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ParameterError(f"paint hint {path}: holds one .npy array, not an NPZ archive "
+                             f"of {', '.join(NPZ_ARRAYS)}")
+    with archive:
+        missing = [k for k in NPZ_ARRAYS if k not in archive.files]
+        if missing:
+            raise ParameterError(f"paint hint {path}: has no {', '.join(missing)} "
+                                 f"(an NPZ paint file needs {', '.join(NPZ_ARRAYS)})")
+        out = {}
+        for k in NPZ_ARRAYS:
+            try:
+                a = archive[k]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise ParameterError(f"paint hint {path}: {k} cannot be read as numbers "
+                                     f"({exc})") from None
+            if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+                what = a.dtype if isinstance(a, np.ndarray) else "raw bytes"
+                raise ParameterError(f"paint hint {path}: {k} holds {what}, not real numbers")
+            out[k] = a.astype(np.float32 if k == "mask" else np.float64)
+    return out
 
 
 def load_hints(specs: Iterable[str], sr: int) -> Hints:
@@ -88,6 +120,6 @@ def describe_hints(hints: Hints) -> dict:
     for kind, d in (("example", hints.examples), ("hum", hints.hums)):
         for target, lst in d.items():
             out.setdefault(kind, {})[target] = [h.source for h in lst]
-    for target in hints.paint:
-        out.setdefault("paint", {})[target] = True
+    for target, paint in hints.paint.items():
+        out.setdefault("paint", {})[target] = paint.source
     return out
