@@ -769,7 +769,7 @@ class MainWindow(QMainWindow):
             if layer is not None and not _present(session, [layer]):
                 raise ParameterError(f"the layer “{layer.name}” was deleted while it was being "
                                      "separated; nothing was changed")
-            new = session.apply_proposals(proposals, on=layer)
+            new = session.apply_proposals(proposals, on=layer, hints=hints)
             self.statusBar().showMessage(
                 f"{name}: {len(new)} layer{'s' if len(new) != 1 else ''}", 5000)
             return new
@@ -777,18 +777,24 @@ class MainWindow(QMainWindow):
         return self._start(f"{name} on {where}", work, apply)
 
     def rerun_layer(self, name: str, params: Any, hints: Optional[Hints], layer_id: str) -> bool:
-        """Repeat the run that made a layer with ``hints`` in the background; its
-        layers are replaced in one undoable step (:meth:`Session.rerun`)."""
+        """Repeat the run that made a layer with ``hints`` in the background ("Re-run
+        with paint"); its layers are replaced in one undoable step (:meth:`Session.rerun`).
+
+        Refused, with no job and no undo step, for a layer whose method does not read
+        paint: its rerun would change nothing."""
         session = self.session
         if session is None:
             return False
         try:
             run = session.run_of(layer_id)
+            refusal = session.paint_refusal(layer_id)
+            if refusal is not None:
+                raise ParameterError(refusal)
+            hints = session.refinement_hints(run, hints)
         except ParameterError as exc:
             self.show_error("Re-run", str(exc), "")
             return False
         method = get_method(name)
-        hints = session.refinement_hints(run, hints)
         others = list(session.layers)
 
         def work(ctx):
@@ -802,7 +808,7 @@ class MainWindow(QMainWindow):
             if not _present(session, run):
                 raise ParameterError("a layer of that run was deleted while it was being re-run; "
                                      "nothing was changed")
-            new = session.apply_rerun(run, parent, audio, proposals)
+            new = session.apply_rerun(run, parent, audio, proposals, hints)
             self.statusBar().showMessage(
                 f"{name}: {len(run)} layer{'s' if len(run) != 1 else ''} refined", 5000)
             return new
