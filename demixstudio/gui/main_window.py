@@ -30,7 +30,7 @@ from demixstudio.gui.autosave import Autosaver, RecoveryEntry
 from demixstudio.gui.dialogs import ExportChoice, ExportDialog, error_dialog
 from demixstudio.gui.first_run import show_first_run_hint
 from demixstudio.gui.layer_panel import LayerPanel
-from demixstudio.gui.method_panel import MethodPanel
+from demixstudio.gui.method_panel import MethodPanel, editor_reason
 from demixstudio.gui.settings import Preferences, log_dir, setup_logging
 from demixstudio.gui.spectrogram_view import SpectrogramView
 from demixstudio.gui.transport import Transport
@@ -122,8 +122,9 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
 
         self.runner = JobRunner(self)
-        self.runner.failed.connect(lambda label, reason, details:
-                                   self.show_error(f"{label} failed", reason, details))
+        # A method's reason can name the CLI's way of giving a hint; say the editor's.
+        self.runner.failed.connect(lambda label, reason, details: self.show_error(
+            f"{label} failed", editor_reason(reason), details))
         self.runner.cancelled.connect(lambda label: self.statusBar().showMessage(
             f"{label}: cancelled — nothing was changed", 5000))
         self.runner.busyChanged.connect(self._busy_changed)
@@ -455,7 +456,9 @@ class MainWindow(QMainWindow):
         self.act_remove_sel.setEnabled(has and not busy and shown is not None)
         self.act_cancel.setEnabled(busy)
         self.method_panel.run_button.setEnabled(has and not busy)
-        self.method_panel.rerun_button.setEnabled(has and not busy and shown is not None)
+        # Only for a layer whose method reads paint (the panel says why not in the tooltip).
+        self.method_panel.rerun_button.setEnabled(has and not busy and shown is not None
+                                                  and self.method_panel.rerun_refusal() is None)
 
     def _busy_changed(self, busy: bool) -> None:
         if not busy and self._locked:
