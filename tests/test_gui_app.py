@@ -219,7 +219,10 @@ def test_rerun_with_paint_refines_the_selected_layer(qtbot, win, mixture_file, m
     (its menu's "Paint what does not belong here"), press Re-run with paint: the
     run's layers are replaced, keep their names and mix settings, the
     vetoed energy has left the layer, and the method was handed the run's model
-    to continue from (Hints.previous)."""
+    to continue from (Hints.previous). The same on the rest layer renamed: its
+    correction target is "not:rest" (nmf-paint's name for it), and it stays one
+    layer with its name and gain (before, a new layer was added for a target named
+    after it and the renamed one was lost)."""
     from demixstudio.separation.nmf.paint import PaintNMF
 
     given = []
@@ -264,6 +267,59 @@ def test_rerun_with_paint_refines_the_selected_layer(qtbot, win, mixture_file, m
     assert s.balance_error() < 1e-4
     win.act_undo.trigger()
     assert [x.id for x in s.layers] == old_ids
+
+    rest = s.layer("rest")
+    s.set(rest, name="background")
+    win.layer_panel.select_layer(rest.id)
+    item = win.layer_panel.list.item(1)
+    menu = win.layer_panel.build_context_menu(item)
+    next(a for a in menu.actions() if a.text() == "Paint what does not belong here").trigger()
+    assert win.current_target() == "not:rest"
+    win.view.paint_rect_seconds(0.5, 1.5, 1500.0, 4000.0)
+    win.layer_panel.select_layer(rest.id)
+    with qtbot.waitSignal(win.jobApplied, timeout=JOB_MS):
+        qtbot.mouseClick(win.method_panel.rerun_button, Qt.MouseButton.LeftButton)
+    assert not win.errors, win.errors
+    assert [x.name for x in s.layers] == ["voice", "background", "residual"]
+    again = s.layer("background")
+    assert again.id != rest.id and again.gain_db == -6.0 and again.colour == rest.colour
+    assert given[2] is voice.provenance.analysis["state"]  # it continued from the run
+
+
+def test_paint_refinement_is_refused_for_a_method_that_ignores_paint(qtbot, win, mixture_file,
+                                                                     tmp_path):
+    """ICA's layers: Re-run with paint is disabled, and asked anyway it is refused
+    with the reason, starting no job and adding no undo step (before, it "refined"
+    them, changing nothing). Examples imported for nmf-supervised are not handed
+    to nmf-hum as hums, and its failure says what to do in the editor, not the CLI's
+    --hint syntax."""
+    from demixstudio.separation import Hints, get_method
+
+    path, mix, _ = mixture_file
+    open_by_drop(qtbot, win, path)
+    separate(qtbot, win, "ica")
+    s = win.session
+    layer = s.layers[0]
+    win.layer_panel.select_layer(layer.id)
+    assert not win.method_panel.rerun_button.isEnabled()
+    label = s.history.undo_label()
+    assert not win.rerun_layer("ica", get_method("ica").Params(), Hints(), layer.id)
+    assert not win.runner.busy and s.history.undo_label() == label
+    assert win.errors[-1][0] == "Re-run" and "ica does not read paint" in win.errors[-1][1]
+
+    mp = win.method_panel
+    mp.select_method("nmf-supervised")
+    example = tmp_path / "example.wav"
+    sf.write(str(example), mix[0, :SR], SR)
+    mp.add_example_file(str(example), target="voice")
+    mp.add_example_file(str(example), target="noise")
+    mp.select_method("nmf-hum")
+    assert mp.example_list.count() == 0
+    with qtbot.waitSignal(win.runner.failed, timeout=JOB_MS):
+        qtbot.mouseClick(mp.run_button, Qt.MouseButton.LeftButton)
+    title, reason, _ = win.errors[-1]
+    assert title.startswith("nmf-hum") and "Hum file…" in reason, reason
+    assert "--hint" not in reason and s.history.undo_label() == label
 
 
 def test_keyboard_shortcuts(qtbot, win, mixture_file):

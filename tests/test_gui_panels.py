@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, 
 
 from demixstudio.errors import ParameterError  # noqa: E402
 from demixstudio.gui.dialogs import ExportDialog  # noqa: E402
-from demixstudio.gui.layer_panel import LayerPanel  # noqa: E402
-from demixstudio.gui.method_panel import MethodPanel, ParamForm  # noqa: E402
+from demixstudio.gui.layer_panel import ID_ROLE, LayerPanel, provenance_text  # noqa: E402
+from demixstudio.gui.method_panel import MethodPanel, ParamForm, editor_reason  # noqa: E402
 from demixstudio.gui.worker import JobRunner, format_eta  # noqa: E402
 from demixstudio.separation.base import param_specs  # noqa: E402
 from demixstudio.separation.registry import available, get_method  # noqa: E402
@@ -51,6 +51,16 @@ def _fresh(separated) -> Session:
     s.apply_proposals(proposals)
     s.history.clear()
     return s
+
+
+def _paint_run_layers(s: Session, on=None):
+    """The layers of an nmf-paint run as it proposes them (target "voice", then its
+    rest layer "rest"), each half of the input, without running it: [voice, rest]."""
+    from demixstudio.separation.base import LayerProposal
+
+    half = np.full((1, s.stft.bins, s.stft.frames(s.samples)), 0.5, np.float32)
+    return s.apply_proposals([LayerProposal("voice", "nmf-paint", {}, mask=half, target="voice"),
+                              LayerProposal("rest", "nmf-paint", {}, mask=half)], on=on)
 
 
 # -- layer panel -------------------------------------------------------------------------------
@@ -262,13 +272,16 @@ def test_method_panel_requests_runs_with_hints(qtbot, separated, tmp_path):
         qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
     method, params, hints, on = sig.args
     assert method == "decorrelation" and on == s.layers[0].id
+    # A method is handed only the hints it reads: decorrelation reads none.
+    assert hints.is_empty()
+    panel.select_method("nmf-semisupervised")
+    with qtbot.waitSignal(panel.runRequested) as sig:
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    hints = sig.args[2]
     assert hints.examples["voice"][0].audio.shape == (1, SR)
-    assert hints.time_ranges["voice"] == [(0.5, 1.5)]
-    # Re-run repeats the layer's own run: its method and parameters.
-    with qtbot.waitSignal(panel.rerunRequested) as sig:
-        panel.request_rerun()
-    assert sig.args[0] == "ica" and sig.args[3] == s.layers[0].id
-    assert sig.args[1] == get_method("ica").Params()
+    # No method reads a time range (its check box is hidden), but one that did would get it.
+    assert not hints.time_ranges
+    assert panel.hints(["time_ranges"]).time_ranges["voice"] == [(0.5, 1.5)]
 
 
 def test_method_panel_shows_only_the_hints_the_method_reads(qtbot, separated, tmp_path):
@@ -307,11 +320,116 @@ def test_method_panel_shows_only_the_hints_the_method_reads(qtbot, separated, tm
     panel.add_example_file(str(ex))
     hints = panel.hints()
     assert list(hints.hums) == ["voice"] and not hints.examples
+    assert not panel.other_recordings.isVisible()
     panel.select_method("nmf-supervised")
     assert not panel.record_button.isVisible() and panel.add_example.text() == "Example file…"
+    # A recording keeps its kind: the hum is neither listed nor handed to nmf-supervised
+    # as an example (nor were examples to nmf-hum as hums, which then failed).
+    assert panel.example_list.count() == 0 and panel.other_recordings.isVisible()
+    assert "1 hum" in panel.other_recordings.text()
     panel.add_example_file(str(ex), target="noise")
+    panel.add_example_file(str(ex), target="music")
     hints = panel.hints()
-    assert list(hints.examples) == ["noise"] and list(hints.hums) == ["voice"]
+    assert list(hints.examples) == ["noise", "music"] and not hints.hums
+    assert [k for k, _t, _r in panel.shown_recordings()] == ["example", "example"]
+    panel.select_method("nmf-hum")
+    assert [panel.example_list.item(i).text().split(" ←")[0]
+            for i in range(panel.example_list.count())] == ["voice"]
+    assert "2 examples" in panel.other_recordings.text()
+    hints = panel.hints()
+    assert list(hints.hums) == ["voice"] and not hints.examples
+    panel.example_list.setCurrentRow(0)
+    panel.remove_example.click()  # removes the hum shown, not the first recording kept
+    assert panel.hints().is_empty()
+    panel.select_method("nmf-supervised")
+    assert list(panel.hints().examples) == ["noise", "music"]
+
+
+def test_missing_hint_reasons_say_what_to_do_in_the_editor():
+    """A method's reason for missing hints names the CLI's ``--hint KIND:NAME=FILE``
+    (and keeps it, for the CLI); the editor's error dialogs say what to do in the
+    editor instead."""
+    from demixstudio.jobs.context import NullContext
+    from demixstudio.separation.base import Hints
+
+    mix, _ = speech_mixture(1.0)
+    advice = {"nmf-paint": "paint over each source", "nmf-hum": "Hum file…",
+              "nmf-supervised": "Example file…", "nmf-semisupervised": "Example file…",
+              "repair": "Example file…"}
+    for name, words in advice.items():
+        m = get_method(name)
+        with pytest.raises(ParameterError) as err:
+            m.separate(mix, SR, m.Params(), Hints(), NullContext())
+        assert "--hint" in str(err.value), name
+        said = editor_reason(str(err.value))
+        assert words in said and "--hint" not in said and "NAME=FILE" not in said, said
+    assert editor_reason("nmf-hum needs a hum (--hint hum:NAME=FILE)") == (
+        "nmf-hum needs a hum (import a hum file with “Hum file…” under Hints, or record one "
+        "with “Record…”)")
+    assert editor_reason("the input is silent") == "the input is silent"
+
+
+def test_paint_refinement_is_offered_only_for_methods_that_read_paint(qtbot, separated,
+                                                                       tmp_path):
+    """The layer menu's "Paint what does not belong here" and the panel's "Re-run with
+    paint" are enabled only for a layer whose run's method reads paint, and say why not
+    otherwise (ICA's rerun would ignore the paint and change nothing, yet add an undo
+    step). The correction target is the layer's name as the method knows it: nmf-paint's
+    rest layer renamed, or shown as "source 1: rest" after a run on a layer, is
+    "not:rest" (a display name would read as a new target). The rerun hands the run's
+    method the hints it reads, whichever method is picked in the panel."""
+    import soundfile as sf
+
+    s = _fresh(separated)
+    layers = LayerPanel()
+    qtbot.addWidget(layers)
+    layers.set_session(s)
+    panel = MethodPanel(default_method="nmf-supervised")
+    qtbot.addWidget(panel)
+    panel.refresh_methods()
+    panel.set_session(s)
+    errors = []
+    panel.error.connect(errors.append)
+
+    def veto(layer):
+        item = next(layers.list.item(i) for i in range(layers.list.count())
+                    if layers.list.item(i).data(ID_ROLE) == layer.id)
+        menu = layers.build_context_menu(item)
+        return next(a for a in menu.actions() if a.text() == "Paint what does not belong here")
+
+    ica = s.layers[0]
+    assert not veto(ica).isEnabled() and "ica does not read paint" in veto(ica).toolTip()
+    assert not veto(s.residual).isEnabled()
+    panel.set_selected_layer(ica.id)
+    assert not panel.rerun_button.isEnabled()
+    assert "ica does not read paint" in panel.rerun_button.toolTip()
+    with qtbot.assertNotEmitted(panel.rerunRequested):
+        panel.request_rerun()
+    assert "ica does not read paint" in errors[-1]
+
+    voice, rest = _paint_run_layers(s, on=ica)
+    assert rest.name == "source 1: rest"
+    s.set(rest, name="background")
+    for layer, known in ((voice, "voice"), (rest, "rest")):
+        act = veto(layer)
+        assert act.isEnabled() and f"not:{known}" in act.toolTip()
+        with qtbot.waitSignal(layers.paintNotRequested) as sig:
+            act.trigger()
+        assert sig.args == [known]
+    assert "nmf-paint knows it as: rest" in provenance_text(rest)
+
+    s.paint_stroke("not:rest", slice(10, 20), slice(5, 15), np.ones((10, 10), np.float32))
+    ex = tmp_path / "example.wav"
+    sf.write(str(ex), s.mixture[0, :SR], SR)
+    panel.add_example_file(str(ex), target="voice")
+    panel.set_selected_layer(rest.id)
+    assert panel.rerun_button.isEnabled()
+    with qtbot.waitSignal(panel.rerunRequested) as sig:
+        qtbot.mouseClick(panel.rerun_button, Qt.MouseButton.LeftButton)
+    method, params, hints, layer_id = sig.args
+    assert method == "nmf-paint" and layer_id == rest.id
+    assert params == get_method("nmf-paint").Params()
+    assert list(hints.paint) == ["not:rest"] and not hints.examples
 
 
 # -- job runner --------------------------------------------------------------------------------

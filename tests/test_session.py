@@ -285,6 +285,144 @@ def test_rerun_of_a_split_layer_and_of_a_carved_residual():
     assert p.target == "low" and Provenance.from_dict(p.as_dict()) == p
 
 
+def _paint_run(seconds: float = 2.0):
+    """A session of the real mixture's first ``seconds`` with an nmf-paint run of 20
+    iterations: (session, the run's layers "low", "high", "rest", its paint, params)."""
+    from demixstudio.separation import Hints, PaintHint, get_method, make_params
+
+    mix, _ = _real_mix()
+    s = Session(mix[:, : int(seconds * 44100)].copy(), 44100)
+    paint = {"low": PaintHint(rects=((0.2, 1.8, 40.0, 300.0, 1.0),)),
+             "high": PaintHint(rects=((0.2, 1.8, 2000.0, 8000.0, 1.0),))}
+    fast = make_params(get_method("nmf-paint").Params, {"max_iter": 20})
+    first = s.run_method("nmf-paint", fast, Hints(paint=dict(paint)))
+    assert [x.name for x in s.layers] == ["low", "high", "rest", "residual"]
+    return s, first, paint, fast
+
+
+def test_a_rerun_keeps_the_rename_and_mix_of_layers_without_a_target():
+    """A layer without a target (nmf-paint's rest, nmf's "source 2", hpss's
+    "percussive", "harmonic: rest" of a run on a layer) is found again by a rerun by
+    the name the method gave it (``Provenance.proposal_name``, kept in project files),
+    not by its name in the session: renamed, it keeps that name, its colour, gain,
+    pan, mute and solo. (Before, a renamed one was replaced by a new layer under the
+    method's name, at unity.)"""
+    from demixstudio.separation import Hints, get_method, make_params
+    from demixstudio.session.layer import Provenance
+
+    s, _first, paint, fast = _paint_run()
+    mix = s.mixture
+    settings = dict(name="background", colour="#123456", gain_db=-12.0, pan=0.5, mute=True,
+                    solo=True)
+    nmf = make_params(get_method("nmf").Params, {"max_iter": 20})
+    for method, params, hints, layer, on in (
+            ("nmf-paint", fast, Hints(paint=paint), "rest", None),
+            ("nmf", nmf, None, "source 2", None),
+            ("hpss", None, None, "percussive", None),
+            ("nmf-paint", fast, Hints(paint=paint), "harmonic: rest", "harmonic")):
+        s = Session(mix, 44100)
+        if on is not None:
+            s.run_method("hpss")
+        first = s.run_method(method, params, hints, on=on)
+        s.set(layer, **settings)
+        names = [x.name for x in s.layers]
+        new = s.rerun(first[0], hints)
+        assert [x.name for x in s.layers] == names, method
+        again = s.layer("background")
+        assert again in new and {k: getattr(again, k) for k in settings} == settings, method
+        assert again.provenance.proposal_name == layer.split(": ")[-1]
+        assert Provenance.from_dict(again.provenance.as_dict()) == again.provenance
+        assert s.balance_error() <= 1e-4
+
+
+def test_paint_naming_a_layer_by_its_name_in_the_session_reaches_the_method():
+    """Session.rerun reads paint that names one of the run's layers by its name in the
+    session (a rename, or "harmonic: rest" of a run on a layer) as the method's name
+    for it: nmf-paint corrects that layer and continues from the run's factorisation
+    (no "factorising" stage), where before ``not:background`` on the renamed rest
+    layer made a new target "background" and started afresh."""
+    from demixstudio.jobs.context import JobContext
+    from demixstudio.separation import Hints, PaintHint
+
+    s, first, paint, _fast = _paint_run()
+    s.set("rest", name="background")
+    s.set("low", name="Low end")
+    veto = PaintHint(rects=((0.5, 1.5, 2000.0, 8000.0, 1.0),))
+    more = PaintHint(rects=((1.0, 1.5, 40.0, 200.0, 1.0),))
+    given = s.refinement_hints(first, Hints(paint={**paint, "not:background": veto,
+                                                     "Low end": more}))
+    assert sorted(given.paint) == ["high", "low", "not:rest"]
+    # Two names of one layer: their paint is joined.
+    assert given.paint["low"].rects == paint["low"].rects + more.rects
+    assert given.paint["not:rest"] is veto
+    assert given.previous is first[0].provenance.analysis["state"]
+    # A name the method knows is its own, whatever layer is displayed under it.
+    s.set("high", name="low!")
+    s.set("Low end", name="high")
+    assert sorted(s.refinement_hints(first, Hints(paint=paint)).paint) == ["high", "low"]
+    s.set("high", name="Low end")
+    s.set("low!", name="high")
+
+    stages = set()
+    ctx = JobContext(on_progress=lambda p: stages.add(p.message), min_interval_s=0)
+    times = s.stft.frame_times(s.samples, s.sr)
+    freqs = s.stft.bin_freqs(s.sr)
+    w = veto.on_grid(times, freqs)
+    held = float((first[2].mask[0] * w).sum() / w.sum())
+    new = s.rerun("background", Hints(paint={**paint, "not:background": veto}), ctx=ctx)
+    assert [x.name for x in s.layers] == ["Low end", "high", "background", "residual"]
+    assert "fitting" in stages and "factorising" not in stages, stages
+    rest = s.layer("background")
+    assert rest is new[2] and rest.provenance.target is None
+    assert float((rest.mask[0] * w).sum() / w.sum()) < min(0.1, 0.5 * held), held
+    # A run on a layer: its rest layer is shown as "harmonic: rest".
+    on = Session(s.mixture, 44100)
+    on.run_method("hpss")
+    split = on.run_method("nmf-paint", first[0].provenance.params, Hints(paint=paint),
+                          on="harmonic")
+    assert split[2].name == "harmonic: rest"
+    given = on.refinement_hints(split, Hints(paint={**paint, "not:harmonic: rest": veto}))
+    assert sorted(given.paint) == ["high", "low", "not:rest"]
+
+
+def test_a_rerun_refuses_hints_its_method_does_not_read_and_keeps_the_runs_own():
+    """A rerun with paint of a run whose method does not read paint (hpss,
+    nmf-supervised) is refused with the reason, and nothing changes (before, it
+    'succeeded', changed nothing and added an undo step "refine with ...").
+    A kind of hint the rerun is not given is the run's own: nmf-supervised re-run
+    with other parameters still has its examples (it failed with "needs example
+    recordings ... got 0")."""
+    from demixstudio.separation import AudioHint, Hints, PaintHint, get_method, make_params
+
+    s, first, _paint, _fast = _paint_run()
+    veto = PaintHint(rects=((0.5, 1.5, 100.0, 3000.0, 1.0),))
+    assert s.paint_refusal(first[2]) is None
+    assert "no run" in s.paint_refusal(s.residual)
+
+    s.run_method("hpss")
+    label, ids = s.history.undo_label(), [x.id for x in s.layers]
+    assert "hpss does not read paint" in s.paint_refusal("harmonic")
+    with pytest.raises(ParameterError, match="hpss does not read paint .*nmf-paint"):
+        s.rerun("harmonic", Hints(paint={"not:harmonic": veto}))
+    assert s.history.undo_label() == label and [x.id for x in s.layers] == ids
+
+    stems = {n: load_audio(shared(f"bearlin_roads/{n}.wav"))[0][:, 44100 * 9:44100 * 11]
+             for n in ("vocals", "bass")}
+    examples = {n: [AudioHint(a, 44100, n)] for n, a in stems.items()}
+    m = get_method("nmf-supervised")
+    values = {"max_iter": 10, "components": 8}
+    run = s.run_method("nmf-supervised", make_params(m.Params, values), Hints(examples=examples))
+    label = s.history.undo_label()
+    with pytest.raises(ParameterError, match="nmf-supervised does not read paint"):
+        s.rerun(run[0], Hints(paint={"not:vocals": veto}, examples=examples))
+    assert s.history.undo_label() == label
+    new = s.rerun(run[0], params={**values, "mask_power": 1.0})
+    assert [x.provenance.target for x in new] == ["vocals", "bass"]
+    assert new[0].provenance.params["mask_power"] == 1.0
+    assert new[0].provenance.run_hints.examples.keys() == examples.keys()
+    assert s.balance_error() <= 1e-4
+
+
 def test_a_fractional_sample_rate_is_refused():
     x = np.zeros((1, 1000), np.float32)
     x[0, ::7] = 0.1

@@ -43,6 +43,9 @@ def provenance_text(layer: Layer) -> str:
     else:
         lines.append(f"method: {p.method}")
         lines.append(f"input: {p.input}")
+        if p.name_in_run is not None and p.name_in_run != layer.name:
+            # What its "not:" paint is called (the method's own name for the layer).
+            lines.append(f"{p.method} knows it as: {p.name_in_run}")
         for k, v in p.params.items():
             lines.append(f"  {k} = {v}")
         if p.hints:
@@ -223,7 +226,8 @@ class LayerPanel(QWidget):
     -------
     layerSelected(id or None) : the layer to show (None = the mixture)
     reseparateRequested(id, method) : the context menu's "Re-separate with"
-    paintNotRequested(target) : "Paint what does not belong here": paint ``not:TARGET``
+    paintNotRequested(target) : "Paint what does not belong here": paint ``not:TARGET``,
+        TARGET being the method's name for the layer (``Provenance.name_in_run``)
     exportRequested(list of ids) : the context menu's "Export…"
     previewSettings(id, dict) : a setting being dragged (not yet committed)
     error(str) : a one-line reason when an edit was refused
@@ -503,12 +507,19 @@ class LayerPanel(QWidget):
             sub.addAction(act)
         sub.setEnabled(bool(self.methods))
         prov = layer.provenance
-        target = (prov.target if prov is not None and prov.target else layer.name)
+        # The method's name for the layer, not the one shown: a rename, or the input's
+        # name before it ("harmonic: rest"), would read as a new target to the method.
+        target = (prov.name_in_run if prov is not None and prov.name_in_run is not None
+                  else layer.name)
         veto = menu.addAction("Paint what does not belong here",
                               lambda: self.paintNotRequested.emit(target))
+        # Only for a run whose method reads paint: another would ignore it on Re-run.
+        refusal = self.session.paint_refusal(layer)
+        menu.setToolTipsVisible(True)
         veto.setToolTip(f"Paint target not:{target}: strokes over energy that should leave this "
-                        f"layer; then Re-run with paint moves it to the run's other layers")
-        veto.setEnabled(not layer.is_residual and prov is not None)
+                        f"layer; then Re-run with paint moves it to the run's other layers"
+                        if refusal is None else refusal)
+        veto.setEnabled(refusal is None)
         menu.addAction("Export…", lambda: self.exportRequested.emit(
             self.selected_layer_ids() or [lid]))
         kind = analysis_kind(layer)

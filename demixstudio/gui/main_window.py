@@ -30,7 +30,7 @@ from demixstudio.gui.autosave import Autosaver, RecoveryEntry
 from demixstudio.gui.dialogs import ExportChoice, ExportDialog, error_dialog
 from demixstudio.gui.first_run import show_first_run_hint
 from demixstudio.gui.layer_panel import LayerPanel
-from demixstudio.gui.method_panel import MethodPanel
+from demixstudio.gui.method_panel import MethodPanel, editor_reason
 from demixstudio.gui.settings import Preferences, log_dir, setup_logging
 from demixstudio.gui.spectrogram_view import SpectrogramView
 from demixstudio.gui.transport import Transport
@@ -122,8 +122,9 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
 
         self.runner = JobRunner(self)
-        self.runner.failed.connect(lambda label, reason, details:
-                                   self.show_error(f"{label} failed", reason, details))
+        # A method's reason can name the CLI's way of giving a hint; say the editor's.
+        self.runner.failed.connect(lambda label, reason, details: self.show_error(
+            f"{label} failed", editor_reason(reason), details))
         self.runner.cancelled.connect(lambda label: self.statusBar().showMessage(
             f"{label}: cancelled — nothing was changed", 5000))
         self.runner.busyChanged.connect(self._busy_changed)
@@ -455,7 +456,9 @@ class MainWindow(QMainWindow):
         self.act_remove_sel.setEnabled(has and not busy and shown is not None)
         self.act_cancel.setEnabled(busy)
         self.method_panel.run_button.setEnabled(has and not busy)
-        self.method_panel.rerun_button.setEnabled(has and not busy and shown is not None)
+        # Only for a layer whose method reads paint (the panel says why not in the tooltip).
+        self.method_panel.rerun_button.setEnabled(has and not busy and shown is not None
+                                                  and self.method_panel.rerun_refusal() is None)
 
     def _busy_changed(self, busy: bool) -> None:
         if not busy and self._locked:
@@ -769,7 +772,7 @@ class MainWindow(QMainWindow):
             if layer is not None and not _present(session, [layer]):
                 raise ParameterError(f"the layer “{layer.name}” was deleted while it was being "
                                      "separated; nothing was changed")
-            new = session.apply_proposals(proposals, on=layer)
+            new = session.apply_proposals(proposals, on=layer, hints=hints)
             self.statusBar().showMessage(
                 f"{name}: {len(new)} layer{'s' if len(new) != 1 else ''}", 5000)
             return new
@@ -777,18 +780,24 @@ class MainWindow(QMainWindow):
         return self._start(f"{name} on {where}", work, apply)
 
     def rerun_layer(self, name: str, params: Any, hints: Optional[Hints], layer_id: str) -> bool:
-        """Repeat the run that made a layer with ``hints`` in the background; its
-        layers are replaced in one undoable step (:meth:`Session.rerun`)."""
+        """Repeat the run that made a layer with ``hints`` in the background ("Re-run
+        with paint"); its layers are replaced in one undoable step (:meth:`Session.rerun`).
+
+        Refused, with no job and no undo step, for a layer whose method does not read
+        paint: its rerun would change nothing."""
         session = self.session
         if session is None:
             return False
         try:
             run = session.run_of(layer_id)
+            refusal = session.paint_refusal(layer_id)
+            if refusal is not None:
+                raise ParameterError(refusal)
+            hints = session.refinement_hints(run, hints)
         except ParameterError as exc:
             self.show_error("Re-run", str(exc), "")
             return False
         method = get_method(name)
-        hints = session.refinement_hints(run, hints)
         others = list(session.layers)
 
         def work(ctx):
@@ -802,7 +811,7 @@ class MainWindow(QMainWindow):
             if not _present(session, run):
                 raise ParameterError("a layer of that run was deleted while it was being re-run; "
                                      "nothing was changed")
-            new = session.apply_rerun(run, parent, audio, proposals)
+            new = session.apply_rerun(run, parent, audio, proposals, hints)
             self.statusBar().showMessage(
                 f"{name}: {len(run)} layer{'s' if len(run) != 1 else ''} refined", 5000)
             return new

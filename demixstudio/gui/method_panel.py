@@ -9,7 +9,8 @@ again at run time, so methods registered later (other modules) appear too.
 
 Hints come from the paint overlay (``session.hints_from_paint()``), example
 recordings (imported files, or the microphone when there is one) and the
-time selection (a time range for the chosen target).
+time selection (a time range for the chosen target). A method is handed, and
+the panel lists, only the kinds of hints it reads (``Method.hint_kinds``).
 
 The panel only asks; ``MainWindow`` runs jobs (``runRequested``).
 """
@@ -17,8 +18,9 @@ The panel only asks; ``MainWindow`` runs jobs (``runRequested``).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QValidator
@@ -35,6 +37,27 @@ from demixstudio.session.session import provenance_params
 
 INT_LIMIT = 2 ** 31 - 1
 FLOAT_LIMIT = 1e12
+#: The ``Hints`` field (a ``Method.hint_kinds`` entry) each kind of recording goes to.
+RECORDING_KINDS = {"example": "examples", "hum": "hums"}
+RERUN_TIP = ("Repeat the run that made the selected layer, with what is painted now, "
+             "replacing that run's layers (the refinement loop: paint not:NAME over what a "
+             "layer should not hold)")
+
+
+#: The editor's way of giving each kind of hint, for the CLI's ``--hint KIND:NAME=FILE``
+#: that a method's reason names when hints are missing (the CLI keeps that wording).
+HINT_ADVICE = {
+    "paint": "paint over each source on the spectrogram, one paint target per source",
+    "example": "import example recordings with “Example file…” under Hints",
+    "hum": "import a hum file with “Hum file…” under Hints, or record one with “Record…”",
+}
+_CLI_HINT = re.compile(r"--hint (\w+):[A-Z]+=[A-Z]+")  # the placeholders: NAME=FILE
+
+
+def editor_reason(reason: str) -> str:
+    """``reason`` (a one-line error) with the CLI's ``--hint KIND:NAME=FILE`` said as
+    what to do in the editor; anything else is left as it is."""
+    return _CLI_HINT.sub(lambda m: HINT_ADVICE.get(m.group(1), m.group(0)), reason)
 
 
 def _decimals(spec: ParamSpec) -> int:
@@ -234,7 +257,9 @@ class MethodPanel(QWidget):
         self._unsubscribe = None
         self.selected_layer: Optional[str] = None
         self.time_selection: Optional[Tuple[float, float]] = None
-        self.examples: List[Tuple[str, str, AudioHint]] = []  # (kind, target, recording)
+        # (kind, target, recording), kind "example" or "hum", in the order imported;
+        # the list shows those of the kinds the method reads.
+        self.examples: List[Tuple[str, str, AudioHint]] = []
         self.form: Optional[ParamForm] = None
         self.recording_reason = ""
 
@@ -298,6 +323,10 @@ class MethodPanel(QWidget):
         self.example_list.setMaximumHeight(70)
         self.example_list.setToolTip("Example recordings of targets")
         el.addWidget(self.example_list)
+        self.other_recordings = QLabel()
+        self.other_recordings.setObjectName("dimLabel")
+        self.other_recordings.setWordWrap(True)
+        el.addWidget(self.other_recordings)
         erow = QHBoxLayout()
         self.add_example = QPushButton("Example file…")
         self.add_example.setToolTip("Import a clean recording of the target")
@@ -334,9 +363,7 @@ class MethodPanel(QWidget):
         self.run_button.clicked.connect(self.request_run)
         outer.addWidget(self.run_button)
         self.rerun_button = QPushButton("Re-run with paint")
-        self.rerun_button.setToolTip("Repeat the run that made the selected layer, with what is "
-                                     "painted now, replacing that run's layers (the refinement "
-                                     "loop: paint not:NAME over what a layer should not hold)")
+        self.rerun_button.setToolTip(RERUN_TIP)
         self.rerun_button.clicked.connect(self.request_rerun)
         outer.addWidget(self.rerun_button)
 
@@ -422,6 +449,7 @@ class MethodPanel(QWidget):
             self.examples_label.setText("Example recordings")
             self.add_example.setText("Example file…")
             self.add_example.setToolTip("Import a clean recording of the target")
+        self._fill_recordings()
 
     def params(self) -> Any:
         if self.form is None:
@@ -520,29 +548,62 @@ class MethodPanel(QWidget):
         self.record_note.setText("" if ok else reason)
         self.record_note.setVisible(not ok and bool(reason) and "hums" in self.shown_hints)
 
+    def rerun_refusal(self) -> Optional[str]:
+        """Why "Re-run with paint" cannot refine the selected layer (None if it can):
+        none is selected, or the method of the run that made it does not read paint
+        (its rerun would change nothing)."""
+        if self.session is None or self.selected_layer is None:
+            return "Select a layer made by a method that reads paint"
+        try:
+            layer = self.session.layer(self.selected_layer)
+        except DemixError as exc:
+            return str(exc)
+        return self.session.paint_refusal(layer)
+
     def _update_buttons(self) -> None:
         has = self.session is not None
         self.run_button.setEnabled(has)
-        layer = None
-        if has and self.selected_layer is not None:
-            try:
-                layer = self.session.layer(self.selected_layer)
-            except DemixError:
-                layer = None
-        self.rerun_button.setEnabled(layer is not None)
+        refusal = self.rerun_refusal()
+        self.rerun_button.setEnabled(refusal is None)
+        self.rerun_button.setToolTip(RERUN_TIP if refusal is None else refusal)
         self.run_button.setText("Separate layer" if self.run_on.currentData() else "Separate")
 
     # -- examples ------------------------------------------------------------------------
+    # A recording keeps the kind it was imported as, and a method sees only those of the
+    # kinds it reads (the list, and the hints it is handed). A clean example is not a hum
+    # (nmf-hum reads a hum as an imitation of the target, not as the target itself), so
+    # nothing is converted: examples imported for nmf-supervised do not become nmf-hum's
+    # hums, and they are there again when a method that reads examples is picked.
     def add_example_audio(self, target: str, hint: AudioHint, kind: str = "example") -> None:
         """Add a recording of ``target``: kind "example" (a clean recording) or
         "hum" (a vocalized imitation, e.g. from the microphone)."""
         if kind not in ("example", "hum"):
             raise ParameterError(f"recording kind {kind!r} must be 'example' or 'hum'")
         self.examples.append((kind, target, hint))
-        secs = hint.audio.shape[1] / hint.sr
-        label = Path(hint.source).name if hint.source else "recording"
-        item = QListWidgetItem(f"{target} ← {kind}: {label} ({secs:.1f} s)")
-        self.example_list.addItem(item)
+        self._fill_recordings()
+
+    def _fill_recordings(self) -> None:
+        """List the recordings of the kinds the method reads; say how many others are kept."""
+        self.example_list.clear()
+        others: Dict[str, int] = {}
+        for i, (kind, target, hint) in enumerate(self.examples):
+            if RECORDING_KINDS[kind] not in self.shown_hints:
+                others[kind] = others.get(kind, 0) + 1
+                continue
+            secs = hint.audio.shape[1] / hint.sr
+            label = Path(hint.source).name if hint.source else "recording"
+            item = QListWidgetItem(f"{target} ← {kind}: {label} ({secs:.1f} s)")
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.example_list.addItem(item)
+        kept = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in others.items())
+        self.other_recordings.setText(
+            f"Also kept, for methods that read them: {kept}" if kept else "")
+        self.other_recordings.setVisible(bool(kept))
+
+    def shown_recordings(self) -> List[Tuple[str, str, AudioHint]]:
+        """The recordings the list shows: (kind, target, recording)."""
+        return [self.examples[self.example_list.item(r).data(Qt.ItemDataRole.UserRole)]
+                for r in range(self.example_list.count())]
 
     def add_example_file(self, path: str, target: Optional[str] = None) -> None:
         sr = self.session.sr if self.session is not None else None
@@ -563,21 +624,24 @@ class MethodPanel(QWidget):
                 self.error.emit(str(exc))
 
     def _remove_example(self) -> None:
-        row = self.example_list.currentRow()
-        if 0 <= row < len(self.examples):
-            del self.examples[row]
-            self.example_list.takeItem(row)
+        item = self.example_list.currentItem()
+        if item is not None:
+            del self.examples[item.data(Qt.ItemDataRole.UserRole)]
+            self._fill_recordings()
 
     # -- running ---------------------------------------------------------------------------
-    def hints(self) -> Hints:
-        """Hints from the paint overlay, the examples and the time selection."""
+    def hints(self, kinds: Optional[Iterable[str]] = None) -> Hints:
+        """Hints from the paint overlay, the recordings and the time selection, of
+        ``kinds`` only (``Method.hint_kinds``; default: the picked method's)."""
+        kinds = set(self.shown_hints if kinds is None else kinds)
         hints = Hints()
-        if self.session is not None and self.use_paint.isChecked() and hasattr(
-                self.session, "hints_from_paint"):
+        if ("paint" in kinds and self.session is not None and self.use_paint.isChecked()
+                and hasattr(self.session, "hints_from_paint")):
             hints = self.session.hints_from_paint()
         for kind, target, ex in self.examples:
-            (hints.hums if kind == "hum" else hints.examples).setdefault(target, []).append(ex)
-        if self.time_selection and self.use_selection.isChecked():
+            if RECORDING_KINDS[kind] in kinds:
+                getattr(hints, RECORDING_KINDS[kind]).setdefault(target, []).append(ex)
+        if "time_ranges" in kinds and self.time_selection and self.use_selection.isChecked():
             hints.time_ranges.setdefault(self.target_name(), []).append(self.time_selection)
         return hints
 
@@ -599,9 +663,14 @@ class MethodPanel(QWidget):
         layer = self.session.layer(self.selected_layer)
         try:
             prov = self.session.run_of(layer)[0].provenance
-            params = provenance_params(get_method(prov.method), prov)
+            method = get_method(prov.method)
+            params = provenance_params(method, prov)
         except ParameterError as exc:
             self.error.emit(f"{exc} (use Separate with “Run on” this layer instead)")
             return
-        name = prov.method
-        self.rerunRequested.emit(name, params, self.hints(), layer.id)
+        refusal = self.rerun_refusal()
+        if refusal is not None:
+            self.error.emit(refusal)
+            return
+        # The hints the run's method reads, whichever method is picked in the panel.
+        self.rerunRequested.emit(method.name, params, self.hints(method.hint_kinds), layer.id)

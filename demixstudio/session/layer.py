@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from demixstudio.errors import ParameterError
+from demixstudio.separation.base import Hints
 
 # Distinct, readable on a dark background; layers take them in turn.
 PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4",
@@ -31,23 +32,45 @@ class Provenance:
     # method's name for the source when the user renames the layer, so paint such as
     # "not:TARGET" made on the layer still reaches the method.
     target: Optional[str] = None
+    # The name the method gave the layer (LayerProposal.name, before the session made it
+    # unique or prefixed it with the input's name). A layer without a target is known to
+    # the method by it (nmf-paint's rest group, nmf's "source 2"), so a rerun finds the
+    # layer, and "not:NAME" paint reaches it, after a rename. None in projects written
+    # before it was kept.
+    proposal_name: Optional[str] = None
     # What the method reported beside the layer (its LayerProposal.extra: a DUET
     # histogram, an ADRess azimugram, iteration counts). Kept for the editor to show
     # while the session is open; not written to project files (it can be recomputed).
     analysis: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The recordings (and time ranges) the run was given, of the kinds its method reads
+    # (session.KEPT_KINDS; paint is the session's own). Kept while the session is open,
+    # not written to project files (recordings are not part of a project): a rerun given
+    # none of a kind uses these, so nmf-supervised re-run with new parameters still has
+    # its examples.
+    run_hints: Optional[Hints] = field(default=None, compare=False, repr=False)
+
+    @property
+    def name_in_run(self) -> Optional[str]:
+        """The name the method knows the layer by: its target, else the name it proposed
+        the layer under (None when neither is known: provenance from an older project)."""
+        return self.target if self.target is not None else self.proposal_name
 
     def as_dict(self) -> Dict[str, Any]:
         d = {"method": self.method, "params": self.params, "input": self.input,
              "hints": self.hints}
         if self.target is not None:
             d["target"] = self.target
+        if self.proposal_name is not None:
+            d["proposal_name"] = self.proposal_name
         return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Provenance":
         return cls(method=str(d["method"]), params=dict(d.get("params", {})),
                    input=str(d.get("input", "mixture")), hints=dict(d.get("hints", {})),
-                   target=None if d.get("target") is None else str(d["target"]))
+                   target=None if d.get("target") is None else str(d["target"]),
+                   proposal_name=(None if d.get("proposal_name") is None
+                                  else str(d["proposal_name"])))
 
     def describe(self) -> str:
         ps = ", ".join(f"{k}={v}" for k, v in self.params.items())

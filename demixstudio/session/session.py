@@ -8,7 +8,6 @@ heard in the residual rather than lost.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -18,13 +17,24 @@ from demixstudio.audio.mixer import MixSettings, gain_matrix, mixdown
 from demixstudio.audio.stft import StftConfig, apply_mask
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
-from demixstudio.separation.base import Hints, LayerProposal
+from demixstudio.separation.base import Hints, LayerProposal, PaintHint
 from demixstudio.session.commands import History, MoveLayer, ReplaceLayers, SetLayerSettings
 from demixstudio.session.layer import (PALETTE, RESIDUAL_COLOUR, Layer, Provenance, check_setting,
                                       unique_name)
 from demixstudio.session.paint import PaintStore, Stroke
 
 Listener = Callable[[str, Dict[str, Any]], None]
+
+#: The prefix of correction paint: ``not:NAME`` is energy that does not belong to
+#: the layer the method knows as NAME (nmf-paint's ``NOT``).
+NOT = "not:"
+#: The kinds of hints (``Method.hint_kinds``), each the name of a field of ``Hints``.
+HINT_KINDS = ("paint", "examples", "hums", "time_ranges")
+#: The kinds a run's layers keep for a rerun (``Provenance.run_hints``). Not paint: it
+#: is the session's own (``session.paint``, which the editor hands every rerun; a
+#: refinement is new paint), and a copy kept with each run, in the undo history too,
+#: could take as much memory as a spectrogram. Recordings are shared, not copied.
+KEPT_KINDS = ("examples", "hums", "time_ranges")
 
 
 class Session:
@@ -294,12 +304,18 @@ class Session:
         params = checked_params(m, params)
         audio = self.input_audio(on)
         m.check_input(audio)
-        proposals = m.separate(audio, self.sr, params, hints or Hints(), ctx or NullContext())
-        return self.apply_proposals(proposals, on=on)
+        hints = hints or Hints()
+        proposals = m.separate(audio, self.sr, params, hints, ctx or NullContext())
+        return self.apply_proposals(proposals, on=on, hints=hints)
 
     def apply_proposals(self, proposals: Sequence[LayerProposal], *,
-                        on: Optional[Layer | str] = None) -> List[Layer]:
-        """Turn method proposals into layers, as one undoable step (see ``run_method``)."""
+                        on: Optional[Layer | str] = None,
+                        hints: Optional[Hints] = None) -> List[Layer]:
+        """Turn method proposals into layers, as one undoable step (see ``run_method``).
+
+        ``hints``: what the method was given; the layers keep those of the kinds it
+        reads (``Provenance.run_hints``) for a rerun."""
+        kept = _kept_hints(proposals, hints)
         parent = None if on is None else (on if isinstance(on, Layer) else self.layer(on))
         base_audio = self.input_audio(parent)
         new: List[Layer] = []
@@ -318,7 +334,7 @@ class Session:
             taken_names.add(name)
             colour = _free_colour(used, len(new))
             used.add(colour)
-            new.append(self._proposal_layer(p, name, colour, source, parent, base_audio))
+            new.append(self._proposal_layer(p, name, colour, source, parent, base_audio, kept))
         if parent is None:
             remove = [x.id for x in self._layers]
             label = f"separate with {proposals[0].method}" if proposals else "separate"
@@ -379,26 +395,98 @@ class Session:
         return Layer(source, waveform=audio), audio
 
     def refinement_hints(self, run: Sequence[Layer], hints: Optional[Hints] = None) -> Hints:
-        """``hints`` for a rerun of ``run``, with the model state its method reported
-        (``Hints.previous``, from the layers' ``extra["state"]``), so that the method
-        continues from the separation the corrections were made on. The state lives
-        only while the session is open (it is not written to project files): after a
-        reload a rerun starts afresh."""
+        """The hints for a rerun of ``run`` (see :meth:`run_of`), made from ``hints``:
+
+        - a kind of hint the run's method does not read (``Method.hint_kinds``) is
+          refused with ``ParameterError``: the rerun would change nothing yet look
+          like a refinement (paint on an hpss or nmf-supervised layer);
+        - a kind of recording it reads (``KEPT_KINDS``) that ``hints`` hold none of
+          is the run's own (``Provenance.run_hints``, kept while the session is
+          open), so that nmf-supervised re-run with other parameters still has its
+          examples;
+        - paint that names one of the run's layers by its name in the session
+          (``NAME`` or ``not:NAME`` after a rename, or "harmonic: rest" for a run
+          on a layer) goes to the method under the name it knows the layer by
+          (``Provenance.name_in_run``); names the method knows come first;
+        - ``Hints.previous`` is the model state the method reported with the run's
+          layers (``extra["state"]``), so that the method continues from the
+          separation the corrections were made on. The state lives only while the
+          session is open (it is not written to project files): after a reload a
+          rerun starts afresh.
+        """
+        from demixstudio.separation.registry import get_method
+
         hints = hints or Hints()
-        state = run[0].provenance.analysis.get("state") if run else None
-        if hints.previous or not state:
+        if not run:
             return hints
-        return dataclasses.replace(hints, previous=state)
+        prov = run[0].provenance
+        method = get_method(prov.method)
+        unread = [k for k in HINT_KINDS if getattr(hints, k) and k not in method.hint_kinds]
+        if unread:
+            raise ParameterError(unread_hints_reason(method, unread))
+        own = prov.run_hints or Hints()  # of KEPT_KINDS only
+        given = {k: getattr(hints, k) or getattr(own, k) for k in HINT_KINDS}
+        given["paint"] = self._paint_in_run_names(run, given["paint"])
+        state = prov.analysis.get("state")
+        previous = hints.previous or state or {}
+        return Hints(**given, previous=previous)
+
+    def _paint_in_run_names(self, run: Sequence[Layer],
+                            paint: Dict[str, PaintHint]) -> Dict[str, PaintHint]:
+        """``paint`` with the targets that name a layer of ``run`` by its name in the
+        session, not by the method's name for it, renamed to the latter (``NAME``
+        and ``not:NAME`` alike). Two targets that come to name the same group are
+        joined (the larger weight of the two in each bin)."""
+        known = {x.provenance.name_in_run for x in run} - {None}
+        # A name the method knows stays its own, even if another layer is displayed
+        # under it (two layers whose names were swapped).
+        alias = {x.name: x.provenance.name_in_run for x in run
+                 if x.provenance.name_in_run is not None and x.name not in known}
+        if not any(k.removeprefix(NOT) in alias for k in paint):
+            return paint
+        out: Dict[str, PaintHint] = {}
+        for key, hint in paint.items():
+            prefix = NOT if key.startswith(NOT) else ""
+            base = key[len(prefix):]
+            key = prefix + alias.get(base, base)
+            out[key] = hint if key not in out else self._paint_union(out[key], hint)
+        return out
+
+    def _paint_union(self, a: PaintHint, b: PaintHint) -> PaintHint:
+        """One PaintHint whose weights are the larger of ``a``'s and ``b``'s: their
+        rectangles when neither holds a mask, else a mask on the session's grid."""
+        if a.mask is None and b.mask is None:
+            return PaintHint(rects=tuple(a.rects) + tuple(b.rects))
+        times = self.stft.frame_times(self.samples, self.sr)
+        freqs = self.stft.bin_freqs(self.sr)
+        mask = np.maximum(a.on_grid(times, freqs), b.on_grid(times, freqs))
+        return PaintHint(mask=mask, times=times, freqs=freqs)
+
+    def paint_refusal(self, layer: Layer | str) -> Optional[str]:
+        """Why paint cannot refine the run that made ``layer`` (None if it can): the
+        layer was made by no separation method, or by one that does not read paint.
+        The editor's "Paint what does not belong here" and "Re-run with paint" ask."""
+        from demixstudio.separation.registry import get_method
+
+        try:
+            run = self.run_of(layer)
+        except ParameterError as exc:
+            return str(exc)
+        method = get_method(run[0].provenance.method)
+        return None if "paint" in method.hint_kinds else unread_hints_reason(method, ["paint"])
 
     def apply_rerun(self, run: Sequence[Layer], parent: Optional[Layer],
-                    base_audio: np.ndarray, proposals: Sequence[LayerProposal]) -> List[Layer]:
+                    base_audio: np.ndarray, proposals: Sequence[LayerProposal],
+                    hints: Optional[Hints] = None) -> List[Layer]:
         """Put ``proposals`` in place of ``run``'s layers, as one undoable step.
 
-        ``parent`` and ``base_audio`` come from :meth:`rerun_input`. A new layer
-        that answers the same target as one of the run's (or, for layers without
-        a target, has its name) takes that layer's place in the mix: its name (a
-        rename is kept), colour, gain, pan, mute and solo. A refinement changes
-        what is in a layer, not how it is mixed.
+        ``parent`` and ``base_audio`` come from :meth:`rerun_input`; ``hints`` are
+        what the method was given (:meth:`refinement_hints`), kept for the next
+        rerun. A new layer that is the same part of the run as one of the run's
+        layers (it answers the same target or, without a target, the method
+        proposed it under the same name: ``Provenance.name_in_run``) takes that
+        layer's place in the mix: its name (a rename is kept), colour, gain, pan,
+        mute and solo. A refinement changes what is in a layer, not how it is mixed.
         """
         if not proposals:
             raise ParameterError("the method proposed no layers")
@@ -409,12 +497,11 @@ class Session:
         unclaimed = list(run)
         used = {x.colour for x in keep if not x.is_residual}
         used |= {x.colour for x in run}
+        kept = _kept_hints(proposals, hints)
         new: List[Layer] = []
         for p in proposals:
             name = self._proposal_name(p, source)
-            before = next((x for x in unclaimed if p.target is not None
-                           and x.provenance.target == p.target), None) or next(
-                (x for x in unclaimed if x.provenance.target is None and x.name == name), None)
+            before = next((x for x in unclaimed if _same_part(x, p, name)), None)
             if before is not None:
                 unclaimed.remove(before)
                 name = before.name
@@ -422,7 +509,7 @@ class Session:
             taken_names.add(name)
             colour = before.colour if before is not None else _free_colour(used, len(new))
             used.add(colour)
-            layer = self._proposal_layer(p, name, colour, source, parent, base_audio)
+            layer = self._proposal_layer(p, name, colour, source, parent, base_audio, kept)
             if before is not None:
                 for k in ("gain_db", "pan", "mute", "solo"):
                     setattr(layer, k, getattr(before, k))
@@ -436,11 +523,13 @@ class Session:
         """Repeat the run that made ``layer`` with new ``hints`` (the refinement loop).
 
         The same method, with the run's parameters unless ``params`` are given,
-        on what the run was made from (:meth:`rerun_input`); the new layers
-        replace every layer of that run (:meth:`apply_rerun`). This is how paint
-        made after a separation refines it: paint ``not:TARGET`` over what a
-        layer should not hold and rerun it, and that energy moves to the run's
-        other layers.
+        on what the run was made from (:meth:`rerun_input`), with ``hints`` as
+        :meth:`refinement_hints` completes them (hints the method does not read
+        are refused; kinds not given are the run's own); the new layers replace
+        every layer of that run (:meth:`apply_rerun`). This is how paint made
+        after a separation refines it: paint ``not:NAME`` over what a layer
+        should not hold (NAME: the layer's name, or the method's name for it) and
+        rerun it, and that energy moves to the run's other layers.
         """
         from demixstudio.separation.registry import get_method
 
@@ -448,11 +537,11 @@ class Session:
         m = get_method(run[0].provenance.method)
         params = (checked_params(m, params) if params is not None
                   else provenance_params(m, run[0].provenance))
+        hints = self.refinement_hints(run, hints)
         parent, audio = self.rerun_input(run)
         m.check_input(audio)
-        proposals = m.separate(audio, self.sr, params, self.refinement_hints(run, hints),
-                               ctx or NullContext())
-        return self.apply_rerun(run, parent, audio, proposals)
+        proposals = m.separate(audio, self.sr, params, hints, ctx or NullContext())
+        return self.apply_rerun(run, parent, audio, proposals, hints)
 
     def _proposal_name(self, p: LayerProposal, source: str) -> str:
         """A proposal's layer name on ``source`` (the input's name): what a method
@@ -462,10 +551,13 @@ class Session:
         return f"{source}: {p.name}"
 
     def _proposal_layer(self, p: LayerProposal, name: str, colour: str, source: str,
-                        parent: Optional[Layer], base_audio: np.ndarray) -> Layer:
-        """The layer for proposal ``p`` made from ``source`` (its provenance's input)."""
+                        parent: Optional[Layer], base_audio: np.ndarray,
+                        run_hints: Optional[Hints] = None) -> Layer:
+        """The layer for proposal ``p`` made from ``source`` (its provenance's input),
+        given ``run_hints`` (see ``Provenance.run_hints``)."""
         prov = Provenance(p.method, dict(p.params), input=source, target=p.target,
-                          analysis=dict(p.extra or {}))
+                          proposal_name=p.name, analysis=dict(p.extra or {}),
+                          run_hints=run_hints)
         return Layer(name, colour=colour, provenance=prov,
                      **self._content_for(p, parent, base_audio))
 
@@ -512,6 +604,53 @@ def _check_finite(a: np.ndarray, method: str) -> None:
     if not np.isfinite(np.sum(a, dtype=np.float64)):
         raise ParameterError(
             f"method {method!r} produced non-finite values (NaN/Inf); nothing was changed")
+
+
+def _same_part(layer: Layer, p: LayerProposal, name: str) -> bool:
+    """Whether proposal ``p`` of a rerun is the part of the run ``layer`` was: the
+    same target, or without one the same name from the method (``name``: ``p``'s
+    name in the session, compared with the layer's own only for provenance from an
+    older project, which did not keep the method's name: a renamed one is not found)."""
+    prov = layer.provenance
+    if p.target is not None or prov.target is not None:
+        return prov.target == p.target
+    if prov.proposal_name is not None:
+        return prov.proposal_name == p.name
+    return layer.name == name
+
+
+def _kept_hints(proposals: Sequence[LayerProposal], hints: Optional[Hints]) -> Optional[Hints]:
+    """What a rerun of ``proposals``' run can reuse of ``hints``: those of
+    ``KEPT_KINDS`` its method reads (None when that is nothing, or the method is not
+    registered)."""
+    from demixstudio.separation.registry import available, get_method
+
+    if hints is None or not proposals or proposals[0].method not in available():
+        return None
+    kinds = get_method(proposals[0].method).hint_kinds
+    kept = Hints(**{k: dict(getattr(hints, k)) for k in KEPT_KINDS if k in kinds})
+    return None if kept.is_empty() else kept
+
+
+def unread_hints_reason(method: Any, kinds: Sequence[str]) -> str:
+    """Why hints of ``kinds`` (``HINT_KINDS``) cannot refine a run of ``method``: it
+    does not read them, so a rerun would change nothing. Names the methods that read
+    paint when paint is among them."""
+    from demixstudio.separation.registry import available, get_method
+
+    def words(ks: Sequence[str]) -> str:
+        return " or ".join(k.replace("_", " ") for k in ks)
+
+    reads = (f"it reads {words(method.hint_kinds)}" if method.hint_kinds
+             else "it reads no hints")
+    text = (f"{method.name} does not read {words(kinds)} ({reads}): re-running it with "
+            f"{'them' if len(kinds) > 1 or kinds[0] != 'paint' else 'paint'} would change "
+            "nothing")
+    if "paint" in kinds:
+        painters = [n for n in available() if "paint" in get_method(n).hint_kinds]
+        if painters:
+            text += f"; to split a layer by paint, separate it with {' or '.join(painters)}"
+    return text
 
 
 def _free_colour(used: set, n: int) -> str:
