@@ -356,6 +356,12 @@ def test_paint_naming_a_layer_by_its_name_in_the_session_reaches_the_method():
     assert given.paint["low"].rects == paint["low"].rects + more.rects
     assert given.paint["not:rest"] is veto
     assert given.previous is first[0].provenance.analysis["state"]
+    # The session's paint store is shared by all runs: a correction of a layer of
+    # another run is left out (the method would refuse it), while one of a target
+    # this paint adds stays.
+    other = s.refinement_hints(first, Hints(paint={**paint, "not:vocals": veto,
+                                                   "flute": more, "not:flute": veto}))
+    assert sorted(other.paint) == ["flute", "high", "low", "not:flute"]
     # A name the method knows is its own, whatever layer is displayed under it.
     s.set("high", name="low!")
     s.set("Low end", name="high")

@@ -442,15 +442,19 @@ class Session:
         # under it (two layers whose names were swapped).
         alias = {x.name: x.provenance.name_in_run for x in run
                  if x.provenance.name_in_run is not None and x.name not in known}
-        if not any(k.removeprefix(NOT) in alias for k in paint):
-            return paint
         out: Dict[str, PaintHint] = {}
         for key, hint in paint.items():
             prefix = NOT if key.startswith(NOT) else ""
             base = key[len(prefix):]
             key = prefix + alias.get(base, base)
             out[key] = hint if key not in out else self._paint_union(out[key], hint)
-        return out
+        # The paint store is the session's, shared by every run: a correction of a
+        # layer that neither this run made nor this paint adds ("not:X" for another
+        # run's layer) says nothing about this run's groups, and the method would
+        # refuse it as a layer it does not make.
+        targets = known | {k for k in out if not k.startswith(NOT)}
+        return {k: h for k, h in out.items()
+                if not k.startswith(NOT) or k[len(NOT):] in targets}
 
     def _paint_union(self, a: PaintHint, b: PaintHint) -> PaintHint:
         """One PaintHint whose weights are the larger of ``a``'s and ``b``'s: their
