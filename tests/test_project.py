@@ -196,8 +196,8 @@ def _with_mask(tmp_path, p, layer, mask, name):
 
 @pytest.mark.parametrize("value, reason", [(np.nan, "NaN or infinite"),
                                            (np.inf, "NaN or infinite"),
-                                           (-0.5, "outside \\[0, 1000\\]"),
-                                           (1e30, "outside \\[0, 1000\\]")])
+                                           (-1e7, "outside \\[-1e\\+06, 1e\\+06\\]"),
+                                           (1e30, "outside \\[-1e\\+06, 1e\\+06\\]")])
 def test_masks_are_checked(tmp_path, session, value, reason):
     p = save_project(session, tmp_path / "a.dsproj")
     voice = session.layer("voice")
@@ -246,3 +246,134 @@ def test_structure_is_checked(tmp_path, session):
     t = load_project(_rewrite(p, tmp_path / "n.dsproj",
                               edit_doc=lambda d: d.__setitem__("source_path", None)))
     assert t.source_path is None
+
+
+# -- what a session holds must save and load again --------------------------------
+
+
+def _duplicate(s, name):
+    """What the editor's layer menu > Duplicate does: the same content, a new layer."""
+    from demixstudio.session.commands import ReplaceLayers
+    from demixstudio.session.layer import Layer
+    src = s.layer(name)
+    copy = Layer(f"{name} copy", mask=src.mask, waveform=src.waveform, colour=src.colour)
+    s.history.push(ReplaceLayers([], [copy], label="duplicate"))
+    return copy
+
+
+def test_negative_mask_from_the_residual_saves_and_loads(tmp_path, session):
+    """Duplicate a mask layer (masks then sum above 1), extract from the residual
+    (1 - sum: negative): the new layer's mask is negative and the project used to
+    save but not load."""
+    s = Session(session.mixture, session.sr, name="neg")
+    shape = (1, s.stft.bins, s.stft.frames(s.samples))
+    s.apply_proposals([LayerProposal("a", "test", {}, mask=np.full(shape, 0.99, np.float32))])
+    _duplicate(s, "a")
+    s.paint_stroke("sel", slice(10, 60), slice(5, 40), np.ones((50, 35), np.float32))
+    new = s.extract_selection("sel", s.residual)
+    assert new.mask is not None and float(new.mask.min()) < -0.9  # the case that failed
+    t = load_project(save_project(s, tmp_path / "neg.dsproj"))
+    assert np.array_equal(t.layer(new.name).mask, new.mask)
+    assert [x.name for x in t.layers] == [x.name for x in s.layers]
+
+
+def test_save_refuses_what_the_loader_would_and_writes_nothing(tmp_path, session):
+    from demixstudio.errors import OutputError
+    p = save_project(session, tmp_path / "a.dsproj")
+    before = p.read_bytes()
+    session.layer("voice").mask[0, 3, 3] = 1e30  # no edit makes this; a bug might
+    with pytest.raises(OutputError, match=r"cannot save .*a\.dsproj: layer 'voice': mask: "
+                                          r".*outside \[-1e\+06, 1e\+06\]"):
+        save_project(session, p)
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.dsproj"]
+
+
+@pytest.mark.parametrize("sr", [800, 999, 700_000, 1_000_000])
+def test_every_rate_a_session_takes_saves_and_loads(tmp_path, sr):
+    """FLAC cannot store rates above 655350 Hz (saving raised a raw LibsndfileError)
+    and the loader refused rates below 1000 Hz that opening a recording accepts."""
+    x = (0.1 * np.random.default_rng(1).standard_normal((2, sr // 4))).astype(np.float32)
+    s = Session(x, sr, name=f"sr{sr}")
+    p = save_project(s, tmp_path / "r.dsproj")
+    t = load_project(p)
+    assert t.sr == sr and t.mixture.shape == x.shape
+    assert np.abs(t.mixture - x).max() <= 2.0 ** -23
+    with zipfile.ZipFile(p) as z:
+        kind = json.loads(z.read("project.json"))["mixture"]["kind"]
+    assert kind == ("flac" if sr <= 655350 else "npz")
+
+
+@pytest.mark.parametrize("sr", [0, -44100, 44100.5, True, "44100", 2 ** 31])
+def test_impossible_rates_are_refused(tmp_path, session, sr):
+    p = save_project(session, tmp_path / "a.dsproj")
+    bad = _rewrite(p, tmp_path / "b.dsproj", edit_doc=lambda d: d.__setitem__("sr", sr))
+    with pytest.raises(ProjectFileError, match=r"b\.dsproj: sample rate .* is not a whole number"):
+        load_project(bad)
+
+
+# -- damaged and hand-edited files -------------------------------------------------
+
+
+def test_deeply_nested_json_is_a_project_error(tmp_path, session):
+    p = save_project(session, tmp_path / "a.dsproj")
+    deep = ("[" * 200_000 + "]" * 200_000).encode()
+    bad = _rewrite(p, tmp_path / "b.dsproj", replace={"project.json": deep})
+    with pytest.raises(ProjectFileError, match=r"b\.dsproj: project\.json is nested too deeply"):
+        load_project(bad)
+    doc = '{"format": "demixstudio-project", "schema": 2, "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    bad = _rewrite(p, tmp_path / "c.dsproj", replace={"project.json": doc.encode()})
+    with pytest.raises(ProjectFileError, match=r"c\.dsproj: project\.json is nested too deeply"):
+        load_project(bad)
+
+
+@pytest.mark.parametrize("key", ["mute", "solo"])
+@pytest.mark.parametrize("value", ["false", "true", "", None, 2, 0.5, [1]])
+def test_switches_must_be_booleans(tmp_path, session, key, value):
+    """bool("false") is True: a hand-edited "false" loaded as muted."""
+    p = save_project(session, tmp_path / "a.dsproj")
+    bad = _rewrite(p, tmp_path / "b.dsproj",
+                   edit_doc=lambda d: _entry(d, "loud").__setitem__(key, value))
+    with pytest.raises(ProjectFileError, match=rf"b\.dsproj: layer \d \(loud\): {key} .* must "
+                                               r"be true or false"):
+        load_project(bad)
+
+
+def test_switches_load_as_saved(tmp_path, session):
+    p = save_project(session, tmp_path / "a.dsproj")
+    ok = _rewrite(p, tmp_path / "b.dsproj",
+                  edit_doc=lambda d: (_entry(d, "loud").__setitem__("mute", 1),
+                                      _entry(d, "voice").__setitem__("mute", 0)))
+    t = load_project(ok)
+    assert t.layer("loud").mute is True and t.layer("voice").mute is False
+    assert t.residual.solo is True and t.layer("loud").solo is False
+
+
+def test_layer_names_must_be_unique_text(tmp_path, session):
+    p = save_project(session, tmp_path / "a.dsproj")
+    cases = [(lambda d: _entry(d, "loud").__setitem__("name", None), r"layer name None is not text"),
+             (lambda d: _entry(d, "loud").__setitem__("name", 5), r"layer name 5 is not text"),
+             (lambda d: _entry(d, "loud").__setitem__("name", "voice"),
+              r"the layer name 'voice' is used by an earlier layer too"),
+             (lambda d: _entry(d, "loud").__setitem__("name", " voice "),
+              r"the layer name 'voice' is used by an earlier layer too"),
+             (lambda d: _entry(d, "voice").__setitem__("name", "residual"),
+              r"the layer name 'residual' is used by an earlier layer too")]
+    for i, (edit, reason) in enumerate(cases):
+        bad = _rewrite(p, tmp_path / f"b{i}.dsproj", edit_doc=edit)
+        with pytest.raises(ProjectFileError, match=rf"b{i}\.dsproj: layer \d .*{reason}"):
+            load_project(bad)
+
+
+def test_every_load_error_names_the_file(tmp_path, session):
+    """Checks on the mixture, a member or a paint target used to leave the path out."""
+    session.paint_stroke("t", slice(0, 4), slice(0, 4), np.ones((4, 4), np.float32))
+    p = save_project(session, tmp_path / "a.dsproj")
+    cases = [lambda d: d["mixture"].__setitem__("kind", "ogg"),
+             lambda d: d["mixture"].__setitem__("file", "audio/none.flac"),
+             lambda d: d["paint"][0].__setitem__("tile", [1, 1])]
+    for i, edit in enumerate(cases):
+        bad = _rewrite(p, tmp_path / f"b{i}.dsproj", edit_doc=edit)
+        with pytest.raises(ProjectFileError) as info:
+            load_project(bad)
+        assert str(info.value).startswith(f"{bad}: "), str(info.value)

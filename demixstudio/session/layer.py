@@ -110,7 +110,14 @@ def check_setting(name: str, value: Any) -> Any:
             raise ParameterError(f"pan {value!r} must be between -1 (left) and +1 (right)")
         return v
     if name in ("mute", "solo"):
-        return bool(value)
+        # Only a real switch: bool("false") is True, so a string (a hand-edited
+        # project's "false") must be refused, not read as on. 0 and 1 are what
+        # other tools write for booleans.
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)) and value in (0, 1):
+            return bool(value)
+        raise ParameterError(f"{name} {value!r} must be true or false")
     raise ParameterError(f"{name!r} is not a layer setting; settings: {', '.join(EDITABLE)}")
 
 
@@ -139,8 +146,8 @@ class Layer:
         self.colour = check_setting("colour", colour)
         self.gain_db = check_setting("gain_db", gain_db)
         self.pan = check_setting("pan", pan)
-        self.mute = bool(mute)
-        self.solo = bool(solo)
+        self.mute = check_setting("mute", mute)
+        self.solo = check_setting("solo", solo)
         self.provenance = provenance
         self.is_residual = residual
         self.mask = None if mask is None else np.asarray(mask, dtype=np.float32)

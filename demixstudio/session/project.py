@@ -12,7 +12,9 @@ Layout::
 
 Audio is stored as 24-bit FLAC divided by its ``scale`` (the peak, or 1 if
 the peak is below full scale), so it round-trips within one 24-bit LSB of
-that scale. Audio with more channels than FLAC allows (8) is stored as NPZ.
+that scale. Audio FLAC cannot hold -- more channels than it allows (8), or a
+rate above what libsndfile writes to FLAC (655350 Hz) -- is stored as NPZ
+float32, exactly; the loader reads each payload by its declared kind.
 
 Loading treats the file as untrusted: nothing is unpickled
 (``allow_pickle=False``), member names that would escape the archive are
@@ -37,7 +39,7 @@ import soundfile as sf
 from demixstudio import __version__
 from demixstudio.audio.atomic import atomic_path, describe_os_error
 from demixstudio.audio.stft import StftConfig
-from demixstudio.errors import DemixError, ParameterError, ProjectFileError
+from demixstudio.errors import DemixError, OutputError, ParameterError, ProjectFileError
 from demixstudio.session.layer import EDITABLE, Layer, Provenance, check_setting
 from demixstudio.session.paint import TILE_BINS, TILE_FRAMES, check_colour
 from demixstudio.session.session import Session
@@ -48,14 +50,20 @@ MAX_JSON_BYTES = 16 << 20
 MAX_PAYLOAD_BYTES = 64 << 30  # 64 GiB of float32: beyond any file we would write
 MAX_RATIO = 2000  # uncompressed/compressed: a zip bomb, not a project
 FLAC_MAX_CHANNELS = 8
-# The masks the program makes lie in [0, 1] (soft masks; products and sums of
-# masks that share out at most the whole), up to float32 rounding (~1e-7 per
-# term). A stored mask below -MASK_SLACK or above MASK_LIMIT is garbage, not a
-# layer (a gain of 1e30 hidden in a mask). The upper limit is generous on
-# purpose: a project that saved must load, and a mask somewhat above 1 is only
-# a louder layer, so the check refuses only what no edit could have made.
-MASK_SLACK = 1e-3
-MASK_LIMIT = 1e3
+# Masks are mostly soft masks in [0, 1], but a session holds others too:
+# duplicate a layer and the masks sum above 1, so the residual (1 - sum) is
+# negative, and extracting from it makes a layer with a negative mask; a merge
+# sums masks. Whatever a session holds must save and load again, so the check
+# is symmetric and generous: finite and |mask| <= MASK_LIMIT (120 dB), which
+# refuses only garbage (a gain of 1e30 hidden in a mask), and save_project
+# applies the same check before writing (see _check_mask).
+MASK_LIMIT = 1e6
+# libsndfile refuses to write FLAC above this rate; such audio is stored as NPZ.
+FLAC_MAX_RATE = 655350
+# The loader accepts every rate a session can hold (sample_rate(): any positive
+# whole number of Hz, as opening a recording allows) up to what libsndfile and
+# WAV headers can express (a signed 32-bit int).
+MAX_RATE = 2 ** 31 - 1
 
 
 # --------------------------------------------------------------------------
@@ -68,7 +76,7 @@ def _audio_bytes(audio: np.ndarray, sr: int) -> Tuple[bytes, Dict[str, Any]]:
     # The largest 24-bit step is 2^23 - 1: keep the peak at or below it.
     scale = max(1.0, peak * 2.0 ** 23 / (2.0 ** 23 - 1))
     buf = io.BytesIO()
-    if audio.shape[0] <= FLAC_MAX_CHANNELS:
+    if audio.shape[0] <= FLAC_MAX_CHANNELS and int(sr) <= FLAC_MAX_RATE:
         # Quantise ourselves (round to nearest 24-bit step, 2^23 per unit) so the
         # round trip is within half an LSB; libsndfile's own float conversion
         # scales by 2^23 - 1 on write and 2^23 on read.
@@ -91,11 +99,34 @@ def _mask_bytes(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _check_saveable(session: Session, path: Path) -> None:
+    """Raise OutputError if ``session`` holds something load_project would refuse.
+
+    The loader's own checks, run on the session before a byte is written, so a
+    save never leaves behind a file that cannot be opened again (the old file,
+    if any, stays as it was).
+    """
+    try:
+        _check_rate(session.sr, path)
+        names: set = set()
+        for layer in session.layers:
+            _check_name(layer.name, names, f"{path}: layer {layer.name!r}")
+            if layer.mask is not None:
+                _check_mask(layer.mask, f"{path}: layer {layer.name!r}: mask")
+    except ProjectFileError as exc:
+        raise OutputError(f"cannot save {exc}; the project was not saved") from None
+
+
 def save_project(session: Session, path: os.PathLike | str) -> Path:
-    """Write ``session`` to a ``.dsproj`` file atomically. Returns the path."""
+    """Write ``session`` to a ``.dsproj`` file atomically. Returns the path.
+
+    Raises OutputError, and writes nothing, if the session holds something the
+    loader would refuse, or if the file cannot be written.
+    """
     path = Path(path)
     if path.suffix.lower() != ".dsproj":
         path = path.with_suffix(path.suffix + ".dsproj") if path.suffix else path.with_suffix(".dsproj")
+    _check_saveable(session, path)
     doc: Dict[str, Any] = {
         "format": FORMAT, "schema": SCHEMA_VERSION, "app_version": __version__,
         "name": session.name, "sr": session.sr, "channels": session.channels,
@@ -262,9 +293,21 @@ def load_project(path: os.PathLike | str) -> Session:
                 doc = json.loads(zf.read(info).decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ProjectFileError(f"{path}: project.json is not valid JSON ({exc})") from exc
+            except RecursionError:
+                # json recurses once per nesting level: thousands of nested
+                # brackets are a damaged or hostile file, not a project.
+                raise ProjectFileError(f"{path}: project.json is nested too deeply to be "
+                                       "a project") from None
             return _session_from(doc, zf, path)
-        except ProjectFileError:
-            raise
+        except ProjectFileError as exc:
+            # Every message names the file (some checks only know a member or a
+            # layer); the CLI and the editor show the message alone.
+            if str(path) in str(exc):
+                raise
+            raise ProjectFileError(f"{path}: {exc}") from exc
+        except RecursionError:
+            raise ProjectFileError(f"{path}: project.json is nested too deeply to be "
+                                   "a project") from None
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
             # The archive's directory was sound but a member's bytes are not (a bad
             # CRC, a truncated or corrupt deflate stream, a garbled method number).
@@ -290,8 +333,7 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
             f"{SCHEMA_VERSION}); a newer DemixStudio wrote it")
     sr, channels, samples = doc["sr"], doc["channels"], doc["samples"]
     _shape([channels, samples], "mixture", 2)
-    if not isinstance(sr, int) or not 1000 <= sr <= 768000:
-        raise ProjectFileError(f"{path}: sample rate {sr!r} is out of range")
+    _check_rate(sr, path)
     stft = _stft_config(doc["stft"], path)
     source = doc.get("source_path")
     if source is not None and not isinstance(source, str):
@@ -305,6 +347,7 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
     frames = stft.frames(samples)
     layers = []
     ids: set = set()
+    names: set = set()
     residual_seen = False
     for i, e in enumerate(entries):
         what = f"{path}: layer {i + 1} ({e.get('name', '?')})"
@@ -312,12 +355,13 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
         if layer_id in ids:
             raise ProjectFileError(f"{what}: id {layer_id!r} is used by an earlier layer too")
         ids.add(layer_id)
+        kind = e["kind"]
+        if kind == "residual" and residual_seen:
+            raise ProjectFileError(f"{what}: a second residual (a project has one)")
+        _check_name(e.get("name"), names, what)
         settings = _settings(e, what)
         prov = Provenance.from_dict(e["provenance"]) if e.get("provenance") else None
-        kind = e["kind"]
         if kind == "residual":
-            if residual_seen:
-                raise ProjectFileError(f"{what}: a second residual (a project has one)")
             residual_seen = True
             for k, v in settings.items():
                 setattr(session.residual, k, v)
@@ -332,7 +376,7 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
                 raise ProjectFileError(f"{what}: mask shape {shape} does not fit the mixture")
             info = _member(zf, content["file"], int(np.prod(shape)) * 4)
             mask = _read_npy_from_npz(zf.read(info), "mask", shape, what)
-            _check_weights(mask, -MASK_SLACK, MASK_LIMIT, f"{what}: mask")
+            _check_mask(mask, f"{what}: mask")
             layers.append(Layer(mask=mask, provenance=prov, layer_id=layer_id, **settings))
         elif kind == "waveform":
             wave = _read_audio(zf, content, channels, samples, sr, what)
@@ -372,6 +416,31 @@ def _settings(entry: Dict[str, Any], what: str) -> Dict[str, Any]:
     return out
 
 
+def _check_rate(sr: Any, path: Path) -> None:
+    """The rates a session can hold (a positive whole number of Hz), up to MAX_RATE."""
+    if not isinstance(sr, int) or isinstance(sr, bool) or not 1 <= sr <= MAX_RATE:
+        raise ProjectFileError(f"{path}: sample rate {sr!r} is not a whole number of Hz "
+                               f"from 1 to {MAX_RATE}")
+
+
+def _check_name(name: Any, taken: set, what: str) -> None:
+    """Layer names are non-empty strings, unique in a project (files, the CLI and
+    scripts refer to layers by name; Session.set refuses a second one)."""
+    if not isinstance(name, str):
+        # str(None) would make a layer called "None" out of a damaged entry.
+        raise ProjectFileError(f"{what}: layer name {name!r} is not text")
+    clean = name.strip()
+    if clean in taken:
+        raise ProjectFileError(f"{what}: the layer name {clean!r} is used by an earlier "
+                               "layer too")
+    taken.add(clean)
+
+
+def _check_mask(mask: np.ndarray, what: str) -> None:
+    """The check every stored mask passes, on save and on load: finite, |m| <= MASK_LIMIT."""
+    _check_weights(mask, -MASK_LIMIT, MASK_LIMIT, what)
+
+
 def _check_weights(a: np.ndarray, lo: float, hi: float, what: str) -> None:
     """Raise ProjectFileError unless every value of ``a`` is finite and in [lo, hi].
 
@@ -383,7 +452,7 @@ def _check_weights(a: np.ndarray, lo: float, hi: float, what: str) -> None:
         raise ProjectFileError(f"{what}: holds NaN or infinite values")
     if least < lo or most > hi:
         raise ProjectFileError(f"{what}: values span [{least:.6g}, {most:.6g}], outside "
-                               f"[{max(lo, 0.0):g}, {hi:g}]")
+                               f"[{lo:g}, {hi:g}]")
 
 
 # --------------------------------------------------------------------------
