@@ -201,3 +201,44 @@ def test_write_errors_name_the_final_file_and_a_full_disk(tmp_path, monkeypatch)
     with pytest.raises(AudioFormatError, match="at 0.750 s"):
         load_audio(tmp_path / "inf.wav")
     assert list(p.name for p in tmp_path.iterdir()) == ["inf.wav"]
+
+
+def test_saving_through_a_symbolic_link_updates_its_target(tmp_path, rng):
+    x = rng.standard_normal((2, 1000)).astype(np.float32) * 0.1
+    target = tmp_path / "real" / "a.wav"
+    target.parent.mkdir()
+    save_audio(target, x, 8000)
+    link = tmp_path / "a.wav"
+    link.symlink_to(target)
+    save_audio(link, x * 2, 8000, bits="float")
+    assert link.is_symlink()
+    assert np.array_equal(load_audio(target)[0], x * 2)
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, rng):
+    """A writer killed mid-write leaves its temporary; remove_stale_parts clears
+    those of processes that no longer run, and only those."""
+    import os
+    import subprocess
+    import sys
+
+    from demixstudio.audio.atomic import atomic_path, remove_stale_parts
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a PID that ran and is gone (reaped)
+    dead = tmp_path / f".song.dsproj.abcd_123.{child.pid}.part"
+    mine = tmp_path / f".song.dsproj.efgh_456.{os.getpid()}.part"
+    old_style = tmp_path / ".song.abcd1234.dsproj.part"  # no PID: cannot tell
+    other = tmp_path / "notes.txt"
+    for p in (dead, mine, old_style, other):
+        p.write_bytes(b"x")
+    # The name atomic_path gives its temporary is one remove_stale_parts knows.
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "song.dsproj") as tmp:
+            assert tmp.name.startswith(".song.dsproj.") and tmp.name.endswith(f".{os.getpid()}.part")
+            assert remove_stale_parts(tmp_path) == [dead]  # not the one being written
+            assert tmp.exists()
+            raise RuntimeError("stop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (mine, old_style, other))
+    assert remove_stale_parts(tmp_path / "missing") == []

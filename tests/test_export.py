@@ -179,3 +179,64 @@ def test_the_command_line_warns_of_clipped_stems(tmp_path):
     assert run.returncode == 0, run.stderr
     warned = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
     assert warned and all("--bits float" in w for w in warned)
+
+
+def _digests(folder):
+    import hashlib
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_folder_at_one_name_leaves_every_earlier_file_as_it_was(tmp_path, session):
+    """A folder where the remix goes: the stems used to be replaced before the
+    remix's rename failed, and the error named the folder, not the file."""
+    s, _ = session
+    export(s, tmp_path, stems=True, ext="wav", bits="16")
+    before = _digests(tmp_path)
+    (tmp_path / "Falcon 69 - remix.wav").mkdir()
+    s.set("vocals", gain_db=-6)
+    with pytest.raises(OutputError, match=r"cannot write .*Falcon 69 - remix\.wav: a folder "
+                                          r"has that name"):
+        export(s, tmp_path, stems=True, remix=True, ext="wav", bits="16")
+    assert _digests(tmp_path) == before  # old stems intact, no temporaries left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "Falcon 69 - remix.wav"])
+
+
+def test_a_rename_that_still_fails_undoes_the_earlier_ones(tmp_path, session, monkeypatch):
+    """The checks pass but a rename fails anyway (a race, a network share): the
+    files already renamed get their old content back, new ones are removed."""
+    import os
+    s, _ = session
+    export(s, tmp_path, stems=True, ext="wav", bits="16")
+    before = _digests(tmp_path)
+    s.set("vocals", gain_db=-6)
+    real = os.replace
+    calls = {"n": 0}
+
+    def flaky(src, dst):
+        if str(src).endswith(".part") and not str(dst).endswith(".part"):
+            calls["n"] += 1
+            if calls["n"] == 3:  # the third of four files
+                raise OSError(errno.EIO, "Input/output error")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(OutputError, match=r"cannot write .*Falcon 69 - bass\.wav: Input/output"):
+        export(s, tmp_path, stems=True, remix=True, ext="wav", bits="16")
+    assert calls["n"] == 5  # three publishing renames, then two putting old stems back
+    assert _digests(tmp_path) == before  # stems 1 and 2 restored, no remix, no temporaries
+
+
+def test_export_writes_through_a_symbolic_link(tmp_path, session):
+    s, _ = session
+    real = tmp_path / "real"
+    real.mkdir()
+    export(s, real, stems=False, remix=True)
+    link = tmp_path / "Falcon 69 - remix.wav"
+    link.symlink_to(real / "Falcon 69 - remix.wav")
+    s.set("vocals", mute=True)
+    export(s, tmp_path, stems=False, remix=True, ext="wav", bits="float")
+    assert link.is_symlink()
+    data, _ = sf.read(real / "Falcon 69 - remix.wav", always_2d=True)
+    assert np.allclose(data.T, s.mixdown(), atol=1e-6)
+    assert sorted(p.name for p in real.iterdir()) == ["Falcon 69 - remix.wav"]

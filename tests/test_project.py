@@ -377,3 +377,13 @@ def test_every_load_error_names_the_file(tmp_path, session):
         with pytest.raises(ProjectFileError) as info:
             load_project(bad)
         assert str(info.value).startswith(f"{bad}: "), str(info.value)
+
+
+def test_saving_through_a_symbolic_link_updates_its_target(tmp_path, session):
+    real = save_project(session, tmp_path / "real.dsproj")
+    link = tmp_path / "song.dsproj"
+    link.symlink_to(real)
+    session.set("voice", gain_db=-9)
+    save_project(session, link)
+    assert link.is_symlink()  # used to be replaced by a plain file
+    assert load_project(real).layer("voice").gain_db == -9
