@@ -230,6 +230,8 @@ def test_structure_is_checked(tmp_path, session):
     p = save_project(session, tmp_path / "a.dsproj")
     cases = [
         (lambda d: d.__setitem__("source_path", 5), "source_path 5 is not a file path"),
+        (lambda d: d.__setitem__("name", None), "the project name None is not text"),
+        (lambda d: d.__setitem__("name", {"a": 1}), "the project name .* is not text"),
         (lambda d: d.__setitem__("source_path", ["/x.wav"]), "is not a file path"),
         (lambda d: d["layers"][1].__setitem__("id", d["layers"][0]["id"]),
          "is used by an earlier layer too"),

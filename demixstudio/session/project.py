@@ -341,8 +341,11 @@ def _session_from(doc: Dict[str, Any], zf: zipfile.ZipFile, path: Path) -> Sessi
     entries = doc["layers"]
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ProjectFileError(f"{path}: 'layers' must be a list of layer entries")
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str):  # str() would name the song "None" or "{'a': 1}"
+        raise ProjectFileError(f"{path}: the project name {name!r} is not text")
     mixture = _read_audio(zf, doc["mixture"], channels, samples, sr, "mixture")
-    session = Session(mixture, sr, name=str(doc.get("name", path.stem)), stft=stft,
+    session = Session(mixture, sr, name=name, stft=stft,
                       source_path=source)
     frames = stft.frames(samples)
     layers = []
