@@ -105,6 +105,16 @@ def test_events_and_undo_redo():
     assert np.allclose(s.layer_audio(merged), stems["vocals"] + stems["piano"], atol=1e-5)
     s.undo()
     assert [x.name for x in s.layers] == ["vocals", "double bass", "piano", "residual"]
+    # Names stay unique: a merge may take one of its own layers' names, not another's,
+    # and its default name is numbered when taken.
+    with pytest.raises(ParameterError, match="already a layer named 'double bass'"):
+        s.merge(["vocals", "piano"], name="double bass")
+    assert s.merge(["vocals", "piano"], name="piano").name == "piano"
+    s.undo()
+    s.set("double bass", name="vocals + piano")
+    assert s.merge(["vocals", "piano"]).name == "vocals + piano 2"
+    s.undo()
+    s.undo()
     with pytest.raises(ParameterError):
         s.remove("residual")
     with pytest.raises(ParameterError, match="between -1"):

@@ -216,13 +216,22 @@ class Session:
         lays = [x if isinstance(x, Layer) else self.layer(x) for x in layers]
         if len(lays) < 2 or any(x.is_residual for x in lays):
             raise ParameterError("merge takes two or more layers, not the residual")
+        # Names are unique (see set): a name asked for must be free once the merged
+        # layers are gone; the default one is numbered if it is taken.
+        gone = {x.id for x in lays}
+        taken = {x.name for x in self.layers if x.id not in gone}
+        if name is not None:
+            name = check_setting("name", name)
+            if name in taken:
+                raise ParameterError(f"there is already a layer named {name!r}")
+        name = name or unique_name(" + ".join(x.name for x in lays), taken)
         if all(x.mask is not None for x in lays):
-            merged = Layer(name or " + ".join(x.name for x in lays),
+            merged = Layer(name,
                            mask=sum(np.broadcast_to(x.mask, self._mask_shape(x.mask))
                                     for x in lays).astype(np.float32),
                            colour=lays[0].colour, provenance=Provenance("merge", input="layers"))
         else:
-            merged = Layer(name or " + ".join(x.name for x in lays),
+            merged = Layer(name,
                            waveform=sum(self.layer_audio(x) for x in lays).astype(np.float32),
                            colour=lays[0].colour, provenance=Provenance("merge", input="layers"))
         self.history.push(ReplaceLayers([x.id for x in lays], [merged], label="merge layers"))
