@@ -6,11 +6,18 @@ audio). Asked for 20 layers of an hour, NumPy hands out the array lazily and
 the operating system kills the process while it is being filled: the editor
 and whatever the user had not saved go with it. :func:`check_fits` turns that
 into an error that says what to change, raised before anything is allocated.
+
+What can be given back comes first: an undo history holds the layers a run
+replaced (gigabytes on a long file), and a check that would refuse an output
+asks the registered reclaimers (:func:`register_reclaimer`: every session's
+history) to free what it needs, when that is enough, before refusing.
 """
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
+from typing import Any, List
 
 from demixstudio.errors import InsufficientMemoryError
 
@@ -48,6 +55,54 @@ def available_bytes() -> int | None:
     return free
 
 
+def total_bytes() -> int | None:
+    """This process's memory in all, in bytes: the machine's, or its cgroup limit
+    (a container's) if smaller (None when neither can be told)."""
+    total = None
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total)
+    except Exception:
+        pass
+    try:
+        limit = (Path("/sys/fs/cgroup") / "memory.max").read_text().strip()
+        if limit != "max":
+            total = int(limit) if total is None else min(total, int(limit))
+    except (OSError, ValueError):
+        pass
+    return total
+
+
+_reclaimers: List[Any] = []  # weak references
+
+
+def register_reclaimer(obj: Any) -> None:
+    """Let :func:`check_fits` free memory held by ``obj`` before it refuses an output.
+
+    ``obj`` has ``reclaimable_bytes() -> int`` and ``release_bytes(n) -> int``
+    (frees at least ``n`` bytes where it can; returns what it freed); it is held
+    weakly, so registering keeps nothing alive. An undo history registers itself.
+    """
+    _reclaimers[:] = [r for r in _reclaimers if r() is not None]
+    _reclaimers.append(weakref.ref(obj))
+
+
+def _reclaim(short: float) -> int:
+    """Free ``short`` bytes from the reclaimers if, together, they hold that much;
+    free nothing otherwise (an output refused anyway keeps every undo step)."""
+    owners = [o for o in (r() for r in list(_reclaimers)) if o is not None]
+    have = [(o, o.reclaimable_bytes()) for o in owners]
+    if sum(n for _, n in have) < short:
+        return 0
+    freed = 0
+    for o, n in sorted(have, key=lambda p: -p[1]):
+        if freed >= short:
+            break
+        freed += o.release_bytes(int(short - freed) + 1)
+    return freed
+
+
 def gigabytes(nbytes: float) -> str:
     """``nbytes`` for a message: "8.5 GB", "420 MB"."""
     return f"{nbytes / 2**30:.1f} GB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MB"
@@ -70,10 +125,15 @@ def check_layers_fit(layers: int, bins: int, frames: int, samples: int = 0,
 def check_fits(nbytes: int, what: str, advice: str) -> None:
     """Raise ``InsufficientMemoryError`` when ``nbytes`` exceed :data:`SHARE` of the
     memory free now; ``what`` names the output, ``advice`` what the user can change.
-    Does nothing when the free memory cannot be told."""
+    When the registered reclaimers (undo histories) hold enough to make it fit, they
+    free it first (the oldest steps go) and the output is not refused. Does nothing when the free memory cannot be told."""
     free = available_bytes()
     if free is None or nbytes <= SHARE * free:
         return
+    if _reclaim(nbytes / SHARE - free):
+        free = available_bytes()
+        if free is None or nbytes <= SHARE * free:
+            return
     raise InsufficientMemoryError(
         f"{what} would need {gigabytes(nbytes)} of memory, and {gigabytes(max(free, 0))} "
         f"is free: {advice}")

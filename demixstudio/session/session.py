@@ -292,6 +292,11 @@ class Session:
     def redo(self) -> bool:
         return self.history.redo()
 
+    def clear_history(self) -> None:
+        """Forget every undo and redo step, freeing the layers only they held (the
+        history also drops its oldest steps by itself beyond ``history.budget``)."""
+        self.history.clear()
+
     # -- separation --------------------------------------------------------------
     def input_audio(self, on: Optional[Layer | str]) -> np.ndarray:
         """What a method sees when run on ``on`` (None = the mixture)."""
