@@ -3,11 +3,19 @@
 While a document has unsaved edits it is written every ``interval_s`` seconds
 and a few seconds after each edit to ``<data dir>/autosave/<token>.dsproj``
 (``DEMIXSTUDIO_DATA_DIR`` moves the data dir), beside a small JSON record
-(the process id, the song's name, where it came from, when). Saving runs in
-a background thread, so editing never waits for it. A clean exit, a save by
+(the process id and what identifies that process beyond its id, the song's
+name, where it came from, the project file it was saved as, when). Saving runs
+in a background thread, so editing never waits for it. A clean exit, a save by
 the user or closing the document deletes both files; files whose process is
 no longer running are what a crash left behind, and the next start offers
-to recover them.
+to recover them. A process id alone is not enough: after a reboot another
+process may have the same id, so the record also holds the process's start
+time (and on Linux the boot id), and a running process that started at
+another time is not the one that wrote it.
+
+A recovered autosave is kept (claimed by the recovering process) until that
+process's own first autosave or a save by the user has been written, so a
+second crash right after recovering still leaves something to recover.
 """
 
 from __future__ import annotations
@@ -15,15 +23,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from demixstudio.audio.atomic import atomic_path
+from demixstudio.audio import atomic
+from demixstudio.audio.atomic import atomic_path, describe_os_error
+from demixstudio.errors import OutputError
 from demixstudio.gui.settings import data_dir
 from demixstudio.gui.worker import BackgroundTask
 from demixstudio.session.project import save_project
@@ -64,6 +75,114 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _linux_identity(pid: int) -> Optional[Dict[str, Any]]:
+    """Linux: the boot id and the process's start time (clock ticks since boot)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        # The command name (field 2) may hold spaces and parentheses: split after its ')'.
+        fields = stat[stat.rindex(")") + 2:].split()
+        return {"kind": "linux", "boot": boot, "start": int(fields[19])}  # field 22
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _psutil_identity(pid: int) -> Optional[Dict[str, Any]]:
+    try:
+        import psutil  # optional
+    except ImportError:
+        return None
+    try:
+        return {"kind": "psutil", "start": float(psutil.Process(pid).create_time())}
+    except Exception:  # NoSuchProcess, AccessDenied, ...
+        return None
+
+
+def process_identity(pid: int) -> Optional[Dict[str, Any]]:
+    """What tells process ``pid`` apart from a later one with the same id (its
+    start time, with the boot id on Linux); None where it cannot be read."""
+    if sys.platform.startswith("linux"):
+        found = _linux_identity(pid)
+        if found is not None:
+            return found
+    return _psutil_identity(pid)
+
+
+def _same_identity(recorded: Dict[str, Any], now: Dict[str, Any]) -> bool:
+    if recorded.get("kind") != now.get("kind"):
+        return True  # not comparable: the process id alone decides
+    if now["kind"] == "linux":
+        return recorded.get("boot") == now["boot"] and recorded.get("start") == now["start"]
+    start = recorded.get("start")
+    if not isinstance(start, (int, float)) or isinstance(start, bool):
+        return True
+    return abs(float(start) - now["start"]) < 1.0  # psutil's time may wobble a little
+
+
+def writer_alive(pid: int, identity: object) -> bool:
+    """Whether the process that wrote a record (``pid`` and, when recorded, its
+    ``identity``) still runs. A running process with that id but another start
+    time (or another boot) is a later process that reused the id: the writer is gone."""
+    if isinstance(identity, dict) and identity.get("kind") == "linux" \
+            and sys.platform.startswith("linux"):
+        boot = _linux_identity(os.getpid())
+        if boot is not None and identity.get("boot") != boot["boot"]:
+            return False  # written before a reboot
+    if not pid_alive(pid):
+        return False
+    if not isinstance(identity, dict):
+        return True  # an older record: only the pid is known
+    now = process_identity(pid)
+    return True if now is None else _same_identity(identity, now)
+
+
+def remove_stale_parts(folder: Optional[Path] = None) -> None:
+    """Remove the temporaries (``*.part``) that a process killed while writing its
+    autosave left in the autosave folder. Never raises.
+
+    Uses ``demixstudio.audio.atomic.remove_stale_parts(folder)`` where it exists;
+    otherwise removes the parts whose writer (named by the token in the file name,
+    ``.<pid>-<hex>.….part``) no longer runs.
+    """
+    d = Path(folder) if folder is not None else autosave_dir()
+    if not d.is_dir():
+        return
+    shared = getattr(atomic, "remove_stale_parts", None)
+    if callable(shared):
+        try:
+            shared(d)
+        except Exception as exc:  # never stop the editor for a cleanup
+            log.warning("could not remove stale temporaries in %s: %s", d, exc)
+        return
+    try:
+        parts = list(d.glob(".*.part"))
+    except OSError as exc:
+        log.warning("could not list %s: %s", d, exc)
+        return
+    for part in parts:
+        token = part.name[1:].split(".", 1)[0]  # ".<pid>-<hex>.<random>.dsproj.part"
+        try:
+            pid = int(token.split("-", 1)[0])
+        except ValueError:
+            continue  # not one of ours
+        if pid == os.getpid():
+            continue
+        identity = None
+        try:
+            identity = json.loads((d / f"{token}.json").read_text(encoding="utf-8")).get("proc")
+        except Exception:  # no record (killed before its first one) or unreadable
+            pass
+        if writer_alive(pid, identity):
+            continue
+        try:
+            part.unlink()
+            log.info("removed the stale temporary %s", part)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove %s: %s", part, exc)
+
+
 @dataclass
 class RecoveryEntry:
     """One autosave left by a process that is gone."""
@@ -73,6 +192,24 @@ class RecoveryEntry:
     name: str
     source: Optional[str]
     saved_at: float
+    #: the .dsproj the document was saved as (None: never saved as a project)
+    project_path: Optional[str] = None
+
+    def claim(self) -> None:
+        """Mark this autosave as being recovered by this process: another start
+        (while this process runs) does not offer it, a crash of this process
+        before it autosaves the document again does. Best effort."""
+        try:
+            doc = json.loads(self.record.read_text(encoding="utf-8"))
+            if not isinstance(doc, dict):
+                raise ValueError("not a record")
+            doc["pid"] = os.getpid()
+            doc["proc"] = process_identity(os.getpid())
+            doc["recovered_by"] = os.getpid()
+            with atomic_path(self.record) as tmp:
+                tmp.write_text(json.dumps(doc), encoding="utf-8")
+        except Exception as exc:
+            log.warning("could not mark %s as recovered: %s", self.record, exc)
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.saved_at))
@@ -115,20 +252,22 @@ def _entry(rec: Path) -> Optional[RecoveryEntry]:
     RecursionError for a record without a readable process id (whether its
     process crashed cannot be told).
 
-    Only the pid decides; the rest only describes the autosave, so a bad name,
-    source or time falls back to the project file's own (stem, none, mtime).
+    Only the process (its pid and, where recorded, its start time) decides; the
+    rest only describes the autosave, so a bad name, source or time falls back to
+    the project file's own (stem, none, mtime).
     """
     doc = json.loads(rec.read_text(encoding="utf-8"))
     pid = doc["pid"]
     if not isinstance(pid, int) or isinstance(pid, bool):  # 1.5, "12", Infinity, null
         raise TypeError(f"process id {pid!r} is not a whole number")
     proj = rec.with_suffix(".dsproj")
-    if pid == os.getpid() or pid_alive(pid) or not proj.is_file():
+    if writer_alive(pid, doc.get("proc")) or not proj.is_file():  # this process's too
         return None
-    name, source = doc.get("name"), doc.get("source")
+    name, source, path = doc.get("name"), doc.get("source"), doc.get("project")
     return RecoveryEntry(proj, rec, name if isinstance(name, str) and name else proj.stem,
                          source if isinstance(source, str) else None,
-                         _saved_at(doc.get("saved_at"), proj))
+                         _saved_at(doc.get("saved_at"), proj),
+                         path if isinstance(path, str) and path else None)
 
 
 def _saved_at(value: object, proj: Path) -> float:
@@ -144,19 +283,30 @@ def _saved_at(value: object, proj: Path) -> float:
 
 class Autosaver(QObject):
     """Autosaves one session at a time. ``mark_edited()`` after each edit;
-    ``mark_saved()`` when the user saved; ``close()`` on a clean exit."""
+    ``mark_saved()`` when the user saved; ``close()`` on a clean exit.
+
+    ``saved(path)`` follows each autosave written, ``failed(reason)`` each one
+    that could not be (a full disk): the window shows it, and the next tick tries
+    again. ``document_path`` is the project file the document is saved as (kept in
+    the record, so a recovered document saves back there).
+    """
 
     saved = Signal(str)  # the autosave's path
+    failed = Signal(str)  # why an autosave could not be written (one line)
 
     def __init__(self, interval_s: int = 60, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.session = None
         self.dirty = False
+        self.document_path: Optional[str] = None
         self._edits = 0  # counts mark_edited() calls: which edits a finished save holds
         self._submitted = -1  # the count the newest submitted save holds
         self.token = ""
+        self._identity = process_identity(os.getpid())
+        self._adopted: Optional[RecoveryEntry] = None  # a crash's autosave being recovered
         self._task = BackgroundTask(self)
         self._task.done.connect(self._done)
+        self._task.failed.connect(self._failed)
         self._periodic = QTimer(self)
         self._periodic.setInterval(int(interval_s * 1000))
         self._periodic.timeout.connect(self.save_now)
@@ -165,6 +315,7 @@ class Autosaver(QObject):
         self._debounce.setInterval(int(EDIT_DELAY_S * 1000))
         self._debounce.timeout.connect(self.save_now)
         self.enabled = True
+        remove_stale_parts()  # what processes killed mid-write left (start-up)
 
     @property
     def project_path(self) -> Path:
@@ -174,17 +325,31 @@ class Autosaver(QObject):
     def record_path(self) -> Path:
         return autosave_dir() / f"{self.token}.json"
 
-    def set_session(self, session) -> None:
+    @property
+    def adopted(self) -> Optional[RecoveryEntry]:
+        """The crash's autosave being recovered, until this session's own is written."""
+        return self._adopted
+
+    def set_session(self, session, project_path: Optional[Path | str] = None) -> None:
         """Start autosaving ``session`` (the previous one's autosave is removed)."""
         self._remove_files()
         self.session = session
         self.dirty = False
+        self.document_path = str(project_path) if project_path else None
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._debounce.stop()
         if session is not None:
             self._periodic.start()
         else:
             self._periodic.stop()
+
+    def adopt(self, entry: RecoveryEntry) -> None:
+        """The current session was recovered from ``entry``: keep its files (claimed
+        by this process) until this session's own autosave or a save is written."""
+        if self._adopted is not None and self._adopted.project != entry.project:
+            self._adopted.discard()
+        entry.claim()
+        self._adopted = entry
 
     def mark_edited(self) -> None:
         if self.session is None or not self.enabled:
@@ -193,8 +358,10 @@ class Autosaver(QObject):
         self._edits += 1
         self._debounce.start()
 
-    def mark_saved(self) -> None:
-        """The user saved: nothing to recover any more."""
+    def mark_saved(self, project_path: Optional[Path | str] = None) -> None:
+        """The user saved (to ``project_path``): nothing to recover any more."""
+        if project_path:
+            self.document_path = str(project_path)
         self.dirty = False
         self._debounce.stop()
         self._remove_files()
@@ -203,28 +370,37 @@ class Autosaver(QObject):
         """Write the autosave in the background (if there are unsaved edits).
 
         ``dirty`` clears only when a write succeeds: a failed one (a full disk)
-        is logged by the task and the next tick tries again, rather than leaving
-        the edits unsaved until the next edit.
+        is reported by ``failed`` and the next tick tries again, rather than
+        leaving the edits unsaved until the next edit.
         """
         if self.session is None or not self.dirty or not self.enabled:
             return
         if self._task.busy and self._submitted == self._edits:
             return  # a save of exactly these edits is already on its way
         session, proj, rec, edits = self.session, self.project_path, self.record_path, self._edits
+        doc = {"pid": os.getpid(), "proc": self._identity, "name": session.name,
+               "source": session.source_path, "project": self.document_path}
         self._submitted = edits
 
         def work(ctx):
-            proj.parent.mkdir(parents=True, exist_ok=True)
-            save_project(session, proj)
-            doc = {"pid": os.getpid(), "name": session.name, "source": session.source_path,
-                   "saved_at": time.time()}
-            with atomic_path(rec) as tmp:
-                tmp.write_text(json.dumps(doc), encoding="utf-8")
+            try:
+                proj.parent.mkdir(parents=True, exist_ok=True)
+                save_project(session, proj)
+                with atomic_path(rec) as tmp:
+                    tmp.write_text(json.dumps({**doc, "saved_at": time.time()}),
+                                   encoding="utf-8")
+            except OSError as exc:  # the reason a user can act on: "no space left on the disk"
+                raise OutputError(f"cannot write in {proj.parent}: "
+                                  f"{describe_os_error(exc)}") from exc
             return str(proj)
 
         def written(path: str) -> str:  # on the GUI thread, only after a success
-            if self.session is session and self._edits == edits:  # nothing edited since
-                self.dirty = False
+            if self.session is session:
+                if self._edits == edits:  # nothing edited since
+                    self.dirty = False
+                if self._adopted is not None:  # our own autosave has taken over
+                    self._adopted.discard()
+                    self._adopted = None
             return path
         self._task.submit("autosave", work, written)
 
@@ -235,7 +411,13 @@ class Autosaver(QObject):
         log.info("autosaved %s", path)
         self.saved.emit(path)
 
+    def _failed(self, _label: str, reason: str) -> None:
+        self.failed.emit(reason)
+
     def _remove_files(self) -> None:
+        if self._adopted is not None:  # a save, a new document or a clean exit
+            self._adopted.discard()
+            self._adopted = None
         if not self.token:
             return
         self._task.cancel()  # a pending autosave must not write the files back

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QListWidgetItem, QMessageBox, QPushButton, QVBoxLayout, QWidget)
 
 from demixstudio.gui.settings import log_path, setup_logging
+from demixstudio.session.export import safe_filename
 
 log = logging.getLogger("demixstudio.gui")
 
@@ -32,6 +33,25 @@ class ExportChoice:
     ext: str = "wav"
     bits: str = "24"
     apply_settings: bool = True
+
+    def planned_files(self, session) -> List[Path]:
+        """The files an export of this choice writes (named as
+        ``demixstudio.session.export.export`` names them by default)."""
+        folder = Path(self.folder)
+        song = safe_filename(session.name)
+        ext = (self.ext or "wav").lower().lstrip(".")
+        out: List[Path] = []
+        if self.stems:
+            chosen = (list(session.layers) if self.layers is None
+                      else [x for x in session.layers if x.id in set(self.layers)])
+            out += [folder / (safe_filename(f"{song} - {x.name}") + f".{ext}") for x in chosen]
+        if self.remix:
+            out.append(folder / f"{song} - remix.{ext}")
+        return out
+
+
+#: Existing files named in the overwrite question before "and N more".
+OVERWRITE_LISTED = 8
 
 
 class ExportDialog(QDialog):
@@ -92,6 +112,38 @@ class ExportDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         lay.addWidget(self.buttons)
+        #: Asked (once) with the files that exist already; True: write over them.
+        #: Tests replace it.
+        self.ask_overwrite: Callable[[List[Path]], bool] = self._ask_overwrite
+
+    def existing_files(self) -> List[Path]:
+        """Files this export would write over."""
+        c = self.choice()
+        if not c.folder:
+            return []
+        try:
+            return [p for p in c.planned_files(self.session) if p.exists()]
+        except OSError:  # an unreadable folder: the export itself will say why
+            return []
+
+    def accept(self) -> None:
+        """Export, after asking once if files of the same names are there already."""
+        existing = self.existing_files()
+        if existing and not self.ask_overwrite(existing):
+            return  # the dialog stays open: another folder or format can be chosen
+        super().accept()
+
+    def _ask_overwrite(self, existing: List[Path]) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Replace files?",
+                          overwrite_question(existing),
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                          self)
+        box.button(QMessageBox.StandardButton.Yes).setText("Replace")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setInformativeText("\n".join(p.name for p in existing[:OVERWRITE_LISTED])
+                               + (f"\n… and {len(existing) - OVERWRITE_LISTED} more"
+                                  if len(existing) > OVERWRITE_LISTED else ""))
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     def _fill_bits(self, *_args, prefer: Optional[str] = None) -> None:
         keep = prefer or self.bits.currentData() or "24"
@@ -114,6 +166,14 @@ class ExportDialog(QDialog):
                             remix=self.remix.isChecked(), layers=ids,
                             ext=self.format.currentData(), bits=self.bits.currentData(),
                             apply_settings=self.apply_settings.isChecked())
+
+
+def overwrite_question(existing: Sequence[Path]) -> str:
+    n = len(existing)
+    where = existing[0].parent if existing else ""
+    if n == 1:
+        return f"“{existing[0].name}” already exists in {where}. Replace it?"
+    return f"{n} of the files to export already exist in {where}. Replace them?"
 
 
 def error_dialog(parent: Optional[QWidget], title: str, reason: str, details: str = "",

@@ -9,13 +9,14 @@ window stays responsive and Ctrl+Z undoes a whole separation.
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QDesktopServices, QDragEnterEvent,
-                           QDropEvent, QKeySequence)
+from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QColor, QDesktopServices,
+                           QDragEnterEvent, QDropEvent, QKeySequence, QPalette)
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog,
                                QInputDialog, QLabel, QMainWindow, QMessageBox, QSpinBox,
                                QToolBar, QToolButton, QVBoxLayout, QWidget)
@@ -34,7 +35,7 @@ from demixstudio.gui.method_panel import MethodPanel, editor_reason
 from demixstudio.gui.settings import Preferences, log_dir, setup_logging
 from demixstudio.gui.spectrogram_view import SpectrogramView
 from demixstudio.gui.transport import Transport
-from demixstudio.gui.worker import BackgroundTask, JobBar, JobRunner
+from demixstudio.gui.worker import BackgroundTask, JobBar, JobRunner, one_line_reason
 from demixstudio.separation.base import AudioHint, Hints, LayerProposal, params_to_dict
 from demixstudio.separation.registry import available, get_method
 from demixstudio.session.export import clipping_warnings, export
@@ -52,6 +53,23 @@ TOOLS = (("none", "Navigate", "N", "Zoom and pan; click the ruler to move the pl
          ("lasso", "Lasso", "L", "Paint inside a freehand outline"),
          ("eraser", "Eraser", "E", "Erase paint of the current target"),
          ("harmonic", "Harmonic", "H", "Paint a fundamental and its harmonics at once"))
+
+
+#: How an undo step's setting names read in the Edit menu (the session's labels
+#: name the fields: "change gain_db, mute").
+SETTING_WORDS = {"name": "rename", "colour": "colour", "gain_db": "gain", "pan": "pan",
+                 "mute": "mute", "solo": "solo"}
+
+
+def human_step_label(label: Optional[str]) -> str:
+    """An undo step's label as the Edit menu shows it: "change gain_db" → "gain";
+    "&" kept literal (not a menu mnemonic)."""
+    text = (label or "").strip()
+    if text.startswith("change "):
+        keys = [k.strip() for k in text[len("change "):].split(",") if k.strip()]
+        words = [SETTING_WORDS.get(k, k.replace("_", " ")) for k in keys]
+        text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return text.replace("&", "&&")
 
 
 def layer_content_audio(session: Session, layer) -> np.ndarray:
@@ -158,7 +176,8 @@ class MainWindow(QMainWindow):
 
         self.autosaver = Autosaver(self.prefs.autosave_interval_s(), self)
         self.autosaver.enabled = autosave
-        self.autosaver.saved.connect(lambda p: self.statusBar().showMessage("Autosaved", 2000))
+        self.autosaver.saved.connect(self._autosaved)
+        self.autosaver.failed.connect(self._autosave_failed)
 
         self._build_actions()
         self._build_toolbar()
@@ -345,8 +364,42 @@ class MainWindow(QMainWindow):
         self.readout.setObjectName("timeLabel")
         self.readout.setMinimumWidth(220)
         sb.addWidget(self.readout)
+        # Shown while autosaving fails (a full disk), until an autosave or a save works.
+        self.autosave_warning = QLabel("")
+        self.autosave_warning.setObjectName("autosaveWarning")
+        # Palette and font, not a style sheet: a widget style sheet slows every
+        # status-bar update (the event loop stalled >100 ms during a job with one).
+        pal = self.autosave_warning.palette()
+        pal.setColor(QPalette.ColorRole.WindowText, QColor("#e0a030"))
+        self.autosave_warning.setPalette(pal)
+        font = self.autosave_warning.font()
+        font.setBold(True)
+        self.autosave_warning.setFont(font)
+        self.autosave_warning.setVisible(False)
+        sb.addPermanentWidget(self.autosave_warning)
         self.job_bar = JobBar(self.runner)
         sb.addPermanentWidget(self.job_bar)
+
+    def _autosaved(self, _path: str) -> None:
+        self._clear_autosave_warning()
+        self.statusBar().showMessage("Autosaved", 2000)
+
+    def _autosave_failed(self, reason: str) -> None:
+        """An autosave could not be written: say so (no dialog; it is tried again)."""
+        if self.session is None or not self.modified:
+            return  # nothing is at stake any more (saved or closed meanwhile)
+        text = f"⚠ Autosave failed: {reason}"
+        self.autosave_warning.setText(text)
+        self.autosave_warning.setToolTip(
+            f"{text}\nYour unsaved changes are not protected against a crash. Autosave is "
+            "tried again every few seconds; save the project (Ctrl+S) to keep them.")
+        self.autosave_warning.setVisible(True)
+        self.statusBar().showMessage(f"Autosave failed: {reason} — save with Ctrl+S to keep "
+                                     "your changes", 10000)
+
+    def _clear_autosave_warning(self) -> None:
+        self.autosave_warning.setVisible(False)
+        self.autosave_warning.setText("")
 
     def _connect(self) -> None:
         v, lp, mp, tr = self.view, self.layer_panel, self.method_panel, self.transport
@@ -398,7 +451,8 @@ class MainWindow(QMainWindow):
         self.layer_panel.set_session(session)
         self.method_panel.set_session(session)
         self.transport.set_session(session)
-        self.autosaver.set_session(session)
+        self.autosaver.set_session(session, self.project_path)
+        self._clear_autosave_warning()
         if session is not None:
             self._unsubscribe = session.subscribe(self._on_session_event)
             self._fill_targets()
@@ -447,8 +501,10 @@ class MainWindow(QMainWindow):
         h = self.session.history if has else None
         self.act_undo.setEnabled(bool(h and h.can_undo) and not busy)
         self.act_redo.setEnabled(bool(h and h.can_redo) and not busy)
-        self.act_undo.setText(f"&Undo {h.undo_label()}" if h and h.can_undo else "&Undo")
-        self.act_redo.setText(f"&Redo {h.redo_label()}" if h and h.can_redo else "&Redo")
+        self.act_undo.setText(f"&Undo {human_step_label(h.undo_label())}"
+                              if h and h.can_undo else "&Undo")
+        self.act_redo.setText(f"&Redo {human_step_label(h.redo_label())}"
+                              if h and h.can_redo else "&Redo")
         for a in (self.act_save, self.act_save_as, self.act_export, self.act_extract,
                   self.act_clear_paint, self.act_new_target):
             a.setEnabled(has and not busy)
@@ -523,13 +579,18 @@ class MainWindow(QMainWindow):
         return self._start("Open the demo", work, apply)
 
     def recover(self, entry: RecoveryEntry) -> bool:
-        """Open an autosave left by a crash, as an unsaved document."""
+        """Open an autosave left by a crash, as an unsaved document (saved, by
+        Ctrl+S, to the project file it came from, if any).
+
+        The crash's autosave is kept until this session's own autosave (or a save)
+        has been written: a second crash meanwhile still leaves it to recover."""
         def work(ctx):
             return load_project(entry.project)
 
         def apply(session):
-            self.set_session(session, modified=True)
-            entry.discard()  # our own autosave has taken over
+            path = Path(entry.project_path) if entry.project_path else None
+            self.set_session(session, project_path=path, modified=True)
+            self.autosaver.adopt(entry)
             self.statusBar().showMessage(f"Recovered {entry.describe()}", 8000)
             return session
         return self._start("Recover autosave", work, apply)
@@ -596,9 +657,11 @@ class MainWindow(QMainWindow):
 
         def apply(written):
             self.project_path = Path(written)
+            self.autosaver.document_path = str(written)
             if self._edits == marker:
                 self.modified = False
-                self.autosaver.mark_saved()
+                self.autosaver.mark_saved(written)
+                self._clear_autosave_warning()
             self.prefs.add_recent(str(written))
             self._update_title()
             self.statusBar().showMessage(f"Saved {written}", 4000)
@@ -620,7 +683,6 @@ class MainWindow(QMainWindow):
         if not choice.folder:
             self.show_error("Export", "choose a folder to export into", "")
             return False
-        self.prefs.set_export(choice.ext, choice.bits, choice.folder)
         folder = Path(choice.folder)
         layers = None if choice.layers is None else [session.layer(i) for i in choice.layers]
         if choice.stems and layers == []:
@@ -640,6 +702,8 @@ class MainWindow(QMainWindow):
                           apply_settings=choice.apply_settings)
 
         def apply(files):
+            # Remembered only once it worked: a folder that failed is not offered again.
+            self.prefs.set_export(choice.ext, choice.bits, choice.folder)
             clipped = clipping_warnings(files)
             for line in clipped:
                 log.warning("export: %s", line)
@@ -673,18 +737,32 @@ class MainWindow(QMainWindow):
         self.runner.wait()
         try:
             written = save_project(self.session, path)
-        except DemixError as exc:
-            self.show_error("Save failed", str(exc), "")
+        except Exception as exc:  # any failure: the document stays, modified and open
+            # (MemoryError, a codec's own error...: not only DemixError)
+            details = "" if isinstance(exc, DemixError) else traceback.format_exc()
+            self.show_error("Save failed", f"{one_line_reason(exc)} — nothing was closed; "
+                            "your changes are still open", details)
             return False
         self.project_path = Path(written)
         self.modified = False
-        self.autosaver.mark_saved()
+        self.autosaver.mark_saved(written)
+        self._clear_autosave_warning()
         self.prefs.add_recent(str(written))
+        self._update_title()
         return True
+
+    def save_changes_question(self) -> str:
+        """The close/replace prompt's question. An audio file is never written by
+        Save (a project is), so the question names the project for it."""
+        if self.project_path is not None:
+            return f"Save the changes to {self.project_path.name}?"
+        name = self.document_name()
+        return (f"“{name}” has unsaved changes. Save them as a DemixStudio project (.dsproj)? "
+                "The audio file itself is not changed.")
 
     def _ask_save_changes(self) -> str:
         box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes",
-                          f"Save the changes to {self.document_name()}?",
+                          self.save_changes_question(),
                           QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
                           | QMessageBox.StandardButton.Cancel, self)
         answer = box.exec()
@@ -1011,7 +1089,14 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self._may_discard():
+        try:
+            may_close = self._may_discard()
+        except Exception as exc:  # never close on an error: the document would be lost
+            log.error("closing: %s\n%s", exc, traceback.format_exc())
+            self.show_error("Close", f"{one_line_reason(exc)} — the window stays open",
+                            traceback.format_exc())
+            may_close = False
+        if not may_close:
             event.ignore()
             return
         self.shutdown()

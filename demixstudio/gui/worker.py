@@ -190,17 +190,23 @@ class JobRunner(QObject):
 
 class BackgroundTask(QObject):
     """Fire-and-forget work for the editor's own needs (audio for playback,
-    autosave): no progress bar, newest request wins, errors only logged."""
+    autosave): no progress bar, newest request wins. Errors are logged and
+    reported by ``failed(label, reason)``, for the owner to show where it fits
+    (the autosave's in the status bar)."""
 
     done = Signal(object)
+    failed = Signal(str, str)  # label, one-line reason
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self._runner = JobRunner(self)
         self._pending: Optional[tuple] = None
         self._runner.finished.connect(self._next)
-        self._runner.failed.connect(lambda label, reason, details:
-                                    log.warning("%s failed: %s", label, reason))
+        self._runner.failed.connect(self._failed)
+
+    def _failed(self, label: str, reason: str, _details: str) -> None:
+        log.warning("%s failed: %s", label, reason)
+        self.failed.emit(label, reason)
 
     @property
     def busy(self) -> bool:
