@@ -351,3 +351,28 @@ def test_a_broken_entry_does_not_break_the_store(model_store, tmp_path, capsys, 
         store.load_model("bad-rate")
     store.remove_model("bad-rate")
     assert [name for name, _ in store.broken_models()] == ["no-targets"]
+
+
+def test_import_dot_takes_the_folder_name(model_store, tmp_path, monkeypatch):
+    """`models import .` from inside a checkpoint folder names the model after that folder."""
+    m = build_model("waveunet", {"targets": ("vocals",), "sample_rate": SR, "layers": 3,
+                                 "growth": 4})
+    store.save_model(m, tmp_path / "wun-dot")
+    monkeypatch.chdir(tmp_path / "wun-dot")
+    assert main(["models", "import", "."]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert store.import_model(Path("wun-dot") / ".." / "wun-dot", "other").name == "other"
+    assert [i.name for i in store.list_models()] == ["other", "wun-dot"]
+
+
+def test_messages_taken_from_torch_lose_terminal_escapes(model_store, tmp_path, capsys):
+    """A pickled module saved as .pth: torch's refusal is shown as plain text."""
+    exc = RuntimeError("\x1b[1mWeights only load failed.\x1b[0m \x1b]8;;http://x\x07link\x1b]8;;\x07")
+    assert store._first_line(exc) == "RuntimeError: Weights only load failed. link"
+    bad = tmp_path / "module"
+    bad.mkdir()
+    torch.save(torch.nn.Linear(2, 2), str(bad / "vocals.pth"))
+    (bad / "vocals.json").write_text(json.dumps({"args": {"nfft": 1024, "nhop": 256}}))
+    assert main(["models", "import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "weights-only" in err and "\x1b" not in err and len(err.strip().splitlines()) == 1

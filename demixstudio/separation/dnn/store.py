@@ -101,9 +101,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Terminal control sequences (colours, cursor moves) some libraries put in messages.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
 def _first_line(exc: BaseException) -> str:
-    """``TypeName: first line of the message`` (some exceptions have no message at all)."""
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    """``TypeName: first line of the message`` (some exceptions have no message at all).
+
+    Terminal escape codes (torch colours its unpickling errors) are removed, and
+    any other control character, so the line prints as plain text.
+    """
+    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", _ANSI.sub("", str(exc)))
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
 
 
@@ -137,6 +146,19 @@ def check_name(name: str) -> str:
     if not _NAME.match(name or ""):
         raise ParameterError(f"model name {name!r} must be letters, digits, '.', '_' or '-' "
                              "(at most 100, not starting with a dot)")
+    return name
+
+
+def check_import_name(name: str, *, overwrite: bool = False) -> str:
+    """``name`` if it is valid and free in the store (or ``overwrite``), else a clear refusal.
+
+    For callers that import only after long work (``train --import-as``).
+    """
+    check_name(name)
+    dest = _store_folder(f"import as {name!r}") / name
+    if dest.exists() and not overwrite:
+        raise ParameterError(f"a model named {name!r} is already in the store; "
+                             "remove it first, choose another name or add --force")
     return name
 
 
@@ -458,7 +480,9 @@ def import_model(path: Path, name: Optional[str] = None, *, overwrite: bool = Fa
     """
     path = Path(path).expanduser()
     model, source = read_checkpoint(path)
-    name = check_name(name or (path.stem if path.is_file() else path.name))
+    # Resolved first: `.` or `dir/..` has no name of its own.
+    default = path.resolve()
+    name = check_name(name or (default.stem if default.is_file() else default.name))
     root = _store_folder(f"import {path}")
     dest = root / name
     if dest.exists() and not overwrite:
