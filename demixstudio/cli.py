@@ -283,6 +283,7 @@ def _parse_hparams(items: Sequence[str]) -> Dict[str, object]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from demixstudio.errors import OutputError
     from demixstudio.jobs.context import JobContext
     from demixstudio.separation.dnn import store
     from demixstudio.separation.dnn.train import TrainConfig, train
@@ -294,15 +295,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                       valid_tracks=tuple(args.valid), seed=args.seed, device=args.device,
                       hparams=_parse_hparams(args.set), resume=args.resume,
                       augment=not args.no_augment)
+    if args.import_as:
+        # Before training, not after hours of it: a bad or taken name is refused now.
+        store.check_import_name(args.import_as, overwrite=args.force)
     progress = StderrProgress(f"train {args.arch}")
     try:
         result = train(cfg, JobContext(on_progress=progress),
                        log=lambda msg: print(msg, file=sys.stderr))
     finally:
         progress.done()
+    if not result.model_written:
+        raise OutputError(f"training ended without writing a model to {result.out} "
+                          "(no epoch was scored); see history.json there")
     print(f"best epoch {result.best_epoch}; model written to {result.out}")
     if args.import_as:
-        info = store.import_model(result.out, args.import_as, overwrite=True)
+        info = store.import_model(result.out, args.import_as, overwrite=args.force)
         print(f"imported into the model store as {info.name}")
     return 0
 
@@ -455,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--no-augment", action="store_true", help="no random gains or channel swaps")
     t.add_argument("--import-as", metavar="NAME", help="add the best model to the store")
+    t.add_argument("--force", action="store_true",
+                   help="with --import-as: replace a store model of the same name")
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("gui", help="open the editor window")

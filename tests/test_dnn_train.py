@@ -69,3 +69,104 @@ def test_sdr_and_config_checks(tmp_path):
     with pytest.raises(ParameterError, match="arch"):
         train(TrainConfig(data=tmp_path, arch="lstm", targets=("vocals",), out=tmp_path / "o"))
     assert torch.get_default_dtype() == torch.float32
+
+
+def _train_argv(data, out, *extra, targets="vocals"):
+    return ["train", "--data", str(data), "--arch", "umx", "--targets", targets,
+            "--out", str(out), "--epochs", "1", "--steps", "1", "--batch-size", "1",
+            "--chunk-s", "0.5", *SMALL_UMX, *extra]
+
+
+def _synthetic_stems(root, tracks, *, channels=2, seconds=1.0, lengths=None):
+    """``tracks`` maps track name -> stem names; noise stems (``lengths`` overrides seconds)."""
+    import soundfile as sf
+    rng = np.random.default_rng(1)
+    for name, stems in tracks.items():
+        (root / name).mkdir(parents=True)
+        for s in stems:
+            n = int((lengths or {}).get(s, seconds) * SR)
+            sf.write(str(root / name / f"{s}.wav"),
+                     0.1 * rng.standard_normal((n, channels)).astype(np.float32), SR,
+                     subtype="FLOAT")
+    return root
+
+
+def test_validation_tracks_without_the_targets_are_refused_up_front(tmp_path, monkeypatch,
+                                                                    capsys):
+    """The default held-out track has no piano: refused before training, no folder written."""
+    monkeypatch.setenv(store.ENV_VAR, str(tmp_path / "store"))
+    data = _synthetic_stems(tmp_path / "data", {"a": ("vocals", "piano"), "b": ("vocals",)})
+    out = tmp_path / "out"
+    assert main(_train_argv(data, out, "--import-as", "piano", targets="piano")) == 1
+    err = capsys.readouterr().err
+    assert "piano" in err and " b " in err and "--valid" in err and "internal" not in err
+    assert not out.exists() and store.list_models() == []
+    # A held-out track that has the target works.
+    data2 = _synthetic_stems(tmp_path / "data2", {"a": ("vocals", "piano"),
+                                                  "b": ("vocals", "piano"), "c": ("vocals",)})
+    assert main(_train_argv(data2, out, "--valid", "b", targets="piano")) == 0
+    assert (out / "manifest.json").is_file()
+
+
+def test_no_model_written_is_an_error_not_a_success(tmp_path, monkeypatch, capsys):
+    from demixstudio.separation.dnn import train as train_mod
+    monkeypatch.setattr(train_mod, "train", lambda cfg, *a, **k: train_mod.TrainResult(
+        [], 0, cfg.out))
+    assert main(_train_argv(tmp_path, tmp_path / "out")) == 1
+    captured = capsys.readouterr()
+    assert "model written" not in captured.out and "without writing a model" in captured.err
+
+
+def test_import_as_name_is_checked_before_training(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "store"
+    monkeypatch.setenv(store.ENV_VAR, str(root))
+    data = _synthetic_stems(tmp_path / "data", {"a": ("vocals", "bass"), "b": ("vocals", "bass")})
+    out = tmp_path / "out"
+    assert main(_train_argv(data, out, "--import-as", "bad name")) == 1
+    assert "model name 'bad name'" in capsys.readouterr().err and not out.exists()
+    # A taken name: refused before training (not replaced), unless --force.
+    assert main(_train_argv(data, out, "--import-as", "mine")) == 0
+    first = (root / "mine" / "manifest.json").read_bytes()
+    out2 = tmp_path / "out2"
+    assert main(_train_argv(data, out2, "--import-as", "mine", "--seed", "7")) == 1
+    assert "already in the store" in capsys.readouterr().err and not out2.exists()
+    assert (root / "mine" / "manifest.json").read_bytes() == first
+    assert main(_train_argv(data, out2, "--import-as", "mine", "--seed", "7", "--force")) == 0
+    assert (root / "mine" / "manifest.json").read_bytes() != first
+
+
+@pytest.mark.parametrize("arch", ["mmdensenet", "umx", "waveunet"])
+def test_stems_with_more_than_two_channels_train(arch, tmp_path):
+    from test_dnn_models import SMALL
+    data = _synthetic_stems(tmp_path / "data", {"a": ("vocals", "bass"), "b": ("vocals", "bass")},
+                            channels=6)
+    tracks = scan_tracks(data)
+    mix, stems = ChunkSampler(tracks, ("vocals",), 100, np.random.default_rng(0)).batch(3)
+    assert mix.shape == (3, 2, 100) and stems.shape == (3, 1, 2, 100)
+    assert np.array_equal(stems[:, :, 0], stems[:, :, 1])  # one file channel on both
+    res = train(TrainConfig(data=data, arch=arch, targets=("vocals",), out=tmp_path / "o",
+                            epochs=1, steps_per_epoch=1, batch_size=1, chunk_s=0.5,
+                            device="cpu", hparams=dict(SMALL[arch])))
+    assert res.model_written
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["nb_channels"] == 2
+
+
+@pytest.mark.parametrize("key,value", [("sample_rate", "44100"), ("targets", '["drums"]'),
+                                       ("nb_channels", "1")])
+def test_set_cannot_override_what_the_data_determines(key, value, tmp_path, capsys):
+    data = _synthetic_stems(tmp_path / "data", {"a": ("vocals", "drums"), "b": ("vocals", "drums")})
+    out = tmp_path / "out"
+    assert main(_train_argv(data, out, "--set", f"{key}={value}")) == 1
+    err = capsys.readouterr().err
+    assert f"--set {key}" in err and "training data" in err and not out.exists()
+
+
+def test_stems_of_one_track_must_have_one_length(tmp_path):
+    from demixstudio.errors import AudioFormatError
+    ok = _synthetic_stems(tmp_path / "ok", {"a": ("vocals", "bass")},
+                          lengths={"vocals": 1.0, "bass": 1.0 + 50 / SR})
+    assert scan_tracks(ok)[0].frames == SR  # a few samples: cut to the shortest
+    bad = _synthetic_stems(tmp_path / "bad", {"a": ("vocals", "bass", "drums")},
+                           lengths={"vocals": 1.0, "bass": 0.5, "drums": 1.0})
+    with pytest.raises(AudioFormatError, match=r"a: .*differ by 0.50 s.*bass 0.50 s"):
+        scan_tracks(bad)

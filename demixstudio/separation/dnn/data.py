@@ -28,6 +28,11 @@ import soundfile as sf
 from demixstudio.errors import AudioFormatError, ParameterError
 
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+#: Stems of one track may differ in length by this much (seconds; exports often
+#: differ by a few samples) and are cut to the shortest; a larger difference is refused.
+LENGTH_TOLERANCE_S = 0.1
+#: The most channels a model takes; stems with more are fed one channel at a time.
+MODEL_CHANNELS = 2
 REST = "__rest__"  # the non-target stems of a track, summed
 
 
@@ -64,8 +69,15 @@ def scan_tracks(root: Path) -> List[Track]:
         if len(rates) != 1 or len(chans) != 1:
             raise AudioFormatError(f"{d}: stems differ in sample rate {sorted(rates)} or "
                                    f"channels {sorted(chans)}")
+        rate = rates.pop()
         frames = min(i.frames for i in infos.values())
-        tracks.append(Track(d.name, stems, rates.pop(), chans.pop(), int(frames)))
+        longest = max(i.frames for i in infos.values())
+        if longest - frames > LENGTH_TOLERANCE_S * rate:
+            lengths = ", ".join(f"{n} {i.frames / rate:.2f} s" for n, i in sorted(infos.items()))
+            raise AudioFormatError(f"{d}: the stems of one track must have one length, "
+                                   f"but they differ by {(longest - frames) / rate:.2f} s "
+                                   f"({lengths}); trim or pad them to one length")
+        tracks.append(Track(d.name, stems, rate, chans.pop(), int(frames)))
     if not tracks:
         raise ParameterError(f"--data {root}: no track folders with audio stems inside")
     rates = {t.sr for t in tracks}
@@ -111,6 +123,11 @@ class ChunkSampler:
     rng : np.random.Generator
     augment : random gains and channel swaps
     remix : draw each source from its own random track (else all from one)
+
+    Examples have at most :data:`MODEL_CHANNELS` channels, as the models take:
+    stems with more channels give, per source, one randomly chosen channel on
+    both model channels — what inference feeds a stereo model for each channel
+    of such a recording (``inference._channel_groups``).
     """
 
     def __init__(self, tracks: Sequence[Track], targets: Sequence[str], chunk: int,
@@ -121,7 +138,9 @@ class ChunkSampler:
         self.rng = rng
         self.augment = augment
         self.remix = remix
-        self.channels = self.tracks[0].channels
+        self.file_channels = self.tracks[0].channels
+        #: channels of each example (what the model is built for)
+        self.channels = min(self.file_channels, MODEL_CHANNELS)
         self.has = {t: [tr for tr in self.tracks if t in tr.stems] for t in self.targets}
         missing = [t for t, trs in self.has.items() if not trs]
         if missing:
@@ -132,9 +151,12 @@ class ChunkSampler:
         return int(self.rng.integers(0, max(1, track.frames - self.chunk + 1)))
 
     def _source(self, track: Track, names: Sequence[str], start: int) -> np.ndarray:
-        x = np.zeros((self.channels, self.chunk), dtype=np.float32)
+        x = np.zeros((self.file_channels, self.chunk), dtype=np.float32)
         for n in names:
-            x += read_segment(track.stems[n], start, self.chunk, self.channels)
+            x += read_segment(track.stems[n], start, self.chunk, self.file_channels)
+        if self.file_channels > self.channels:
+            k = int(self.rng.integers(self.file_channels))
+            x = np.repeat(x[k:k + 1], self.channels, axis=0)
         if self.augment:
             x *= self.rng.uniform(0.25, 1.25)
             if self.channels == 2 and self.rng.random() < 0.5:

@@ -42,6 +42,9 @@ from demixstudio.separation.dnn.models.umx import OpenUnmix
 from demixstudio.separation.dnn.store import export_open_unmix, save_model
 
 CHECKPOINT = "checkpoint.pt"
+#: Hyper-parameters the data (and --targets) determine; ``--set`` may not override them.
+DATA_HPARAMS = {"targets": "--targets", "sample_rate": "the sample rate of the stems",
+                "nb_channels": "the channels of the stems"}
 
 
 @dataclass
@@ -75,6 +78,11 @@ class TrainConfig:
                 raise ParameterError(f"--{name} {v} must be at least {lo}")
         if not self.chunk_s > 0 or not self.lr > 0:
             raise ParameterError(f"--chunk-s {self.chunk_s} and --lr {self.lr} must be positive")
+        fixed = [k for k in DATA_HPARAMS if k in self.hparams]
+        if fixed:
+            raise ParameterError("--set " + ", ".join(fixed) + ": set by the training data, not "
+                                 "by --set (" + "; ".join(f"{k} comes from {DATA_HPARAMS[k]}"
+                                                          for k in fixed) + ")")
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -89,6 +97,33 @@ class TrainResult:
     history: List[Dict[str, Any]]
     best_epoch: int
     out: Path
+
+    @property
+    def model_written(self) -> bool:
+        """Whether ``out`` holds a model (``manifest.json`` + weights) to import."""
+        return self.best_epoch > 0 and (self.out / "manifest.json").is_file()
+
+
+def _check_validation(valid_tracks, targets: Sequence[str]) -> List[str]:
+    """Refuse held-out tracks that cannot score any target; the targets they cannot score.
+
+    A target is scored on a held-out track only where that track has the stem
+    and it is not silent; with no target scored the validation SDR would be
+    undefined and no epoch could be chosen as the best.
+    """
+    scored = set()
+    for tr in valid_tracks:
+        present = [t for t in targets if t in tr.stems]
+        if present:
+            _, stems = dnn_data.load_track(tr, present)
+            scored.update(t for t, x in zip(present, stems) if np.any(x))
+    if not scored:
+        names = ", ".join(tr.name for tr in valid_tracks)
+        raise ParameterError(
+            f"the held-out validation track(s) {names} have no {' or '.join(targets)} stem "
+            "(or only silent ones), so no epoch could be scored and no model written; "
+            "hold out a track that has one with --valid TRACK")
+    return [t for t in targets if t not in scored]
 
 
 def _validate(model: StemModel, tracks, targets, device, chunk_s) -> Dict[str, Dict[str, float]]:
@@ -116,9 +151,15 @@ def train(cfg: TrainConfig, ctx: Optional[JobContext] = None,
     tracks = dnn_data.scan_tracks(Path(cfg.data))
     train_tracks, valid_tracks = dnn_data.split_tracks(tracks, cfg.valid_tracks)
     sr, channels = tracks[0].sr, tracks[0].channels
+    if valid_tracks:
+        unscored = _check_validation(valid_tracks, targets)
+        if unscored:
+            log(f"note: the validation track(s) have no {', '.join(unscored)} stem; "
+                "the best epoch is chosen by the other targets")
     dev = pick_device(cfg.device)
-    hp = {"targets": targets, "sample_rate": sr, "nb_channels": min(channels, 2),
-          **dict(cfg.hparams)}
+    # Stems with more channels are fed to the model one channel at a time (see ChunkSampler).
+    hp = {**dict(cfg.hparams), "targets": targets, "sample_rate": sr,
+          "nb_channels": min(channels, dnn_data.MODEL_CHANNELS)}
     model = build_model(cfg.arch, hp).to(dev)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +218,9 @@ def train(cfg: TrainConfig, ctx: Optional[JobContext] = None,
             v = _validate(model, valid_tracks, targets, dev.type, cfg.valid_chunk_s)
             baseline = baseline or v["baseline_sdr"]
             record.update(valid_sdr=v["valid_sdr"], baseline_sdr=baseline)
-            score = float(np.mean(list(v["valid_sdr"].values())))
+            # No target scored (cannot happen after _check_validation): never "best".
+            score = (float(np.mean(list(v["valid_sdr"].values()))) if v["valid_sdr"]
+                     else -np.inf)
         else:
             score = -record["train_loss"]
         record["seconds"] = round(time.monotonic() - t0, 2)
