@@ -153,3 +153,16 @@ def test_wiener_postfilter_outputs_sum_to_the_mixture():
     assert np.abs(mwf - plain).max() > 1e-4  # the filter did something
     # Wiener filters of all sources partition the mixture (up to its STFT round trip).
     np.testing.assert_allclose(mwf.sum(0), mix, atol=1e-4)
+
+
+def test_out_of_memory_advice_fits_the_cause():
+    """A memory_mb budget too small is named as the cause; device=cpu is suggested only off the CPU."""
+    mix = _mix(2.0)
+    model = build_model("waveunet", {"targets": ("vocals",), "sample_rate": SR,
+                                     "layers": 3, "growth": 4}).eval()
+    with pytest.raises(DemixError, match="memory_mb=1 is too small") as info:
+        separate_array(model, mix, device="cpu", chunk_s=1.0, memory_budget_mb=1)
+    assert "device=cpu" not in str(info.value)
+    with pytest.raises(DemixError, match="out of memory") as info:
+        separate_array(FixedGains(fail_above=10), mix, device="cpu", chunk_s=1.0)
+    assert "device=cpu" not in str(info.value) and "smaller model" in str(info.value)

@@ -170,9 +170,8 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
             if chunk // 2 < MIN_CHUNK_S * sr:
-                raise DemixError(
-                    f"out of memory even with {chunk / sr:.2f} s chunks on {dev.type}; "
-                    "try device=cpu or a smaller model") from exc
+                raise DemixError(_out_of_memory_advice(
+                    exc, chunk / sr, dev.type, memory_budget_mb)) from exc
             chunk //= 2
             retries += 1
             log.append(f"out of memory at {start / sr:.1f} s ({exc}); chunk now {chunk / sr:.2f} s")
@@ -191,6 +190,17 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
             break
         start, fade_in = stop - ov, ov
     return SeparationResult(out, list(model.targets), dev.type, chunk / sr, retries, log)
+
+
+def _out_of_memory_advice(exc: BaseException, chunk_s: float, device: str,
+                          memory_budget_mb: Optional[float]) -> str:
+    """Why the shortest chunk still did not fit, and what would help."""
+    if isinstance(exc, ChunkOutOfMemory):  # the budget refused it, not the device
+        return (f"memory_mb={memory_budget_mb:g} is too small for this model even with "
+                f"{chunk_s:.2f} s chunks ({exc}); raise memory_mb or leave it unset")
+    advice = "a smaller model" if device == "cpu" else "device=cpu or a smaller model"
+    return (f"out of memory even with {chunk_s:.2f} s chunks on {device}; try {advice}"
+            + (" (or raise memory_mb)" if memory_budget_mb is not None else ""))
 
 
 def _channel_groups(c: int, model_channels: int) -> List[List[int]]:
