@@ -173,8 +173,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
                             memory_limit=args.memory_limit, on_progress=progress)
     finally:
         progress.done()
-    for rec in summary.errors:
-        print(f"failed: {rec['input']}: {rec['error']}", file=sys.stderr)
+    for rec in summary.errors:  # most reasons name the file already: once is enough
+        where = "" if rec["input"] in rec["error"] else f"{rec['input']}: "
+        print(f"failed: {where}{rec['error']}", file=sys.stderr)
     for rec in summary.records:
         for name, level in rec.get("clipped_db", {}).items():
             print("warning: " + clipping_warning(f"{rec['output']}/{name}", level,

@@ -339,3 +339,114 @@ def test_interrupt_stops_cleanly_and_the_next_run_finishes(tmp_path, scheduler):
         assert sorted(p.name for p in (out / rel).iterdir()) == [
             "harmonic.wav", "layers.json", "noise.wav", "percussive.wav"]
     assert not _staging_left(out)
+
+
+# --------------------------------------------------------------------------
+# regressions: what a batch may write over, and what it takes as input
+# --------------------------------------------------------------------------
+
+
+def _one_clip(path: Path, seconds: float = 1.0) -> None:
+    x, sr = sf.read(str(shared(SOURCES[0])), dtype="float32", always_2d=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x[:int(seconds * sr)], sr, subtype="PCM_16")
+
+
+def test_batch_never_deletes_what_it_did_not_write(tmp_path, scheduler, capsys):
+    # The output folder would be the input's own folder: refused, nothing touched.
+    song = tmp_path / "d" / "song" / "song.wav"
+    _one_clip(song)
+    (song.parent / "notes.txt").write_text("mine")
+    s = run_batch([song], "hpss", tmp_path / "d", scheduler=scheduler)
+    assert (s.ok, s.failed) == (0, 1)
+    assert "holds the input itself" in s.errors[0]["error"]
+    assert sorted(p.name for p in song.parent.iterdir()) == ["notes.txt", "song.wav"]
+
+    # An unrelated folder already at OUT/<name>/: refused, kept whole.
+    clip = tmp_path / "in" / "clip.wav"
+    _one_clip(clip)
+    out = tmp_path / "out"
+    (out / "clip").mkdir(parents=True)
+    (out / "clip" / "mine.txt").write_text("mine")
+    s = run_batch([clip], "hpss", out, scheduler=scheduler)
+    assert (s.ok, s.failed) == (0, 1)
+    assert "not an earlier result of this batch" in s.errors[0]["error"]
+    assert [p.name for p in (out / "clip").iterdir()] == ["mine.txt"]
+    # ... and the command line says so in one line naming the file once.
+    assert main(["batch", str(clip), "--method", "hpss", "--out", str(out),
+                 "--scheduler", scheduler]) == 1
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("failed:")]
+    assert len(err) == 1 and err[0].count(str(clip)) == 1, err
+
+    # A re-run with other settings replaces only its own files.
+    out2 = tmp_path / "out2"
+    assert run_batch([clip], "hpss", out2, scheduler=scheduler).ok == 1
+    (out2 / "clip" / "notes.txt").write_text("mine")
+    _one_clip(out2 / "clip" / "reference.wav")
+    s = run_batch([clip], "hpss", out2, params={"margin": 2.0}, ext="wav", scheduler=scheduler)
+    assert s.ok == 1, s.errors
+    assert sorted(p.name for p in (out2 / "clip").iterdir()) == [
+        "harmonic.wav", "layers.json", "noise.wav", "notes.txt", "percussive.wav",
+        "reference.wav"]
+    assert not _staging_left(out2)
+
+
+def test_a_batch_does_not_take_its_own_results_as_inputs(tmp_path, scheduler):
+    d = tmp_path / "d"
+    _one_clip(d / "a.wav")
+    _one_clip(d / "sub" / "b.wav")
+    for _ in range(2):  # --out is the input folder itself
+        s = run_batch([d], "hpss", d, scheduler=scheduler)
+        assert s.total == 2, [r["input"] for r in s.records]
+    # Another output folder inside the input folder: the first one's stems are not inputs.
+    s = run_batch([d], "hpss", d / "stems-2", params={"margin": 2.0}, scheduler=scheduler)
+    assert s.total == 2, [r["input"] for r in s.records]
+    # The rule: files listed by a folder's layers.json are skipped, others there are not.
+    assert {f.rel.as_posix() for f in collect_inputs([d])} == {"a", "sub/b"}
+    _one_clip(d / "a" / "take2.wav")
+    assert {f.rel.as_posix() for f in collect_inputs([d])} == {"a", "sub/b", "a/take2"}
+
+
+def test_signature_follows_the_model_and_the_hint_files(tmp_path, monkeypatch):
+    from demixstudio.batch import runner
+    from demixstudio.separation.dnn import store
+
+    class Info:
+        def __init__(self, name, sha):
+            self.name, self.sha256 = name, sha
+
+    params = make_params(get_method("dnn").Params, strings={"model": "m"})
+    monkeypatch.setattr(store, "list_models", lambda: [Info("m", "a" * 64)])
+    first = runner._signature_inputs(params, ())
+    monkeypatch.setattr(store, "list_models", lambda: [Info("m", "b" * 64)])
+    assert runner._signature_inputs(params, ()) != first  # re-imported under the same name
+
+    hint = tmp_path / "h.wav"
+    _one_clip(hint)
+    spec = f"example:harmonic={hint}"
+    before = runner._signature_inputs(None, (spec,))
+    _one_clip(hint, seconds=0.5)  # rewritten in place
+    os.utime(hint, ns=(1, 1))
+    assert runner._signature_inputs(None, (spec,)) != before
+    assert mf.signature("hpss", {}, [spec], "flac", "24", before) != \
+        mf.signature("hpss", {}, [spec], "flac", "24", runner._signature_inputs(None, (spec,)))
+
+
+def test_staging_left_by_a_killed_worker_is_swept(tmp_path, scheduler):
+    clip = tmp_path / "in" / "clip.wav"
+    _one_clip(clip)
+    out = tmp_path / "out"
+    left = out / f".clip{STAGING_TAG}deadbeef"  # what a worker killed mid-file leaves
+    left.mkdir(parents=True)
+    (left / "harmonic.flac").write_bytes(b"half")
+    assert run_batch([clip], "hpss", out, scheduler=scheduler).ok == 1
+    assert not _staging_left(out)
+
+
+def test_a_read_only_file_system_is_named_as_such():
+    import errno
+
+    from demixstudio.audio.atomic import describe_os_error
+
+    assert describe_os_error(OSError(errno.EROFS, "x")) == "read-only file system"
+    assert describe_os_error(OSError(errno.EACCES, "x")) == "permission denied"

@@ -28,7 +28,9 @@ def describe_os_error(exc: OSError) -> str:
     """A short human reason for an OSError (disk full, permission denied...)."""
     if exc.errno == errno.ENOSPC:
         return "no space left on the disk"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     return exc.strerror or str(exc)
 

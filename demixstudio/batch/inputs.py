@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Dict, Iterable, List, Optional
 
+from demixstudio.batch.task import listed_files
 from demixstudio.errors import ParameterError
 
 #: File extensions taken as audio when scanning folders (what libsndfile reads).
@@ -49,9 +50,11 @@ def _scan_folder(folder: Path, exclude: Optional[Path]) -> List[InputFile]:
         # Never descend into the output folder (it may sit inside an input folder).
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and (exclude is None or (root_p / d).resolve() != exclude))
+        results = listed_files(root_p) or set()  # stems of a separation result here
         for name in sorted(files):
             p = root_p / name
-            if name.startswith(".") or p.suffix.lower() not in AUDIO_EXTENSIONS:
+            if name.startswith(".") or p.suffix.lower() not in AUDIO_EXTENSIONS \
+                    or name in results:
                 continue
             rel = p.relative_to(folder)
             if _is_hidden(rel):

@@ -7,7 +7,8 @@ manifest (a torn last line, if any, is ignored on reading).
 A file is *done* — and skipped on a re-run — when all of these hold:
 - its latest record (skips aside) says ``ok``;
 - that record was made with the same method, parameters, hints and output
-  format (the ``signature``);
+  format, the same model (its checksum) and the same hint files (size and
+  modification time) — the ``signature``;
 - the input has not changed since (same size and modification time);
 - the outputs are there: ``layers.json`` parses and every file it lists exists.
 """
@@ -30,9 +31,17 @@ STATUSES = ("ok", "error", "cancelled", "skipped")
 
 
 def signature(method: str, params: Dict[str, Any], hints: Iterable[str], ext: str,
-              bits: str) -> str:
-    """A short stable hash of everything that decides a file's outputs."""
+              bits: str, inputs: Optional[Dict[str, Any]] = None) -> str:
+    """A short stable hash of everything that decides a file's outputs.
+
+    ``inputs``: what the parameters name but do not hold — the model's
+    checksum, the hint files' size and modification time — so that a model
+    re-imported under the same name, or a hint file rewritten in place,
+    makes the files be separated again.
+    """
     doc = {"method": method, "params": params, "hints": sorted(hints), "ext": ext, "bits": bits}
+    if inputs:
+        doc["inputs"] = inputs
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

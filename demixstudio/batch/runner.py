@@ -17,6 +17,7 @@ name (see ``task.py``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -31,7 +32,8 @@ from demixstudio.audio.atomic import describe_os_error
 from demixstudio.audio.io import audio_info, output_format
 from demixstudio.batch import manifest as mf
 from demixstudio.batch.inputs import InputFile, collect_inputs
-from demixstudio.batch.task import FileTask, prepare_worker, separate_file, staging_folders
+from demixstudio.batch.task import (LAYERS_JSON, FileTask, listed_files, prepare_worker,
+                                    separate_file, staging_folders)
 from demixstudio.errors import AudioFormatError, DemixError, OutputError, ParameterError
 from demixstudio.jobs.context import JobContext, ProgressCallback
 from demixstudio.separation.base import params_to_dict
@@ -324,14 +326,18 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
                           f"{describe_os_error(exc)}") from exc
     out_root = out.resolve()
     manifest = out_root / mf.MANIFEST_NAME
-    sig = mf.signature(method, params_to_dict(params), hint_specs, ext, bits)
+    sig = mf.signature(method, params_to_dict(params), hint_specs, ext, bits,
+                       _signature_inputs(params, hint_specs))
     summary = BatchSummary(out=out_root, manifest=manifest, total=len(files))
     unfinished: List[InputFile] = []
     try:
         # Decide what is done already.
-        previous = mf.latest(mf.read(manifest))
+        history = mf.read(manifest)
+        previous = mf.latest(history)
+        published = {r["output"] for r in history if r["status"] == "ok"}
         pending: List[tuple] = []
         skipped = []
+        refused = []
         for f in files:
             stamp = mf.input_stamp(f.path)
             key = f.rel.as_posix()
@@ -339,11 +345,21 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
                 skipped.append({"input": str(f.path), "output": key, "method": method,
                                 "signature": sig, "status": "skipped",
                                 "reason": "done in an earlier run", "finished": None})
+                continue
+            problem = output_conflict(f, out_root, published)
+            if problem:
+                refused.append({"input": str(f.path), "output": key, "method": method,
+                                "signature": sig, "status": "error", "error": problem,
+                                "finished": None})
             else:
                 pending.append((f, stamp))
-        mf.append(manifest, skipped)
+        # Whatever an earlier attempt of these files left half-written (a
+        # killed worker, a killed coordinator) goes before any new work.
+        remove_staging(out_root, [f for f, _ in pending])
+        mf.append(manifest, skipped + refused)
         summary.skipped = len(skipped)
-        summary.records.extend(skipped)
+        summary.failed = len(refused)
+        summary.records.extend(skipped + refused)
         if not pending:
             ctx.progress(1, 1, f"{_bar(1.0)} all {len(files)} files done before")
             return summary
@@ -392,6 +408,10 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
                 summary.ok += rec["status"] == "ok"
                 summary.failed += rec["status"] == "error"
                 summary.cancelled += rec["status"] == "cancelled"
+                if rec["status"] == "error":
+                    # A worker killed mid-file (out of memory) could not clean up
+                    # its staging folder; its task is over, so it goes now.
+                    remove_staging(out_root, [index[fut.key][0]])
                 n_done += 1
                 done_w += index[fut.key][1]
 
@@ -469,6 +489,62 @@ def _record_of(fut, f: InputFile, method: str, sig: str, limit: Any) -> Dict[str
             "signature": sig, "status": "error",
             "error": _describe_failure(exc, limit) if exc is not None
             else f"the task ended as {fut.status}"}
+
+
+def _signature_inputs(params: Any, hint_specs: Sequence[str]) -> Dict[str, Any]:
+    """What decides the outputs besides the parameters' values (see ``manifest.signature``)."""
+    extra: Dict[str, Any] = {}
+    model = getattr(params, "model", None)
+    if isinstance(model, str):
+        from demixstudio.separation.dnn.store import list_models
+
+        with contextlib.suppress(DemixError, OSError):
+            models = list_models()
+            chosen = [m for m in models if m.name == model] if model else models
+            if len(chosen) == 1:
+                extra["model"] = {"name": chosen[0].name, "sha256": chosen[0].sha256}
+    for spec in hint_specs:
+        _, _, path = parse_hint_spec(spec)
+        stamp = mf.input_stamp(path)
+        extra.setdefault("hint_files", {})[spec] = stamp
+    return extra
+
+
+def output_conflict(f: InputFile, out_root: Path, published: set) -> Optional[str]:
+    """Why ``f`` may not be written to its output folder, or None if it may.
+
+    A batch never deletes what it did not write, so it refuses an output
+    folder that holds the input itself, or one that exists with files in it
+    and is not an earlier result of this batch for this input (its
+    ``layers.json`` names this input, or the manifest records it as done).
+    """
+    key = f.rel.as_posix()
+    final = out_root / key
+    try:
+        f.path.relative_to(final)
+    except ValueError:
+        pass
+    else:
+        return (f"its output folder {final} holds the input itself; choose an --out "
+                "outside the input's folder")
+    if not final.exists() and not final.is_symlink():
+        return None
+    if not final.is_dir():
+        return f"its output path {final} exists and is not a folder"
+    try:
+        if not any(final.iterdir()):
+            return None
+    except OSError:
+        return f"cannot read its output folder {final}"
+    if listed_files(final) is not None:
+        if key in published:
+            return None
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            doc = json.loads((final / LAYERS_JSON).read_text(encoding="utf-8"))
+            if Path(doc["mixture"]).resolve() == f.path:
+                return None
+    return (f"its output folder {final} already exists and is not an earlier result of "
+            "this batch; move it away or choose another --out (nothing was changed)")
 
 
 def remove_staging(out_root: Path, files: Sequence[InputFile]) -> None:

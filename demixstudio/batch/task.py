@@ -11,6 +11,7 @@ complete result — never half-written, whatever stops the work.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from demixstudio.errors import Cancelled, DemixError
+from demixstudio.errors import Cancelled, DemixError, OutputError
 from demixstudio.jobs.context import JobContext
 
 try:
@@ -34,6 +35,8 @@ except ImportError:  # pragma: no cover - Windows
 
 #: Prefix of staging folders (hidden, so folder scans and users skip them).
 STAGING_TAG = ".partial-"
+#: The record each output folder holds (as ``separate`` writes it).
+LAYERS_JSON = "layers.json"
 #: How often the worker asks the scheduler whether the batch was cancelled.
 CANCEL_POLL_S = 1.0
 #: Memory sampling period (s) for the per-file peak.
@@ -162,15 +165,43 @@ def staging_folders(final: Path):
     return [p for p in final.parent.iterdir() if p.name.startswith(prefix)]
 
 
+def listed_files(folder: Path) -> Optional[set]:
+    """The file names ``folder/layers.json`` lists, plus ``layers.json`` itself,
+    or None if there is no readable ``layers.json``."""
+    try:
+        doc = json.loads((folder / LAYERS_JSON).read_text(encoding="utf-8"))
+        names = {Path(x["file"]).name for x in doc["layers"] if x.get("file")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return names | {LAYERS_JSON}
+
+
 def _publish(staging: Path, final: Path) -> None:
-    """Put the complete ``staging`` folder at ``final``, replacing an older result."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Put the complete ``staging`` folder's files at ``final``.
+
+    A new folder is renamed into place whole. An existing one (an earlier
+    result of this batch: the coordinator refuses any other) keeps every file
+    the batch did not write: only the new stems and ``layers.json`` replace
+    theirs (``layers.json`` last), then stems of the earlier result that this
+    one no longer has are removed — nothing else is ever deleted.
+    """
+    if not final.exists():
+        try:
+            os.replace(staging, final)
+            return
+        except OSError:
+            if not final.is_dir():
+                raise
+    if not final.is_dir():
+        raise OutputError(f"{final} exists and is not a folder")
+    old = (listed_files(final) or set()) - {LAYERS_JSON}
+    new = sorted(p.name for p in staging.iterdir() if p.name != LAYERS_JSON)
+    for name in new:
+        os.replace(staging / name, final / name)
+    os.replace(staging / LAYERS_JSON, final / LAYERS_JSON)
+    for name in old - set(new):
+        with contextlib.suppress(OSError):
+            (final / name).unlink()
 
 
 def _now() -> str:
