@@ -27,6 +27,22 @@ def isolated_env(monkeypatch, tmp_path: Path) -> Path:
     return tmp_path / "log"
 
 
+def open_editor(qtbot, monkeypatch, tmp_path: Path, *, autosave: bool = False):
+    """A shown MainWindow in an isolated environment whose error dialogs and
+    save-changes question are recorded or answered instead of shown (``w.errors``
+    collects (title, reason, details)); the caller calls ``w.shutdown()``."""
+    from demixstudio.gui.main_window import MainWindow
+
+    isolated_env(monkeypatch, tmp_path)
+    w = MainWindow(autosave=autosave)
+    w.errors = []
+    w.show_error = lambda title, reason, details: w.errors.append((title, reason, details))
+    w.ask_save_changes = lambda: "discard"
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
 def speech_mixture(seconds: float = 4.0):
     """(mixture float32 (2, n), images float64 (2 sources, 2 channels, n))."""
     srcs = []

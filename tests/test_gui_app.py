@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import shared
-from gui_support import SR, StallMeter, image_snr, isolated_env, write_mixture
+from gui_support import SR, StallMeter, image_snr, isolated_env, open_editor, write_mixture
 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -36,13 +36,7 @@ def mixture_file(tmp_path_factory):
 
 @pytest.fixture
 def win(qtbot, monkeypatch, tmp_path):
-    isolated_env(monkeypatch, tmp_path)
-    w = MainWindow(autosave=False)
-    w.errors = []
-    w.show_error = lambda title, reason, details: w.errors.append((title, reason, details))
-    w.ask_save_changes = lambda: "discard"
-    qtbot.addWidget(w)
-    w.show()
+    w = open_editor(qtbot, monkeypatch, tmp_path, autosave=False)
     yield w
     w.shutdown()
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from gui_support import SR, isolated_env, speech_mixture
+from gui_support import SR, isolated_env, open_editor, speech_mixture
 
 from PySide6.QtGui import QCloseEvent  # noqa: E402
 
@@ -47,13 +47,7 @@ def fresh(separated) -> Session:
 
 @pytest.fixture
 def win(qtbot, monkeypatch, tmp_path):
-    isolated_env(monkeypatch, tmp_path)
-    w = mw.MainWindow(autosave=True)
-    w.errors = []
-    w.show_error = lambda title, reason, details: w.errors.append((title, reason, details))
-    w.ask_save_changes = lambda: "discard"
-    qtbot.addWidget(w)
-    w.show()
+    w = open_editor(qtbot, monkeypatch, tmp_path, autosave=True)
     yield w
     w.shutdown()
 
