@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from gui_support import SR, isolated_env, open_editor, speech_mixture
 
@@ -325,3 +326,97 @@ def test_a_failed_export_does_not_remember_its_folder(qtbot, win, separated, tmp
     with qtbot.waitSignal(win.jobApplied, timeout=JOB_MS):
         win.export(ExportChoice(folder=str(good), stems=False, remix=True))
     assert win.prefs.export_folder() == str(good)
+
+
+# -- 9. modified means "not the state opened or last saved" ------------------------------------
+def closing_asks(win) -> bool:
+    """Whether closing the window now would ask to save (answered Cancel). What
+    closeEvent asks, without shutting the window down when it would close."""
+    asked = []
+    win.ask_save_changes = lambda: (asked.append(1), "cancel")[1]
+    assert win._may_discard() == (not asked)
+    return bool(asked)
+
+
+def test_undo_or_redo_back_to_the_opened_or_saved_state_is_not_modified(qtbot, win, separated,
+                                                                        tmp_path):
+    win.autosaver._debounce.setInterval(3600 * 1000)  # autosaved below, when the test says
+    win.set_session(fresh(separated))
+    s = win.session
+    s.set(s.layers[0], gain_db=-5.0)
+    assert win.modified and "•" in win.windowTitle() and win.autosaver.dirty
+    with qtbot.waitSignal(win.autosaver.saved, timeout=JOB_MS):
+        win.autosaver.save_now()
+    assert win.autosaver.project_path.is_file()
+    win.act_undo.trigger()  # back to the state opened
+    assert not win.modified and "•" not in win.windowTitle()
+    # Autosave agrees: nothing to write, and no autosave of the undone edit to recover.
+    assert not win.autosaver.dirty and not win.autosaver.project_path.exists()
+    assert autosave.recoverable() == []
+    win.act_redo.trigger()
+    assert win.modified and win.autosaver.dirty
+
+    proj = tmp_path / "song.dsproj"
+    with qtbot.waitSignal(win.jobApplied, timeout=JOB_MS):
+        win.save_to(proj)
+    assert not win.modified
+    s.set(s.layers[1], mute=True)
+    assert win.modified
+    win.act_undo.trigger()  # back to the state saved
+    assert not win.modified and "•" not in win.windowTitle() and not closing_asks(win)
+
+
+def test_redo_back_to_the_saved_state_and_past_it(qtbot, win, separated, tmp_path):
+    win.set_session(fresh(separated))
+    s = win.session
+    s.set(s.layers[0], gain_db=-5.0)
+    s.set(s.layers[0], gain_db=-7.0)
+    win.project_path = tmp_path / "song.dsproj"
+    win.ask_save_changes = lambda: "save"
+    assert win._may_discard()  # saved here and now (the close question's Save)
+    assert not win.modified
+    win.act_undo.trigger()
+    win.act_undo.trigger()
+    assert win.modified  # the state opened is not the one saved
+    win.act_redo.trigger()
+    assert win.modified
+    win.act_redo.trigger()
+    assert not win.modified and not closing_asks(win)
+    # A new edit after undoing past the save: the saved state can no longer come back.
+    win.act_undo.trigger()
+    s.set(s.layers[0], gain_db=-7.0)
+    assert win.modified and closing_asks(win)
+
+
+def test_a_saved_state_whose_undo_step_was_dropped_stays_modified(qtbot, win, separated):
+    win.set_session(fresh(separated))
+    s = win.session
+    s.history.budget = 0  # only the most recent step is kept
+    for value in (0.5, 0.25, 1.0):  # each stroke holds the tiles it replaced
+        s.paint_stroke("target 1", slice(0, 64), slice(0, 32),
+                       np.full((64, 32), value, np.float32))
+    assert s.history.truncated and s.history.undo_steps == 1
+    while win.act_undo.isEnabled():
+        win.act_undo.trigger()
+    assert win.modified and "•" in win.windowTitle() and closing_asks(win)
+
+
+def test_a_new_paint_target_is_an_edit_that_is_saved(qtbot, win, separated, tmp_path):
+    """A project keeps its paint targets, empty ones too: making one modifies it."""
+    win.set_session(fresh(separated))
+    proj = tmp_path / "song.dsproj"
+    win.project_path = proj
+    assert win.session.paint.targets() == ["target 1"] and not win.modified
+    assert win.new_paint_target("drums") == "drums"
+    assert win.current_target() == "drums"
+    assert win.modified and "•" in win.windowTitle() and closing_asks(win)
+    assert win.act_undo.text() == "&Undo new paint target drums"
+    win.act_undo.trigger()
+    assert win.session.paint.targets() == ["target 1"] and win.current_target() == "target 1"
+    assert not win.modified and not closing_asks(win)
+    win.act_redo.trigger()
+    assert win.modified and win.target_combo.findText("drums") >= 0
+    win.ask_save_changes = lambda: "save"
+    assert win._may_discard()
+    assert load_project(proj).paint.targets() == ["target 1", "drums"]
+    assert not win.modified

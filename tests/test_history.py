@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demixstudio.errors import InsufficientMemoryError
+from demixstudio.errors import InsufficientMemoryError, ParameterError
 from demixstudio.jobs import memory
 from demixstudio.separation.base import LayerProposal
 from demixstudio.session.commands import HISTORY_MIN_BUDGET, default_budget, held_arrays
@@ -224,3 +224,91 @@ def test_a_check_that_would_refuse_frees_the_history_first(s, monkeypatch):
     with pytest.raises(InsufficientMemoryError):
         memory.check_fits(int(memory.SHARE * (base + held) * 4), "test output", "advice")
     assert h.undo_steps == steps and h.held_bytes() == left
+
+
+# -- the clean state (the one opened or saved): the editor's "modified" ---------------------
+def test_undo_or_redo_back_to_the_clean_state_is_clean(s):
+    h = s.history
+    _run(s, 2, 1)
+    h.mark_clean()  # saved here
+    assert h.is_clean and h.clean_reachable
+    s.set(s.layers[0], gain_db=-6.0)
+    s.set(s.layers[0], mute=True)
+    assert not h.is_clean
+    h.undo()
+    assert not h.is_clean
+    h.undo()
+    assert h.is_clean  # back where it was saved
+    h.undo()
+    assert not h.is_clean  # before the save
+    h.redo()
+    assert h.is_clean  # redo back to it counts too
+    h.redo()
+    assert not h.is_clean
+    # Events that change nothing (a budget that drops nothing) keep it as it is.
+    h.undo()
+    h.budget = None
+    assert h.is_clean
+
+
+def test_a_new_edit_after_undoing_past_the_clean_state_makes_it_unreachable(s):
+    h = s.history
+    s.set(s.layers[0], gain_db=-6.0)
+    h.mark_clean()
+    h.undo()
+    s.set(s.layers[0], gain_db=-3.0)  # the saved state was on the discarded redo branch
+    assert not h.is_clean and not h.clean_reachable
+    h.undo()
+    assert not h.is_clean  # the state before both edits, not the saved one
+    s.set(s.layers[0], gain_db=-6.0)  # the same value again, but another step
+    assert not h.is_clean
+
+
+def test_a_clean_state_whose_step_was_dropped_is_unreachable(s):
+    h = s.history
+    h.mark_clean()  # opened with no layers
+    h.budget = 0  # keep only the most recent step
+    _run(s, 2, 1)
+    _run(s, 2, 2)
+    assert h.truncated and not h.clean_reachable
+    while h.undo():
+        pass
+    assert not h.is_clean  # undoing everything no longer reaches the opened state
+    # A clean state made by a dropped step is still the oldest one, reachable by undo.
+    h.budget = None
+    h.mark_clean()
+    _run(s, 2, 3)
+    h.budget = 0
+    assert h.dropped > 0 and h.clean_reachable
+    h.undo()
+    assert h.is_clean
+
+
+def test_clearing_the_history_keeps_the_session_clean_or_not(s):
+    h = s.history
+    _run(s, 2, 1)
+    h.mark_clean()
+    s.clear_history()
+    assert h.is_clean
+    s.set(s.layers[0], gain_db=-6.0)
+    s.clear_history()
+    assert not h.is_clean and not h.clean_reachable
+    h.forget_clean()
+    assert not h.is_clean
+
+
+def test_a_new_paint_target_is_one_undo_step(s):
+    """A project saves its paint targets, empty ones too: making one is an edit."""
+    h = s.history
+    h.mark_clean()
+    assert s.add_paint_target(" drums ") == "drums"
+    assert s.paint.targets() == ["drums"] and not h.is_clean
+    assert h.undo_label() == "new paint target drums"
+    colour = s.paint.colour("drums")
+    assert s.add_paint_target("drums") == "drums" and h.undo_steps == 1  # exists: no step
+    h.undo()
+    assert s.paint.targets() == [] and h.is_clean
+    h.redo()
+    assert s.paint.targets() == ["drums"] and s.paint.colour("drums") == colour
+    with pytest.raises(ParameterError):
+        s.add_paint_target("  ")

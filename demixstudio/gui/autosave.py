@@ -366,6 +366,11 @@ class Autosaver(QObject):
         self._debounce.stop()
         self._remove_files()
 
+    def mark_clean(self) -> None:
+        """The document is back in the state last saved or opened (undone to it):
+        nothing to recover, as after a save (an autosave of a later state is removed)."""
+        self.mark_saved()
+
     def save_now(self) -> None:
         """Write the autosave in the background (if there are unsaved edits).
 

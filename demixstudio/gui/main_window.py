@@ -124,7 +124,6 @@ class MainWindow(QMainWindow):
         self.modified = False
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._suspend_dirty = False
-        self._edits = 0  # history events seen: tells whether a save is still current
         self._locked = False
         # Hooks the tests replace: questions that would block in a modal dialog.
         self.ask_save_changes: Callable[[], str] = self._ask_save_changes
@@ -457,6 +456,12 @@ class MainWindow(QMainWindow):
             self._unsubscribe = session.subscribe(self._on_session_event)
             self._fill_targets()
             self.view.show_layer(None)
+            # The state opened is the clean one; a recovered document has none
+            # (it differs from its file until saved).
+            if modified:
+                session.history.forget_clean()
+            else:
+                session.history.mark_clean()
         self.modified = modified
         if modified:
             self.autosaver.mark_edited()
@@ -466,10 +471,16 @@ class MainWindow(QMainWindow):
 
     def _on_session_event(self, kind: str, payload: dict) -> None:
         if kind == "history":
-            self._edits += 1
             if not self._suspend_dirty:
-                self.modified = True
-                self.autosaver.mark_edited()
+                # Modified exactly when away from the state opened or last saved:
+                # undoing (or redoing) back to it makes the document clean again.
+                was = self.modified
+                self.modified = not self.session.history.is_clean
+                if self.modified:
+                    self.autosaver.mark_edited()
+                elif was:
+                    self.autosaver.mark_clean()
+                    self._clear_autosave_warning()
             self._update_title()
             self._update_actions()
         elif kind == "paint":
@@ -648,8 +659,9 @@ class MainWindow(QMainWindow):
         """Save the project in the background; the document is clean when it lands."""
         session = self.session
         path = Path(path)
-        # Edits made while the file is written keep the document modified.
-        marker = self._edits
+        # The state written: edits made while the file is written keep the
+        # document modified (until undone back to it).
+        state = session.history.state
 
         def work(ctx):
             ctx.progress(0, 1, "writing")
@@ -658,7 +670,9 @@ class MainWindow(QMainWindow):
         def apply(written):
             self.project_path = Path(written)
             self.autosaver.document_path = str(written)
-            if self._edits == marker:
+            if self.session is session:
+                session.history.mark_clean(state)
+            if self.session is session and session.history.is_clean:  # no edit since
                 self.modified = False
                 self.autosaver.mark_saved(written)
                 self._clear_autosave_warning()
@@ -744,6 +758,7 @@ class MainWindow(QMainWindow):
                             "your changes are still open", details)
             return False
         self.project_path = Path(written)
+        self.session.history.mark_clean()
         self.modified = False
         self.autosaver.mark_saved(written)
         self._clear_autosave_warning()
@@ -975,8 +990,8 @@ class MainWindow(QMainWindow):
                                             "Name of the source to paint:", text=f"target {i}")
             if not ok or not name.strip():
                 return None
-        name = name.strip()
-        self.session.paint.add_target(name)
+        # An undoable edit: the project saves its targets, empty ones too.
+        name = self.session.add_paint_target(name)
         self._fill_targets(keep=name)
         return name
 

@@ -16,6 +16,13 @@ says how many steps were dropped (the editor can say "the oldest steps can no
 longer be undone"); a memory check that would refuse an output first asks the
 history to free what it holds (:meth:`History.release_bytes`, see
 ``demixstudio.jobs.memory.register_reclaimer``).
+
+The history also knows the session's *clean* state, the one last opened or
+saved (:meth:`History.mark_clean`): ``History.is_clean`` is true exactly when
+undoing or redoing has come back to it. Each state is named by a number
+(``History.state``: the step that made it), so a state left by an edit on a
+branch that a later edit discarded, or one whose step was dropped from the
+oldest end, is never reached again and the document stays modified.
 """
 
 from __future__ import annotations
@@ -213,6 +220,13 @@ class History:
     thread that made it, except a release from another thread (a memory check
     in a background run), which the next change reports.
 
+    ``state`` names the session's current state (the step that made it, so two
+    different states never share a number); :meth:`mark_clean` makes a state the
+    clean one (the one opened or saved) and ``is_clean`` says whether the session
+    is in it now: undoing or redoing back to it counts, while a state whose step
+    was discarded (redo steps after a new edit, a dropped step) is never reached
+    again.
+
     Thread safety: every change holds a lock, so a release from a worker thread
     and an edit on the main thread do not interleave.
     """
@@ -227,6 +241,12 @@ class History:
         self._budget: Optional[int] = default_budget() if budget == -1 else budget
         self.dropped = 0
         self.dropped_redo = 0
+        # States: 0 is the one the history started in; each pushed step gets the
+        # next number, the state it makes. ``_base`` is the state below the oldest
+        # undo step (the one undoing everything returns to).
+        self._serial = 0
+        self._base = 0
+        self._clean: Optional[int] = 0
         memory.register_reclaimer(self)
 
     # -- memory ------------------------------------------------------------------
@@ -291,9 +311,10 @@ class History:
                 if not refs[k]:
                     held -= size[k]
             gone.append(cmd)
-        for cmd in gone:
+        for cmd in gone:  # the undo steps among them oldest first
             if id(cmd) in undo_ids:
                 self._undo.remove(cmd)
+                self._base = _state_of(cmd)  # the state it made is now the oldest
                 self.dropped += 1
             else:
                 self._redo.remove(cmd)
@@ -329,11 +350,48 @@ class History:
         """What :meth:`release_bytes` could free: everything the history holds."""
         return self.held_bytes()
 
+    # -- the clean state ------------------------------------------------------------
+    @property
+    def state(self) -> int:
+        """The number of the session's current state: the step that made it (0 for
+        the state the history started in). Undo and redo return to the same number."""
+        with self._lock:
+            return _state_of(self._undo[-1]) if self._undo else self._base
+
+    def mark_clean(self, state: Optional[int] = None) -> None:
+        """Make ``state`` (default: the current one) the clean state: the one the
+        document was opened or saved in. ``None`` after :meth:`forget_clean`."""
+        with self._lock:
+            self._clean = self.state if state is None else state
+
+    def forget_clean(self) -> None:
+        """No state of this history is the saved one (a document recovered from an
+        autosave, or one never saved): ``is_clean`` stays False until the next mark."""
+        with self._lock:
+            self._clean = None
+
+    @property
+    def is_clean(self) -> bool:
+        """Whether the session is in the clean state (:meth:`mark_clean`)."""
+        with self._lock:
+            return self._clean is not None and self.state == self._clean
+
+    @property
+    def clean_reachable(self) -> bool:
+        """Whether undoing or redoing can still reach the clean state."""
+        with self._lock:
+            if self._clean is None:
+                return False
+            return self._clean == self._base or any(
+                _state_of(c) == self._clean for c in (*self._undo, *self._redo))
+
     # -- the stacks ----------------------------------------------------------------
     def push(self, cmd: Command) -> Command:
         """Run ``cmd`` and make it the next thing to undo (then :meth:`trim`)."""
         with self._lock:
             cmd.do(self._s)
+            self._serial += 1
+            cmd._history_state = self._serial
             self._undo.append(cmd)
             self._redo.clear()
             self.trim()
@@ -385,10 +443,17 @@ class History:
             return True
 
     def clear(self) -> None:
-        """Forget every step (the arrays only they held are freed); resets ``dropped``."""
+        """Forget every step (the arrays only they held are freed); resets ``dropped``.
+        The session stays in its state, clean if it was."""
         with self._lock:
+            self._base = self.state
             self._undo.clear()
             self._redo.clear()
             self.dropped = 0
             self.dropped_redo = 0
             self._on_change()
+
+
+def _state_of(cmd: Command) -> int:
+    """The state a pushed step makes (:attr:`History.state`)."""
+    return cmd._history_state  # type: ignore[attr-defined]

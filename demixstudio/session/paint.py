@@ -391,6 +391,25 @@ class PaintEdit(Command):
         s.paint.set_tiles(self.target, {k: before for k, (before, _) in self.diff.items()})
 
 
+class AddPaintTarget(Command):
+    """A new (empty) paint target: a project saves its targets, empty ones too, so
+    making one is an edit. Undo removes it again (its strokes, later steps, are
+    undone first)."""
+
+    def __init__(self, target: str, colour: Optional[str] = None) -> None:
+        self.target = target
+        self.colour = colour
+        self.label = f"new paint target {target}"
+
+    def do(self, s: "Session") -> None:
+        self.target = s.paint.add_target(self.target, self.colour)
+        self.colour = s.paint.colour(self.target)  # redo brings the same colour back
+
+    def undo(self, s: "Session") -> None:
+        if self.target in s.paint:
+            s.paint.remove_target(self.target)
+
+
 class Stroke:
     """One stroke in progress on ``target``.
 

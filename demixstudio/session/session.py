@@ -21,7 +21,7 @@ from demixstudio.separation.base import Hints, LayerProposal, PaintHint
 from demixstudio.session.commands import History, MoveLayer, ReplaceLayers, SetLayerSettings
 from demixstudio.session.layer import (PALETTE, RESIDUAL_COLOUR, Layer, Provenance, check_setting,
                                       unique_name)
-from demixstudio.session.paint import PaintStore, Stroke
+from demixstudio.session.paint import AddPaintTarget, PaintStore, Stroke
 
 Listener = Callable[[str, Dict[str, Any]], None]
 
@@ -243,6 +243,16 @@ class Session:
     # -- paint and selection (undoable; see session/paint.py, session/selection.py) --
     def _paint_changed(self, target: str, bins: tuple, frames: tuple) -> None:
         self._emit("paint", {"target": target, "bins": bins, "frames": frames})
+
+    def add_paint_target(self, name: str, colour: Optional[str] = None) -> str:
+        """Create paint target ``name`` as one undo step (a project saves it, empty
+        or not); nothing if it exists. Returns the name as stored (stripped)."""
+        name = str(name).strip()
+        if not name:
+            raise ParameterError("a paint target name must not be empty")
+        if name not in self.paint:
+            self.history.push(AddPaintTarget(name, colour))
+        return name
 
     def begin_stroke(self, target: str, label: str = "Brush") -> Stroke:
         """Start a stroke on ``target`` (created if missing); ``finish()`` makes it one undo step."""
