@@ -450,3 +450,55 @@ def test_a_read_only_file_system_is_named_as_such():
 
     assert describe_os_error(OSError(errno.EROFS, "x")) == "read-only file system"
     assert describe_os_error(OSError(errno.EACCES, "x")) == "permission denied"
+
+
+def test_losing_the_scheduler_mid_batch_is_one_line_and_files_stay_to_do(tmp_path, scheduler):
+    """The scheduler of --scheduler killed mid-batch: one clear line, rc 1, and the
+    files not done recorded as such (not as errors), so a re-run does them."""
+    for i in range(4):
+        _one_clip(tmp_path / "in" / f"c{i}.wav", seconds=2.0)
+    out = tmp_path / "out"
+    # Scheduler and worker in one process, so one SIGKILL takes the whole cluster.
+    code = ("import time\nfrom distributed import LocalCluster\n"
+            "c = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, "
+            "host='127.0.0.1', protocol='tcp://', dashboard_address=None)\n"
+            "print(c.scheduler_address, flush=True)\ntime.sleep(300)\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    cluster = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                               env=env)
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address.startswith("tcp://"), address
+        batch = subprocess.Popen(
+            [sys.executable, "-m", "demixstudio", "batch", str(tmp_path / "in"), "--method",
+             "nmf", "--set", "max_iter=2000", "--set", "tol=0", "--out", str(out),
+             "--scheduler", address], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        manifest = out / mf.MANIFEST_NAME
+        deadline = time.monotonic() + 60
+        while not (manifest.is_file() and manifest.read_text().strip()):
+            assert time.monotonic() < deadline and batch.poll() is None
+            time.sleep(0.02)
+        cluster.kill()  # after the first file, with the others queued or running
+        _, err = batch.communicate(timeout=60)
+    finally:
+        cluster.kill()
+        cluster.wait()
+        cluster.stdout.close()
+    assert batch.returncode == 1
+    lines = [x for x in err.splitlines() if x.strip() and not x.startswith("batch nmf:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"demixstudio: error: lost the connection to the scheduler at "
+                               f"{address}: ") and "run the same command again" in lines[0]
+    records = mf.read(manifest)
+    assert sorted(r["output"] for r in records) == [f"c{i}" for i in range(4)]
+    assert records[0]["status"] == "ok"
+    assert {r["status"] for r in records[1:]} == {"cancelled"}
+    assert all(r["error"] == "lost the connection to the scheduler" for r in records[1:])
+    assert f"{len(records) - 1} files not done" in lines[0]
+
+    # The same batch again (on another scheduler): the rest gets done.
+    s = run_batch([tmp_path / "in"], "nmf", out, params={"max_iter": 2000, "tol": 0.0},
+                  scheduler=scheduler)
+    assert (s.skipped, s.ok, s.failed) == (1, 3, 0)
+    assert not _staging_left(out)

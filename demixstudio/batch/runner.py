@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -126,11 +127,46 @@ def local_cluster(workers: int, memory_limit: Any = "auto"):
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **WORKER_ENV}
     # A file that kills its worker (out of memory) is tried once more, not
     # three times: each attempt costs a worker restart.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
-                          "distributed.scheduler.allowed-failures": 1}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            host="127.0.0.1", silence_logs=logging.CRITICAL,
-                            memory_limit=memory_limit, scheduler_kwargs=LOCAL_SCHEDULER)
+    cluster = None
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                              "distributed.scheduler.allowed-failures": 1}), _sigint_ignored():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", silence_logs=logging.CRITICAL,
+                                   memory_limit=memory_limit, scheduler_kwargs=LOCAL_SCHEDULER)
+    except KeyboardInterrupt:
+        # Ctrl+C at the edge of start-up (outside the main thread, or just as
+        # SIGINT was restored): close what was made quietly and let it through.
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+        raise
+    return cluster
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT (Ctrl+C) while a local cluster starts its worker processes.
+
+    A Ctrl+C in the terminal reaches the whole process group. Worker processes
+    spawned while SIGINT is ignored inherit that (an ignored signal stays
+    ignored across fork and exec, and Python then installs no
+    ``KeyboardInterrupt`` handler), so they never die mid-import with a
+    traceback each; the coordinator alone acts on Ctrl+C (see
+    ``task.prepare_worker``). Dask's start-up is not interrupted half-way
+    either (a half-made cluster failed again at exit). The cost: a Ctrl+C in
+    the seconds of start-up is dropped; the next one stops the batch cleanly.
+    Signal handlers belong to the main thread: elsewhere (the GUI) nothing is
+    changed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
 
 
 #: Schemes whose location is HOST:PORT, checked here before connecting
@@ -418,15 +454,19 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
             # The clock of the ETA starts now that the workers are ready.
             ctx = JobContext(on_progress=on_progress, cancel_event=ctx.cancel_event)
             report()
+            lost = False
             try:
                 ac = as_completed(futures, loop=client.loop)
-                while not ac.is_empty():
+                while not ac.is_empty() and not lost:
                     ctx.check()
                     ready = ac.next_batch(block=False)
                     if not ready:
                         time.sleep(POLL_S)
                         continue
                     for fut in ready:
+                        if _scheduler_lost(client, fut):
+                            lost = True  # every task still out is gone with it
+                            break
                         accept(fut, _record_of(fut, index[fut.key][0], method, sig, limit))
                         if on_record is not None:
                             on_record(summary.records[-1])
@@ -436,6 +476,19 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
                       method, sig)
                 unfinished = [f for key, (f, _) in index.items() if key not in finished]
                 raise
+            if lost:
+                n_lost = _record_lost(index, finished, manifest, summary, method, sig)
+                if scheduler is None:  # local workers are gone once the cluster closes
+                    unfinished = [f for key, (f, _) in index.items() if key not in finished]
+                # Remote workers may still be writing (their staging folders
+                # are swept by the next run, before it starts any work).
+                with _quiet_client_logs():
+                    client.close(timeout=5)
+        if lost:
+            where = scheduler or "the local cluster"
+            raise DemixError(f"lost the connection to the scheduler at {where}: {n_lost} "
+                             f"file{'s' if n_lost != 1 else ''} not done; run the same command "
+                             "again to finish them")
     finally:
         # Only now are local workers gone: sweep what interrupted tasks left.
         remove_staging(out_root, unfinished)
@@ -478,6 +531,45 @@ def _stop(client, cancel_flag, futures, finished, index, accept, manifest: Path,
         mf.append(manifest, lost)
     summary.records.extend(lost)
     summary.cancelled += len(lost)
+
+
+def _scheduler_lost(client, fut) -> bool:
+    """Whether ``fut`` came back because the client lost its scheduler (killed,
+    restarted, the network gone): Dask then marks every future it holds as
+    cancelled, which is not the file's fault and must not be recorded as its error."""
+    if fut.status != "cancelled":
+        return False
+    exc = getattr(getattr(fut, "_state", None), "exception", None)
+    return (getattr(exc, "reason", None) == "scheduler-connection-lost"
+            or client.status != "running")
+
+
+def _record_lost(index, finished, manifest: Path, summary: BatchSummary, method: str,
+                 sig: str) -> int:
+    """Record every file without a record yet as not done (``cancelled``: a re-run does it)."""
+    lost = [{"input": str(f.path), "output": f.rel.as_posix(), "method": method,
+             "signature": sig, "status": "cancelled",
+             "error": "lost the connection to the scheduler"}
+            for key, (f, _) in index.items() if key not in finished]
+    with contextlib.suppress(DemixError):
+        mf.append(manifest, lost)
+    summary.records.extend(lost)
+    summary.cancelled += len(lost)
+    return len(lost)
+
+
+@contextlib.contextmanager
+def _quiet_client_logs():
+    """Silence ``distributed.client``'s own ERROR lines (tracebacks of the lost
+    connection) while a client whose scheduler is gone is closed: the batch
+    reports the loss itself, once."""
+    log = logging.getLogger("distributed.client")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _record_of(fut, f: InputFile, method: str, sig: str, limit: Any) -> Dict[str, Any]:
