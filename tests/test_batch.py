@@ -502,3 +502,103 @@ def test_losing_the_scheduler_mid_batch_is_one_line_and_files_stay_to_do(tmp_pat
                   scheduler=scheduler)
     assert (s.skipped, s.ok, s.failed) == (1, 3, 0)
     assert not _staging_left(out)
+
+
+# --------------------------------------------------------------------------
+# the dnn model: checked here and on every worker before any file
+# --------------------------------------------------------------------------
+
+
+def _store_with(root: Path, *names: str, seed: int = 0) -> None:
+    """A model store at ``root`` holding tiny Wave-U-Nets called ``names``."""
+    import torch
+
+    from demixstudio.separation.dnn import store
+    from demixstudio.separation.dnn.models import build_model
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        torch.manual_seed(seed)
+        m = build_model("waveunet", {"targets": ("vocals",), "sample_rate": 16000,
+                                     "layers": 3, "growth": 4})
+        store.save_model(m, root / name)
+
+
+def test_an_unknown_or_ambiguous_model_is_refused_before_the_cluster(tmp_path, monkeypatch,
+                                                                    capsys):
+    from demixstudio.batch import runner
+    from demixstudio.separation.dnn import store
+
+    clip = tmp_path / "in" / "clip.wav"
+    _one_clip(clip)
+    out = tmp_path / "out"
+    monkeypatch.setenv(store.ENV_VAR, str(tmp_path / "store"))
+    _store_with(tmp_path / "store", "a", "b")
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a cluster was started")
+
+    monkeypatch.setattr(runner, "local_cluster", no_cluster)
+    with pytest.raises(ParameterError, match="no model 'nope' in"):
+        run_batch([clip], "dnn", out, workers=1, params={"model": "nope"})
+    with pytest.raises(ParameterError, match="set model=NAME; the store holds: a, b"):
+        run_batch([clip], "dnn", out, workers=1)
+    assert not out.exists()  # no manifest, no records
+    rc = main(["batch", str(clip), "--method", "dnn", "--set", "model=nope", "--out", str(out),
+               "--workers", "1"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "no model 'nope'" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_worker_without_the_model_is_refused_up_front(tmp_path, monkeypatch):
+    from distributed import LocalCluster
+
+    from demixstudio.separation.dnn import store
+
+    clip = tmp_path / "in" / "clip.wav"
+    _one_clip(clip)
+    out = tmp_path / "out"
+    monkeypatch.setenv(store.ENV_VAR, str(tmp_path / "store"))
+    _store_with(tmp_path / "store", "m")
+    empty = tmp_path / "worker-store"
+    empty.mkdir()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, env={store.ENV_VAR: str(empty)}) as cluster:
+        with pytest.raises(DemixError, match=r"worker tcp://127\.0\.0\.1:\d+: no model 'm' in "
+                           + str(empty).replace(".", r"\.") + ".*DEMIXSTUDIO_MODELS_DIR"):
+            run_batch([clip], "dnn", out, scheduler=cluster.scheduler_address,
+                      params={"model": "m"})
+    assert not mf.read(out / mf.MANIFEST_NAME)  # not one file tried
+    assert not out.exists()
+
+
+def test_a_worker_with_another_copy_of_the_model_is_named(tmp_path, monkeypatch):
+    from demixstudio.batch import runner
+    from demixstudio.batch.task import model_on_worker
+    from demixstudio.separation.dnn import store
+
+    here_root, there_root = tmp_path / "here", tmp_path / "there"
+    _store_with(here_root, "m", seed=1)
+    _store_with(there_root, "m", seed=2)  # same name, other weights
+    monkeypatch.setenv(store.ENV_VAR, str(there_root))
+    there = model_on_worker("m")
+    monkeypatch.setenv(store.ENV_VAR, str(here_root))
+    here = model_on_worker("m")
+    assert here["sha256"] != there["sha256"]
+
+    class Client:
+        def run(self, fn, *args):
+            return {"tcp://w1:1": here, "tcp://w2:2": there}
+
+    with pytest.raises(DemixError, match=r"^worker tcp://w2:2: model 'm' in .*there has sha256"):
+        runner._check_worker_models(Client(), "m", here)
+    with pytest.raises(DemixError, match="the workers' copies differ"):
+        # not in the coordinator's store (a remote batch): the workers must agree
+        runner._check_worker_models(Client(), "m", dict(here, sha256=None))
+
+    class Agreeing:
+        def run(self, fn, *args):
+            return {"tcp://w1:1": here}
+
+    runner._check_worker_models(Agreeing(), "m", here)  # passes

@@ -33,8 +33,8 @@ from demixstudio.audio.atomic import describe_os_error
 from demixstudio.audio.io import audio_info, output_format
 from demixstudio.batch import manifest as mf
 from demixstudio.batch.inputs import InputFile, collect_inputs
-from demixstudio.batch.task import (LAYERS_JSON, FileTask, listed_files, prepare_worker,
-                                    separate_file, staging_folders)
+from demixstudio.batch.task import (LAYERS_JSON, FileTask, listed_files, model_on_worker,
+                                    prepare_worker, separate_file, staging_folders)
 from demixstudio.errors import AudioFormatError, DemixError, OutputError, ParameterError
 from demixstudio.jobs.context import JobContext, ProgressCallback
 from demixstudio.separation.base import params_to_dict
@@ -345,6 +345,7 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     params = checked_params(m, params)  # None: the defaults; a dict: typed values
     if scheduler is None:
         check_device_present(params)
+    model = _check_model_here(params, remote=scheduler is not None)
     hint_specs = tuple(hint_specs)
     for spec in hint_specs:
         _, _, path = parse_hint_spec(spec)
@@ -424,6 +425,8 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
             except ImportError as exc:
                 raise DemixError(f"the workers cannot import DemixStudio ({exc}); install it "
                                  "on every worker of the cluster") from exc
+            if model is not None:
+                _check_worker_models(client, params.model, model)
             index = {}
             for i, ((f, stamp), w) in enumerate(zip(pending, weights)):
                 task = FileTask(input=str(f.path), output=f.rel.as_posix(),
@@ -581,6 +584,53 @@ def _record_of(fut, f: InputFile, method: str, sig: str, limit: Any) -> Dict[str
             "signature": sig, "status": "error",
             "error": _describe_failure(exc, limit) if exc is not None
             else f"the task ended as {fut.status}"}
+
+
+def _check_model_here(params: Any, remote: bool) -> Optional[Dict[str, Any]]:
+    """The model a ``dnn`` batch will use, resolved here before any work, or None
+    if the method takes no model.
+
+    An unknown or ambiguous model is a ``ParameterError`` at once (for a local
+    batch, before its cluster starts). With a remote scheduler a model named
+    explicitly need not be in this machine's store (the workers read their
+    own); ``_check_worker_models`` then checks them.
+    """
+    name = getattr(params, "model", None)
+    if not isinstance(name, str):
+        return None
+    here = model_on_worker(name)
+    if "error" in here:
+        if remote and name:
+            return {"store": here["store"], "name": name, "sha256": None}
+        raise ParameterError(here["error"])
+    return here
+
+
+def _check_worker_models(client, name: str, here: Dict[str, Any]) -> None:
+    """Refuse the batch, in one line, unless every worker has the model ``here``
+    describes (same name and checksum) in its own store."""
+    from demixstudio.separation.dnn.store import ENV_VAR
+
+    answers = client.run(model_on_worker, name)
+    want_sha = here["sha256"]
+    if want_sha is None:  # not in this machine's store: the workers must agree among themselves
+        shas = {a.get("sha256") for a in answers.values() if "error" not in a}
+        want_sha = shas.pop() if len(shas) == 1 else None
+    bad = []
+    for addr, a in sorted(answers.items()):
+        if "error" in a:
+            bad.append(f"worker {addr}: {a['error']}")
+        elif a["name"] != here["name"]:
+            bad.append(f"worker {addr}: would use model {a['name']!r} from {a['store']}, "
+                       f"not {here['name']!r}")
+        elif a["sha256"] != want_sha:
+            what = (f"not {want_sha[:12]}… (the one in {here['store']})" if want_sha
+                    else "and the workers' copies differ")
+            bad.append(f"worker {addr}: model {a['name']!r} in {a['store']} has sha256 "
+                       f"{a['sha256'][:12]}…, {what}")
+    if bad:
+        raise DemixError("; ".join(bad) + f"; set {ENV_VAR} on the workers to a store "
+                         f"holding model {here['name']!r}, or import it there")
 
 
 def _signature_inputs(params: Any, hint_specs: Sequence[str]) -> Dict[str, Any]:

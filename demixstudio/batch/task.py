@@ -98,6 +98,28 @@ def prepare_worker(method: str, threads: int, ignore_sigint: bool = False) -> Di
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
+def model_on_worker(name: str) -> Dict[str, Any]:
+    """The DNN model this worker would use for ``model=name``, from its own store.
+
+    Resolved as the ``dnn`` method resolves it (an empty name: the only stored
+    model). Returns ``{"store", "name", "sha256"}``, with ``"error"`` (one line)
+    in place of name and checksum when the worker has no such model.
+    """
+    from demixstudio.separation.dnn import store
+    from demixstudio.separation.dnn.method import resolve_model_name
+
+    out: Dict[str, Any] = {"store": str(store.models_dir())}
+    try:
+        resolved = resolve_model_name(name)
+        found = [m for m in store.list_models() if m.name == resolved]
+        if not found:
+            raise DemixError(f"no model {resolved!r} in {out['store']}")
+        out.update(name=resolved, sha256=found[0].sha256)
+    except DemixError as exc:
+        out["error"] = str(exc)
+    return out
+
+
 class _PeakMemory:
     """Peak resident memory of this process while a file is processed (MB)."""
 
