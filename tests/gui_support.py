@@ -28,13 +28,19 @@ def isolated_env(monkeypatch, tmp_path: Path) -> Path:
 
 
 def open_editor(qtbot, monkeypatch, tmp_path: Path, *, autosave: bool = False):
-    """A shown MainWindow in an isolated environment whose error dialogs and
+    """:func:`make_editor` in an isolated environment (settings, log, data under
+    ``tmp_path``); the caller calls ``w.shutdown()``."""
+    isolated_env(monkeypatch, tmp_path)
+    return make_editor(qtbot, autosave=autosave)
+
+
+def make_editor(qtbot, **kw):
+    """A shown MainWindow(**kw) (autosave off unless asked) whose error dialogs and
     save-changes question are recorded or answered instead of shown (``w.errors``
-    collects (title, reason, details)); the caller calls ``w.shutdown()``."""
+    collects (title, reason, details))."""
     from demixstudio.gui.main_window import MainWindow
 
-    isolated_env(monkeypatch, tmp_path)
-    w = MainWindow(autosave=autosave)
+    w = MainWindow(autosave=kw.pop("autosave", False), **kw)
     w.errors = []
     w.show_error = lambda title, reason, details: w.errors.append((title, reason, details))
     w.ask_save_changes = lambda: "discard"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_support import isolated_env, write_mixture
+from gui_support import isolated_env, make_editor, write_mixture
 
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -31,16 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 JOB_MS = 120000
 
 
-def make_window(qtbot, **kw) -> MainWindow:
-    w = MainWindow(autosave=kw.pop("autosave", False), **kw)
-    w.errors = []
-    w.show_error = lambda title, reason, details: w.errors.append((title, reason, details))
-    w.ask_save_changes = lambda: "discard"
-    qtbot.addWidget(w)
-    w.show()
-    return w
-
-
 def wait_job(qtbot, w, start) -> None:
     with qtbot.waitSignal(w.jobApplied, timeout=JOB_MS):
         assert start()
@@ -49,7 +39,7 @@ def wait_job(qtbot, w, start) -> None:
 
 def test_first_run_hint_is_shown_once(qtbot, monkeypatch, tmp_path):
     isolated_env(monkeypatch, tmp_path)
-    w = make_window(qtbot)
+    w = make_editor(qtbot)
     wait_job(qtbot, w, w.open_demo)
     hint = w.first_run_hint
     assert hint is not None and hint.isVisible()
@@ -63,7 +53,7 @@ def test_first_run_hint_is_shown_once(qtbot, monkeypatch, tmp_path):
     assert not hint.isVisible()
     w.shutdown()
 
-    again = make_window(qtbot)  # the next start: demo again, no hint
+    again = make_editor(qtbot)  # the next start: demo again, no hint
     wait_job(qtbot, again, again.open_demo)
     assert again.first_run_hint is None and again.session.name == "demo"
     again.shutdown()
@@ -77,7 +67,7 @@ def test_settings_persist_between_starts(qtbot, monkeypatch, tmp_path):
     song = tmp_path / "song.wav"
     write_mixture(song, seconds=2.0)
 
-    w = make_window(qtbot)
+    w = make_editor(qtbot)
     wait_job(qtbot, w, lambda: w.open_path(song, ask=False))
     qtbot.waitUntil(lambda: w.method_panel.method.isEnabled(), timeout=JOB_MS)
     w.method_panel.select_method("hpss")
@@ -106,7 +96,7 @@ def test_settings_persist_between_starts(qtbot, monkeypatch, tmp_path):
     assert p.audio_device() == "Studio Monitors"
     assert (p.export_format(), p.export_bits(), p.export_folder()) == ("flac", "16", str(out))
 
-    again = make_window(qtbot)
+    again = make_editor(qtbot)
     assert again.method_panel.default_method == "hpss"
     qtbot.waitUntil(lambda: again.method_panel.method.isEnabled(), timeout=JOB_MS)
     assert again.method_panel.method_name() == "hpss"
@@ -132,7 +122,7 @@ def test_uncaught_exception_shows_one_line_and_the_log_path(qtbot, monkeypatch, 
     import demixstudio.gui.app as app
 
     log_dir = isolated_env(monkeypatch, tmp_path)
-    w = make_window(qtbot)
+    w = make_editor(qtbot)
     seen = {}
 
     def read_and_close():
@@ -166,7 +156,7 @@ def test_window_uses_the_application_icon(qtbot, monkeypatch, tmp_path):
         assert (img.width(), img.height()) == (n, n)
         assert img.hasAlphaChannel()
     app.create_application()
-    w = make_window(qtbot)
+    w = make_editor(qtbot)
     icon = w.windowIcon()
     assert not icon.isNull() and 256 in [s.width() for s in icon.availableSizes()]
     w.shutdown()
