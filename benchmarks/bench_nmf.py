@@ -17,7 +17,8 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
   paint over what each layer holds of the other source) and ``Session.rerun``
   (the refinement loop), ``nmf-hum`` with the target's example excerpt as the
   hum (not time-aligned), and with that excerpt pitch-shifted up 3 semitones
-  (resampled, so its formants move too and it is shorter: a rough imitation);
+  (resampled, so its formants move too and it is shorter: a rough imitation),
+  as it is and with ``nmf-hum``'s pitch search (``transpose_search=7``);
 - ``repair`` on band-limited (400–1600 Hz) speech and on a time–frequency gap:
   log-spectral distance to the original before and after.
 
@@ -78,16 +79,6 @@ def sklearn_supervised(case: nc.Case, rank: int, power: float) -> np.ndarray:
              for i in range(2)]
     tot = parts[0] + parts[1] + 1e-30
     return nc.apply_masks(case, [(p / tot).T[None].astype(np.float32) for p in parts])
-
-
-def shifted_up(x: np.ndarray, semitones: int) -> np.ndarray:
-    """``x`` (1, n) played 2^(semitones/12) times faster: higher and shorter."""
-    from fractions import Fraction
-
-    from scipy.signal import resample_poly
-
-    r = Fraction(2 ** (-semitones / 12)).limit_denominator(100)
-    return resample_poly(x, r.numerator, r.denominator, axis=1).astype(np.float32)
 
 
 #: The methods' ``precision`` (``--precision``).
@@ -162,7 +153,7 @@ def one_seed(cases, only: set, device: str, seed: int,
 
     ``scales``: tile scales of the simulated painting (``nc.dominance_paint``)."""
     rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "paint-rnd",
-                            "paint+fix", "hum", "hum+3st")}
+                            "paint+fix", "hum", "hum+3st", "hum+3st-find")}
     for case in cases:
         print(f"== {case.label} ({case.mix.shape[1] / case.sr:.1f} s)", flush=True)
         ex = Hints(examples={n: [AudioHint(case.examples[n], case.sr)] for n in case.names})
@@ -207,9 +198,12 @@ def one_seed(cases, only: set, device: str, seed: int,
         if "hum" in only:
             versus_nmf("hum", "nmf-hum", "nmf-hum",
                        Hints(hums={first: [AudioHint(case.examples[first], case.sr)]}))
-            versus_nmf("hum+3st", "hum, +3 st", "nmf-hum",
-                       Hints(hums={first: [AudioHint(shifted_up(case.examples[first], 3),
-                                                     case.sr)]}))
+            high = Hints(hums={first: [AudioHint(nc.played_faster(case.examples[first], 3),
+                                                 case.sr)]})
+            versus_nmf("hum+3st", "hum, +3 st", "nmf-hum", high)
+            # The same hint with the pitch search on (off by default): it should move
+            # the hint 3 semitones down.
+            versus_nmf("hum+3st-find", "  ...searched", "nmf-hum", high, transpose_search=7)
     out: dict[str, float] = {}
     print("== medians over all sources (dB)")
     for k, v in rows.items():
@@ -220,7 +214,8 @@ def one_seed(cases, only: set, device: str, seed: int,
     # SDRs, and the median of the per-source differences (the stricter one here).
     pairs = [("ours", "sklearn", "nmf-supervised − scikit-learn")]
     pairs += [(k, "nmf", f"{k} − nmf")
-              for k in ("semi", "paint", "paint-rnd", "paint+fix", "hum", "hum+3st")]
+              for k in ("semi", "paint", "paint-rnd", "paint+fix", "hum", "hum+3st",
+                        "hum+3st-find")]
     for a, b, label in pairs:
         if rows[a] and rows[b]:
             x, y = np.concatenate(rows[a]), np.concatenate(rows[b])

@@ -147,6 +147,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
         progress.done()
     names = ", ".join(x["name"] for x in doc["layers"])
     print(f"{len(doc['layers'])} layers ({names}) written to {args.out} in {doc['elapsed_s']:.2f} s")
+    for note in doc.get("notes", []):
+        print(f"note: {note}")
     for x in doc["layers"]:
         if "clipped_db" in x:
             print("warning: " + clipping_warning(x["file"], x["clipped_db"],

@@ -104,6 +104,17 @@ def cases(sr: int = SR, seconds: float | None = None, heldout: bool = False) -> 
     return [build(label, specs, sr, seconds) for label, specs in (HELDOUT if heldout else CASES)]
 
 
+def played_faster(x: np.ndarray, semitones: int) -> np.ndarray:
+    """``x`` (1, n) played 2^(semitones/12) times faster: higher and shorter (a hint
+    at another pitch; its formants move too)."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    r = Fraction(2 ** (-semitones / 12)).limit_denominator(100)
+    return resample_poly(x, r.numerator, r.denominator, axis=1).astype(np.float32)
+
+
 def sdr(case: Case, estimates: np.ndarray) -> np.ndarray:
     """BSS Eval v4 SDR (dB) of estimates (2, 1, n), in the sources' order, no permutation."""
     from demixstudio.metrics import bss_eval

@@ -417,3 +417,18 @@ def test_layers_json_names_the_paint_files(short_mix, tmp_path, capsys):
     capsys.readouterr()
     listing = json.loads((out / "layers.json").read_text())
     assert listing["hints"] == {"paint": {"a": str(files["rects"]), "b": str(files["one_frame"])}}
+
+
+def test_a_run_note_is_printed_and_kept(short_mix, tmp_path, capsys):
+    """A method's note about its run (nmf-hum: how far it moved the hum) is printed
+    after the layers and kept in layers.json."""
+    hum = tmp_path / "hum.wav"
+    rng = np.random.default_rng(4)
+    sf.write(hum, (0.1 * rng.standard_normal(SR // 2)).astype(np.float32), SR, subtype="FLOAT")
+    out = tmp_path / "o"
+    assert main(["separate", str(short_mix), "--method", "nmf-hum", "--hint", f"hum:a={hum}",
+                 "--set", "transpose=2", "--set", "max_iter=2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "note: the hum of 'a' moved 2 semitones up", printed
+    assert json.loads((out / "layers.json").read_text())["notes"] == [
+        "the hum of 'a' moved 2 semitones up"]

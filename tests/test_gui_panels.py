@@ -629,3 +629,25 @@ def test_a_damaged_autosave_falls_back_to_the_file_given(qtbot, env, monkeypatch
         assert len(errors) == 1 and "not a zip archive" in errors.pop()[1]
         assert (d / f"{pid}-x.dsproj").is_file()  # kept: maybe a tool can save it
         w.shutdown()
+
+
+def test_a_run_note_shows_in_the_status_bar(qtbot, monkeypatch, tmp_path):
+    """What a method says about its run (nmf-hum: how far it moved the hum) is shown
+    with the layer count when the run's layers arrive."""
+    from gui_support import SR, open_editor, speech_mixture
+
+    from demixstudio.separation import AudioHint, Hints, get_method, make_params
+    from demixstudio.session.session import Session
+
+    w = open_editor(qtbot, monkeypatch, tmp_path)
+    mix, sr = speech_mixture(1.0)[0], SR
+    w.set_session(Session(mix, sr))
+    m = get_method("nmf-hum")
+    hint = Hints(hums={"a": [AudioHint(mix[:1], sr)]})
+    assert w.run_method("nmf-hum", make_params(m.Params, {"transpose": -1.0, "max_iter": 2}),
+                        hint)
+    qtbot.waitUntil(lambda: not w.runner.busy
+                    and w.statusBar().currentMessage().startswith("nmf-hum"), timeout=60000)
+    assert w.statusBar().currentMessage() == (
+        "nmf-hum: 2 layers — the hum of 'a' moved 1 semitone down"), w.errors
+    w.shutdown()

@@ -41,6 +41,7 @@ from demixstudio.separation.registry import available, get_method
 from demixstudio.session.export import clipping_warnings, export
 from demixstudio.session.project import load_project, save_project
 from demixstudio.session.session import Session
+from demixstudio.session.operations import run_notes
 
 log = logging.getLogger("demixstudio.gui")
 
@@ -866,8 +867,10 @@ class MainWindow(QMainWindow):
                 raise ParameterError(f"the layer “{layer.name}” was deleted while it was being "
                                      "separated; nothing was changed")
             new = session.apply_proposals(proposals, on=layer, hints=hints)
+            notes = run_notes(new)
             self.statusBar().showMessage(
-                f"{name}: {len(new)} layer{'s' if len(new) != 1 else ''}", 5000)
+                f"{name}: {len(new)} layer{'s' if len(new) != 1 else ''}"
+                + "".join(f" — {n}" for n in notes), 15000 if notes else 5000)
             return new
         where = "the mixture" if layer is None else f"“{layer.name}”"
         return self._start(f"{name} on {where}", work, apply)

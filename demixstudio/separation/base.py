@@ -471,7 +471,9 @@ class LayerProposal:
     waveform : float32 (channels, samples), same channels and length as the input.
 
     ``target`` is the hinted target this layer answers, if any; ``extra`` is
-    data for the editor (a histogram, an azimugram), never needed to render.
+    data for the editor (a histogram, an azimugram), never needed to render;
+    ``extra["note"]``, if there, is one sentence the user should read about the
+    run (what a search decided), shown with its result.
     """
 
     name: str

@@ -60,6 +60,17 @@ def method_params(method_name: str, *, sources: "Optional[int | str]" = None,
     return make_params(method.Params, strings=strings)
 
 
+def run_notes(layers) -> list[str]:
+    """The sentences a run's method left for the user (``LayerProposal.extra["note"]``),
+    each once, in the layers' order."""
+    notes = []
+    for x in layers:
+        note = x.provenance.analysis.get("note") if x.provenance is not None else None
+        if note and note not in notes:
+            notes.append(str(note))
+    return notes
+
+
 def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
                        params: Any = None, hints: Optional[Hints] = None,
                        ctx: Optional[JobContext] = None, ext: str = "wav", bits: str = "24",
@@ -91,6 +102,7 @@ def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
             "hints": describe_hints(hints) if hints else {},
             "elapsed_s": round(time.monotonic() - t0, 3),
             "residual_db": None if not np.isfinite(residual_db) else round(residual_db, 2),
+            "notes": run_notes(layers),
             "layers": [{"name": x.name, "file": files[x.name].path.name,
                         "method": x.provenance.method if x.provenance else None,
                         "params": x.provenance.params if x.provenance else {},

@@ -260,12 +260,12 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
 
 
 def proposals(method: Method, masks: np.ndarray, names: Sequence[tuple[str, str | None]],
-              p: EngineParams, res: engine.FitResult, state: dict | None = None
-              ) -> list[LayerProposal]:
+              p: EngineParams, res: engine.FitResult, state: dict | None = None,
+              info: dict | None = None) -> list[LayerProposal]:
     """The layers of a fit: one mask proposal per group, with the fit's provenance
     (and ``state``, the model a refinement of the run can continue from: see
-    ``Hints.previous``)."""
-    info = {"iterations": res.iterations, "converged": res.converged}
+    ``Hints.previous``; ``info``, more of what the run found, for the editor)."""
+    info = {**(info or {}), "iterations": res.iterations, "converged": res.converged}
     if state is not None:
         info["state"] = state
     return mask_proposals(masks, names, method.name, params_to_dict(p), info)

@@ -44,6 +44,31 @@ def magnitude_blocks(x: np.ndarray, cfg: StftConfig, block: int = engine.BLOCK_F
         yield t0, np.abs(X).sum(axis=0)
 
 
+def transpose_magnitude(V: np.ndarray, semitones: float) -> np.ndarray:
+    """``V`` float32 (bins, frames) with every frequency scaled by 2^(semitones/12):
+    float32 (bins, frames), a spectrum as the same sound played that much higher.
+
+    Each bin is a piece of constant density over its width, and the new bins
+    integrate the scaled density (a rebinning of the cumulative sum): narrow
+    peaks are kept whole when the spectrum is squeezed, not sampled away, and
+    each new bin is multiplied by the scale, so peak heights stay where they were.
+    What moves above the top bin is lost; the top of a lowered spectrum is zero."""
+    r = 2.0 ** (float(semitones) / 12.0)
+    V = np.asarray(V, dtype=np.float32)
+    if r == 1.0:
+        return V.copy()
+    F = V.shape[0]
+    # The cumulative sum at the bins' edges −0.5, 0.5, ..., F − 0.5.
+    C = np.zeros((F + 1, V.shape[1]), dtype=np.float64)
+    np.cumsum(V, axis=0, dtype=np.float64, out=C[1:])
+    # The new bins' edges, in old bins.
+    x = np.clip((np.arange(F + 1) - 0.5) / r + 0.5, 0.0, float(F))
+    i = np.minimum(x.astype(np.int64), F - 1)
+    w = (x - i)[:, None]
+    at = C[i] * (1.0 - w) + C[i + 1] * w
+    return (np.diff(at, axis=0) * r).astype(np.float32)
+
+
 def floor_magnitude(V: np.ndarray) -> float:
     """A positive floor for ``V`` (in place), so every ratio of the updates is defined."""
     eps = float(max(V.mean(), 1e-20)) * FLOOR
