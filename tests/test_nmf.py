@@ -290,6 +290,10 @@ def test_hum_finds_the_pitch_of_a_transposed_hint(cases):
     b = nc.sdr(case, nc.apply_masks(case, kept))
     assert np.mean(a) > np.mean(b) + 0.5, (a, b)
     assert "note" not in kept[0].extra
+    with pytest.raises(ParameterError, match=r"moved \+36 semitones is above 8000 Hz"):
+        whistle = np.sin(2 * np.pi * 3000 * np.arange(case.sr) / case.sr)[None]
+        _run("nmf-hum", case, Hints(hums={vocals: [AudioHint(whistle, case.sr)]}),
+             transpose=36.0)
     # Said with the layers: by the session's run (the editor's status bar, the CLI).
     from demixstudio.session.operations import run_notes
 

@@ -111,8 +111,7 @@ class HumNMF(Method):
         hums = {t: spectra.example_magnitude(h, sr, m.cfg, f"the hum of {t!r}")
                 for t, h in hints.hums.items() if h}
         moves = self._transpositions(hums, m, params, ctx)
-        hums = {t: spectra.transpose_magnitude(V, moves[t]) if moves[t] else V
-                for t, V in hums.items()}
+        hums = {t: self._moved(V, moves[t], t, sr) for t, V in hums.items()}
         targets, hinted, sizes = common.hinted_templates(
             hints.hums, sr, m, params.components, params, ctx, "hum", (0.1, 0.3),
             magnitudes=hums)
@@ -139,6 +138,22 @@ class HumNMF(Method):
         if moved:
             info["note"] = "; ".join(moved)
         return common.proposals(self, masks, names, params, res, info=info)
+
+    @staticmethod
+    def _moved(V: np.ndarray, semitones: float, target: str, sr: int) -> np.ndarray:
+        """The hint's magnitude (bins, frames) moved by ``semitones``; refused when
+        that leaves less than 1 % of its sound under the Nyquist frequency."""
+        if not semitones:
+            return V
+        out = spectra.transpose_magnitude(V, semitones)
+        # The move scales the density by 2^(s/12); what is missing went over the top.
+        kept = (float(out.sum(dtype=np.float64)) / 2.0 ** (semitones / 12.0)
+                / max(float(V.sum(dtype=np.float64)), 1e-30))
+        if kept < 0.01:
+            raise ParameterError(
+                f"the hum of {target!r} moved {semitones:+g} semitones is above "
+                f"{sr / 2:g} Hz, the top of the mixture's band: transpose it less")
+        return out
 
     @staticmethod
     def _transpositions(hums: dict[str, np.ndarray], m: common.Mixture, params: HumNMF.Params,
