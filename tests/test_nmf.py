@@ -293,13 +293,13 @@ def test_hum_finds_the_pitch_of_a_transposed_hint(cases):
     with pytest.raises(ParameterError, match=r"moved \+36 semitones is above 8000 Hz"):
         whistle = np.sin(2 * np.pi * 3000 * np.arange(case.sr) / case.sr)[None]
         _run("nmf-hum", case, Hints(hums={vocals: [AudioHint(whistle, case.sr)]}),
-             transpose=36.0)
+             transpose=36)
     # Said with the layers: by the session's run (the editor's status bar, the CLI).
     from demixstudio.session.operations import run_notes
 
     s = Session(case.mix, case.sr)
     m = get_method("nmf-hum")
-    layers = s.run_method("nmf-hum", make_params(m.Params, {"transpose": -3.0, "max_iter": 1}),
+    layers = s.run_method("nmf-hum", make_params(m.Params, {"transpose": -3, "max_iter": 1}),
                           high)
     assert run_notes(layers) == ["the hum of 'vocals' moved 3 semitones down"]
 

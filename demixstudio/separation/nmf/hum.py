@@ -84,8 +84,8 @@ class HumNMF(Method):
             0.5, label="Anneal", min=0.0, max=1.0,
             help="Fraction of the iterations over which the prior's weight falls to zero "
                  "(0 = it never falls: the hint must match well).")
-        transpose: float = param(
-            0.0, label="Transpose (semitones)", min=-36.0, max=36.0,
+        transpose: int = param(
+            0, label="Transpose (semitones)", min=-36, max=36,
             help="Move the hint this many semitones up (negative: down) before it is "
                  "used: 12 when you hummed an octave under the part. With a search, "
                  "where the search starts.")
