@@ -45,6 +45,14 @@ from demixstudio.session.operations import run_notes
 
 log = logging.getLogger("demixstudio.gui")
 
+
+def _run_message(text: str, layers) -> tuple[str, int]:
+    """The status bar's message (and its milliseconds) for a run's ``layers``: ``text``
+    and what the method noted about the run, which stays up longer to be read."""
+    notes = run_notes(layers)
+    return text + "".join(f" — {n}" for n in notes), (15000 if notes else 5000)
+
+
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.oga *.mp3 *.aif *.aiff *.caf)"
 PROJECT_FILTER = "DemixStudio projects (*.dsproj)"
 DEMO_SECONDS = 12.0
@@ -867,10 +875,8 @@ class MainWindow(QMainWindow):
                 raise ParameterError(f"the layer “{layer.name}” was deleted while it was being "
                                      "separated; nothing was changed")
             new = session.apply_proposals(proposals, on=layer, hints=hints)
-            notes = run_notes(new)
-            self.statusBar().showMessage(
-                f"{name}: {len(new)} layer{'s' if len(new) != 1 else ''}"
-                + "".join(f" — {n}" for n in notes), 15000 if notes else 5000)
+            self.statusBar().showMessage(*_run_message(
+                f"{name}: {len(new)} layer{'s' if len(new) != 1 else ''}", new))
             return new
         where = "the mixture" if layer is None else f"“{layer.name}”"
         return self._start(f"{name} on {where}", work, apply)
@@ -908,8 +914,8 @@ class MainWindow(QMainWindow):
                 raise ParameterError("a layer of that run was deleted while it was being re-run; "
                                      "nothing was changed")
             new = session.apply_rerun(run, parent, audio, proposals, hints)
-            self.statusBar().showMessage(
-                f"{name}: {len(run)} layer{'s' if len(run) != 1 else ''} refined", 5000)
+            self.statusBar().showMessage(*_run_message(
+                f"{name}: {len(run)} layer{'s' if len(run) != 1 else ''} refined", new))
             return new
         return self._start(f"{name}: refining {', '.join(x.name for x in run)}", work, apply)
 
