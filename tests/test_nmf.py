@@ -3,9 +3,10 @@
 Each method's layers are rendered by masking the mixture's STFT and scored
 with BSS Eval v4 SDR against the true sources. Thresholds sit a few dB under
 the measured figures (4 s excerpts: supervised voice+bass 16.6 / 16.6 dB
-(15.6 / 15.5 without the discriminative masks), speech+noise 9.4 / 8.4; nmf 9.1 / 6.5; paint 6.8 / 3.7; semi-supervised
-10.4 / 8.8; hum 5.2 / 5.4), so a broken method fails them. The full acceptance figures (7 s excerpts, scikit-learn beside
-us) come from benchmarks/bench_nmf.py.
+(15.6 / 15.5 without the discriminative masks), speech+noise 9.4 / 8.4; nmf
+9.1 / 6.5; paint 6.8 / 3.7; semi-supervised 10.4 / 8.8; hum, bass hinted, 8.1 /
+6.5), so a broken method fails them. The full acceptance figures (7 s excerpts,
+scikit-learn beside us) come from benchmarks/bench_nmf.py.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def test_semisupervised_and_hum_return_target_and_rest(cases):
     assert [p.name for p in props] == [case.names[1], "rest"]
     np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
     sdr = nc.sdr(case, nc.apply_masks(case, props[::-1]))
-    assert np.median(sdr) > 3.0, sdr
+    assert np.median(sdr) > 5.0, sdr
 
 
 def test_hum_kept_in_the_fit_beats_an_annealed_prior(cases):
