@@ -7,6 +7,7 @@ real recordings (16 kHz) with its true source images.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -61,6 +62,31 @@ def speech_mixture(seconds: float = 4.0):
     s /= np.sqrt(np.mean(s ** 2, axis=1, keepdims=True)) * 8.0
     images = MIXING.T[:, :, None] * s[:, None, :]
     return images.sum(axis=0).astype(np.float32), images
+
+
+@functools.cache
+def ica_separation():
+    """The 3-s speech mixture float32 (2, n) and ICA's proposals for it, computed once
+    per process (the proposals are read, never changed)."""
+    from demixstudio.jobs.context import NullContext
+    from demixstudio.separation import get_method
+    from demixstudio.separation.base import Hints
+
+    mix, _images = speech_mixture(3.0)
+    m = get_method("ica")
+    return mix, m.separate(mix, SR, m.Params(), Hints(), NullContext())
+
+
+def ica_session(**kw):
+    """A new Session("speech", **kw) of :func:`ica_separation`'s mixture with its ICA
+    layers (2 layers + residual) and an empty history."""
+    from demixstudio.session.session import Session
+
+    mix, proposals = ica_separation()
+    s = Session(mix, SR, name="speech", **kw)
+    s.apply_proposals(proposals)
+    s.history.clear()
+    return s
 
 
 def write_mixture(path: Path, seconds: float = 4.0):

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from gui_support import SR, isolated_env, open_editor, speech_mixture
+from gui_support import ica_separation, ica_session, isolated_env, open_editor
 
 from PySide6.QtGui import QCloseEvent  # noqa: E402
 
@@ -21,7 +21,6 @@ import demixstudio.gui.autosave as autosave  # noqa: E402
 import demixstudio.gui.main_window as mw  # noqa: E402
 from demixstudio.audio import atomic  # noqa: E402
 from demixstudio.gui.dialogs import ExportChoice, ExportDialog  # noqa: E402
-from demixstudio.separation.registry import get_method  # noqa: E402
 from demixstudio.session.project import load_project, save_project  # noqa: E402
 from demixstudio.session.session import Session  # noqa: E402
 
@@ -30,20 +29,13 @@ JOB_MS = 120000
 
 @pytest.fixture(scope="module")
 def separated():
-    from demixstudio.jobs.context import NullContext
-    from demixstudio.separation.base import Hints
-
-    mix, _images = speech_mixture(3.0)
-    m = get_method("ica")
-    return mix, m.separate(mix, SR, m.Params(), Hints(), NullContext())
+    """The speech mixture and ICA's proposals for it (computed once)."""
+    return ica_separation()
 
 
 def fresh(separated) -> Session:
-    mix, proposals = separated
-    s = Session(mix, SR, name="speech", source_path="/nowhere/speech.wav")
-    s.apply_proposals(proposals)
-    s.history.clear()
-    return s
+    """A new session with the ICA layers (2 layers + residual) and an empty history."""
+    return ica_session(source_path="/nowhere/speech.wav")
 
 
 @pytest.fixture

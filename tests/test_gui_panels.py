@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from gui_support import SR, isolated_env, speech_mixture
+from gui_support import SR, ica_separation, ica_session, isolated_env, speech_mixture
 
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
@@ -36,21 +36,12 @@ def env(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def separated():
     """The speech mixture and ICA's proposals for it (computed once)."""
-    from demixstudio.jobs.context import NullContext
-    from demixstudio.separation.base import Hints
-
-    mix, _images = speech_mixture(3.0)
-    m = get_method("ica")
-    return mix, m.separate(mix, SR, m.Params(), Hints(), NullContext())
+    return ica_separation()
 
 
 def _fresh(separated) -> Session:
     """A new session with the ICA layers (2 layers + residual) and an empty history."""
-    mix, proposals = separated
-    s = Session(mix, SR, name="speech")
-    s.apply_proposals(proposals)
-    s.history.clear()
-    return s
+    return ica_session()
 
 
 def _paint_run_layers(s: Session, on=None):
