@@ -242,6 +242,29 @@ def test_semisupervised_and_hum_return_target_and_rest(cases):
     assert np.median(sdr) > 5.0, sdr
 
 
+@pytest.mark.parametrize("name, kind", [("nmf-hum", "hums"),
+                                        ("nmf-semisupervised", "examples"),
+                                        ("nmf-supervised", "examples")])
+def test_hinted_methods_do_not_depend_on_the_level(cases, name, kind):
+    """The same file 40 dB quieter or 20 dB louder (mixture and hints alike) gives
+    the same layers: the hinted templates and the free ones start alike at any
+    level (free templates scaled to the mixture once made these differ by up to
+    0.9 in a bin)."""
+    case = cases["voice+bass"]
+    mix = case.mix[:, :case.sr * 2]
+    masks = []
+    for gain in (1.0, 0.01, 10.0):
+        hint = {n: [AudioHint(case.examples[n] * gain, case.sr)] for n in case.names}
+        hints = Hints(**{kind: hint if name == "nmf-supervised" else
+                         {case.names[0]: hint[case.names[0]]}})
+        m = get_method(name)
+        props = m.separate(mix * gain, case.sr, make_params(m.Params, {"max_iter": 40}), hints,
+                           NullContext())
+        masks.append(np.stack([p.mask for p in props]))
+    for other in masks[1:]:
+        np.testing.assert_allclose(other, masks[0], atol=2e-3)
+
+
 def test_hum_kept_in_the_fit_beats_an_annealed_prior(cases):
     """The hint's frames fitted with the mixture (their posterior confined to the
     target) keep the target's templates on the target when the hint holds other

@@ -212,10 +212,30 @@ def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture,
     return targets, W, [dicts[t].shape[1] for t in targets]
 
 
-def free_templates(m: Mixture, k: int, seed: int) -> torch.Tensor:
-    """``k`` random templates float32 (bins, k), scaled to the mixture."""
-    scale = float(np.sqrt(m.mean_frame / m.cfg.bins / k))
-    return engine.random_init((m.cfg.bins, k), scale, seed, m.device)
+#: Column sum of the free templates beside hinted ones (which sum to one): the
+#: free group starts holding nearly all of the mixture, and the hinted
+#: components take over what they explain better. A fixed number, so the layers
+#: do not depend on the file's level. Before, free templates were scaled to the
+#: mixture, which put this ratio near 100 at the benchmarks' level (-26 dBFS)
+#: but anywhere else on a louder or quieter file (same file 40 dB down: masks
+#: differing by up to 0.9). Measured on the benchmark's hum cases (pooled over
+#: seeds 0-2, median SDR of ``nmf-hum``): 1 → 5.0 dB, 10 → 6.0, 100 → 6.3 (held-out
+#: as before), 1000 → 4.5; 100 keeps what the method was measured with.
+FREE_LEAD = 100.0
+
+
+def free_templates(m: Mixture, k: int, seed: int, column_sum: float | None = None
+                   ) -> torch.Tensor:
+    """``k`` random templates float32 (bins, k), each summing to ``column_sum``.
+
+    ``None``: scaled to the mixture, for fits whose components are all free
+    (a scale common to every column leaves such a fit independent of the
+    level). Beside hinted templates, pass :data:`FREE_LEAD`."""
+    if column_sum is None:
+        scale = float(np.sqrt(m.mean_frame / m.cfg.bins / k))
+        return engine.random_init((m.cfg.bins, k), scale, seed, m.device)
+    W = engine.random_init((m.cfg.bins, k), 1.0, seed, m.device)
+    return W.mul_(column_sum / W.sum(0, keepdim=True))
 
 
 def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,

@@ -119,7 +119,8 @@ class HumNMF(Method):
         # The target's components start from the hint (slightly perturbed, so that
         # none is an exact copy the data cannot move).
         jitter = engine.random_init((m.cfg.bins, kh), 1.0, params.seed + 3, m.device)
-        free = common.free_templates(m, params.free_components, params.seed)
+        free = common.free_templates(m, params.free_components, params.seed,
+                                     common.FREE_LEAD)
         W = torch.cat([hinted * jitter, free], dim=1)
         extra = self._hint_blocks(hums, targets, m, params) if params.hint_weight else []
         fit_args = {}

@@ -52,7 +52,8 @@ class SemiSupervisedNMF(Method):
         m = common.open_mixture(self, mix, sr, params, ctx, layers=layers)
         targets, known, sizes = common.hinted_templates(
             hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4))
-        free = common.free_templates(m, params.free_components, params.seed)
+        free = common.free_templates(m, params.free_components, params.seed,
+                                     common.FREE_LEAD)
         W = torch.cat([known, free], dim=1)
         masks, res = common.fit_and_mask(m, W, sizes + [params.free_components], params, ctx,
                                          0.4, fixed_w=range(known.shape[1]))
