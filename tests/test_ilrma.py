@@ -79,6 +79,17 @@ def test_ilrma_is_seeded():
     np.testing.assert_array_equal(a, b)
 
 
+def test_ilrma_does_not_depend_on_the_level():
+    """The same mixture 40 dB quieter gives the same stems, 40 dB quieter: the
+    model's floors act on the mixture scaled to unit power (they once acted on
+    the raw level before the first normalisation, and a quiet file got other stems)."""
+    _, mix, _ = cases()[0]
+    mix = mix[:, : SR * 2]
+    a = run(mix, iterations=15)
+    b = run(mix * np.float32(0.01), iterations=15) / np.float32(0.01)
+    assert np.sqrt(np.mean((a - b) ** 2)) < 1e-3 * np.sqrt(np.mean(a ** 2))
+
+
 def test_ilrma_rejects_mono_and_bad_window():
     m = get_method("ilrma")
     with pytest.raises(ParameterError, match="channels"):

@@ -113,6 +113,12 @@ def _solve_unit(a: torch.Tensor, n: int) -> torch.Tensor:
     return torch.linalg.solve(a, e)[..., 0]
 
 
+def _mean_power(x: torch.Tensor) -> float:
+    """Mean |x|² over the bins, channels and frames of x (F, C, T) complex (1 if silent)."""
+    power = float(torch.linalg.vector_norm(x)) ** 2 / max(x.numel(), 1)
+    return power if power > 0 else 1.0
+
+
 def _outer_features(x: torch.Tensor) -> torch.Tensor:
     """The distinct real entries of x xᴴ per bin: x (F, C, T) complex -> (F, C², T) float64.
 
@@ -243,7 +249,12 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.from_numpy(np.ascontiguousarray(X.transpose(1, 0, 2), dtype=np.complex64))
     x = x.to(device)  # (F, C, T)
-    feats = _outer_features(x)  # (F, C², T), float64
+    # Fit on the mixture scaled to unit mean power: the floors below (EPS,
+    # MODEL_FLOOR) are absolute, and before the first normalisation they would
+    # otherwise weigh differently on a quiet file than on a loud one (measured:
+    # the same file 40 dB down gave other stems). W is scaled back at the end.
+    level = _mean_power(x)
+    feats = _outer_features(x) / level  # (F, C², T), float64
     _check_spatial_rank(feats, c)
     # W in double precision: once the outputs are 40 dB apart, the weighted
     # covariances are nearly singular and float32 sums or solves make the
@@ -316,7 +327,7 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
         # than hand NaN stems on.
         raise ParameterError("ILRMA diverged (non-finite demixing matrices) on this input; "
                              "try fewer iterations, another seed or another method")
-    w = w64.to(torch.complex64)
+    w = (w64 / level ** 0.5).to(torch.complex64)  # for the mixture at its own level
     if not outputs:
         return None, w.cpu().numpy()
     y = w @ x
