@@ -66,6 +66,17 @@ def test_posterior_means_sum_to_the_mixture_and_blocks_do_not_matter():
     np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-4 * np.abs(spec).max())
 
 
+def test_the_filter_does_not_depend_on_the_level():
+    """The same mixture 60 dB quieter gives the same images, 60 dB quieter: the
+    PSDs' floor is relative to their mean (an absolute one changed a quiet
+    file's DUET layers by up to 7 % of their RMS)."""
+    _, _, spec, masks, _ = _case()
+    loud = wiener_from_masks(spec, masks, iterations=2)
+    quiet = wiener_from_masks(spec * np.float32(1e-3), masks, iterations=2) / np.float32(1e-3)
+    err = np.sqrt(np.mean(np.abs(quiet - loud) ** 2)) / np.sqrt(np.mean(np.abs(loud) ** 2))
+    assert err < 1e-4, err  # (6e-3 with the absolute floor)
+
+
 def test_masks_helper_matches_images_and_inplace():
     _, _, spec, masks, _ = _case()
     from_masks = wiener_from_masks(spec, masks, iterations=2)

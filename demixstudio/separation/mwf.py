@@ -149,22 +149,28 @@ def _em(mix_stft: MixStft, initial: Initial, nb_sources: int, *, iterations: int
 
     # First M-step: statistics of the initial estimates.
     scm_sum = torch.zeros((j, nb_bins, c, c), dtype=torch.complex128, device=dev)
-    psd_sum = torch.zeros((j, nb_bins), dtype=torch.float64, device=dev)
+    power = 0.0
     for t0, t1 in blocks:
         ctx.progress(done, total, "Wiener post-filter: spatial statistics")
         done += 1
         y = torch.from_numpy(np.ascontiguousarray(initial(t0, t1), dtype=np.complex64)).to(dev)
         y = y.permute(0, 2, 3, 1)  # (J, F, b, C)
-        v = (y.real ** 2 + y.imag ** 2).mean(-1).clamp_min(eps)
+        v = (y.real ** 2 + y.imag ** 2).mean(-1)
+        power += float(v.sum(dtype=torch.float64))
         psd[:, :, t0:t1] = v.cpu().numpy()
         scm_sum += torch.einsum("jfbc,jfbd->jfcd", y, y.conj()).to(torch.complex128)
-        psd_sum += v.sum(-1, dtype=torch.float64)
+    # The PSDs' floor is relative to their mean, so that a quiet file is filtered
+    # as the same file louder (an absolute floor weighed more the quieter it was).
+    mean = power / max(psd.size, 1)
+    floor = eps * mean if mean > 0 else eps
+    np.maximum(psd, np.float32(floor), out=psd)
+    psd_sum = torch.from_numpy(psd.sum(-1, dtype=np.float64)).to(dev)
 
     for it in range(iterations):
         last = it == iterations - 1
         # Spatial covariances R_j(f), (J, F, C, C), kept in double precision:
         # the filter below cancels large terms along weak directions.
-        scm = _positive_definite(scm_sum / (psd_sum[..., None, None] + eps), eps)
+        scm = _positive_definite(scm_sum / (psd_sum[..., None, None] + floor), eps)
         if not last:
             scm_sq = scm @ scm                    # R_j R_j, for tr(R Cx⁻¹ R)
             scm_tr = torch.diagonal(scm, dim1=-2, dim2=-1).real.sum(-1).float()  # (J, F)
@@ -197,7 +203,7 @@ def _em(mix_stft: MixStft, initial: Initial, nb_sources: int, *, iterations: int
             quad = torch.einsum("fbcd,jfdc->jfb", inv, scm_sq).real.float()  # tr(Cx⁻¹ R R)
             post_tr = (v * scm_tr[..., None] - v ** 2 * quad).clamp_min(0.0)
             v_new = ((y.real ** 2 + y.imag ** 2).sum(-1) + post_tr) / c
-            v_new = v_new.clamp_min(eps)
+            v_new = v_new.clamp_min(floor)
             new_scm_sum += torch.einsum("jfbc,jfbd->jfcd", y, y.conj()).to(torch.complex128)
             weighted_inv += torch.einsum("jfb,fbcd->jfcd", (v ** 2).to(torch.complex128), inv)
             used_psd_sum += v.sum(-1, dtype=torch.float64)
@@ -234,7 +240,8 @@ def wiener_postfilter(mix_stft: np.ndarray, images: np.ndarray, iterations: int 
     iterations : int ≥ 1
         EM iterations; 1 = estimate the model from ``images`` and filter once.
     eps : float
-        Floor of the PSDs and loading of the spatial covariances.
+        Floor of the PSDs, relative to their mean over the input (so the filter
+        does not depend on the level), and loading of the spatial covariances.
     frames_per_block : int
         Frames processed at once; bounds the temporaries.
     device : "cpu", "cuda", "auto", ...
