@@ -9,6 +9,8 @@ line, which starts its own local cluster.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 import subprocess
@@ -417,9 +419,12 @@ def test_signature_follows_the_model_and_the_hint_files(tmp_path, monkeypatch):
 
     params = make_params(get_method("dnn").Params, strings={"model": "m"})
     monkeypatch.setattr(store, "list_models", lambda: [Info("m", "a" * 64)])
-    first = runner._signature_inputs(params, ())
+    def inputs():
+        return runner._signature_inputs(runner._check_model_here(params, remote=False), ())
+
+    first = inputs()
     monkeypatch.setattr(store, "list_models", lambda: [Info("m", "b" * 64)])
-    assert runner._signature_inputs(params, ()) != first  # re-imported under the same name
+    assert inputs() != first  # re-imported under the same name
 
     hint = tmp_path / "h.wav"
     _one_clip(hint)
@@ -571,6 +576,31 @@ def test_a_worker_without_the_model_is_refused_up_front(tmp_path, monkeypatch):
                       params={"model": "m"})
     assert not mf.read(out / mf.MANIFEST_NAME)  # not one file tried
     assert not out.exists()
+
+
+def test_a_model_only_the_workers_have_is_in_the_signature(tmp_path, monkeypatch):
+    """A remote batch whose model is in the workers' store but not this machine's:
+    a re-run skips what is done, and after the model is re-imported on the
+    workers (same name, other weights) it separates the file again."""
+    from distributed import LocalCluster
+
+    from demixstudio.separation.dnn import store
+
+    clip = tmp_path / "in" / "clip.wav"
+    _one_clip(clip)
+    out = tmp_path / "out"
+    monkeypatch.setenv(store.ENV_VAR, str(tmp_path / "here"))  # holds no model
+    there = tmp_path / "worker-store"
+    _store_with(there, "m", seed=1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, env={store.ENV_VAR: str(there)}) as cluster:
+        go = functools.partial(run_batch, [clip], "dnn", out,
+                               scheduler=cluster.scheduler_address, params={"model": "m"})
+        assert go().ok == 1
+        assert go().skipped == 1
+        _store_with(there, "m", seed=2)  # re-imported there under the same name
+        again = go()
+        assert again.ok == 1 and again.skipped == 0
 
 
 def test_a_worker_with_another_copy_of_the_model_is_named(tmp_path, monkeypatch):

@@ -346,6 +346,14 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     if scheduler is None:
         check_device_present(params)
     model = _check_model_here(params, remote=scheduler is not None)
+    if model is not None and model["sha256"] is None:
+        # Only the workers have it: their checksum goes into the signature, so a
+        # model re-imported there under the same name has the files done again.
+        with _cluster(n_workers, scheduler, limit) as client:
+            try:
+                model = dict(model, sha256=_check_worker_models(client, params.model, model))
+            except ImportError as exc:
+                raise _cannot_import(exc) from exc
     hint_specs = tuple(hint_specs)
     for spec in hint_specs:
         _, _, path = parse_hint_spec(spec)
@@ -364,7 +372,7 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
     out_root = out.resolve()
     manifest = out_root / mf.MANIFEST_NAME
     sig = mf.signature(method, params_to_dict(params), hint_specs, ext, bits,
-                       _signature_inputs(params, hint_specs))
+                       _signature_inputs(model, hint_specs))
     summary = BatchSummary(out=out_root, manifest=manifest, total=len(files))
     unfinished: List[InputFile] = []
     try:
@@ -423,8 +431,7 @@ def run_batch(inputs: Sequence[os.PathLike | str], method: str, out: os.PathLike
             except DemixError as exc:
                 raise DemixError(f"the workers cannot run {method!r}: {exc}") from exc
             except ImportError as exc:
-                raise DemixError(f"the workers cannot import DemixStudio ({exc}); install it "
-                                 "on every worker of the cluster") from exc
+                raise _cannot_import(exc) from exc
             if model is not None:
                 _check_worker_models(client, params.model, model)
             index = {}
@@ -606,9 +613,17 @@ def _check_model_here(params: Any, remote: bool) -> Optional[Dict[str, Any]]:
     return here
 
 
-def _check_worker_models(client, name: str, here: Dict[str, Any]) -> None:
+def _cannot_import(exc: ImportError) -> DemixError:
+    """The one-line error for workers without DemixStudio (or one of its modules)."""
+    return DemixError(f"the workers cannot import DemixStudio ({exc}); install it on every "
+                      "worker of the cluster")
+
+
+def _check_worker_models(client, name: str, here: Dict[str, Any]) -> str:
     """Refuse the batch, in one line, unless every worker has the model ``here``
-    describes (same name and checksum) in its own store."""
+    describes (same name and checksum) in its own store; ``here["sha256"]`` None
+    (not in this machine's store): unless the workers' copies agree. Returns
+    the checksum they have."""
     from demixstudio.separation.dnn.store import ENV_VAR
 
     answers = client.run(model_on_worker, name)
@@ -631,20 +646,17 @@ def _check_worker_models(client, name: str, here: Dict[str, Any]) -> None:
     if bad:
         raise DemixError("; ".join(bad) + f"; set {ENV_VAR} on the workers to a store "
                          f"holding model {here['name']!r}, or import it there")
+    return want_sha
 
 
-def _signature_inputs(params: Any, hint_specs: Sequence[str]) -> Dict[str, Any]:
-    """What decides the outputs besides the parameters' values (see ``manifest.signature``)."""
+def _signature_inputs(model: Optional[Dict[str, Any]], hint_specs: Sequence[str]
+                      ) -> Dict[str, Any]:
+    """What decides the outputs besides the parameters' values (see
+    ``manifest.signature``): the DNN model's name and checksum (``model``, as
+    :func:`_check_model_here` resolved it), the hint files' size and mtime."""
     extra: Dict[str, Any] = {}
-    model = getattr(params, "model", None)
-    if isinstance(model, str):
-        from demixstudio.separation.dnn.store import list_models
-
-        with contextlib.suppress(DemixError, OSError):
-            models = list_models()
-            chosen = [m for m in models if m.name == model] if model else models
-            if len(chosen) == 1:
-                extra["model"] = {"name": chosen[0].name, "sha256": chosen[0].sha256}
+    if model is not None and model.get("sha256"):
+        extra["model"] = {"name": model["name"], "sha256": model["sha256"]}
     for spec in hint_specs:
         _, _, path = parse_hint_spec(spec)
         stamp = mf.input_stamp(path)
