@@ -519,16 +519,22 @@ class Method(abc.ABC):
         """Separate ``mix`` float32 (channels, samples) at ``sr`` Hz into proposals."""
 
     def check_input(self, mix: np.ndarray) -> None:
-        """Raise ``ParameterError`` if the method cannot take this many channels, or
-        if ``mix`` (channels, samples) is silent (every sample zero or next to it: a method's
-        scale would be zero and its masks undefined; run on a muted layer or an
-        empty recording, this says so instead of making NaN layers)."""
+        """Raise ``ParameterError`` if the method cannot take this many channels, if
+        ``mix`` (channels, samples) holds NaN or inf, or if it is silent (every
+        sample zero or next to it: a method's scale would be zero and its masks
+        undefined; run on a muted layer or an empty recording, this says so
+        instead of making NaN layers)."""
         c = mix.shape[0]
         if c < self.min_channels or (self.max_channels is not None and c > self.max_channels):
             want = (f"{self.min_channels}" if self.max_channels == self.min_channels
                     else f"at least {self.min_channels}" if self.max_channels is None
                     else f"{self.min_channels} to {self.max_channels}")
             raise ParameterError(f"method {self.name!r} takes {want} channels; the input has {c}")
+        if mix.ndim == 2 and mix.shape[1] > 0 and not np.isfinite(np.sum(mix, dtype=np.float64)):
+            # One float64 sum: NaN and inf carry through it, float32 cannot overflow
+            # it, and numpy casts a buffer at a time (no full-size temporary).
+            raise ParameterError("the input holds NaN or infinite samples (a damaged file or "
+                                 "an effect that blew up): nothing to separate")
         if mix.ndim == 2 and mix.shape[1] > 0 and is_silent(mix):
             raise ParameterError("the input is silent: every channel is zero (or below −400 "
                                  "dBFS), nothing to separate")
