@@ -254,7 +254,7 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
     # otherwise weigh differently on a quiet file than on a loud one (measured:
     # the same file 40 dB down gave other stems). W is scaled back at the end.
     level = _mean_power(x)
-    feats = _outer_features(x) / level  # (F, C², T), float64
+    feats = _outer_features(x).div_(level)  # (F, C², T), float64 (in place: the largest array)
     _check_spatial_rank(feats, c)
     # W in double precision: once the outputs are 40 dB apart, the weighted
     # covariances are nearly singular and float32 sums or solves make the
