@@ -116,12 +116,13 @@ class Mixture:
 
 
 def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
-    """Channel-summed magnitude of ``mix`` float32 (channels, samples), in blocks."""
+    """Channel-summed magnitude of ``mix`` float32 (channels, samples), in blocks.
+
+    NaN/inf and silence are refused before this, by ``Method.check_input``
+    (:func:`open_mixture`)."""
     mix = np.asarray(mix, dtype=np.float32)
     if mix.ndim != 2 or mix.shape[1] == 0:
         raise ParameterError(f"the mixture must be (channels, samples) audio; got shape {mix.shape}")
-    if not np.isfinite(mix).all():
-        raise ParameterError("the mixture holds non-finite samples")
     if p.block_frames < 1:
         raise ParameterError(f"block_frames={p.block_frames} must be a positive number of frames")
     device = engine.pick_device(p.device)
