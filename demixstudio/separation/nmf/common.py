@@ -39,6 +39,13 @@ def mask_power_param(default: float):
              "posterior, 2 = a Wiener filter on the modelled power.")
 
 
+def max_iter_param(default: int, why: str = ""):
+    """The iteration cap of the separation's fit (``why``: a method's reason for its default)."""
+    return param(
+        default, label="Iterations", min=1, max=100_000,
+        help="At most this many multiplicative updates of the separation." + why)
+
+
 @dataclass(frozen=True)
 class EngineParams:
     """Parameters every NMF method takes (declared first in each method's form)."""
@@ -50,9 +57,7 @@ class EngineParams:
              "count as much as loud ones).")
     sparsity: float = sparsity_param(0.0)
     mask_power: float = mask_power_param(1.0)
-    max_iter: int = param(
-        200, label="Iterations", min=1, max=100_000,
-        help="At most this many multiplicative updates of the separation.")
+    max_iter: int = max_iter_param(200)
     tol: float = param(
         1e-4, label="Tolerance", min=0.0, max=0.1,
         help="Stop when the objective's relative change per iteration falls below this.")
