@@ -32,8 +32,8 @@ after each frame, as the online REPET-SIM does with its buffer of past frames
 The default window, 300 s each way, holds the whole of a song of up to five
 minutes, where it changes nothing; measured on 44.1 kHz stereo on two cores
 (a real song tiled): 10 minutes 105 s without a window, 93 s with the
-default; 30 minutes 327 s; an hour 43 min without a window, 11.5 min with
-the default.
+default; 30 minutes with the default 327 s; an hour 43 min without a window,
+11.5 min with the default.
 
 In both modes the bins below ``cutoff_hz`` go to the background (a melody
 rarely lives there; Rafii & Pardo high-pass the foreground at 100 Hz), and
