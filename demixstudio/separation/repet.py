@@ -315,8 +315,8 @@ class RepetParams:
                                   help="sim mode: the shortest time between two repeats")
     sim_repeats: int = param(100, label="Repeats per frame", min=2, max=1000,
                              help="sim mode: at most this many similar frames per median")
-    # 300 s each way: all of a song of up to five minutes (nothing changes there), and an
-    # hour-long recording takes 11.5 min instead of 43 min (module docstring).
+    # 300 s each way: all of a song of up to five minutes, where nothing changes (the
+    # time it saves on longer recordings: the module docstring).
     sim_window_s: float = param(300.0, label="Search window (s)", min=0.0, max=86400.0,
                                 help="sim mode: look for repeats at most this long before and "
                                      "after each frame (0: anywhere in the input). Without a "
