@@ -635,7 +635,8 @@ def test_a_run_note_shows_in_the_status_bar(qtbot, monkeypatch, tmp_path):
     w.set_session(Session(mix, sr))
     m = get_method("nmf-hum")
     hint = Hints(hums={"a": [AudioHint(mix[:1], sr)]})
-    assert w.run_method("nmf-hum", make_params(m.Params, {"transpose": -1, "max_iter": 2}),
+    assert w.run_method("nmf-hum", make_params(m.Params, {"transpose": -1, "max_iter": 2,
+                                                             "transpose_search": 0}),
                         hint)
     qtbot.waitUntil(lambda: not w.runner.busy
                     and w.statusBar().currentMessage().startswith("nmf-hum"), timeout=60000)

@@ -269,11 +269,14 @@ def test_hum_kept_in_the_fit_beats_an_annealed_prior(cases):
     """The hint's frames fitted with the mixture (their posterior confined to the
     target) keep the target's templates on the target when the hint holds other
     notes (another cello phrase) than the mixture: better than the annealed prior
-    alone, after which the target's components drift to the saxophone."""
+    alone, after which the target's components drift to the saxophone. (Without
+    the pitch search: on these 4 s it moves this hint onto the saxophone's notes,
+    its known failure, see ``hum``.)"""
     case = cases["instrument+instrument"]
     hum = {case.names[0]: [AudioHint(case.examples[case.names[0]], case.sr)]}
-    joint = _run("nmf-hum", case, Hints(hums=hum))
-    prior = _run("nmf-hum", case, Hints(hums=hum), hint_weight=0.0, prior_weight=1.0)
+    joint = _run("nmf-hum", case, Hints(hums=hum), transpose_search=0)
+    prior = _run("nmf-hum", case, Hints(hums=hum), hint_weight=0.0, prior_weight=1.0,
+                 transpose_search=0)
     a = nc.sdr(case, nc.apply_masks(case, joint))
     b = nc.sdr(case, nc.apply_masks(case, prior))
     assert np.mean(a) > 4.0 and np.mean(a) > np.mean(b) + 2.0, (a, b)
@@ -282,12 +285,14 @@ def test_hum_kept_in_the_fit_beats_an_annealed_prior(cases):
 def test_hum_stops_before_the_free_components_take_the_target(cases):
     """nmf-hum's fit is capped early (25 iterations) on purpose: run to 200, the free
     components take parts of the hummed voice and both layers get worse (measured on
-    these 4 s, seeds 0-3: 13.4-15.0 dB for the voice at the default, 7.2-8.4 at 200)."""
+    these 4 s, seeds 0-3: 13.4-15.0 dB for the voice at the default, 7.2-8.4 at 200;
+    the hint as it is, the pitch search off so that only the cap differs)."""
     case = cases["voice+bass"]
     voice = case.names[0]
     hum = Hints(hums={voice: [AudioHint(case.examples[voice], case.sr)]})
-    short = nc.sdr(case, nc.apply_masks(case, _run("nmf-hum", case, hum)))
-    long = nc.sdr(case, nc.apply_masks(case, _run("nmf-hum", case, hum, max_iter=200, tol=0.0)))
+    short = nc.sdr(case, nc.apply_masks(case, _run("nmf-hum", case, hum, transpose_search=0)))
+    long = nc.sdr(case, nc.apply_masks(case, _run("nmf-hum", case, hum, max_iter=200, tol=0.0,
+                                                  transpose_search=0)))
     assert np.mean(short) > 10.0 and np.mean(short) > np.mean(long) + 2.0, (short, long)
 
 
@@ -311,17 +316,26 @@ def test_transpose_magnitude_moves_peaks_whole():
 
 def test_hum_finds_the_pitch_of_a_transposed_hint(cases):
     """A hint 3 semitones high describes notes the mixture's target never plays; the
-    search moves it back down 3 semitones and the target separates better than from
-    the hint as it is. With no search (the default) the hint is used as it is, moved
-    by ``transpose`` alone."""
+    search (±3 semitones by default, and a wider one) moves it back down 3 semitones
+    and the target separates better than from the hint as it is. With no search the
+    hint is used as it is, moved by ``transpose`` alone."""
     case = cases["voice+bass"]
     vocals = case.names[0]
     high = Hints(hums={vocals: [AudioHint(nc.played_faster(case.examples[vocals], 3),
                                           case.sr)]})
-    found = _run("nmf-hum", case, high, transpose_search=7)
+    found = _run("nmf-hum", case, high)
     assert found[0].extra["transposition"] == {vocals: -3.0}
-    kept = _run("nmf-hum", case, high)
+    assert found[0].extra["note"] == "the hum of 'vocals' moved 3 semitones down"
+    wide = _run("nmf-hum", case, high, transpose_search=7)
+    assert wide[0].extra["transposition"] == {vocals: -3.0}
+    kept = _run("nmf-hum", case, high, transpose_search=0)
     assert kept[0].extra["transposition"] == {vocals: 0.0}
+    # The hint as it is (other notes than the mixture's) is best explained 1 semitone
+    # down, by 1-2 %: under the search's margin, so it stays (moved, the voice loses
+    # 3-4 dB here).
+    as_is = Hints(hums={vocals: [AudioHint(case.examples[vocals], case.sr)]})
+    stays = _run("nmf-hum", case, as_is)
+    assert stays[0].extra["transposition"] == {vocals: 0.0} and "note" not in stays[0].extra
     a = nc.sdr(case, nc.apply_masks(case, found))
     b = nc.sdr(case, nc.apply_masks(case, kept))
     assert np.mean(a) > np.mean(b) + 0.5, (a, b)
@@ -335,8 +349,8 @@ def test_hum_finds_the_pitch_of_a_transposed_hint(cases):
 
     s = Session(case.mix, case.sr)
     m = get_method("nmf-hum")
-    layers = s.run_method("nmf-hum", make_params(m.Params, {"transpose": -3, "max_iter": 1}),
-                          high)
+    layers = s.run_method("nmf-hum", make_params(m.Params, {"transpose": -3, "max_iter": 1,
+                                                            "transpose_search": 0}), high)
     assert run_notes(layers) == ["the hum of 'vocals' moved 3 semitones down"]
 
 

@@ -23,8 +23,9 @@ What it cannot tell: whether the mixture explains the moved hint with the
 target or with another source of the same kind in another register. With two
 speakers it moves a hint of the higher voice down to the lower one (6–7
 semitones, every time on the benchmark's speech mixture), and a cello phrase
-can land on the saxophone's notes: so the search is off by default, and its
-result is reported with the layers (``extra["transposition"]``). Measured with
+can land on the saxophone's notes: so ``nmf-hum`` searches only ±3 semitones
+by default (the speakers are out of reach; the cello is not, see ``hum``), and
+the result is reported with the layers (``extra["transposition"]``). Measured with
 the benchmark's hints (other excerpts of the target, seeds 0–2): a hint made 3
 semitones high was moved back down 3 (±1) in 9 of 12 runs on the four 7-s
 mixtures (the misses: the two speakers) and in 6 of 12 on their first 4 s;
