@@ -114,8 +114,8 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, nargs="?", const=1, default=0, choices=(0, 1, 2),
                     help="run a held-out set of tests/nmf_cases.py (other recordings, never "
                          "used to tune a method) instead of the four usual mixtures: 1 (the "
-                         "default of a bare --heldout) or 2 (a second set, made after every "
-                         "default was chosen)")
+                         "default of a bare --heldout) or 2 (a second set, made on 2026-11-23: "
+                         "see tests/nmf_cases.py)")
     ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
                     help="instead: peak memory and time of repair on MINUTES of band-limited "
                          "stereo at 44.1 kHz (alone in its process, so the peak is its own)")
