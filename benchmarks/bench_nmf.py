@@ -19,7 +19,9 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
   hum (not time-aligned), and with that excerpt pitch-shifted up 3 semitones
   (resampled, so its formants move too and it is shorter: a rough imitation),
   each with ``nmf-hum``'s defaults (a pitch search of ±3 semitones) and with
-  the search off (``transpose_search=0``);
+  the search off (``transpose_search=0``), and with that excerpt darker (as a
+  hum) and thinner (as a phone) (``nc.recoloured``), as it is and with its
+  balance matched to the mixture's (``equalize=true``);
 - ``repair`` on band-limited (400–1600 Hz) speech and on a time–frequency gap:
   log-spectral distance to the original before and after.
 
@@ -156,7 +158,8 @@ def one_seed(cases, only: set, device: str, seed: int,
 
     ``scales``: tile scales of the simulated painting (``nc.dominance_paint``)."""
     rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "paint-rnd",
-                            "paint+fix", "hum", "hum+3st", "hum-nosearch", "hum+3st-nosearch")}
+                            "paint+fix", "hum", "hum+3st", "hum-nosearch", "hum+3st-nosearch",
+                            "hum-dark", "hum-thin", "hum-dark-eq", "hum-thin-eq")}
     for case in cases:
         print(f"== {case.label} ({case.mix.shape[1] / case.sr:.1f} s)", flush=True)
         ex = Hints(examples={n: [AudioHint(case.examples[n], case.sr)] for n in case.names})
@@ -211,6 +214,13 @@ def one_seed(cases, only: set, device: str, seed: int,
                        transpose_search=0)
             versus_nmf("hum+3st-nosearch", "  +3, no search", "nmf-hum", high,
                        transpose_search=0)
+            # Another balance than the target's (a hum's, a phone's), as it is (the
+            # default) and matched to the mixture's (equalize=true).
+            for kind in ("dark", "thin"):
+                coloured = Hints(hums={first: [AudioHint(
+                    nc.recoloured(case.examples[first], case.sr, kind), case.sr)]})
+                versus_nmf(f"hum-{kind}", f"hum, {kind}", "nmf-hum", coloured)
+                versus_nmf(f"hum-{kind}-eq", "  matched", "nmf-hum", coloured, equalize=True)
     out: dict[str, float] = {}
     print("== medians over all sources (dB)")
     for k, v in rows.items():
@@ -222,7 +232,8 @@ def one_seed(cases, only: set, device: str, seed: int,
     pairs = [("ours", "sklearn", "nmf-supervised − scikit-learn")]
     pairs += [(k, "nmf", f"{k} − nmf")
               for k in ("semi", "paint", "paint-rnd", "paint+fix", "hum", "hum+3st",
-                        "hum-nosearch", "hum+3st-nosearch")]
+                        "hum-nosearch", "hum+3st-nosearch", "hum-dark", "hum-dark-eq",
+                        "hum-thin", "hum-thin-eq")]
     for a, b, label in pairs:
         if rows[a] and rows[b]:
             x, y = np.concatenate(rows[a]), np.concatenate(rows[b])

@@ -136,6 +136,18 @@ def played_faster(x: np.ndarray, semitones: int) -> np.ndarray:
     return resample_poly(x, r.numerator, r.denominator, axis=1).astype(np.float32)
 
 
+def recoloured(x: np.ndarray, sr: int, kind: str) -> np.ndarray:
+    """``x`` (1, n) through another microphone or voice, at the same RMS: ``"dark"``
+    (a second-order low-pass at 600 Hz, as a hum through closed lips) or
+    ``"thin"`` (a second-order high-pass at 1500 Hz, as a small phone speaker),
+    plus 5 % of the original in both (neither filter removes a band entirely)."""
+    from scipy.signal import butter, sosfilt
+
+    cut, btype = {"dark": (600.0, "low"), "thin": (1500.0, "high")}[kind]
+    y = sosfilt(butter(2, cut, btype, fs=sr, output="sos"), x, axis=1) + 0.05 * x
+    return (y * np.sqrt(np.mean(x ** 2) / np.mean(y ** 2))).astype(np.float32)
+
+
 def sdr(case: Case, estimates: np.ndarray) -> np.ndarray:
     """BSS Eval v4 SDR (dB) of estimates (2, 1, n), in the sources' order, no permutation."""
     from demixstudio.metrics import bss_eval

@@ -314,6 +314,37 @@ def test_transpose_magnitude_moves_peaks_whole():
     np.testing.assert_array_equal(transpose_magnitude(V, 0.0), V)
 
 
+def test_hum_matches_a_thin_hints_balance(cases):
+    """A hint through a small speaker (little under 1.5 kHz) describes the voice's
+    upper partials only; the free components then take its lower ones. The filter
+    between the mixture's balance and the hint's is found (the hint's 200-500 Hz
+    lie far under its 2-4 kHz, where the voice's hint as it is has about the same
+    balance as the mixture's voice), and undoing it gives the voice back."""
+    from demixstudio.audio.stft import StftConfig, stft
+    from demixstudio.separation.nmf import equalization, spectra
+
+    case = cases["voice+bass"]
+    vocals = case.names[0]
+    cfg = StftConfig.for_rate(case.sr)
+    freqs = cfg.bin_freqs(case.sr)
+    mix = np.abs(stft(case.mix, cfg)[0]).astype(np.float32)
+    thin = nc.recoloured(case.examples[vocals], case.sr, "thin")
+
+    def tilt(x):
+        """The filter's mean gain over 200-500 Hz less that over 2-4 kHz (dB)."""
+        V = spectra.example_magnitude([AudioHint(x, case.sr)], case.sr, cfg, "the hint")
+        e = 20 * np.log10(equalization.equalizer(V, mix, freqs, NullContext()))
+        return e[(freqs >= 200) & (freqs <= 500)].mean() - e[(freqs >= 2e3) & (freqs <= 4e3)].mean()
+
+    assert tilt(thin) < -10.0
+    assert abs(tilt(case.examples[vocals])) < 3.0
+    hint = Hints(hums={vocals: [AudioHint(thin, case.sr)]})
+    matched = nc.sdr(case, nc.apply_masks(case, _run("nmf-hum", case, hint, equalize=True)))
+    as_is = nc.sdr(case, nc.apply_masks(case, _run("nmf-hum", case, hint, equalize=False)))
+    # Measured 8.1 / 8.7 dB against 0.6 / 0.3.
+    assert matched[0] > as_is[0] + 4.0 and matched.mean() > 5.0, (matched, as_is)
+
+
 def test_hum_finds_the_pitch_of_a_transposed_hint(cases):
     """A hint 3 semitones high describes notes the mixture's target never plays; the
     search (±3 semitones by default, and a wider one) moves it back down 3 semitones

@@ -67,6 +67,11 @@ ITERATIONS = 100
 TOP_HZ = 8000.0
 
 
+def top_bin(sr: int, n_fft: int) -> int:
+    """The first bin above :data:`TOP_HZ` in an STFT of ``n_fft`` at ``sr``."""
+    return int(TOP_HZ / (sr / n_fft)) + 1
+
+
 def sample_frames(blocks: list[torch.Tensor] | list[np.ndarray], limit: int = SAMPLE_FRAMES
                   ) -> np.ndarray:
     """At most ``limit`` frames of the (bins, B) blocks, as float32 (bins, ≤ limit):
