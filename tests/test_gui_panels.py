@@ -15,8 +15,8 @@ from gui_support import SR, ica_separation, ica_session, isolated_env, speech_mi
 
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit,  # noqa: E402
-                               QSpinBox)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,  # noqa: E402
+                               QLineEdit, QSpinBox)
 
 from demixstudio.errors import ParameterError  # noqa: E402
 from demixstudio.gui.dialogs import ExportDialog  # noqa: E402
@@ -223,6 +223,39 @@ def test_every_registered_method_gets_a_form_that_gives_its_defaults(qtbot):
                 assert w.minimum() == pytest.approx(spec.min)
             if isinstance(w, (QSpinBox, QDoubleSpinBox)) and spec.max is not None:
                 assert w.maximum() == pytest.approx(spec.max)
+
+
+def test_advanced_settings_come_last_folded_away(qtbot):
+    """The NMF engine's settings (divergence, tolerance, device...) are declared
+    first but shown last, folded under a toggle, so a method's own (the hum's pitch
+    and balance) are the first rows; unfolding shows them, and the values are the
+    same either way."""
+    specs = param_specs(get_method("nmf-hum").Params)
+    advanced = [s.name for s in specs if s.advanced]
+    assert {"beta", "tol", "device", "precision", "block_frames"} <= set(advanced)
+    assert "max_iter" not in advanced and "transpose_search" not in advanced
+    form = ParamForm(get_method("nmf-hum").Params)
+    qtbot.addWidget(form)
+    form.show()
+    rows = form.layout()
+    field = QFormLayout.ItemRole.FieldRole
+    order = [rows.itemAt(r, field).widget() for r in range(rows.rowCount())
+             if rows.itemAt(r, field) is not None]
+    names = {id(w): n for n, w in form.widgets.items()}
+    shown = [names[id(w)] for w in order if id(w) in names]
+    assert shown[:len(specs) - len(advanced)] == [s.name for s in specs if not s.advanced]
+    assert form.advanced_toggle.text() == f"Advanced ({len(advanced)})"
+    assert not any(form.widgets[n].isVisible() for n in advanced)
+    assert form.widgets["equalize"].isVisible()
+    form.advanced_toggle.setChecked(True)
+    assert all(form.widgets[n].isVisible() for n in advanced)
+    form.widgets["tol"].setValue(0.001)
+    form.advanced_toggle.setChecked(False)
+    assert form.params().tol == pytest.approx(0.001)
+    # A method without advanced settings has no toggle.
+    plain = ParamForm(get_method("decorrelation").Params)
+    qtbot.addWidget(plain)
+    assert plain.layout().indexOf(plain.advanced_toggle) == -1
 
 
 def test_form_values_reach_params_and_bad_tuples_are_refused(qtbot):

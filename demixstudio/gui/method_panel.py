@@ -4,6 +4,8 @@ The form is generated from the method's params dataclass (``param_specs``):
 integers and floats become spin boxes with the declared range, booleans
 check boxes, parameters with choices combo boxes, tuples text fields (the
 CLI's syntax: ``1, 2, 5`` or ``1:50``); each field's help is its tooltip.
+Parameters declared ``advanced`` (the NMF engine's divergence, tolerance,
+device, precision...) come last, folded under an "Advanced" toggle.
 Methods are looked up in the registry by name when the panel is filled and
 again at run time, so methods registered later (other modules) appear too.
 
@@ -26,8 +28,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QVBoxLayout,
-                               QWidget)
+                               QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from demixstudio.audio.io import load_audio
 from demixstudio.errors import DemixError, ParameterError
@@ -130,10 +132,26 @@ class ParamForm(QWidget):
         self.params_cls = params_cls
         self.specs = param_specs(params_cls)
         self.widgets: Dict[str, QWidget] = {}
-        form = QFormLayout(self)
+        self._form = form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        for spec in self.specs:
+        # Settings few users change (``param(advanced=True)``: the engine's divergence,
+        # tolerance, device...) come after the method's own, folded under a toggle: the
+        # hum's pitch and balance, say, come first instead of under eight engine rows.
+        ordered = ([s for s in self.specs if not s.advanced]
+                   + [s for s in self.specs if s.advanced])
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText(f"Advanced ({sum(s.advanced for s in self.specs)})")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setAutoRaise(True)
+        self.advanced_toggle.setToolTip("Settings most runs leave as they are")
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        self._advanced_rows: List[int] = []
+        for spec in ordered:
+            if spec.advanced and not self._advanced_rows:
+                form.addRow(self.advanced_toggle)
             w = self._widget_for(spec)
             tip = f"<b>{spec.label}</b> (<code>{spec.name}</code>)<br>{spec.help}"
             if spec.min is not None or spec.max is not None:
@@ -144,6 +162,16 @@ class ParamForm(QWidget):
             label.setToolTip(tip)
             form.addRow(label, w)
             self.widgets[spec.name] = w
+            if spec.advanced:
+                self._advanced_rows.append(form.rowCount() - 1)
+                form.setRowVisible(form.rowCount() - 1, False)
+
+    def _show_advanced(self, shown: bool) -> None:
+        """Unfold (or fold) the advanced settings' rows."""
+        for row in self._advanced_rows:
+            self._form.setRowVisible(row, shown)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown
+                                          else Qt.ArrowType.RightArrow)
 
     def _widget_for(self, spec: ParamSpec) -> QWidget:
         if spec.choices is not None:
@@ -412,16 +440,24 @@ class MethodPanel(QWidget):
         self.summary.setToolTip(f"<b>{m.title}</b><br>{m.summary}<br><i>{refs}</i>")
         self.form = ParamForm(m.Params)
         self.form_area.setWidget(self.form)
+        # A bound method, not a lambda holding the panel: a closure over ``self`` in a
+        # child's connection makes a cycle that outlives the widgets (in the tests, a
+        # deleted panel's refresh_targets then ran in a later test and failed).
+        self.form.advanced_toggle.toggled.connect(self._fit_form_height)
         kinds = set(m.hint_kinds)
         self._show_hints(kinds)
-        # No taller than the form (the box neither): the dock's free height below
-        # it goes to the stretch.
+        self._fit_form_height()
+        self.methodChanged.emit(name)
+
+    def _fit_form_height(self, *_: object) -> None:
+        """No taller than the form (the box neither): the dock's free height below it
+        goes to the stretch. Again when the advanced settings fold or unfold."""
+        self.form.adjustSize()
         height = self.form.sizeHint().height() + 8
         self.form_area.setMaximumHeight(height)
         frame = (self.params_box.minimumSizeHint().height()
                  - self.form_area.minimumSizeHint().height())
         self.params_box.setMaximumHeight(height + max(0, frame))
-        self.methodChanged.emit(name)
 
     def _show_hints(self, kinds: set) -> None:
         """Show the hint controls of ``kinds`` (``Method.hint_kinds``) only. A method

@@ -37,14 +37,18 @@ def param(
     min: Optional[float] = None,
     max: Optional[float] = None,
     choices: Optional[Sequence[Any]] = None,
+    advanced: bool = False,
 ) -> Any:
     """Declare a method parameter: a dataclass field with UI/CLI metadata.
 
     ``min``/``max`` bound numbers (and each element of a tuple of numbers);
-    ``choices`` lists the accepted values of a string parameter.
+    ``choices`` lists the accepted values of a string parameter; ``advanced``
+    marks a setting few users change (the engine's divergence, tolerance,
+    device...), which the editor keeps folded away under the method's own.
     """
     meta = {"label": label, "help": help, "min": min, "max": max,
-            "choices": tuple(choices) if choices is not None else None}
+            "choices": tuple(choices) if choices is not None else None,
+            "advanced": bool(advanced)}
     if isinstance(default, (list, dict, np.ndarray)):
         raise TypeError("parameter defaults must be immutable (use a tuple)")
     return field(default=default, metadata=meta)
@@ -62,6 +66,7 @@ class ParamSpec:
     min: Optional[float]
     max: Optional[float]
     choices: Optional[Tuple[Any, ...]]
+    advanced: bool = False
 
     def as_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -99,7 +104,8 @@ def param_specs(params_cls: type) -> List[ParamSpec]:
         specs.append(ParamSpec(
             name=f.name, type=_type_name(hints[f.name]), default=f.default,
             label=m.get("label", f.name), help=m.get("help", ""),
-            min=m.get("min"), max=m.get("max"), choices=m.get("choices")))
+            min=m.get("min"), max=m.get("max"), choices=m.get("choices"),
+            advanced=bool(m.get("advanced", False))))
     return specs
 
 

@@ -26,7 +26,7 @@ from demixstudio.separation.nmf import engine, spectra
 def sparsity_param(default: float):
     """The L1 penalty on the activations."""
     return param(
-        default, label="Sparsity", min=0.0, max=10.0,
+        default, label="Sparsity", min=0.0, max=10.0, advanced=True,
         help="L1 penalty on the activations (for KL: a fraction of the data term's "
              "gradient): larger values explain each frame with fewer templates.")
 
@@ -34,7 +34,7 @@ def sparsity_param(default: float):
 def mask_power_param(default: float):
     """The exponent of the soft masks."""
     return param(
-        default, label="Mask power", min=0.5, max=4.0,
+        default, label="Mask power", min=0.5, max=4.0, advanced=True,
         help="Soft masks are (model part)^p / Σ (model parts)^p: 1 = the model's "
              "posterior, 2 = a Wiener filter on the modelled power.")
 
@@ -48,10 +48,11 @@ def max_iter_param(default: int, why: str = ""):
 
 @dataclass(frozen=True)
 class EngineParams:
-    """Parameters every NMF method takes (declared first in each method's form)."""
+    """Parameters every NMF method takes (declared first; in the editor, all but the
+    iteration cap are folded away under the method's own as advanced)."""
 
     beta: float = param(
-        1.0, label="β-divergence", min=0.0, max=2.0,
+        1.0, label="β-divergence", min=0.0, max=2.0, advanced=True,
         help="The fit's divergence: 1 = Kullback–Leibler (the default, for magnitude "
              "spectra), 2 = Euclidean, 0 = Itakura–Saito (scale-invariant; quiet details "
              "count as much as loud ones).")
@@ -59,20 +60,21 @@ class EngineParams:
     mask_power: float = mask_power_param(1.0)
     max_iter: int = max_iter_param(200)
     tol: float = param(
-        1e-4, label="Tolerance", min=0.0, max=0.1,
+        1e-4, label="Tolerance", min=0.0, max=0.1, advanced=True,
         help="Stop when the objective's relative change per iteration falls below this.")
-    seed: int = param(0, label="Seed", min=0, help="Seed of the random initialisation.")
+    seed: int = param(0, label="Seed", min=0, advanced=True,
+                      help="Seed of the random initialisation.")
     device: str = param(
-        "auto", label="Device", choices=engine.DEVICES,
+        "auto", label="Device", choices=engine.DEVICES, advanced=True,
         help="Where the factorisation runs: auto picks cuda, then mps, then the CPU.")
     precision: str = param(
-        "float32", label="Precision", choices=engine.PRECISIONS,
+        "float32", label="Precision", choices=engine.PRECISIONS, advanced=True,
         help="Of the factorisation's matrix products. float32: the same layers on every "
              "machine. bfloat16 (float32 sums and updates) runs about 1.4× faster on a CPU "
              "that computes it natively (AVX-512 BF16 or AMX) and lands in nearby but "
              "different optima; auto picks it there and float32 elsewhere.")
     block_frames: int = param(
-        engine.BLOCK_FRAMES, label="Block (frames)", min=64, max=1_000_000,
+        engine.BLOCK_FRAMES, label="Block (frames)", min=64, max=1_000_000, advanced=True,
         help="Activations are processed in blocks of this many frames, which bounds "
              "the temporary memory on long inputs.")
 
