@@ -304,7 +304,7 @@ class ADRess(Method):
                  "Useful with mask = soft: with hard masks each bin has one source and the "
                  "filter returns the masks unchanged.")
         device: str = param(
-            "auto", label="Device", choices=DEVICE_CHOICES,
+            "auto", label="Device", advanced=True, choices=DEVICE_CHOICES,
             help="Where the Wiener post-filter runs (auto: CUDA when present).")
 
     def separate(self, mix: np.ndarray, sr: int, params: "ADRess.Params", hints: Hints,

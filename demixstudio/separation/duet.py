@@ -302,7 +302,7 @@ class DUET(Method):
                  "covariance per source, which also models the sources' overlap); layers "
                  "are then waveforms.")
         device: str = param(
-            "auto", label="Device", choices=DEVICE_CHOICES,
+            "auto", label="Device", advanced=True, choices=DEVICE_CHOICES,
             help="Where the Wiener post-filter runs (auto: CUDA when present).")
 
     def separate(self, mix: np.ndarray, sr: int, params: "DUET.Params", hints: Hints,

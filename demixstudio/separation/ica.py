@@ -201,7 +201,7 @@ class ICA(Method):
             200, label="Iterations", min=1, max=10_000,
             help="Maximum FastICA iterations (or JADE sweeps).")
         tol: float = param(
-            1e-8, label="Tolerance", min=1e-14, max=0.1,
+            1e-8, label="Tolerance", advanced=True, min=1e-14, max=0.1,
             help="FastICA stops when max |1 − |w_new·w_old|| over the unmixing vectors "
                  "falls below this (about half the squared angle they turn, in rad²).")
         init: str = param(
@@ -212,7 +212,7 @@ class ICA(Method):
                  "seed; random: a random rotation from 'seed'; auto: jade up to 8 sources "
                  "(JADE's cost grows as sources^4), random beyond.")
         seed: int = param(
-            0, label="Seed", min=0,
+            0, label="Seed", advanced=True, min=0,
             help="Seed of FastICA's random starting rotation (init=random, or auto "
                  "with more than 8 sources).")
         max_samples: int = param(

@@ -419,11 +419,11 @@ class Ilrma(Method):
                  "unmixed instantaneously, so the window must be long against the delays "
                  "and echoes between the microphones. A multiple of 4; the hop is a quarter.")
         device: str = param(
-            "cpu", label="Device", choices=("auto", "cpu", "cuda"),
+            "cpu", label="Device", advanced=True, choices=("auto", "cpu", "cuda"),
             help="Where to compute: auto = CUDA GPU, else the CPU. The work per frequency "
                  "is tiny matrices, so the CPU is usually fast enough.")
         seed: int = param(
-            0, label="Seed", min=0,
+            0, label="Seed", advanced=True, min=0,
             help="Seed of the random start of the NMF source models.")
         fit_seconds: float = param(
             120.0, label="Fit on (s)", min=0.0, max=1e6,

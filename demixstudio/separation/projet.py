@@ -632,10 +632,10 @@ class Projet(Method):
             False, label="Wiener post-filter",
             help="Refine the images with one pass of the multichannel Wiener filter.")
         device: str = param(
-            "auto", label="Device", choices=DEVICE_CHOICES,
+            "auto", label="Device", advanced=True, choices=DEVICE_CHOICES,
             help="Where to compute: auto = CUDA GPU, else Apple GPU, else the CPU.")
         seed: int = param(
-            0, label="Seed", min=0,
+            0, label="Seed", advanced=True, min=0,
             help="Seed of the random part of the start.")
 
     def separate(self, mix: np.ndarray, sr: int, params: "Projet.Params",

@@ -26,9 +26,9 @@ class DnnParams:
     model: str = param("", label="Model",
                        help="name of a model in the store (`demixstudio models list`); "
                             "empty = the only one there")
-    device: str = param("auto", label="Device", choices=DEVICE_CHOICES,
+    device: str = param("auto", label="Device", advanced=True, choices=DEVICE_CHOICES,
                         help="where the network runs: auto picks CUDA, then MPS, then the CPU")
-    chunk_s: float = param(20.0, label="Chunk (s)", min=1.0, max=600.0,
+    chunk_s: float = param(20.0, label="Chunk (s)", advanced=True, min=1.0, max=600.0,
                            help="seconds per chunk; shortened automatically on out-of-memory")
     overlap_s: float = param(1.0, label="Overlap (s)", min=0.0, max=10.0,
                              help="cross-fade between consecutive chunks")
