@@ -219,11 +219,14 @@ class HumNMF(Method):
         # The hints' magnitudes serve twice: for their dictionaries and in the joint fit.
         hums = {t: spectra.example_magnitude(h, sr, m.cfg, f"the hum of {t!r}")
                 for t, h in hints.hums.items() if h}
-        moves = self._transpositions(hums, m, params, ctx, sr)
+        # The pitch search and the balance both look at a sample of the mixture's frames.
+        sample = (transposition.sample_frames(m.V)
+                  if params.transpose_search or params.equalize else None)
+        moves = self._transpositions(hums, m, params, ctx, sr, sample)
         hums = {t: spectra.transpose_magnitude(V, moves[t]) if moves[t] else V
                 for t, V in hums.items()}
         if params.equalize:
-            hums = self._equalized(hums, m, params, ctx, sr)
+            hums = self._equalized(hums, m, params, ctx, sr, sample)
         targets, hinted, sizes = common.hinted_templates(
             hints.hums, sr, m, params.components, params, ctx, "hum", (0.15, 0.3),
             magnitudes=hums)
@@ -282,7 +285,8 @@ class HumNMF(Method):
 
     @staticmethod
     def _transpositions(hums: dict[str, np.ndarray], m: common.Mixture, params: HumNMF.Params,
-                        ctx: JobContext, sr: int) -> dict[str, float]:
+                        ctx: JobContext, sr: int, mixture: np.ndarray | None
+                        ) -> dict[str, float]:
         """Semitones each target's hint is moved by: ``transpose``, or the best of
         ``transpose ± transpose_search`` when that beats it by ``MOVE_MARGIN`` (see
         :mod:`transposition`). Candidates that would move a hint out of the band are
@@ -295,7 +299,6 @@ class HumNMF(Method):
             return {t: float(params.transpose) for t in hums}
         span = params.transpose_search
         around = params.transpose + np.arange(-span, span + 1, dtype=np.float64)
-        mixture = transposition.sample_frames(m.V)
         # The search looks at the band a 16 kHz recording has, where it was measured
         # and where the partials that fix a pitch are (see transposition.TOP_HZ).
         top = transposition.top_bin(sr, m.cfg.n_fft)
@@ -319,10 +322,9 @@ class HumNMF(Method):
 
     @staticmethod
     def _equalized(hums: dict[str, np.ndarray], m: common.Mixture, params: HumNMF.Params,
-                   ctx: JobContext, sr: int) -> dict[str, np.ndarray]:
+                   ctx: JobContext, sr: int, mixture: np.ndarray) -> dict[str, np.ndarray]:
         """Each hint divided by the smooth filter between the mixture's balance and its
-        own (see :mod:`equalization`)."""
-        mixture = transposition.sample_frames(m.V)
+        own (see :mod:`equalization`); ``mixture``: a sample of its frames (bins, ≤ 2048)."""
         freqs = m.cfg.bin_freqs(sr)
         # The band the method was measured on at 16 kHz (as the pitch search's).
         top = transposition.top_bin(sr, m.cfg.n_fft)
