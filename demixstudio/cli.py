@@ -211,7 +211,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
                 rng = " one of " + "|".join(map(str, p["choices"]))
             elif p["min"] is not None or p["max"] is not None:
                 rng = f" in [{p['min']}, {p['max']}]"
-            print(f"    {p['name']} ({p['type']}, default {p['default']}{rng}): {p['help']}")
+            kind = f"{p['type']}, advanced" if p["advanced"] else p["type"]
+            print(f"    {p['name']} ({kind}, default {p['default']}{rng}): {p['help']}")
         print()
     return 0
 

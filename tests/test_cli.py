@@ -96,9 +96,13 @@ def test_methods_listing(capsys):
     assert {"ica", "decorrelation"} <= names
     for r in rows:
         for p in r["params"]:
-            assert {"name", "type", "default", "label", "help", "min", "max", "choices"} <= set(p)
+            assert {"name", "type", "default", "label", "help", "min", "max", "choices",
+                    "advanced"} <= set(p)
+    hum = {p["name"]: p for r in rows if r["name"] == "nmf-hum" for p in r["params"]}
+    assert hum["tol"]["advanced"] and not hum["transpose_search"]["advanced"]
     assert main(["methods"]) == 0
-    assert "FastICA" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "FastICA" in text and "    tol (float, advanced, default 0.0001" in text
 
 
 def test_demo_and_remix(tmp_path, capsys):
