@@ -80,10 +80,11 @@ second held-out set    +8.36 / +4.13 → +8.05 / +3.79    +4.79 / +2.76 → +5.9
 
 A thin hint gains 2–4 dB on every set; a dark one gains on the held-out sets
 and loses 1.1–1.5 dB on the four mixtures (7 s and 4 s). The voice's loses
-most (7.0 → 5.1 dB at 4 s, seed 0): the mixture's bass templates explain the
-dark hint's low partials, so the filter found is 23 dB down at 60 Hz and 10 dB
-at 125 Hz, where the one applied is flat; the hint divided by it holds a
-sub-bass, likely what draws the bass into the voice's layer. A hint with the
+most (7.0 → 5.1 dB at 4 s, seed 0): the filter found is 23 dB down at 60 Hz
+and 10 dB at 125 Hz, where the one applied is flat (likely because the
+mixture's bass templates explain the dark hint's low partials), so the hint
+divided by it holds a sub-bass, likely what draws the bass into the voice's
+layer. A hint with the
 target's own balance loses a little, and at 44.1 kHz 0.7 dB. So it is off by
 default, for the user to turn on when the hint's balance is clearly not the
 target's.
