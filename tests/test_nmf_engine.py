@@ -18,7 +18,7 @@ from demixstudio.audio.io import load_audio
 from demixstudio.audio.stft import StftConfig, stft
 from demixstudio.errors import Cancelled, ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
-from demixstudio.separation.nmf import engine, spectra
+from demixstudio.separation.nmf import common, engine, spectra
 
 CPU = torch.device("cpu")
 
@@ -87,6 +87,43 @@ def test_the_mixture_loads_straight_into_floored_blocks_and_is_released_before_t
     assert m.V == []
     assert masks.shape == (2, 1) + whole.shape
     np.testing.assert_allclose(masks.sum(0), 1.0, atol=1e-5)
+
+
+def test_analysis_config_doubles_the_window_until_it_is_long_enough():
+    """The program's STFT where its window is long enough, else a power-of-two multiple
+    of it with the same overlap (so its bins and frames fall on the program's)."""
+    assert common.analysis_config(16000, 0.064) == StftConfig.for_rate(16000)
+    assert common.analysis_config(44100, 0.0) == StftConfig.for_rate(44100)
+    assert common.analysis_config(44100, 0.064) == StftConfig(n_fft=4096, hop=1024)
+    assert common.analysis_config(48000, 0.064) == StftConfig(n_fft=4096, hop=1024)
+    assert common.analysis_config(44100, 10.0).n_fft == common.MAX_ANALYSIS_WINDOW
+
+
+@pytest.mark.parametrize("step", [2, 4])
+def test_masks_of_a_longer_window_land_on_the_program_grid(step):
+    """Fitted on a window ``step`` times the program's (hop too), the masks come back
+    on the program's grid, a block at a time: every step-th bin and frame is the fit's
+    own, the frames between are the straight line between the fit's, they sum to one,
+    and blocks give what the whole signal gives."""
+    prog = StftConfig(n_fft=512, hop=128)
+    fit = StftConfig(n_fft=512 * step, hop=128 * step)
+    n = 50_003
+    T, Tp = fit.frames(n), prog.frames(n)
+    gen = torch.Generator().manual_seed(0)
+    W = torch.rand(fit.bins, 5, generator=gen)
+    H = torch.rand(5, T, generator=gen)
+    groups = [slice(0, 2), slice(2, 5)]
+    whole = spectra.group_masks(W, [H], groups, T)
+    out = spectra.group_masks(W, list(torch.split(H, 7, dim=1)), groups, T, step=step,
+                              out_frames=Tp)
+    assert out.shape == (2, 1, prog.bins, Tp)
+    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-5)
+    on = whole[:, :, ::step]
+    np.testing.assert_allclose(out[..., ::step], on[..., :len(range(0, Tp, step))], atol=1e-6)
+    for i in range(1, step):
+        line = (1 - i / step) * on[..., :-1] + (i / step) * on[..., 1:]
+        np.testing.assert_allclose(out[..., i::step], line[..., :len(range(i, Tp, step))],
+                                   atol=1e-6)
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])

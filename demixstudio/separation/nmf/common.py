@@ -109,10 +109,14 @@ def check_targets_are_not_rest(targets, rest: str, kind: str) -> None:
 class Mixture:
     """The mixture's spectrogram as the engine sees it.
 
-    cfg : the program STFT for the rate
+    cfg : the STFT of the fit: the program's for the rate, or a longer one a method
+        asks for (:func:`analysis_config`)
     V : list of float32 (bins, B) magnitude blocks on ``device``
     frames : total frames
     mean_frame : mean of Σ_f V over frames (the scale of the activations)
+    program_frames : frames of the program's STFT, where the layers' masks go
+        (``frames`` when ``cfg`` is the program's)
+    sr : the mixture's rate
     """
 
     cfg: StftConfig
@@ -120,10 +124,37 @@ class Mixture:
     frames: int
     device: torch.device
     mean_frame: float
+    program_frames: int = 0
+    sr: int = 0
+
+    @property
+    def grid(self) -> dict:
+        """``spectra.group_masks``' arguments that put the masks on the program's grid."""
+        step = self.cfg.n_fft // StftConfig.for_rate(self.sr).n_fft if self.sr else 1
+        return {"step": step, "out_frames": self.program_frames or self.frames}
 
 
-def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
-    """Channel-summed magnitude of ``mix`` float32 (channels, samples), in blocks.
+#: The longest analysis window :func:`analysis_config` gives (samples).
+MAX_ANALYSIS_WINDOW = 16384
+
+
+def analysis_config(sr: int, min_window_s: float = 0.0) -> StftConfig:
+    """The STFT to fit on at ``sr``: the program's (``StftConfig.for_rate``) when its
+    window is at least ``min_window_s`` long, else the shortest power-of-two window
+    that is (at most :data:`MAX_ANALYSIS_WINDOW`), with the program's overlap. Its
+    window and hop are then the program's times a power of two, so every few of its
+    bins and frames fall on the program's (``Mixture.grid``)."""
+    prog = StftConfig.for_rate(sr)
+    n = prog.n_fft
+    while n < min_window_s * sr * (1 - 1e-9) and n < MAX_ANALYSIS_WINDOW:
+        n *= 2
+    return prog if n == prog.n_fft else StftConfig(n_fft=n, hop=prog.hop * (n // prog.n_fft))
+
+
+def load_mixture(mix: np.ndarray, sr: int, p: EngineParams,
+                 cfg: StftConfig | None = None) -> Mixture:
+    """Channel-summed magnitude of ``mix`` float32 (channels, samples), in blocks, on
+    ``cfg`` (default: the program's STFT for the rate).
 
     NaN/inf and silence are refused before this, by ``Method.check_input``
     (:func:`open_mixture`)."""
@@ -133,7 +164,7 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
     if p.block_frames < 1:
         raise ParameterError(f"block_frames={p.block_frames} must be a positive number of frames")
     device = engine.pick_device(p.device)
-    cfg = StftConfig.for_rate(sr)
+    cfg = cfg or StftConfig.for_rate(sr)
     # Straight into blocks, each a row-major (bins, B) piece of one allocation: the
     # magnitude is never built whole and then copied into blocks (1.2 GB more at the
     # peak on an hour of 44.1 kHz audio), and when the blocks are released (see
@@ -151,7 +182,8 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams) -> Mixture:
     mean_frame = float(store.sum(dtype=np.float64)) / frames
     del store  # the blocks hold it (on a GPU, until they have all been moved)
     blocks = [torch.as_tensor(b).to(device) for b in parts]
-    return Mixture(cfg, blocks, frames, device, mean_frame)
+    return Mixture(cfg, blocks, frames, device, mean_frame,
+                   StftConfig.for_rate(sr).frames(mix.shape[1]), sr)
 
 
 def release_spectrogram(m: Mixture) -> None:
@@ -162,19 +194,22 @@ def release_spectrogram(m: Mixture) -> None:
 
 
 def open_mixture(method: Method, mix: np.ndarray, sr: int, p: EngineParams, ctx: JobContext,
-                 upto: float = 0.05, layers: int = 0) -> Mixture:
-    """Check ``mix`` for ``method`` and load its magnitude (the first ``upto`` of the job).
+                 upto: float = 0.05, layers: int = 0, cfg: StftConfig | None = None
+                 ) -> Mixture:
+    """Check ``mix`` for ``method`` and load its magnitude (the first ``upto`` of the job)
+    on ``cfg`` (default: the program's STFT; see :func:`analysis_config`).
 
-    ``layers``: how many the run will return, if known now; their masks and audio are
-    checked to fit in memory before the fit rather than after it."""
+    ``layers``: how many the run will return, if known now; their masks (on the
+    program's grid) and audio are checked to fit in memory before the fit rather than
+    after it."""
     method.check_input(mix)
     if layers:
-        cfg = StftConfig.for_rate(sr)
-        memory.check_layers_fit(layers, cfg.bins, cfg.frames(np.shape(mix)[1]),
+        prog = StftConfig.for_rate(sr)
+        memory.check_layers_fit(layers, prog.bins, prog.frames(np.shape(mix)[1]),
                                 int(np.size(mix)))
     with ctx.stage(0.0, upto, "spectrogram"):
         ctx.progress(0, 1, "spectrogram")
-        return load_mixture(mix, sr, p)
+        return load_mixture(mix, sr, p, cfg)
 
 
 def l1_weight(sparsity: float, beta: float, mean_bin: float) -> float:
@@ -283,7 +318,7 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
         ctx.progress(0, 1, "masks")
         masks = spectra.group_masks(W if mask_templates is None else mask_templates,
                                     H[:n_blocks], groups, m.frames, power=p.mask_power,
-                                    penalties=mask_penalties)
+                                    penalties=mask_penalties, **m.grid)
     return masks, res
 
 

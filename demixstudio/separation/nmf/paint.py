@@ -226,7 +226,7 @@ class PaintNMF(Method):
             ctx.progress(0, 1, "masks")
             # The masks are the constrained posteriors.
             masks = spectra.group_masks(W, H, common.slices(sizes), m.frames,
-                                        power=params.mask_power, penalties=pen)
+                                        power=params.mask_power, penalties=pen, **m.grid)
         state = {"method": self.name, "sr": sr, "groups": list(names), "sizes": list(sizes),
                  "components": list(base_sizes), "templates": W.cpu().numpy()}
         return common.proposals(self, masks, [(t, t) for t in targets] + [(rest, None)],

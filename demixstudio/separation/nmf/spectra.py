@@ -146,7 +146,8 @@ def init_activations(Vb: list[torch.Tensor], rank: int, seed: int) -> list[torch
 
 def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice], frames: int,
                 *, power: float = 1.0,
-                penalties: list[torch.Tensor | None] | None = None) -> np.ndarray:
+                penalties: list[torch.Tensor | None] | None = None,
+                step: int = 1, out_frames: int | None = None) -> np.ndarray:
     """Soft masks of component groups: float32 (groups, 1, bins, frames), summing to one.
 
     ``mask_g = Y_g^p / Σ_g' Y_g'^p`` with ``Y_g = P_g ⊙ W_g H_g`` the group's
@@ -154,12 +155,23 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     any: None for a block or for all of them means none).
     ``p = 1`` is the posterior of the model (the usual NMF soft mask), ``p = 2``
     the Wiener filter on the modelled power spectra.
+
+    ``step`` > 1: the fit's STFT has a window ``step`` times the program's, and a
+    hop ``step`` times its hop (``common.analysis_config``), and the masks are
+    returned on the program's grid, (groups, 1, (bins − 1) / step + 1,
+    ``out_frames``): every ``step``-th bin is a program bin (the same frequency),
+    and every ``step``-th program frame is a frame of the fit (the same centre);
+    the program frames between two of the fit's take the straight line between
+    their masks, which still sum to one. A block at a time, as the fit's are.
     """
     F = W.shape[0]
     G = len(groups)
-    memory.check_layers_fit(G, F, frames)
-    out = np.empty((G, 1, F, frames), dtype=np.float32)
+    Fo = (F - 1) // step + 1
+    To = frames if out_frames is None else int(out_frames)
+    memory.check_layers_fit(G, Fo, To)
+    out = np.empty((G, 1, Fo, To), dtype=np.float32)
     t0 = 0
+    last = None  # the fit's previous frame, (groups, Fo, 1), to draw the line from
     for i, Hb in enumerate(H):
         b = Hb.shape[1]
         P = penalties[i] if penalties is not None else None
@@ -172,10 +184,35 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
                 y.pow_(power)
             parts.append(y)
         total = torch.stack(parts).sum(0).clamp_min_(1e-30)
-        for g, y in enumerate(parts):
-            out[g, 0, :, t0:t0 + b] = (y / total).cpu().numpy()
+        if step == 1:
+            for g, y in enumerate(parts):
+                out[g, 0, :, t0:t0 + b] = (y / total).cpu().numpy()
+        else:
+            piece = np.stack([(y[::step] / total[::step]).cpu().numpy() for y in parts])
+            if last is not None:
+                piece = np.concatenate([last, piece], axis=2)
+            _spread_frames(out, piece, t0 - (last is not None), step)
+            last = piece[:, :, -1:]
         t0 += b
+    if step > 1 and last is not None and step * (t0 - 1) < To:
+        out[:, 0, :, step * (t0 - 1)] = last[:, :, 0]
     return out
+
+
+def _spread_frames(out: np.ndarray, piece: np.ndarray, j0: int, step: int) -> None:
+    """Program frames [step·j0, step·(j0 + c − 1)) of ``out`` (groups, 1, bins, To)
+    from the fit's frames j0 … j0 + c − 1, ``piece`` (groups, bins, c): each the
+    straight line between the two fit frames around it (past ``To``: left out)."""
+    To = out.shape[3]
+    left, right = piece[:, :, :-1], piece[:, :, 1:]
+    for i in range(step):
+        first = step * j0 + i
+        n = min(left.shape[2], max(0, -(-(To - first) // step)))
+        if n <= 0:
+            continue
+        w = i / step
+        out[:, 0, :, first:first + step * n:step] = (
+            left[:, :, :n] if i == 0 else (1 - w) * left[:, :, :n] + w * right[:, :, :n])
 
 
 def log_spectral_distance(ref: np.ndarray, est: np.ndarray, cfg: StftConfig,

@@ -84,5 +84,6 @@ class UnsupervisedNMF(Method):
         common.release_spectrogram(m)
         with ctx.stage(0.9, 1.0, "masks"):
             ctx.progress(0, 1, "masks")
-            masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power)
+            masks = spectra.group_masks(W, H, groups, m.frames, power=params.mask_power,
+                                        **m.grid)
         return common.proposals(self, masks, names, params, res)
