@@ -116,7 +116,7 @@ class Mixture:
     mean_frame : mean of Σ_f V over frames (the scale of the activations)
     program_frames : frames of the program's STFT, where the layers' masks go
         (``frames`` when ``cfg`` is the program's)
-    sr : the mixture's rate
+    step : ``cfg``'s window over the program's (1, or a power of two)
     """
 
     cfg: StftConfig
@@ -125,13 +125,12 @@ class Mixture:
     device: torch.device
     mean_frame: float
     program_frames: int = 0
-    sr: int = 0
+    step: int = 1
 
     @property
     def grid(self) -> dict:
         """``spectra.group_masks``' arguments that put the masks on the program's grid."""
-        step = self.cfg.n_fft // StftConfig.for_rate(self.sr).n_fft if self.sr else 1
-        return {"step": step, "out_frames": self.program_frames or self.frames}
+        return {"step": self.step, "out_frames": self.program_frames or self.frames}
 
 
 #: The longest analysis window :func:`analysis_config` gives (samples).
@@ -164,7 +163,8 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams,
     if p.block_frames < 1:
         raise ParameterError(f"block_frames={p.block_frames} must be a positive number of frames")
     device = engine.pick_device(p.device)
-    cfg = cfg or StftConfig.for_rate(sr)
+    prog = StftConfig.for_rate(sr)
+    cfg = cfg or prog
     # Straight into blocks, each a row-major (bins, B) piece of one allocation: the
     # magnitude is never built whole and then copied into blocks (1.2 GB more at the
     # peak on an hour of 44.1 kHz audio), and when the blocks are released (see
@@ -182,8 +182,8 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams,
     mean_frame = float(store.sum(dtype=np.float64)) / frames
     del store  # the blocks hold it (on a GPU, until they have all been moved)
     blocks = [torch.as_tensor(b).to(device) for b in parts]
-    return Mixture(cfg, blocks, frames, device, mean_frame,
-                   StftConfig.for_rate(sr).frames(mix.shape[1]), sr)
+    return Mixture(cfg, blocks, frames, device, mean_frame, prog.frames(mix.shape[1]),
+                   cfg.n_fft // prog.n_fft)
 
 
 def release_spectrogram(m: Mixture) -> None:

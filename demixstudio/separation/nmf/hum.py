@@ -31,9 +31,8 @@ components take (the separation peaks early; the measurements are at
 
 The fit looks at the mixture and the hint through a window of at least 64 ms
 (:data:`WINDOW_S`), the program's at 16 kHz: at 44.1 and 48 kHz, where the
-program's is 46 ms, it uses one twice as long, for the finer frequency resolution
-that tells the hint's harmonics from the other sources', and the masks are put
-back on the program's grid (0.5–0.9 dB more median SDR at 44.1 kHz on every
+program's is 46 ms, it uses one twice as long (twice the frequency resolution),
+and the masks are put back on the program's grid (0.5–0.9 dB more median SDR at 44.1 kHz on every
 benchmark set; figures at :data:`WINDOW_S`).
 
 A hint hummed in another key is moved before anything is learned from it:
@@ -137,14 +136,14 @@ SEARCH_MIN_KEPT = 0.5
 
 #: The shortest window the fit analyses with (s): 64 ms, the program's window at 16 kHz
 #: (1024 samples), where this method was built and tuned. At 44.1 and 48 kHz the program's
-#: window is 46 ms (2048 samples); the fit then uses 4096 (93 and 85 ms), whose finer
-#: frequency resolution separates the harmonics of the hint's notes better, and its masks
-#: are put back on the program's grid (``common.analysis_config``). Measured at 44.1 kHz
-#: (hint as it is, seeds 0–2 pooled, median SDR) before this window: 6.13 → 6.67 dB on the
-#: benchmark's four mixtures, 2.50 → 3.41 on the held-out ones, 8.93 → 9.80 on the second
-#: held-out set; 11 of the 12 mixtures gained or kept their SDR (the voice against the bass
-#: lost 0.3 dB). The same window did not help ``nmf-paint`` (7.17 against 6.85 dB on the
-#: four mixtures, but 3.07 against 5.28 on the held-out ones) or ``nmf-supervised`` (within
+#: window is 46 ms (2048 samples); the fit then uses 4096 (93 and 85 ms, twice the
+#: frequency resolution), and its masks are put back on the program's grid
+#: (``common.analysis_config``). Measured at 44.1 kHz (hint as it is, seeds 0-2 pooled,
+#: median SDR), the program's window → this one: 6.13 → 6.67 dB on the benchmark's four
+#: mixtures, 2.50 → 3.41 on the held-out ones, 8.93 → 9.80 on the second held-out set;
+#: 11 of the 12 mixtures gained or kept their SDR (the voice against the bass lost
+#: 0.3 dB). The same window did not help ``nmf-paint`` (7.17 against 6.85 dB on the four
+#: mixtures, but 3.07 against 5.28 on the held-out ones) or ``nmf-supervised`` (within
 #: 0.1 dB on all three), so they keep the program's. Cost, 10 min of 44.1 kHz audio
 #: (mono, 20 iterations, one thread, on a machine busy with other jobs, so the times are
 #: rough): 17.8 s against 13.7 s, peak RSS 1.28 against 1.17 GB; without the pitch

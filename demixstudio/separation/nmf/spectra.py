@@ -164,14 +164,14 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     the program frames between two of the fit's take the straight line between
     their masks, which still sum to one. A block at a time, as the fit's are.
     """
+    W = W[::step]  # only the program's bins are masked
     F = W.shape[0]
     G = len(groups)
-    Fo = (F - 1) // step + 1
     To = frames if out_frames is None else int(out_frames)
-    memory.check_layers_fit(G, Fo, To)
-    out = np.empty((G, 1, Fo, To), dtype=np.float32)
+    memory.check_layers_fit(G, F, To)
+    out = np.empty((G, 1, F, To), dtype=np.float32)
     t0 = 0
-    last = None  # the fit's previous frame, (groups, Fo, 1), to draw the line from
+    last = None  # the fit's previous frame, (groups, F, 1), to draw the line from
     for i, Hb in enumerate(H):
         b = Hb.shape[1]
         P = penalties[i] if penalties is not None else None
@@ -179,7 +179,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
         for g, sl in enumerate(groups):
             y = W[:, sl] @ Hb[sl]
             if P is not None:
-                y.mul_(P[g])
+                y.mul_(P[g, ::step])
             if power != 1.0:
                 y.pow_(power)
             parts.append(y)
@@ -188,7 +188,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
             for g, y in enumerate(parts):
                 out[g, 0, :, t0:t0 + b] = (y / total).cpu().numpy()
         else:
-            piece = np.stack([(y[::step] / total[::step]).cpu().numpy() for y in parts])
+            piece = np.stack([(y / total).cpu().numpy() for y in parts])
             if last is not None:
                 piece = np.concatenate([last, piece], axis=2)
             _spread_frames(out, piece, t0 - (last is not None), step)
