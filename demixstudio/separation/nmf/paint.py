@@ -104,7 +104,16 @@ separates at 1–2 dB, where the random start reaches 3–5 dB); and choosing
 between the grouped and the random start by cross-validation on the paint (a
 third of the rectangles left out, scored by how much of their energy goes to
 their own layer): both starts give the left-out rectangles 75–97 % of their
-energy, ties where the two starts' SDRs differ by up to 10 dB.
+energy, ties where the two starts' SDRs differ by up to 10 dB. Nor (2026-11-23; median SDR
+on the three sets, pooled as ``benchmarks/nmf_variants.py`` pools): the free
+factorisation started from NNDSVDa (Boutsidis & Gallopoulos 2008: the positive parts
+of the mixture's leading singular vectors, zeros filled with its mean) instead of
+random templates, 5.84 / 5.61 / 6.79 dB against 8.23 / 4.56 / 6.25 (8 of the 12
+mixtures gain, but cello against saxophone falls from 17.8 to 6.3 dB; with a fill of
+1 % of the mean, 7.35 / 4.93 / 6.57); and the average of the masks of the two starts
+(random and NNDSVDa; each costs a full fit), 8.20 / 5.57 / 6.64 dB, with the mean over
+the mixtures unchanged (6.98 against 7.03 dB): the one gains on the held-out sets what
+it loses on the cello.
 
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
