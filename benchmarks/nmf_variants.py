@@ -68,13 +68,13 @@ def parse_variant(text: str, method: str) -> tuple[str, dict[str, str]]:
     return name, settings
 
 
-def sdr(method: str, case: nc.Case, seed: int, settings: dict[str, str]) -> np.ndarray:
-    """SDR (dB) per source of ``method`` with ``settings`` and the benchmark's hints;
-    ``nmf``'s under its best permutation."""
+def sdr(method: str, case: nc.Case, hints: Hints, seed: int, settings: dict[str, str]
+        ) -> np.ndarray:
+    """SDR (dB) per source of ``method`` with ``settings``; ``nmf``'s under its best
+    permutation."""
     m = get_method(method)
     params = make_params(m.Params, {"seed": seed}, settings)
-    est = nc.apply_masks(case, m.separate(case.mix, case.sr, params, hints_for(method, case),
-                                          NullContext()))
+    est = nc.apply_masks(case, m.separate(case.mix, case.sr, params, hints, NullContext()))
     return nc.sdr_permuted(case, est) if method == "nmf" else nc.sdr(case, est)
 
 
@@ -93,13 +93,14 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     for st in (int(s) for s in args.sets.split(",")):
         cases = nc.cases(sr=args.sr, seconds=args.seconds, heldout=st)
+        hints = [hints_for(args.method, case) for case in cases]  # the same for every seed
         base: list[np.ndarray] = []
         sdrs = {name: [] for name, _ in variants}
         for seed in seeds:
-            for case in cases:
-                base.append(sdr("nmf", case, seed, {}))
+            for case, hint in zip(cases, hints):
+                base.append(sdr("nmf", case, Hints(), seed, {}))
                 for name, settings in variants:
-                    sdrs[name].append(sdr(args.method, case, seed, settings))
+                    sdrs[name].append(sdr(args.method, case, hint, seed, settings))
         b = np.concatenate(base)
         for name, _ in variants:
             x = np.concatenate(sdrs[name])
