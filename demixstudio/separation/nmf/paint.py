@@ -114,6 +114,10 @@ mixtures gain, but cello against saxophone falls from 17.8 to 6.3 dB; with a fil
 (random and NNDSVDa; each costs a full fit), 8.20 / 5.57 / 6.64 dB, with the mean over
 the mixtures unchanged (6.98 against 7.03 dB): the one gains on the held-out sets what
 it loses on the cello.
+The masks' power (``mask_power``, 1: the constrained posterior itself) at 0.5, 0.75,
+1.5 and 2 (``benchmarks/nmf_variants.py``, same sets): 7.66 / 4.82 / 6.11, 8.15 / 4.72
+/ 6.36, 8.10 / 4.31 / 6.10 and 7.94 / 4.16 / 5.97 dB; 0.75 is within 0.2 dB of 1 on
+every set, the others lose on at least one, so 1 stays.
 
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
