@@ -98,6 +98,10 @@ layer. A hint with the
 target's own balance loses a little, and at 44.1 kHz 0.7 dB. So it is off by
 default, for the user to turn on when the hint's balance is clearly not the
 target's.
+
+The masks are the posterior of the model (``mask_power`` 1). At 0.75
+(``benchmarks/nmf_variants.py``, the three 16 kHz sets, seeds 0–2 pooled, median
+SDR): 7.15 / 4.24 / 10.59 dB against 7.32 / 3.89 / 11.35, so 1 stays.
 """
 
 from __future__ import annotations
