@@ -45,6 +45,26 @@ def test_registered():
     assert set(NAMES) <= set(available())
 
 
+@pytest.mark.parametrize("specs", [nc.CASES, nc.HELDOUT, nc.HELDOUT_2, nc.HELDOUT_3],
+                         ids=["cases", "heldout", "heldout2", "heldout3"])
+def test_benchmark_examples_never_overlap_the_mixture(specs):
+    """Every set's hints come from another stretch of the recording than the mixture's
+    (else "supervised" and "hum" would be told the answer), and both stretches hold
+    sound: at least 0.5 s long, its median quarter-second within 50 dB of its loudest
+    (a stretch that is mostly silence would hint or test nothing)."""
+    for label, sources in specs:
+        for name, rel, example, test in sources:
+            assert example[1] <= test[0] or test[1] <= example[0], (label, name)
+            for t0, t1 in (example, test):
+                x = nc.excerpt(rel, (t0, t1))
+                assert x.size >= nc.SR // 2, (label, name, t0, t1)
+                q = nc.SR // 4
+                level = np.array([np.sqrt(np.mean(x[i:i + q] ** 2))
+                                  for i in range(0, x.size - q + 1, q)])
+                assert level.max() > 1e-4 and np.median(level) > level.max() * 10 ** (-50 / 20), \
+                    (label, name, t0, t1)
+
+
 def test_supervised_separates_voice_from_bass(cases):
     case = cases["voice+bass"]
     props = _run("nmf-supervised", case, _examples(case), device="cpu")
