@@ -69,7 +69,7 @@ HELDOUT_2 = [
         ("guitar", "easton_ellises_falcon69/other.wav", (0.0, 2.5), (2.5, 5.9))]),
 ]
 
-# A third held-out set (2026-11-23, session 27), of recordings no other set uses (a
+# A third held-out set (2026-11-23), of recordings no other set uses (a
 # jazz trumpet against a solo piano, two more speakers, a man speaking over church
 # bells, Carnatic singing over drums), made to tell the NMF methods' settings apart
 # with more mixtures than two sets of four: every NMF default was chosen before it
