@@ -3,7 +3,8 @@
 For each case of tests/nmf_cases.py (voice+bass, speech+speech, speech+noise,
 instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
 
-- ``nmf-supervised`` (with its default discriminative reconstruction templates)
+- ``nmf-supervised`` (with its default three-frame templates and discriminative
+  reconstruction templates)
   vs scikit-learn's NMF used the same way: a KL/MU
   dictionary of the same size learned from the same example per source
   (``NMF.fit``), then activations fitted to the mixture with the dictionaries

@@ -39,6 +39,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import AudioHint
 from demixstudio.separation.nmf import common, engine, spectra
+from demixstudio.separation.nmf.context import stack_frames
 
 #: Multiplicative updates of the reconstruction templates.
 ITERATIONS = 100
@@ -63,7 +64,8 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
                              examples: Sequence[Sequence[AudioHint]], sr: int,
                              cfg: StftConfig, ctx: JobContext, *, beta: float = 1.0,
                              seed: int = 0, names: Sequence[str] = (),
-                             precision: str = "float32") -> torch.Tensor | None:
+                             precision: str = "float32", context: int = 0
+                             ) -> torch.Tensor | None:
     """Reconstruction templates float32 (bins, Σ sizes) for the analysis templates ``W``,
     or None when the shortest example is under one STFT frame (nothing to train on:
     the caller keeps ``W``).
@@ -75,7 +77,9 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
     are fitted with ``W`` held fixed (β-divergence ``beta``); then the
     reconstruction templates, starting from ``W``, take :data:`ITERATIONS`
     discriminative updates (see the module's docstring; the rebuild is measured
-    by KL whatever ``beta``, as magnitudes that the masks share out).
+    by KL whatever ``beta``, as magnitudes that the masks share out). With
+    ``context`` > 0, ``W`` holds stacked templates (``context.py``) and the
+    spectrograms are stacked alike.
     """
     limit = int(MAX_SECONDS * sr)
     audio = [example_audio(ex, sr, f"example of {n!r}" if n else "example", limit)
@@ -91,9 +95,10 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
             raise ParameterError("an example is silent")
         sources.append(a / rms)
     device = W.device
-    M = spectra.magnitude(sum(sources), cfg)
+    M = stack_frames(spectra.magnitude(sum(sources), cfg), context)
     spectra.floor_magnitude(M)
-    S = [torch.as_tensor(spectra.magnitude(a, cfg), device=device).clamp_min_(1e-12)
+    S = [torch.as_tensor(stack_frames(spectra.magnitude(a, cfg), context),
+                         device=device).clamp_min_(1e-12)
          for a in sources]
     Mb = [torch.as_tensor(M, device=device)]
     del M, sources, audio
