@@ -170,11 +170,7 @@ def fit_and_mask(m: common.Mixture, W: torch.Tensor, sizes: Sequence[int], conte
         out = np.empty((len(groups), 1, F, frames), dtype=np.float32)
         R = W if mask_templates is None else mask_templates
         for Hb, (t0, B, first) in zip(res.H, spans):
-            parts = []
-            for sl in groups:
-                y = frame_means(R[:, sl] @ Hb[sl], F, context, first, B)
-                parts.append(y.pow_(power) if power != 1.0 else y)
-            total = torch.stack(parts).sum(0).clamp_min_(1e-30)
-            for g, y in enumerate(parts):
-                out[g, 0, :, t0:t0 + B] = (y / total).cpu().numpy()
+            spectra.write_shares(
+                out, [frame_means(R[:, sl] @ Hb[sl], F, context, first, B) for sl in groups],
+                t0, power)
     return out, res

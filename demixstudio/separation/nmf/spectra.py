@@ -180,15 +180,11 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
             y = W[:, sl] @ Hb[sl]
             if P is not None:
                 y.mul_(P[g, ::step])
-            if power != 1.0:
-                y.pow_(power)
             parts.append(y)
-        total = torch.stack(parts).sum(0).clamp_min_(1e-30)
         if step == 1:
-            for g, y in enumerate(parts):
-                out[g, 0, :, t0:t0 + b] = (y / total).cpu().numpy()
+            write_shares(out, parts, t0, power)
         else:
-            piece = np.stack([(y / total).cpu().numpy() for y in parts])
+            piece = np.stack([y.cpu().numpy() for y in shares(parts, power)])
             if last is not None:
                 piece = np.concatenate([last, piece], axis=2)
             _spread_frames(out, piece, t0 - (last is not None), step)
@@ -197,6 +193,23 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     if step > 1 and last is not None and step * (t0 - 1) < To:
         out[:, 0, :, step * (t0 - 1)] = last[:, :, 0]
     return out
+
+
+def shares(parts: list[torch.Tensor], power: float = 1.0) -> list[torch.Tensor]:
+    """Each of ``parts`` (nonnegative, one shape) raised to ``power`` (in place) over
+    the sum of them all: soft masks that sum to one."""
+    if power != 1.0:
+        for y in parts:
+            y.pow_(power)
+    total = torch.stack(parts).sum(0).clamp_min_(1e-30)
+    return [y / total for y in parts]
+
+
+def write_shares(out: np.ndarray, parts: list[torch.Tensor], t0: int, power: float) -> None:
+    """The :func:`shares` of ``parts`` (groups × (bins, B)) into frames ``t0 .. t0 + B − 1``
+    of ``out`` float32 (groups, 1, bins, frames)."""
+    for g, y in enumerate(shares(parts, power)):
+        out[g, 0, :, t0:t0 + y.shape[1]] = y.cpu().numpy()
 
 
 def _spread_frames(out: np.ndarray, piece: np.ndarray, j0: int, step: int) -> None:

@@ -35,10 +35,25 @@ method.
 The dictionaries start from random templates (the run's seed). Tried on the
 benchmark's three 16 kHz sets (seeds 0–2 pooled, median SDR; the single-frame
 defaults of the time 8.19 / 6.14 / 11.62 dB), 2026-11-23: an NNDSVDa start (Boutsidis
-& Gallopoulos 2008, scikit-learn's ``init="nndsvda"``), 8.07 / 6.58 / 11.62; the dictionary with the lowest divergence of
-three random starts, 8.12 / 6.46 / 11.40. Neither gains on all three sets, so neither
-was taken up. Nor the masks' power (``mask_power``, 2 by default) at 1.5 or 1
-(``benchmarks/nmf_variants.py``): 8.23 / 6.21 / 11.36 and 7.96 / 6.23 / 10.60 dB.
+& Gallopoulos 2008, scikit-learn's ``init="nndsvda"``), 8.07 / 6.58 / 11.62; the
+dictionary with the lowest divergence of three random starts, 8.12 / 6.46 / 11.40.
+Neither gains on all three sets, so neither was taken up. Nor the masks' power
+(``mask_power``, 2 by default) at 1.5 or 1 (``benchmarks/nmf_variants.py``): 8.23 /
+6.21 / 11.36 and 7.96 / 6.23 / 10.60 dB.
+
+With the three-frame templates (2026-11-24; the defaults give 8.22 / 6.41 / 12.33 /
+6.18 dB on the four 16 kHz sets and 8.22 / 6.58 / 11.96 / 6.63 at 44.1 kHz), also
+tried and not taken up: NNDSVDa, 8.32 / 6.40 / 12.40 / 6.33; NNDSVDar (the zeros
+filled with small random values instead of the mean), 8.29 / 6.48 / 13.01 / 6.40, a
+gain on all four 16 kHz sets (though two speakers lost 0.5–0.7 dB in two of them) but
+a loss on all four at 44.1 kHz, 8.12 / 6.48 / 11.70 / 6.59; 8, 16 or 48 templates per
+source instead of 32, 7.74 / 5.75 / 12.27 / 6.15, 8.21 / 5.92 / 12.12 / 5.90 and 8.21
+/ 6.51 / 11.40 / 6.45 (fewer templates do not help the held-out sets' short examples);
+the examples' own frames as the templates (exemplars, Gemmeke, Virtanen & Hurmalainen
+2011; at most 400 per source, evenly spaced), 6.29 / 5.99 / 10.74 / 6.66, since an
+instrument playing other notes than its example is then explained by nothing (cello
+and saxophone, 7.4 → 1.2 dB). Without the discriminative templates: 8.19 / 6.25 / 12.98
+/ 6.15 dB.
 """
 
 from __future__ import annotations
