@@ -24,6 +24,7 @@ from demixstudio.errors import Cancelled, ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.separation import Hints, get_method, make_params, param_specs
 from demixstudio.separation import _linear as lin
+from demixstudio.separation import base
 
 # (label, file 1, file 2, common rate). Pairs across rates are resampled to
 # the lower one.
@@ -233,6 +234,56 @@ def test_one_nan_sample_is_refused_by_name(method):
     x[0, 5000] = np.nan
     with pytest.raises(ParameterError, match="holds NaN or infinite samples"):
         _run(method, x, 16000)
+
+
+def _stereo_second() -> np.ndarray:
+    return (0.1 * np.random.default_rng(0).standard_normal((2, 16000))).astype(np.float32)
+
+
+MALFORMED = [
+    ("mono 1-D", lambda x: x[0], r"must be \(channels, samples\) audio; got shape \(16000,\) "
+                                 r"\(mono: pass x\[None\]\)"),
+    ("3-D", lambda x: x[None], r"must be \(channels, samples\) audio; got shape \(1, 2, 16000\)"),
+    ("a list", lambda x: x.tolist(), "must be a NumPy array .* got list"),
+    ("complex", lambda x: x.astype(np.complex64), "real-valued samples; got complex64"),
+    ("no samples", lambda x: x[:, :0], "holds no samples"),
+    ("(samples, channels)", lambda x: np.ascontiguousarray(x.T),
+     r"16000 channels of 2 samples looks like \(samples, channels\); pass its transpose"),
+    ("far too loud", lambda x: x * np.float32(1e12),
+     r"samples reach [0-9.]+e\+11: audio is expected within about ±1"),
+]
+
+
+@pytest.mark.parametrize("method", ["adress", "decorrelation", "duet", "hpss", "ica", "ilrma",
+                                    "nmf", "projet", "repet"])
+@pytest.mark.parametrize("case", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_input_is_refused_by_name(method, case):
+    """Arrays that are not (channels, samples) real audio are named before any work:
+    a 1-D array or a list once raised IndexError or AttributeError deep inside, a
+    (samples, channels) array was separated as thousands of two-sample channels,
+    complex input lost its imaginary part, and a peak of 1e18 gave NaN layers."""
+    _, make, says = case
+    with pytest.raises(ParameterError, match=says):
+        _run(method, make(_stereo_second()), 16000)
+
+
+@pytest.mark.parametrize("method", ["nmf", "hpss", "duet"])
+@pytest.mark.parametrize("sr", [0, -16000])
+def test_a_sample_rate_that_is_not_positive_is_refused(method, sr):
+    with pytest.raises(ParameterError, match="sample rate must be a positive number of Hz"):
+        _run(method, _stereo_second(), sr)
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_the_loudest_level_taken_gives_finite_nmf_layers(beta):
+    """Just under the input's limit (above 32-bit PCM's range), the float32 fit stays
+    finite; β = 2 overflowed first, near 6e13, 6000 times higher."""
+    x = _stereo_second()
+    x *= np.float32(0.99 * base.MAX_PEAK / np.abs(x).max())
+    props = _run("nmf", x, 16000, beta=beta, max_iter=20)
+    masks = np.stack([p.mask for p in props])
+    assert np.isfinite(masks).all()
+    np.testing.assert_allclose(masks.sum(0), 1.0, atol=1e-4)
 
 
 @pytest.mark.parametrize("method", ["ica", "decorrelation"])

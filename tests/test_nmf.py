@@ -547,6 +547,21 @@ def test_bad_hints_are_refused(cases):
     with pytest.raises(ParameterError, match="non-finite"):
         _run("nmf-paint", case, Hints(paint={
             "vocals": PaintHint(rects=((0.0, 1.0, 100.0, 900.0, float("nan")),))}))
+    # Through the API, paint the CLI's files would refuse is refused too (it was
+    # clipped, or failed with a raw ValueError or AttributeError).
+    grid = {"times": np.arange(4.0), "freqs": np.array([0.0, 1000.0, 2000.0])}
+    for bad, says in [
+            (PaintHint(mask=np.full((3, 4), 5.0), **grid), r"mask values must be in \[0, 1\]"),
+            (PaintHint(rects=((0.0, 1.0, 100.0, 900.0, 5.0),)), r"strength 5.0 is not in \[0, 1\]"),
+            (PaintHint(rects=((0.0, 1.0, 100.0, 900.0),)), r"a rectangle is \(t0_s, t1_s"),
+            (np.ones((3, 4)), "the paint of 'vocals' is a ndarray; give a PaintHint")]:
+        with pytest.raises(ParameterError, match=says):
+            _run("nmf-paint", case, Hints(paint={"vocals": bad}))
+    # nmf-hum's joint fit needs KL: said before any work, with the way out.
+    with pytest.raises(ParameterError, match="need beta=1 .* Set hint_weight=0"):
+        _run("nmf-hum", case, Hints(hums={"vocals": hum}), beta=2.0)
+    assert _run("nmf-hum", case, Hints(hums={"vocals": hum}), beta=2.0, hint_weight=0.0,
+                max_iter=5)
 
 
 def test_the_grouped_start_copies_a_component_two_paints_hold():

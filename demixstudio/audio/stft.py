@@ -48,6 +48,8 @@ class StftConfig:
     @classmethod
     def for_rate(cls, sr: int) -> "StftConfig":
         """The program's default: a window of about 46 ms (2048 at 44.1/48 kHz, 1024 at 16-22 kHz)."""
+        if not np.isfinite(sr) or sr <= 0:
+            raise ParameterError(f"the sample rate must be a positive number of Hz; got {sr}")
         n = int(2 ** round(np.log2(0.0464 * sr)))
         n = min(max(n, 256), 8192)
         return cls(n_fft=n, hop=n // 4)

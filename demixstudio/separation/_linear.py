@@ -52,17 +52,15 @@ CONSTANT_INPUT = ("the input has no varying signal: every channel is constant "
 
 
 def validate_mix(mix: np.ndarray) -> None:
-    """Raise ``ParameterError`` unless ``mix`` is a 2-D float array with samples.
+    """Raise ``ParameterError`` unless ``mix`` holds floating-point samples, at least two.
+
+    Called after :meth:`Method.check_input`, which has made sure that ``mix`` is a
+    (channels, samples) real-valued array.
 
     Parameters
     ----------
     mix : np.ndarray [shape=(nb_channels, nb_samples)], floating dtype
     """
-    if not isinstance(mix, np.ndarray):
-        raise ParameterError(f"the mixture must be a numpy array, not {type(mix).__name__}")
-    if mix.ndim != 2:
-        raise ParameterError(
-            f"the mixture must have shape (channels, samples); got shape {mix.shape}")
     if not np.issubdtype(mix.dtype, np.floating):
         raise ParameterError(f"the mixture must hold floating-point samples, not {mix.dtype}")
     if mix.shape[1] < 2:

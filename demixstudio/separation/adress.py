@@ -316,8 +316,8 @@ class ADRess(Method):
         post-filter. ``extra`` holds the azimugram (bins × azimuths), the
         azimuth profile, the positions found and each source's pan.
         """
-        lin.validate_mix(mix)
         self.check_input(mix)
+        lin.validate_mix(mix)
         cfg = StftConfig.for_rate(sr)
         beta = params.beta
         # The mixture's STFT is recomputed block by block wherever it is read

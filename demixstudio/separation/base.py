@@ -320,11 +320,21 @@ class PaintHint:
     source: str = ""  # the file it was read from, for provenance ("" if painted in the app)
 
     def check(self, where: str = "") -> None:
-        """Check that a ``mask`` lies on a grid: ``times`` and ``freqs`` non-empty,
-        1-D, finite and strictly increasing, the mask of shape (len(freqs),
-        len(times)) and finite. Raises ParameterError saying what is wrong, after
+        """Check that each rectangle is five finite numbers with a strength in [0, 1],
+        and that a ``mask`` lies on a grid: ``times`` and ``freqs`` non-empty, 1-D,
+        finite and strictly increasing, the mask of shape (len(freqs), len(times)),
+        finite and in [0, 1]. Raises ParameterError saying what is wrong, after
         ``where`` (default: "paint hint" and the file it came from)."""
         where = where or " ".join(filter(None, ["paint hint", self.source]))
+        for r in self.rects:
+            r = tuple(r) if isinstance(r, (tuple, list, np.ndarray)) else (r,)
+            if len(r) != 5:
+                raise ParameterError(f"{where}: a rectangle is (t0_s, t1_s, f0_hz, f1_hz, "
+                                     f"strength); got {r!r}")
+            if not np.isfinite(np.asarray(r, dtype=np.float64)).all():
+                raise ParameterError(f"{where}: paint rectangle {r} holds non-finite values")
+            if not 0 <= r[4] <= 1:
+                raise ParameterError(f"{where}: strength {r[4]} is not in [0, 1]")
         if self.mask is None:
             return
         for name, axis in (("times", self.times), ("freqs", self.freqs)):
@@ -345,6 +355,9 @@ class PaintHint:
         if not np.isfinite(m).all():
             # NaN would pass np.clip and turn every layer's mask into NaN.
             raise ParameterError(f"{where}: mask holds non-finite values (NaN or inf)")
+        if m.size and (m.min() < 0 or m.max() > 1):
+            raise ParameterError(f"{where}: mask values must be in [0, 1]; they run from "
+                                 f"{m.min():.3g} to {m.max():.3g}")
 
     def on_grid(self, times: np.ndarray, freqs: np.ndarray) -> np.ndarray:
         """Weights on the grid ``freqs`` × ``times``: float32 (bins, frames) in [0, 1].
@@ -361,8 +374,8 @@ class PaintHint:
         times = np.asarray(times, dtype=np.float64)
         freqs = np.asarray(freqs, dtype=np.float64)
         out = np.zeros((freqs.size, times.size), dtype=np.float32)
+        self.check()
         if self.mask is not None:
-            self.check()
             m = np.asarray(self.mask, dtype=np.float64)
             bin_step = _grid_step(freqs)
             if times.size >= 2:
@@ -383,8 +396,6 @@ class PaintHint:
                         block += wf[:, None] * wt[None, :] * m[np.ix_(fi, ti)]
                 out[np.ix_(rows, cols)] = block
         for t0, t1, f0, f1, s in self.rects:
-            if not np.isfinite([t0, t1, f0, f1, s]).all():
-                raise ParameterError(f"paint rectangle {(t0, t1, f0, f1, s)} holds non-finite values")
             sel_t = (times >= min(t0, t1)) & (times <= max(t0, t1))
             sel_f = (freqs >= min(f0, f1)) & (freqs <= max(f0, f1))
             block = out[np.ix_(sel_f, sel_t)]
@@ -525,44 +536,59 @@ class Method(abc.ABC):
         """Separate ``mix`` float32 (channels, samples) at ``sr`` Hz into proposals."""
 
     def check_input(self, mix: np.ndarray) -> None:
-        """Raise ``ParameterError`` if the method cannot take this many channels, if
-        ``mix`` (channels, samples) holds NaN or inf, or if it is silent (every
-        sample zero or next to it: a method's scale would be zero and its masks
-        undefined; run on a muted layer or an empty recording, this says so
-        instead of making NaN layers)."""
-        c = mix.shape[0]
+        """Raise ``ParameterError`` unless ``mix`` is (channels, samples) audio this
+        method can take: a real-valued NumPy array of two dimensions, with samples,
+        not laid out as (samples, channels), with a channel count the method takes,
+        no NaN or inf, not silent (every sample zero or next to it: a method's scale
+        would be zero and its masks undefined; run on a muted layer or an empty
+        recording, this says so instead of making NaN layers), and no sample beyond
+        :data:`MAX_PEAK` (the factorisations run in float32, where such levels overflow
+        into NaN layers)."""
+        if not isinstance(mix, np.ndarray):
+            raise ParameterError(f"the input must be a NumPy array (channels, samples); got "
+                                 f"{type(mix).__name__}")
+        if mix.ndim != 2:
+            raise ParameterError(f"the input must be (channels, samples) audio; got shape "
+                                 f"{mix.shape}" + (" (mono: pass x[None])" if mix.ndim == 1
+                                                   else ""))
+        if mix.dtype.kind not in "fiu":
+            raise ParameterError(f"the input must hold real-valued samples; got {mix.dtype}")
+        c, n = mix.shape
+        if n == 0:
+            raise ParameterError("the input holds no samples: nothing to separate")
+        if c > MAX_CHANNELS and c > n:
+            raise ParameterError(
+                f"the input has shape {mix.shape}: {c} channels of {n} samples looks like "
+                f"(samples, channels); pass its transpose")
         if c < self.min_channels or (self.max_channels is not None and c > self.max_channels):
             want = (f"{self.min_channels}" if self.max_channels == self.min_channels
                     else f"at least {self.min_channels}" if self.max_channels is None
                     else f"{self.min_channels} to {self.max_channels}")
             raise ParameterError(f"method {self.name!r} takes {want} channels; the input has {c}")
-        if mix.ndim == 2 and mix.shape[1] > 0 and not np.isfinite(np.sum(mix, dtype=np.float64)):
-            # One float64 sum: NaN and inf carry through it, float32 cannot overflow
-            # it, and numpy casts a buffer at a time (no full-size temporary).
+        # max and min carry NaN through and make no full-size temporary.
+        hi, lo = float(mix.max()), float(mix.min())
+        if not (np.isfinite(hi) and np.isfinite(lo)):
             raise ParameterError("the input holds NaN or infinite samples (a damaged file or "
                                  "an effect that blew up): nothing to separate")
-        if mix.ndim == 2 and mix.shape[1] > 0 and is_silent(mix):
+        peak = max(hi, -lo)
+        if peak > MAX_PEAK:
+            raise ParameterError(
+                f"the input's samples reach {peak:.3g}: audio is expected within about ±1 "
+                f"(or an integer format's range); scale it down")
+        if peak <= SILENCE_FLOOR:
             raise ParameterError("the input is silent: every channel is zero (or below −400 "
                                  "dBFS), nothing to separate")
 
 
-#: Samples per channel looked at a time by :func:`is_silent`.
-SILENCE_SCAN = 1 << 18
+#: More channels than this, and than samples, is taken for a (samples, channels) array.
+MAX_CHANNELS = 64
+#: The largest sample magnitude taken: above 32-bit PCM's range (2.1e9), and 1000
+#: times below where the NMF family's float32 fits first overflowed (β = 2, about
+#: 6e13; KL about 6e17).
+MAX_PEAK = 1e10
+
+
 #: Largest magnitude that still counts as silence: −400 dBFS, far below any real
 #: recording (32-bit PCM's step is −187 dBFS) yet above float32's subnormals,
 #: whose squares are zero (a file of them gave NaN layers).
 SILENCE_FLOOR = 1e-20
-
-
-def is_silent(mix: np.ndarray) -> bool:
-    """True if every sample of ``mix`` (channels, samples) is at most
-    :data:`SILENCE_FLOOR` in magnitude: zero, or so small (float32 subnormals) that
-    its powers underflow to zero and every method's scale is undefined.
-
-    Scans a stretch at a time and stops at the first sound, so real audio
-    answers at once and an hour of silence needs no full-size temporary.
-    """
-    for t0 in range(0, mix.shape[1], SILENCE_SCAN):
-        if np.any(np.abs(mix[:, t0:t0 + SILENCE_SCAN]) > SILENCE_FLOOR):
-            return False
-    return True

@@ -201,8 +201,8 @@ class Decorrelation(Method):
         the source as it sounds in each channel, loudest first. With as many
         sources as channels the images sum to the mixture.
         """
-        lin.validate_mix(mix)
         self.check_input(mix)
+        lin.validate_mix(mix)
         c, n = mix.shape
         k = lin.resolve_sources(params.sources, c, self.name)
         if params.lags:

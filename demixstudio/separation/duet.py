@@ -314,8 +314,8 @@ class DUET(Method):
         when the Wiener post-filter is on. ``extra`` holds the histogram, its
         axes, the peaks and each source's attenuation and delay.
         """
-        lin.validate_mix(mix)
         self.check_input(mix)
+        lin.validate_mix(mix)
         cfg = StftConfig.for_rate(sr)
         delay_max = params.max_delay_ms * 1e-3 * sr
         # The mixture's STFT is recomputed block by block wherever it is read

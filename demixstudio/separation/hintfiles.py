@@ -45,8 +45,6 @@ def load_paint(path: Path) -> PaintHint:
     if path.suffix.lower() == ".npz":
         hint = PaintHint(**_npz_arrays(path), source=str(path))
         hint.check()
-        if hint.mask.min() < 0 or hint.mask.max() > 1:
-            raise ParameterError(f"paint hint {path}: mask values must be in [0, 1]")
         return hint
     try:
         rects = json.loads(path.read_text(encoding="utf-8"))
@@ -56,10 +54,9 @@ def load_paint(path: Path) -> PaintHint:
             isinstance(r, list) and len(r) == 5 and all(isinstance(v, (int, float)) for v in r)
             for r in rects):
         raise ParameterError(f"paint hint {path}: expected a list of [t0_s, t1_s, f0_hz, f1_hz, strength]")
-    for r in rects:
-        if not 0 <= r[4] <= 1:
-            raise ParameterError(f"paint hint {path}: strength {r[4]} is not in [0, 1]")
-    return PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects), source=str(path))
+    hint = PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects), source=str(path))
+    hint.check()
+    return hint
 
 
 NPZ_ARRAYS = ("mask", "times", "freqs")

@@ -439,8 +439,8 @@ class Ilrma(Method):
         Returns one waveform proposal per source, float32 (C, samples), loudest
         first; the images sum to the mixture.
         """
-        lin.validate_mix(mix)
         self.check_input(mix)
+        lin.validate_mix(mix)
         # Refused by the rank check too, but "constant" says why.
         if lin.is_constant(mix):
             raise ParameterError(lin.CONSTANT_INPUT)

@@ -646,8 +646,8 @@ class Projet(Method):
         from left to right; the images sum to the mixture (without the
         post-filter exactly, up to float rounding).
         """
-        lin.validate_mix(mix)
         self.check_input(mix)
+        lin.validate_mix(mix)
         n_fft = params.n_fft or default_n_fft(sr)
         if n_fft % 4 or n_fft < 16:
             raise ParameterError(f"n_fft={n_fft} must be a multiple of 4 and at least 16")

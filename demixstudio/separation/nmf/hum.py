@@ -253,6 +253,12 @@ class HumNMF(Method):
                                  "target (--hint hum:NAME=FILE)")
         common.check_targets_are_not_rest([t for t, h in hints.hums.items() if h],
                                            params.rest_name, "a hum is")
+        if params.beta != 1.0 and params.hint_weight:
+            # Said now, not after the dictionaries and the pitch search.
+            raise ParameterError(
+                f"nmf-hum's joint fit (hint_weight > 0) ties the hint's frames to the target "
+                f"through posterior constraints, which need beta=1 (KL); got beta="
+                f"{params.beta}. Set hint_weight=0 to fit with another beta")
         layers = sum(1 for h in hints.hums.values() if h) + 1  # the hummed targets, the rest
         m = common.open_mixture(self, mix, sr, params, ctx, layers=layers,
                                 cfg=common.analysis_config(sr, WINDOW_S))

@@ -164,7 +164,7 @@ import torch
 
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import Hints, LayerProposal, Method, param
+from demixstudio.separation.base import Hints, LayerProposal, Method, PaintHint, param
 from demixstudio.separation.nmf import common, engine, spectra
 from demixstudio.separation.registry import register
 
@@ -277,6 +277,11 @@ class PaintNMF(Method):
         run does not make (a typo, or a layer's display name after a rename)."""
         if not hints.paint:
             raise ParameterError("nmf-paint needs painted hints (--hint paint:NAME=FILE)")
+        for name, hint in hints.paint.items():
+            if not isinstance(hint, PaintHint):
+                raise ParameterError(
+                    f"the paint of {name!r} is a {type(hint).__name__}; give a PaintHint "
+                    f"(mask=(bins, frames) weights with their times=, freqs=, or rects=)")
         targets = [n for n in hints.paint if not n.startswith(NOT) and n != rest]
         if not targets:
             raise ParameterError(
