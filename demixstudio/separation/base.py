@@ -582,9 +582,9 @@ class Method(abc.ABC):
 
 #: More channels than this, and than samples, is taken for a (samples, channels) array.
 MAX_CHANNELS = 64
-#: The largest sample magnitude taken: above 32-bit PCM's range (2.1e9), and 1000
-#: times below where the NMF family's float32 fits first overflowed (β = 2, about
-#: 6e13; KL about 6e17).
+#: The largest sample magnitude taken: above 32-bit PCM's range (2.1e9), and 6000
+#: times below where the NMF family's float32 fits first overflowed into NaN layers
+#: (``nmf`` with β = 2, about 6e13; ``nmf-supervised`` and ``nmf-paint``, about 6e17).
 MAX_PEAK = 1e10
 
 
