@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from demixstudio import __version__
 from demixstudio.errors import Cancelled, DemixError
@@ -104,15 +104,36 @@ def _parse_sets(items: Sequence[str]) -> Dict[str, str]:
     return out
 
 
-def _check_method(args: argparse.Namespace) -> None:
-    """An unknown ``--method`` is a usage error (exit 2), like any bad option value."""
-    from demixstudio.errors import ParameterError
-    from demixstudio.separation.registry import get_method
+def _method_options(args: argparse.Namespace) -> Any:
+    """The params of ``--method`` from ``--sources``, ``--set`` and ``--device``,
+    with every ``--hint`` spec checked for its form (its file is read later).
 
+    What is wrong with the command line itself is a usage error (exit 2), like
+    argparse's own: an unknown method, parameter or hint kind, a value out of its
+    range, a ``--hint`` that is not ``KIND:TARGET=FILE``. A hint file that is
+    missing or unreadable is a failure (exit 1), like a missing mixture.
+    """
+    from demixstudio.errors import ParameterError
+    from demixstudio.separation.hintfiles import parse_hint_spec
+    from demixstudio.separation.registry import get_method
+    from demixstudio.session.operations import method_params
+
+    where = f"demixstudio {args.command}"
     try:
         get_method(args.method)
     except ParameterError as exc:
-        raise UsageError(f"demixstudio {args.command}: argument --method: {exc}") from None
+        raise UsageError(f"{where}: argument --method: {exc}") from None
+    try:
+        params = method_params(args.method, sources=args.sources,
+                               settings=_parse_sets(args.set), device=args.device)
+    except ParameterError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    for spec in args.hint:
+        try:
+            parse_hint_spec(spec)
+        except ParameterError as exc:
+            raise UsageError(f"{where}: argument --hint: {exc}") from None
+    return params
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
@@ -120,13 +141,10 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from demixstudio.jobs.context import JobContext
     from demixstudio.separation.hintfiles import load_hints
     from demixstudio.session.export import clipping_warning
-    from demixstudio.session.operations import (check_device_present, method_params,
-                                                missing_folders, remove_empty_folders,
-                                                separate_to_folder)
+    from demixstudio.session.operations import (check_device_present, missing_folders,
+                                                remove_empty_folders, separate_to_folder)
 
-    _check_method(args)
-    params = method_params(args.method, sources=args.sources, settings=_parse_sets(args.set),
-                           device=args.device)
+    params = _method_options(args)
     # Options that would fail only after the output folder is made: refuse them first.
     output_format(f"layer.{args.format}", args.bits)  # e.g. FLAC with float samples
     check_device_present(params)  # e.g. --device cuda on a machine without CUDA
@@ -160,11 +178,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from demixstudio.batch import run_batch
     from demixstudio.session.export import clipping_warning
-    from demixstudio.session.operations import method_params
 
-    _check_method(args)
-    params = method_params(args.method, sources=args.sources, settings=_parse_sets(args.set),
-                           device=args.device)
+    params = _method_options(args)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers {args.workers} must be at least 1")
     progress = StderrProgress(f"batch {args.method}")

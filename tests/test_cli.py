@@ -262,15 +262,26 @@ def test_usage_errors(stereo_mix, tmp_path, capsys):
                       str(tmp_path / "o")], capsys, code=2)
     assert "unknown method" in line and "ica" in line
     assert not (tmp_path / "o").exists()
-    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--set", "max_iter=-3",
-                      "--out", str(tmp_path / "o")], capsys)
-    assert "max_iter" in line
-    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--set", "speed=11",
-                      "--out", str(tmp_path / "o")], capsys)
-    assert "unknown parameter 'speed'" in line
-    line = _run_fail(["separate", str(stereo_mix), "--method", "ica", "--hint", "vocals.wav",
-                      "--out", str(tmp_path / "o")], capsys)
-    assert "KIND:TARGET=FILE" in line
+    # So is a parameter's value out of range, an unknown parameter or hint kind,
+    # and a --hint that is not KIND:TARGET=FILE, in separate and batch alike.
+    for command in ("separate", "batch"):
+        line = _run_fail([command, str(stereo_mix), "--method", "ica", "--set", "max_iter=-3",
+                          "--out", str(tmp_path / "o")], capsys, code=2)
+        assert line.startswith(f"demixstudio {command}: ") and "max_iter" in line, line
+        line = _run_fail([command, str(stereo_mix), "--method", "ica", "--set", "speed=11",
+                          "--out", str(tmp_path / "o")], capsys, code=2)
+        assert "unknown parameter 'speed'" in line
+        line = _run_fail([command, str(stereo_mix), "--method", "ica", "--hint", "vocals.wav",
+                          "--out", str(tmp_path / "o")], capsys, code=2)
+        assert "argument --hint" in line and "KIND:TARGET=FILE" in line, line
+        line = _run_fail([command, str(stereo_mix), "--method", "nmf-hum", "--hint",
+                          "humm:a=x.wav", "--out", str(tmp_path / "o")], capsys, code=2)
+        assert "'humm'" in line
+        assert not (tmp_path / "o").exists()
+    # A hint file that is not there is a failure, like a missing mixture (1).
+    line = _run_fail(["separate", str(stereo_mix), "--method", "nmf-hum", "--hint",
+                      f"hum:a={tmp_path / 'no-such.wav'}", "--out", str(tmp_path / "o")], capsys)
+    assert "no-such.wav" in line
 
 
 def test_console_script_and_debug(tmp_path):
@@ -319,8 +330,8 @@ def short_mix(tmp_path):
 ])
 def test_bad_int_ranges_are_one_line(short_mix, tmp_path, capsys, text, says):
     line = _run_fail(["separate", str(short_mix), "--method", "decorrelation", "--set",
-                      f"lags={text}", "--out", str(tmp_path / "o")], capsys)
-    assert line.startswith("demixstudio: error: lags=") and says in line, line
+                      f"lags={text}", "--out", str(tmp_path / "o")], capsys, code=2)
+    assert line.startswith("demixstudio separate: lags=") and says in line, line
     assert "internal error" not in line
     assert not (tmp_path / "o").exists()
 
