@@ -167,6 +167,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
     print(f"{len(doc['layers'])} layers ({names}) written to {args.out} in {doc['elapsed_s']:.2f} s")
     for note in doc.get("notes", []):
         print(f"note: {note}")
+    for warning in doc.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     for x in doc["layers"]:
         if "clipped_db" in x:
             print("warning: " + clipping_warning(x["file"], x["clipped_db"],
@@ -194,6 +196,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         where = "" if rec["input"] in rec["error"] else f"{rec['input']}: "
         print(f"failed: {where}{rec['error']}", file=sys.stderr)
     for rec in summary.records:
+        for warning in rec.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
         for name, level in rec.get("clipped_db", {}).items():
             print("warning: " + clipping_warning(f"{rec['output']}/{name}", level,
                                                  "use --format wav --bits float to keep it whole"),

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from conftest import shared
-from demixstudio.audio.io import audio_info, load_audio, resample, save_audio
+from demixstudio.audio.io import (audio_info, load_audio, resample, save_audio,
+                                  wav_declared_frames)
 from demixstudio.audio.stft import (AudioStft, OverlapAdd, StftConfig, apply_mask, istft,
                                     iter_stft_blocks, stft, stft_block)
 from demixstudio.errors import AudioFormatError, OutputError, ParameterError
@@ -156,6 +157,52 @@ def test_bad_files(tmp_path):
     assert a.shape == (1, 1)
     with pytest.raises(AudioFormatError):
         audio_info(tmp_path)
+
+
+@pytest.mark.parametrize("subtype,channels", [("PCM_16", 2), ("PCM_24", 1), ("FLOAT", 6)])
+def test_a_wav_cut_short_is_read_and_said(tmp_path, rng, subtype, channels):
+    """A WAV whose data chunk stops before its header's size (an interrupted copy)
+    loads what is there, and the caller is told how much is missing."""
+    whole = tmp_path / "whole.wav"
+    x = (0.1 * rng.standard_normal((3 * 8000, channels))).astype(np.float32)
+    # A LIST chunk before the data, and one after it, as tagging editors write.
+    sf.write(whole, x, 8000, subtype=subtype)
+    with sf.SoundFile(whole, "r+") as f:
+        f.title = "take 3"
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:len(data) // 3])
+    assert wav_declared_frames(whole) == wav_declared_frames(cut) == len(x)
+    said = []
+    a, sr = load_audio(cut, on_warning=said.append)
+    assert sr == 8000 and 0 < a.shape[1] < len(x) // 3
+    np.testing.assert_allclose(a.T, x[:a.shape[1]], atol=1e-4)
+    assert len(said) == 1 and "cut.wav is cut short" in said[0]
+    assert "announces 3.00 s" in said[0] and f"holds {a.shape[1] / 8000:.2f} s" in said[0]
+    # Whole files, and other formats, say nothing.
+    flac = tmp_path / "whole.flac"
+    sf.write(flac, x, 8000)
+    for path in (whole, flac):
+        said.clear()
+        assert load_audio(path, on_warning=said.append)[0].shape == (channels, len(x))
+        assert said == []
+    assert wav_declared_frames(flac) is None
+
+
+def test_a_streamed_wav_with_no_size_in_its_header_is_not_called_cut_short(tmp_path, rng):
+    """Writers that cannot seek back leave the data size 0xFFFFFFFF: libsndfile
+    reads to the end, and nothing is missing."""
+    x = (0.1 * rng.standard_normal((8000, 2))).astype(np.float32)
+    path = tmp_path / "stream.wav"
+    sf.write(path, x, 8000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at:at + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert wav_declared_frames(path) is None
+    said = []
+    assert load_audio(path, on_warning=said.append)[0].shape == (2, 8000)
+    assert said == []
 
 
 def test_save_failures_leave_nothing(tmp_path, rng, monkeypatch):

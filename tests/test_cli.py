@@ -351,6 +351,30 @@ def test_missing_gpu_is_refused_before_the_folder(short_mix, tmp_path, capsys):
     assert "cuda" in line.lower() and not (tmp_path / "o").exists()
 
 
+def test_a_mixture_cut_short_is_separated_with_a_warning(short_mix, tmp_path, capsys):
+    """A WAV that holds less than its header says is separated as it is, and the
+    run says so: one warning line on stderr, and in layers.json and the batch
+    manifest's record."""
+    data = short_mix.read_bytes()
+    cut = tmp_path / "in" / "cut.wav"
+    cut.parent.mkdir()
+    cut.write_bytes(data[:len(data) // 2])
+    assert main(["separate", str(cut), "--method", "hpss", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: cut.wav is cut short: ") and \
+        "announces 0.50 s, the file holds 0.25 s" in err[0], err
+    doc = json.loads((tmp_path / "o" / "layers.json").read_text())
+    assert doc["warnings"] == [err[0][len("warning: "):]]
+    assert doc["samples"] < SR // 2
+    assert main(["batch", str(cut.parent), "--method", "hpss", "--workers", "1",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")] == err
+    # The whole file says nothing.
+    assert main(["separate", str(short_mix), "--method", "hpss", "--out", str(tmp_path / "w")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "w" / "layers.json").read_text())["warnings"] == []
+
+
 def test_a_failed_run_removes_only_the_empty_folders_it_made(short_mix, tmp_path, capsys,
                                                             monkeypatch):
     """A failure after the folder is made (here a method that refuses the input)

@@ -374,6 +374,18 @@ def test_save_and_reopen_a_project(qtbot, win, mixture_file, tmp_path):
     assert win.session.name == "two voices" and not win.modified
 
 
+def test_a_file_cut_short_opens_and_the_status_bar_says_so(qtbot, win, mixture_file,
+                                                             tmp_path):
+    path, mix, _ = mixture_file
+    data = path.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:len(data) // 2])
+    open_by_drop(qtbot, win, cut)
+    assert 0 < win.session.samples < mix.shape[1]
+    said = win.statusBar().currentMessage()
+    assert "cut.wav is cut short" in said and "announces 4.00 s" in said, said
+
+
 def test_export_stems_and_remix_through_the_dialog(qtbot, win, mixture_file, tmp_path):
     path, mix, _ = mixture_file
     open_by_drop(qtbot, win, path)

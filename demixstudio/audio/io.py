@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -71,7 +72,62 @@ def audio_info(path: os.PathLike | str) -> AudioInfo:
                      i.format, i.subtype)
 
 
-def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None) -> Tuple[np.ndarray, int]:
+# A RIFF header's data size that streaming writers leave when they cannot seek back.
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
+# Chunks read before giving up on finding "data" (real files have a handful).
+_MAX_CHUNKS = 64
+
+
+def wav_declared_frames(path: os.PathLike | str) -> Optional[int]:
+    """The frames a RIFF/WAVE header announces (its data chunk's size over the
+    frame size), or None: not a RIFF WAV (RF64, W64, other formats), a size left
+    unknown by a streaming writer, or a header that cannot be walked.
+
+    libsndfile reports the frames a WAV file *holds*: one cut short by an
+    interrupted copy or recording reads as a shorter, whole recording. This is
+    how it is noticed."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            frame_bytes = None
+            for _ in range(_MAX_CHUNKS):
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size)
+                    if len(fmt) < 16:
+                        return None
+                    frame_bytes = struct.unpack("<H", fmt[12:14])[0]  # nBlockAlign
+                    if size & 1:
+                        f.seek(1, os.SEEK_CUR)
+                elif cid == b"data":
+                    if not frame_bytes or size in _UNKNOWN_SIZES:
+                        return None
+                    return size // frame_bytes
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def cut_short_warning(path: os.PathLike | str, sr: int, frames_read: int,
+                      frames_announced: int) -> Optional[str]:
+    """The sentence telling the user that ``path`` holds less than its header
+    announces (``frames_*`` at the file's rate ``sr``), or None when it does not."""
+    if frames_announced <= frames_read:
+        return None
+    return (f"{Path(path).name} is cut short: its header announces "
+            f"{frames_announced / sr:.2f} s, the file holds {frames_read / sr:.2f} s "
+            "(an interrupted copy or recording?); the part that is there is used")
+
+
+def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
+               on_warning: Optional[Callable[[str], None]] = None) -> Tuple[np.ndarray, int]:
     """Load an audio file.
 
     Parameters
@@ -80,6 +136,10 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None) -> Tuple[np
     sr : int or None
         Resample to this rate (polyphase, ``scipy.signal.resample_poly``); None
         keeps the file's rate.
+    on_warning : called with a sentence for the user when the file is read but
+        not whole: it holds fewer samples than its header announces (a WAV whose
+        data chunk is cut short, a compressed stream that stops decoding). The
+        part that is there is returned, as other editors do.
 
     Returns
     -------
@@ -124,6 +184,11 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None) -> Tuple[np
         raise AudioFormatError(f"{path}: the file holds no audio samples")
     if pos < nframes:  # a truncated file: keep what decodes, as other editors do
         audio = audio[:, :pos]
+    if on_warning is not None:
+        announced = max(nframes, wav_declared_frames(path) or 0)
+        warning = cut_short_warning(path, file_sr, pos, announced)
+        if warning is not None:
+            on_warning(warning)
     if sr is not None and int(sr) != file_sr:
         audio = resample(audio, file_sr, int(sr))
         file_sr = int(sr)

@@ -267,6 +267,8 @@ def separate_file(task: FileTask) -> Dict[str, Any]:
         clipped = {x["file"]: x["clipped_db"] for x in doc["layers"] if "clipped_db" in x}
         if clipped:  # stems an integer format clipped (dBFS peaks): float WAV keeps them
             rec["clipped_db"] = clipped
+        if doc.get("warnings"):  # e.g. an input cut short: separated, but said
+            rec["warnings"] = doc["warnings"]
     except Cancelled:
         rec.update(status="cancelled", error="cancelled")
     except DemixError as exc:

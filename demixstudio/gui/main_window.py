@@ -569,14 +569,18 @@ class MainWindow(QMainWindow):
                 self.prefs.add_recent(str(path))
                 return session
         else:
+            warnings: list = []  # e.g. a WAV cut short: opened, and said in the status bar
+
             def work(ctx):
                 ctx.progress(0, 1, "decoding")
-                audio, sr = load_audio(path)
+                audio, sr = load_audio(path, on_warning=warnings.append)
                 return Session(audio, sr, name=path.stem, source_path=str(path))
 
             def apply(session):
                 self.set_session(session)
                 self.prefs.add_recent(str(path))
+                if warnings:
+                    self.statusBar().showMessage(" — ".join(warnings), 15000)
                 return session
         return self._start(f"Open {path.name}", work, apply)
 

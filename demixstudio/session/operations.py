@@ -79,7 +79,8 @@ def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
     ctx = ctx or NullContext()
     t0 = time.monotonic()
     mix_path = Path(mix_path)
-    audio, rate = load_audio(mix_path, sr=sr)
+    warnings: List[str] = []  # read but not whole: said in layers.json and by the caller
+    audio, rate = load_audio(mix_path, sr=sr, on_warning=warnings.append)
     m = get_method(method)
     params = params if params is not None else m.Params()
     session = Session(audio, rate, name=mix_path.stem, source_path=str(mix_path))
@@ -103,6 +104,7 @@ def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
             "elapsed_s": round(time.monotonic() - t0, 3),
             "residual_db": None if not np.isfinite(residual_db) else round(residual_db, 2),
             "notes": run_notes(layers),
+            "warnings": warnings,
             "layers": [{"name": x.name, "file": files[x.name].path.name,
                         "method": x.provenance.method if x.provenance else None,
                         "params": x.provenance.params if x.provenance else {},
