@@ -29,8 +29,9 @@ discriminative reconstruction templates: without them, instruments playing other
 notes than their examples lose (cello and saxophone, 7.05 → 4.97 dB; with them,
 7.09 → 7.45). Each frame's fit is three times as large, and so are the examples'
 spectrograms (a 7 s mixture with 7 s examples: 0.6 s → 2.0 s on one core, mostly the
-dictionaries and the reconstruction templates); ``context`` = 0 is the single-frame
-method.
+dictionaries and the reconstruction templates; 1.3 s since the reconstruction
+templates take 30 updates, not 100, see ``discriminative.py``); ``context`` = 0 is the
+single-frame method.
 
 The dictionaries start from random templates (the run's seed). Tried on the
 benchmark's three 16 kHz sets (seeds 0–2 pooled, median SDR; the single-frame
