@@ -178,7 +178,7 @@ def test_a_wav_cut_short_is_read_and_said(tmp_path, rng, subtype, channels):
     assert sr == 8000 and 0 < a.shape[1] < len(x) // 3
     np.testing.assert_allclose(a.T, x[:a.shape[1]], atol=1e-4)
     assert len(said) == 1 and "cut.wav is cut short" in said[0]
-    assert "announces 3.00 s" in said[0] and f"holds {a.shape[1] / 8000:.2f} s" in said[0]
+    assert "announces 3.00 s" in said[0] and f"{a.shape[1] / 8000:.2f} s can be read" in said[0]
     # Whole files, and other formats, say nothing.
     flac = tmp_path / "whole.flac"
     sf.write(flac, x, 8000)
@@ -187,6 +187,30 @@ def test_a_wav_cut_short_is_read_and_said(tmp_path, rng, subtype, channels):
         assert load_audio(path, on_warning=said.append)[0].shape == (channels, len(x))
         assert said == []
     assert wav_declared_frames(flac) is None
+
+
+def test_a_flac_cut_short_gives_its_start_to_a_caller_that_can_say_so(tmp_path, rng):
+    """A FLAC cut short stops decoding with an error: with ``on_warning`` the part
+    before the fault loads and the warning says how much; without it, the error."""
+    x = (0.1 * rng.standard_normal((3 * 16000, 2))).astype(np.float32)
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, x, 16000)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(AudioFormatError, match="damaged"):
+        load_audio(cut)
+    said = []
+    a, sr = load_audio(cut, on_warning=said.append)
+    # Most of what the file holds (half of it) is read, and it is the recording's start.
+    assert 0.2 * len(x) < a.shape[1] < 0.5 * len(x)
+    np.testing.assert_allclose(a.T, x[:a.shape[1]], atol=1e-4)
+    assert len(said) == 1 and "cut.flac is cut short: its header announces 3.00 s" in said[0]
+    # Damaged from the start: nothing to give, the error.
+    head = tmp_path / "head.flac"
+    head.write_bytes(data[:200])
+    with pytest.raises(AudioFormatError):
+        load_audio(head, on_warning=said.append)
 
 
 def test_a_streamed_wav_with_no_size_in_its_header_is_not_called_cut_short(tmp_path, rng):

@@ -115,6 +115,48 @@ def wav_declared_frames(path: os.PathLike | str) -> Optional[int]:
     return None
 
 
+#: Frames per read when salvaging the start of a file that stopped decoding.
+SALVAGE_FRAMES = 4096
+
+
+def _read_into(f: sf.SoundFile, audio: np.ndarray, pos: int, step: int, path: Path) -> int:
+    """Read ``f`` from its position into ``audio`` (channels, frames) at ``pos``,
+    ``step`` frames at a time, until the buffer is full or the file ends; returns the
+    position reached. NaN or infinite samples are an ``AudioFormatError``; a decoding
+    fault raises libsndfile's error."""
+    nframes = audio.shape[1]
+    while pos < nframes:
+        block = f.read(min(step, nframes - pos), dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            first = pos + int(np.flatnonzero(~finite)[0])
+            raise AudioFormatError(f"{path}: contains NaN or infinite samples (the first "
+                                   f"at {first / f.samplerate:.3f} s)")
+        audio[:, pos:pos + block.shape[0]] = block.T
+        pos += block.shape[0]
+    return pos
+
+
+def _salvage(path: Path, audio: np.ndarray) -> int:
+    """Read ``path`` again from the start into ``audio`` in small steps, up to the
+    first decoding fault; returns the frames read (0 when none can be)."""
+    pos = 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while pos < audio.shape[1]:
+                # One step per call, so that a fault keeps the steps before it.
+                view = audio[:, :min(pos + SALVAGE_FRAMES, audio.shape[1])]
+                reached = _read_into(f, view, pos, SALVAGE_FRAMES, path)
+                if reached == pos:
+                    break
+                pos = reached
+    except (sf.LibsndfileError, RuntimeError):
+        pass
+    return pos
+
+
 def cut_short_warning(path: os.PathLike | str, sr: int, frames_read: int,
                       frames_announced: int) -> Optional[str]:
     """The sentence telling the user that ``path`` holds less than its header
@@ -122,8 +164,8 @@ def cut_short_warning(path: os.PathLike | str, sr: int, frames_read: int,
     if frames_announced <= frames_read:
         return None
     return (f"{Path(path).name} is cut short: its header announces "
-            f"{frames_announced / sr:.2f} s, the file holds {frames_read / sr:.2f} s "
-            "(an interrupted copy or recording?); the part that is there is used")
+            f"{frames_announced / sr:.2f} s, {frames_read / sr:.2f} s can be read (an "
+            "interrupted copy or recording, or damage there?); that part is used")
 
 
 def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
@@ -138,8 +180,10 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
         keeps the file's rate.
     on_warning : called with a sentence for the user when the file is read but
         not whole: it holds fewer samples than its header announces (a WAV whose
-        data chunk is cut short, a compressed stream that stops decoding). The
-        part that is there is returned, as other editors do.
+        data chunk is cut short, an MP3 or FLAC that stops decoding). The part
+        that can be read is returned, as other editors do. Without it, a stream
+        that stops decoding with an error (a FLAC cut short) is an
+        ``AudioFormatError``, since nobody would hear of the missing part.
 
     Returns
     -------
@@ -164,22 +208,18 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
         # One float32 buffer of the final size, filled block by block, so a long
         # file never exists as a float64 or interleaved second copy.
         audio = np.empty((channels, nframes), dtype=np.float32)
-        pos = 0
         try:
-            while pos < nframes:
-                block = f.read(min(BLOCK_FRAMES, nframes - pos), dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                finite = np.isfinite(block).all(axis=1)
-                if not finite.all():
-                    first = pos + int(np.flatnonzero(~finite)[0])
-                    raise AudioFormatError(
-                        f"{path}: contains NaN or infinite samples (the first at "
-                        f"{first / file_sr:.3f} s)")
-                audio[:, pos:pos + block.shape[0]] = block.T
-                pos += block.shape[0]
+            pos = _read_into(f, audio, 0, BLOCK_FRAMES, path)
+            failure = None
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioFormatError(f"{path}: the file is damaged ({exc})") from exc
+            failure = exc
+    if failure is not None:
+        # A stream that stops decoding (a FLAC cut short loses sync): a caller that
+        # can tell the user gets the part before the fault, read again in small
+        # steps, since the block it failed in is lost; others get the error.
+        pos = _salvage(path, audio) if on_warning is not None else 0
+        if pos == 0:
+            raise AudioFormatError(f"{path}: the file is damaged ({failure})") from failure
     if pos == 0:
         raise AudioFormatError(f"{path}: the file holds no audio samples")
     if pos < nframes:  # a truncated file: keep what decodes, as other editors do
