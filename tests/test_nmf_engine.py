@@ -334,6 +334,39 @@ def test_chunks_and_workers_change_only_the_speed(V):
         np.testing.assert_allclose(other[2], out[0][2], rtol=1e-5)
 
 
+def test_chunks_are_even_and_shared_by_every_worker(V):
+    """Every frame in exactly one chunk; chunks of a block of equal widths within
+    the size; a block too small for the workers is cut for them all."""
+    def covered(chunks, widths):
+        seen = [np.zeros(w, int) for w in widths]
+        for i, a, b in chunks:
+            seen[i][a:b] += 1
+        return all((s == 1).all() for s in seen)
+
+    for widths, size, workers in (([376], 340, 1), ([376], 340, 2), ([5000, 17], 255, 2),
+                                  ([376], 1022, 2), ([376], 1022, 8), ([200], 1022, 2),
+                                  ([1], 4096, 2)):
+        chunks = engine._chunks(widths, size, workers)
+        assert covered(chunks, widths), (widths, size, workers)
+        for i, w in enumerate(widths):
+            mine = [b - a for j, a, b in chunks if j == i]
+            assert max(mine) <= size and max(mine) - min(mine) <= 1 or len(mine) == 1
+    assert [b - a for _, a, b in engine._chunks([376], 340)] == [188, 188]
+    assert len(engine._chunks([376], 1022, 2)) == 2  # a few seconds of example: two workers
+    assert len(engine._chunks([376], 1022, 8)) == 2  # no chunk under 128 frames
+    assert len(engine._chunks([200], 1022, 2)) == 1
+    # On such a block two workers give the fit one gives, up to rounding.
+    W0, H0 = _start(V[:, :376], 8)
+    out = []
+    for workers in (1, 2):
+        W, H = torch.as_tensor(W0.copy()), [torch.as_tensor(H0.copy())]
+        engine.fit([torch.as_tensor(V[:, :376].copy())], W, H, NullContext(), max_iter=20,
+                   tol=0.0, threads=workers)
+        out.append((W.numpy(), H[0].numpy()))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-3, atol=1e-8)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-3, atol=1e-8)
+
+
 def test_overlapping_fits_restore_the_thread_count(V):
     """Fits with workers hold torch's (process-wide) thread count at 1; when two
     overlap, the count comes back only when the last ends, and it is the user's."""

@@ -58,7 +58,10 @@ cache-sized chunks of frames (:func:`chunk_frames`): the model, the ratio
 V / Z and the two products that use it stay in cache, which halves the time
 of an iteration. With several CPU threads, each worker thread takes a
 contiguous share of the chunks (single-threaded products) and the workers
-meet once per sweep. The objective is computed only every ``check_every``
+meet once per sweep; a block holding fewer chunks than workers (a dictionary
+learned on a few seconds of example) is cut for them all (``_chunks``: on two
+threads, a 7 s mixture with 6 s examples in ``nmf-supervised`` went from 1.38 to
+1.0 s). The objective is computed only every ``check_every``
 iterations, for the stopping rule.
 
 Everything is float32, except, where asked (``precision``), the inputs of the
@@ -370,9 +373,9 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     F, K = W.shape
     C = int(chunk) if chunk else chunk_frames(F, device)
     C = C or max(v.shape[1] for v in V)
-    chunks = [(i, a, min(v.shape[1], a + C)) for i, v in enumerate(V)
-              for a in range(0, v.shape[1], C)]
     n_threads = cpu_threads() if threads is None else int(threads)
+    chunks = _chunks([v.shape[1] for v in V], C,
+                     n_threads if device.type == "cpu" and not chunk else 1)
     workers = max(1, min(n_threads, len(chunks))) if device.type == "cpu" else 1
     gam = gamma_exponent(beta)
     fixed_w_set = set(int(k) for k in (fixed_w or ()))
@@ -726,6 +729,33 @@ def continuity_terms(H: list[torch.Tensor], weight: float
         num.append(nb.mul_(a).addcmul_(h, c))
         den.append(h * n_t * a)
     return num, den
+
+
+#: The fewest frames a chunk is cut down to so that every CPU worker has one.
+MIN_SHARED_CHUNK = 128
+
+
+def _chunks(widths: list[int], size: int, workers: int = 1) -> list[tuple[int, int, int]]:
+    """(block, first frame, end frame) of every chunk of blocks ``widths`` frames wide:
+    each block cut into the fewest chunks of at most ``size`` frames, of equal widths
+    (a block of 376 frames in chunks of 340 is two of 188, not 340 and 36, which
+    would leave the second of two workers idle). When that gives fewer chunks than
+    ``workers``, blocks are cut further, into chunks of no fewer than
+    :data:`MIN_SHARED_CHUNK` frames: a dictionary learned on a few seconds of
+    example is one chunk otherwise, and one worker."""
+    total = sum(widths)
+    counts = [-(-w // size) for w in widths]
+    if sum(counts) < workers and total >= 2 * MIN_SHARED_CHUNK:
+        want = min(workers, total // MIN_SHARED_CHUNK)
+        counts = [max(c, round(want * w / total)) for c, w in zip(counts, widths)]
+    out = []
+    for i, (w, n) in enumerate(zip(widths, counts)):
+        if w == 0:
+            continue
+        n = max(1, min(n, w))
+        edges = [k * w // n for k in range(n + 1)]
+        out += [(i, a, b) for a, b in zip(edges[:-1], edges[1:])]
+    return out
 
 
 def _share(chunks: list, n: int) -> list[list]:
