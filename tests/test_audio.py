@@ -165,11 +165,15 @@ def test_a_wav_cut_short_is_read_and_said(tmp_path, rng, subtype, channels):
     loads what is there, and the caller is told how much is missing."""
     whole = tmp_path / "whole.wav"
     x = (0.1 * rng.standard_normal((3 * 8000, channels))).astype(np.float32)
-    # A LIST chunk before the data, and one after it, as tagging editors write.
     sf.write(whole, x, 8000, subtype=subtype)
-    with sf.SoundFile(whole, "r+") as f:
-        f.title = "take 3"
-    data = whole.read_bytes()
+    # Chunks before the data (here an odd-sized one, padded to even as RIFF wants)
+    # must be walked over: editors write JUNK, bext or LIST chunks there.
+    data = bytearray(whole.read_bytes())
+    at = data.index(b"data")
+    data[at:at] = b"JUNK" + (5).to_bytes(4, "little") + b"take3" + b"\0"
+    data[4:8] = (len(data) - 8).to_bytes(4, "little")
+    data = bytes(data)
+    whole.write_bytes(data)
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[:len(data) // 3])
     assert wav_declared_frames(whole) == wav_declared_frames(cut) == len(x)
