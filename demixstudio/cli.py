@@ -149,13 +149,15 @@ def cmd_separate(args: argparse.Namespace) -> int:
     output_format(f"layer.{args.format}", args.bits)  # e.g. FLAC with float samples
     check_device_present(params)  # e.g. --device cuda on a machine without CUDA
     info = audio_info(args.mix)  # a clear error for a missing or unreadable file, before work
-    hints = load_hints(args.hint, info.sr) if args.hint else None
+    told: list = []  # a hint recording cut short: used, and said with the run's warnings
+    hints = load_hints(args.hint, info.sr, on_warning=told.append) if args.hint else None
     progress = StderrProgress(f"{args.method} {Path(args.mix).name}")
     ctx = JobContext(on_progress=progress)
     made = missing_folders(Path(args.out))
     try:
         doc = separate_to_folder(args.mix, args.method, args.out, params=params, hints=hints,
-                                 ctx=ctx, ext=args.format, bits=args.bits)
+                                 ctx=ctx, ext=args.format, bits=args.bits,
+                                 hint_warnings=told)
     except BaseException:
         # A failed run leaves no empty folder behind: only the folders this
         # command created, and only while they are empty, are removed.

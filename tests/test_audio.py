@@ -11,7 +11,7 @@ import soundfile as sf
 
 from conftest import shared
 from demixstudio.audio.io import (audio_info, load_audio, resample, save_audio,
-                                  wav_declared_frames)
+                                  ogg_unterminated, wav_declared_frames)
 from demixstudio.audio.stft import (AudioStft, OverlapAdd, StftConfig, apply_mask, istft,
                                     iter_stft_blocks, stft, stft_block)
 from demixstudio.errors import AudioFormatError, OutputError, ParameterError
@@ -210,11 +210,61 @@ def test_a_flac_cut_short_gives_its_start_to_a_caller_that_can_say_so(tmp_path, 
     assert 0.2 * len(x) < a.shape[1] < 0.5 * len(x)
     np.testing.assert_allclose(a.T, x[:a.shape[1]], atol=1e-4)
     assert len(said) == 1 and "cut.flac is cut short: its header announces 3.00 s" in said[0]
+    # One second at 16 kHz cut in half: libsndfile fails the first 4096-frame read
+    # itself (it decodes ahead into the fault); shorter steps still get the start.
+    short = tmp_path / "short.flac"
+    sf.write(short, x[:16000, 0], 16000)
+    data = short.read_bytes()
+    short.write_bytes(data[:len(data) // 2])
+    said.clear()
+    a, _ = load_audio(short, on_warning=said.append)
+    assert 2000 <= a.shape[1] < 8000 and len(said) == 1
+    np.testing.assert_allclose(a[0], x[:a.shape[1], 0], atol=1e-4)
     # Damaged from the start: nothing to give, the error.
     head = tmp_path / "head.flac"
     head.write_bytes(data[:200])
     with pytest.raises(AudioFormatError):
         load_audio(head, on_warning=said.append)
+
+
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_an_ogg_file_cut_short_is_read_and_said(tmp_path, rng, subtype):
+    """An Ogg header announces no length and libsndfile reads to the last whole
+    page, so a cut Ogg file looks whole: the missing end-of-stream page tells.
+    Cut inside a page or exactly between two, the start loads and the caller is
+    told; cut before any audio, the error says the file is cut short."""
+    sr = 48000
+    x = (0.1 * rng.standard_normal((3 * sr, 2))).astype(np.float32)
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, x, sr, format="OGG", subtype=subtype)
+    data = whole.read_bytes()
+    said = []
+    assert load_audio(whole, on_warning=said.append)[0].shape == (2, len(x))
+    assert said == [] and not ogg_unterminated(whole)
+    pages = [i for i in range(len(data)) if data.startswith(b"OggS", i)]
+    assert len(pages) > 4
+    cuts = {"mid-page": (pages[-3] + pages[-2]) // 2, "between pages": pages[-2]}
+    for how, at in cuts.items():
+        cut = tmp_path / "cut.ogg"
+        cut.write_bytes(data[:at])
+        assert ogg_unterminated(cut), how
+        said.clear()
+        a, rate = load_audio(cut, on_warning=said.append)
+        assert rate == sr and 0.5 * len(x) < a.shape[1] < len(x), how
+        assert len(said) == 1 and said[0].startswith("cut.ogg is cut short: "), (how, said)
+        assert f"the {a.shape[1] / sr:.2f} s that can be read are used" in said[0]
+        # The part read is the recording's start, as its decoder gives it.
+        whole_audio = load_audio(whole)[0]
+        np.testing.assert_allclose(a, whole_audio[:, :a.shape[1]], atol=2e-3)
+    head = tmp_path / "head.ogg"
+    head.write_bytes(data[:pages[1] + 20])
+    with pytest.raises(AudioFormatError, match="cut short"):
+        load_audio(head, on_warning=said.append)
+    # Not Ogg, or bytes after the last page: nothing to say.
+    assert not ogg_unterminated(tmp_path / "missing.ogg")
+    junk = tmp_path / "junk.ogg"
+    junk.write_bytes(data + b"\0" * 100)
+    assert not ogg_unterminated(junk)
 
 
 def test_a_streamed_wav_with_no_size_in_its_header_is_not_called_cut_short(tmp_path, rng):

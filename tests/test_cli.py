@@ -472,3 +472,26 @@ def test_a_run_note_is_printed_and_kept(short_mix, tmp_path, capsys):
     assert printed[-1] == "note: the hum of 'a' moved 2 semitones up", printed
     assert json.loads((out / "layers.json").read_text())["notes"] == [
         "the hum of 'a' moved 2 semitones up"]
+
+
+def test_a_hint_recording_cut_short_is_used_with_a_warning(short_mix, tmp_path, capsys):
+    """A hint file cut short (a FLAC, which stops decoding with an error) is used
+    for what it holds and said like a mixture cut short: on stderr, in layers.json
+    and in the batch record."""
+    rng = np.random.default_rng(5)
+    whole = tmp_path / "hum.flac"
+    sf.write(whole, (0.1 * rng.standard_normal(SR)).astype(np.float32), SR)
+    data = whole.read_bytes()
+    hum = tmp_path / "cut.flac"
+    hum.write_bytes(data[:len(data) // 2])
+    argv = ["--method", "nmf-hum", "--hint", f"hum:a={hum}", "--set", "max_iter=2",
+            "--set", "transpose_search=0"]
+    out = tmp_path / "o"
+    assert main(["separate", str(short_mix), *argv, "--out", str(out)]) == 0
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert len(err) == 1 and err[0].startswith("warning: cut.flac is cut short: its header "
+                                               "announces 1.00 s"), err
+    assert json.loads((out / "layers.json").read_text())["warnings"] == [err[0][9:]]
+    assert main(["batch", str(short_mix), *argv, "--workers", "1",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")] == err

@@ -384,6 +384,19 @@ def test_a_file_cut_short_opens_and_the_status_bar_says_so(qtbot, win, mixture_f
     assert 0 < win.session.samples < mix.shape[1]
     said = win.statusBar().currentMessage()
     assert "cut.wav is cut short" in said and "announces 4.00 s" in said, said
+    # So is an example recording cut short: it is added for what it holds.
+    whole = tmp_path / "example.flac"
+    sf.write(str(whole), mix[0, :SR], SR)
+    data = whole.read_bytes()
+    example = tmp_path / "cut.flac"
+    example.write_bytes(data[:len(data) // 2])
+    mp = win.method_panel
+    mp.select_method("nmf-supervised")
+    mp.add_example_file(str(example), target="voice")
+    hint = mp.examples[-1][2]
+    assert 0 < hint.audio.shape[1] < SR // 2
+    said = win.statusBar().currentMessage()
+    assert "cut.flac is cut short" in said and "announces 1.00 s" in said, said
 
 
 def test_export_stems_and_remix_through_the_dialog(qtbot, win, mixture_file, tmp_path):

@@ -56,6 +56,9 @@ def _open_error(path: Path, exc: Exception) -> AudioFormatError:
     if path.is_dir():
         return AudioFormatError(f"{path}: is a folder, not an audio file")
     reason = str(exc).split(":")[-1].strip() or "unknown format"
+    if ogg_unterminated(path):
+        return AudioFormatError(f"{path}: the file is cut short before any audio can be "
+                                f"read ({reason})")
     return AudioFormatError(
         f"{path}: not an audio file that can be read ({reason}); "
         "WAV, FLAC, OGG, MP3 and AIFF are supported")
@@ -115,6 +118,44 @@ def wav_declared_frames(path: os.PathLike | str) -> Optional[int]:
     return None
 
 
+#: The largest Ogg page: a 27-byte header, 255 lacing values and 255 segments of
+#: 255 bytes.
+OGG_MAX_PAGE = 27 + 255 + 255 * 255
+
+
+def ogg_unterminated(path: os.PathLike | str) -> bool:
+    """True when ``path`` is an Ogg file (Vorbis, Opus, FLAC in Ogg) cut short: its
+    last page ends past the end of the file, or is whole but lacks the end-of-stream
+    flag every Ogg stream's last page carries (RFC 3533). False for anything else,
+    including a file with other bytes after its last page.
+
+    An Ogg header announces no length: libsndfile reads up to the last whole
+    page, so a cut file reads as a shorter, whole recording. This is how it is
+    noticed. The last page is found as the last capture pattern ``OggS`` in the
+    file's tail (a pattern inside packet data would be a 1-in-2³² coincidence)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"OggS":
+                return False
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(0, end - OGG_MAX_PAGE - 4))
+            tail = f.read()
+    except OSError:
+        return False
+    k = tail.rfind(b"OggS")
+    while k >= 0 and k + 5 <= len(tail) and tail[k + 4] != 0:  # version 0 only
+        k = tail.rfind(b"OggS", 0, k)
+    if k < 0:
+        return False
+    if k + 27 > len(tail) or k + 27 + tail[k + 26] > len(tail):
+        return True  # the header itself is cut
+    nseg = tail[k + 26]
+    page_end = k + 27 + nseg + sum(tail[k + 27:k + 27 + nseg])
+    if page_end > len(tail):
+        return True
+    return page_end == len(tail) and not tail[k + 5] & 0x04
+
+
 #: Frames per read when salvaging the start of a file that stopped decoding.
 SALVAGE_FRAMES = 4096
 
@@ -139,21 +180,31 @@ def _read_into(f: sf.SoundFile, audio: np.ndarray, pos: int, step: int, path: Pa
     return pos
 
 
+#: The smallest step tried when salvaging.
+MIN_SALVAGE_FRAMES = 256
+
+
 def _salvage(path: Path, audio: np.ndarray) -> int:
     """Read ``path`` again from the start into ``audio`` in small steps, up to the
-    first decoding fault; returns the frames read (0 when none can be)."""
-    pos = 0
-    try:
-        with sf.SoundFile(str(path)) as f:
-            while pos < audio.shape[1]:
-                # One step per call, so that a fault keeps the steps before it.
-                view = audio[:, :min(pos + SALVAGE_FRAMES, audio.shape[1])]
-                reached = _read_into(f, view, pos, SALVAGE_FRAMES, path)
-                if reached == pos:
-                    break
-                pos = reached
-    except (sf.LibsndfileError, RuntimeError):
-        pass
+    first decoding fault; returns the frames read (0 when none can be).
+
+    libsndfile's FLAC reader can fail on a read that only *ends* near the fault
+    (it decodes a frame ahead), even the very first: when a pass gets nothing,
+    the next takes steps half as long, down to :data:`MIN_SALVAGE_FRAMES`."""
+    step, pos = SALVAGE_FRAMES, 0
+    while pos == 0 and step >= MIN_SALVAGE_FRAMES:
+        try:
+            with sf.SoundFile(str(path)) as f:
+                while pos < audio.shape[1]:
+                    # One step per call, so that a fault keeps the steps before it.
+                    view = audio[:, :min(pos + step, audio.shape[1])]
+                    reached = _read_into(f, view, pos, step, path)
+                    if reached == pos:
+                        break
+                    pos = reached
+        except (sf.LibsndfileError, RuntimeError):
+            pass
+        step //= 2
     return pos
 
 
@@ -168,6 +219,14 @@ def cut_short_warning(path: os.PathLike | str, sr: int, frames_read: int,
             "interrupted copy or recording, or damage there?); that part is used")
 
 
+def ogg_cut_short_warning(path: os.PathLike | str, sr: int, frames_read: int) -> str:
+    """The sentence telling the user that the Ogg file ``path`` is cut short after
+    ``frames_read`` frames at ``sr`` (an Ogg header announces no length to compare)."""
+    return (f"{Path(path).name} is cut short: it stops before the end of its Ogg stream "
+            f"(an interrupted copy or recording?); the {frames_read / sr:.2f} s that can "
+            "be read are used")
+
+
 def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
                on_warning: Optional[Callable[[str], None]] = None) -> Tuple[np.ndarray, int]:
     """Load an audio file.
@@ -180,7 +239,8 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
         keeps the file's rate.
     on_warning : called with a sentence for the user when the file is read but
         not whole: it holds fewer samples than its header announces (a WAV whose
-        data chunk is cut short, an MP3 or FLAC that stops decoding). The part
+        data chunk is cut short, an MP3 or FLAC that stops decoding, an Ogg file
+        whose last page is cut or lacks the end-of-stream mark). The part
         that can be read is returned, as other editors do. Without it, a stream
         that stops decoding with an error (a FLAC cut short) is an
         ``AudioFormatError``, since nobody would hear of the missing part.
@@ -201,9 +261,12 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise _open_error(path, exc) from exc
     with f:
-        file_sr, channels = int(f.samplerate), int(f.channels)
+        file_sr, channels, container = int(f.samplerate), int(f.channels), f.format
         nframes = int(f.frames)
         if nframes <= 0:
+            if ogg_unterminated(path):
+                raise AudioFormatError(f"{path}: the file is cut short before its first "
+                                       "whole page of audio; nothing in it can be read")
             raise AudioFormatError(f"{path}: the file holds no audio samples")
         # One float32 buffer of the final size, filled block by block, so a long
         # file never exists as a float64 or interleaved second copy.
@@ -227,6 +290,8 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
     if on_warning is not None:
         announced = max(nframes, wav_declared_frames(path) or 0)
         warning = cut_short_warning(path, file_sr, pos, announced)
+        if warning is None and container == "OGG" and ogg_unterminated(path):
+            warning = ogg_cut_short_warning(path, file_sr, pos)
         if warning is not None:
             on_warning(warning)
     if sr is not None and int(sr) != file_sr:

@@ -256,10 +256,13 @@ def separate_file(task: FileTask) -> Dict[str, Any]:
                 shutil.rmtree(stale, ignore_errors=True)
             info = audio_info(task.input)
             rec["audio_s"] = round(info.duration_s, 3)
-            hints = load_hints(task.hint_specs, info.sr) if task.hint_specs else None
+            told: list = []
+            hints = (load_hints(task.hint_specs, info.sr, on_warning=told.append)
+                     if task.hint_specs else None)
             ctx = _WorkerContext(task.cancel_event)
             doc = separate_to_folder(task.input, task.method, staging, params=task.params,
-                                     hints=hints, ctx=ctx, ext=task.ext, bits=task.bits)
+                                     hints=hints, ctx=ctx, ext=task.ext, bits=task.bits,
+                                     hint_warnings=told)
             _publish(staging, final)
         rec.update(status="ok", layers=[x["name"] for x in doc["layers"]],
                    files=[x["file"] for x in doc["layers"] if x.get("file")],

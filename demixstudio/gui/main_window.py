@@ -426,6 +426,7 @@ class MainWindow(QMainWindow):
         lp.paintNotRequested.connect(lambda target: self.new_paint_target(f"not:{target}"))
         mp.recordRequested.connect(self.record_hum)
         mp.error.connect(lambda reason: self.show_error("Method", reason, ""))
+        mp.notice.connect(lambda text: self.statusBar().showMessage(text, 15000))
         mp.methodChanged.connect(self.prefs.set_default_method)
         mp.methodChanged.connect(self._restore_method_params)
         mp.runRequested.connect(lambda name, params, _hints, _on:

@@ -271,6 +271,8 @@ class MethodPanel(QWidget):
         with the current hints (the refinement loop)
     recordRequested(target) : the user asked to record an example from the microphone
     methodChanged(name)
+    notice(text) : something the user should know that is not an error (a recording
+        added though cut short)
     """
 
     runRequested = Signal(str, object, object, object)
@@ -278,6 +280,7 @@ class MethodPanel(QWidget):
     recordRequested = Signal(str)
     methodChanged = Signal(str)
     error = Signal(str)
+    notice = Signal(str)
 
     def __init__(self, parent: Optional[QWidget] = None, *, default_method: str = "ica") -> None:
         super().__init__(parent)
@@ -643,9 +646,12 @@ class MethodPanel(QWidget):
 
     def add_example_file(self, path: str, target: Optional[str] = None) -> None:
         sr = self.session.sr if self.session is not None else None
-        audio, rate = load_audio(path, sr=sr)
+        told: List[str] = []  # cut short: added for what it holds, and said
+        audio, rate = load_audio(path, sr=sr, on_warning=told.append)
         self.add_example_audio(target or self.target_name(), AudioHint(audio, rate, str(path)),
                                self.file_kind)
+        for text in told:
+            self.notice.emit(text)
 
     def _browse_example(self) -> None:
         title = ("Hum of the target" if self.file_kind == "hum"

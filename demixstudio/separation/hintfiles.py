@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Iterable, Tuple
+from typing import Callable, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -95,8 +95,13 @@ def _npz_arrays(path: Path) -> dict:
     return out
 
 
-def load_hints(specs: Iterable[str], sr: int) -> Hints:
-    """Build ``Hints`` from ``KIND:TARGET=FILE`` specs; audio is resampled to ``sr``."""
+def load_hints(specs: Iterable[str], sr: int,
+               on_warning: Optional[Callable[[str], None]] = None) -> Hints:
+    """Build ``Hints`` from ``KIND:TARGET=FILE`` specs; audio is resampled to ``sr``.
+
+    ``on_warning`` hears of a recording that is read but not whole (cut short:
+    see ``load_audio``), which is then used for what it holds; without it such a
+    file may be an error."""
     hints = Hints()
     for spec in specs:
         kind, target, path = parse_hint_spec(spec)
@@ -105,7 +110,7 @@ def load_hints(specs: Iterable[str], sr: int) -> Hints:
                 raise ParameterError(f"two paint hints for {target!r}; give one file per target")
             hints.paint[target] = load_paint(path)
         else:
-            audio, _ = load_audio(path, sr=sr)
+            audio, _ = load_audio(path, sr=sr, on_warning=on_warning)
             bucket = hints.examples if kind == "example" else hints.hums
             bucket.setdefault(target, []).append(AudioHint(audio, sr, str(path)))
     return hints

@@ -74,13 +74,18 @@ def run_notes(layers) -> list[str]:
 def separate_to_folder(mix_path: Path | str, method: str, out: Path | str, *,
                        params: Any = None, hints: Optional[Hints] = None,
                        ctx: Optional[JobContext] = None, ext: str = "wav", bits: str = "24",
-                       sr: Optional[int] = None) -> Dict[str, Any]:
-    """Separate one file into ``out``; returns what ``layers.json`` records."""
+                       sr: Optional[int] = None,
+                       hint_warnings: Sequence[str] = ()) -> Dict[str, Any]:
+    """Separate one file into ``out``; returns what ``layers.json`` records.
+
+    ``hint_warnings``: what the caller was told while reading ``hints`` (a hint
+    recording cut short), recorded with the mixture's own warnings."""
     ctx = ctx or NullContext()
     t0 = time.monotonic()
     mix_path = Path(mix_path)
     warnings: List[str] = []  # read but not whole: said in layers.json and by the caller
     audio, rate = load_audio(mix_path, sr=sr, on_warning=warnings.append)
+    warnings.extend(hint_warnings)
     m = get_method(method)
     params = params if params is not None else m.Params()
     session = Session(audio, rate, name=mix_path.stem, source_path=str(mix_path))
