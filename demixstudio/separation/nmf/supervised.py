@@ -31,7 +31,12 @@ notes than their examples lose (cello and saxophone, 7.05 → 4.97 dB; with them
 spectrograms (a 7 s mixture with 7 s examples: 0.6 s → 2.0 s on one core, mostly the
 dictionaries and the reconstruction templates; 1.3 s since the reconstruction
 templates take 30 updates, not 100, see ``discriminative.py``); ``context`` = 0 is the
-single-frame method.
+single-frame method. Measured again with those 30 updates (2026-11-24, same sets and
+pooling): three-frame patches 8.32 / 6.62 / 12.48 / 6.12 dB, single frames 8.27 / 6.26 /
+11.53 / 6.23; at 44.1 kHz 8.36 / 6.53 / 12.14 / 6.46 against 8.08 / 6.46 / 11.44 / 6.19.
+Single frames lose on six of the eight sets (up to 0.95 dB) and are 2–3× faster: in
+``bench_nmf.py`` on one thread, 0.45–0.64 s for the four 7 s mixtures against 1.2–1.5 s,
+where scikit-learn used the same way takes 0.5–1.4 s.
 
 The dictionaries start from random templates (the run's seed). Tried on the
 benchmark's three 16 kHz sets (seeds 0–2 pooled, median SDR; the single-frame
@@ -55,6 +60,18 @@ the examples' own frames as the templates (exemplars, Gemmeke, Virtanen & Hurmal
 instrument playing other notes than its example is then explained by nothing (cello
 and saxophone, 7.4 → 1.2 dB). Without the discriminative templates: 8.19 / 6.25 / 12.98
 / 6.15 dB.
+
+Also tried and not taken up (2026-11-24): adapting the dictionaries to the mixture,
+with the examples kept in the fit and confined to their source (``nmf-hum``'s prior from a hint; single frames without the
+discriminative templates, 50 or 200 iterations after the fixed fit, the examples'
+frames weighing 1 or 3 mixture frames), on the four 7 s mixtures and the first and
+third held-out sets 7.85–8.40 / 5.41–5.77 / 6.29–7.30 dB against 8.15 / 5.71 / 6.07
+for the same fit with the templates fixed (the cello against the saxophone gains
+2.7 dB, the voice against the bass loses 2). This although the examples' mismatch is
+what limits the method: with dictionaries learned on the mixture's own sources (an
+oracle; the defaults, seed 0) the voice and bass separate at 19.8 / 17.4 dB against
+17.9 / 16.0 from the examples, and on the first held-out set at 13.8 / 15.3 against
+3.2 / 3.7.
 """
 
 from __future__ import annotations
