@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from conftest import shared
-from demixstudio.audio.io import (audio_info, load_audio, resample, save_audio,
-                                  ogg_unterminated, wav_declared_frames)
+from demixstudio.audio.io import (audio_info, declared_frames, load_audio, ogg_unterminated,
+                                  resample, save_audio)
 from demixstudio.audio.stft import (AudioStft, OverlapAdd, StftConfig, apply_mask, istft,
                                     iter_stft_blocks, stft, stft_block)
 from demixstudio.errors import AudioFormatError, OutputError, ParameterError
@@ -176,7 +176,7 @@ def test_a_wav_cut_short_is_read_and_said(tmp_path, rng, subtype, channels):
     whole.write_bytes(data)
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[:len(data) // 3])
-    assert wav_declared_frames(whole) == wav_declared_frames(cut) == len(x)
+    assert declared_frames(whole) == declared_frames(cut) == len(x)
     said = []
     a, sr = load_audio(cut, on_warning=said.append)
     assert sr == 8000 and 0 < a.shape[1] < len(x) // 3
@@ -190,7 +190,29 @@ def test_a_wav_cut_short_is_read_and_said(tmp_path, rng, subtype, channels):
         said.clear()
         assert load_audio(path, on_warning=said.append)[0].shape == (channels, len(x))
         assert said == []
-    assert wav_declared_frames(flac) is None
+    assert declared_frames(flac) is None
+
+
+@pytest.mark.parametrize("fmt,subtype", [("AIFF", "PCM_16"), ("AIFF", "FLOAT"),
+                                          ("RF64", "PCM_24"), ("W64", "PCM_16")])
+def test_aiff_rf64_and_w64_cut_short_are_read_and_said(tmp_path, rng, fmt, subtype):
+    """The other containers whose header gives the length (AIFF's COMM chunk, RF64's
+    ds64 size, Wave64's data chunk) are noticed like a WAV when cut short."""
+    x = (0.1 * rng.standard_normal((3 * 8000, 2))).astype(np.float32)
+    whole = tmp_path / f"whole.{fmt.lower()}"
+    sf.write(whole, x, 8000, format=fmt, subtype=subtype)
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut.{fmt.lower()}"
+    cut.write_bytes(data[:len(data) // 2])
+    assert declared_frames(whole) == declared_frames(cut) == len(x)
+    said = []
+    a, _ = load_audio(cut, on_warning=said.append)
+    assert 0 < a.shape[1] < len(x) // 2
+    np.testing.assert_allclose(a.T, x[:a.shape[1]], atol=1e-4)
+    assert len(said) == 1 and f"cut.{fmt.lower()} is cut short: its header announces " \
+        "3.00 s" in said[0], said
+    said.clear()
+    assert load_audio(whole, on_warning=said.append)[0].shape == (2, len(x)) and said == []
 
 
 def test_a_flac_cut_short_gives_its_start_to_a_caller_that_can_say_so(tmp_path, rng):
@@ -277,7 +299,7 @@ def test_a_streamed_wav_with_no_size_in_its_header_is_not_called_cut_short(tmp_p
     at = data.index(b"data") + 4
     data[at:at + 4] = b"\xff\xff\xff\xff"
     path.write_bytes(bytes(data))
-    assert wav_declared_frames(path) is None
+    assert declared_frames(path) is None
     said = []
     assert load_audio(path, on_warning=said.append)[0].shape == (2, 8000)
     assert said == []

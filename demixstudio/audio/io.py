@@ -75,46 +75,108 @@ def audio_info(path: os.PathLike | str) -> AudioInfo:
                      i.format, i.subtype)
 
 
-# A RIFF header's data size that streaming writers leave when they cannot seek back.
+# A RIFF header's data size that streaming writers leave when they cannot seek back
+# (and RF64's placeholder for the 64-bit size in its ds64 chunk).
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)
-# Chunks read before giving up on finding "data" (real files have a handful).
+# Chunks read before giving up on finding the one wanted (real files have a handful).
 _MAX_CHUNKS = 64
+# Sony Wave64's GUIDs: the file's, its form type's, and the fmt and data chunks'.
+_W64_GUID_TAIL = bytes.fromhex("f3acd3118cd100c04f8edb8a")
+_W64_RIFF = bytes.fromhex("726966662e91cf11a5d628db04c10000")
+_W64_WAVE = b"wave" + _W64_GUID_TAIL
+_W64_FMT = b"fmt " + _W64_GUID_TAIL
+_W64_DATA = b"data" + _W64_GUID_TAIL
 
 
-def wav_declared_frames(path: os.PathLike | str) -> Optional[int]:
-    """The frames a RIFF/WAVE header announces (its data chunk's size over the
-    frame size), or None: not a RIFF WAV (RF64, W64, other formats), a size left
-    unknown by a streaming writer, or a header that cannot be walked.
+def declared_frames(path: os.PathLike | str) -> Optional[int]:
+    """The frames a file's header announces, or None when it announces none (Ogg,
+    MP3, a size left unknown by a streaming writer) or cannot be walked.
 
-    libsndfile reports the frames a WAV file *holds*: one cut short by an
-    interrupted copy or recording reads as a shorter, whole recording. This is
-    how it is noticed."""
+    Read from the data chunk's size over the frame size in RIFF WAV, RF64 (the
+    ds64 chunk's 64-bit size) and Sony Wave64, and from the COMM chunk in AIFF and
+    AIFF-C. libsndfile reports the frames such a file *holds*: one cut short by an
+    interrupted copy or recording reads as a shorter, whole recording. This is how
+    it is noticed (FLAC's frames are its header's, so libsndfile's count says it)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return None
-            frame_bytes = None
-            for _ in range(_MAX_CHUNKS):
-                chunk = f.read(8)
-                if len(chunk) < 8:
-                    return None
-                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-                if cid == b"fmt ":
-                    fmt = f.read(size)
-                    if len(fmt) < 16:
-                        return None
-                    frame_bytes = struct.unpack("<H", fmt[12:14])[0]  # nBlockAlign
-                    if size & 1:
-                        f.seek(1, os.SEEK_CUR)
-                elif cid == b"data":
-                    if not frame_bytes or size in _UNKNOWN_SIZES:
-                        return None
-                    return size // frame_bytes
-                else:
-                    f.seek(size + (size & 1), os.SEEK_CUR)
+            head = f.read(40)
+            if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+                f.seek(12)
+                return _riff_frames(f)
+            if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                f.seek(12)
+                return _aiff_frames(f)
+            if head[:16] == _W64_RIFF and head[24:40] == _W64_WAVE:
+                f.seek(40)
+                return _w64_frames(f)
     except (OSError, struct.error):
         return None
+    return None
+
+
+def _iff_chunks(f, order: str):
+    """(id, size) of each chunk of a RIFF (``order`` "<") or IFF (">") file from its
+    position: when one is yielded the file is at its body, and the next is found from
+    the body's start (plus RIFF's pad byte after an odd size) whatever was read."""
+    for _ in range(_MAX_CHUNKS):
+        head = f.read(8)
+        if len(head) < 8:
+            return
+        size = struct.unpack(order + "I", head[4:])[0]
+        body = f.tell()
+        yield head[:4], size
+        f.seek(body + size + (size & 1))
+
+
+def _riff_frames(f) -> Optional[int]:
+    frame_bytes = data64 = None
+    for cid, size in _iff_chunks(f, "<"):
+        if cid == b"fmt ":
+            fmt = f.read(16)
+            if len(fmt) < 16:
+                return None
+            frame_bytes = struct.unpack("<H", fmt[12:14])[0]  # nBlockAlign
+        elif cid == b"ds64":
+            ds64 = f.read(16)
+            if len(ds64) < 16:
+                return None
+            data64 = struct.unpack("<Q", ds64[8:16])[0]  # the data chunk's size
+        elif cid == b"data":
+            if size == 0xFFFFFFFF and data64:
+                size = data64
+            if not frame_bytes or size in _UNKNOWN_SIZES:
+                return None
+            return size // frame_bytes
+    return None
+
+
+def _aiff_frames(f) -> Optional[int]:
+    for cid, _ in _iff_chunks(f, ">"):
+        if cid == b"COMM":
+            comm = f.read(6)
+            return struct.unpack(">I", comm[2:6])[0] if len(comm) == 6 else None
+    return None
+
+
+def _w64_frames(f) -> Optional[int]:
+    frame_bytes = None
+    for _ in range(_MAX_CHUNKS):
+        chunk = f.read(24)
+        if len(chunk) < 24:
+            return None
+        guid, size = chunk[:16], struct.unpack("<Q", chunk[16:])[0]  # size with its header
+        if size < 24:
+            return None
+        if guid == _W64_FMT:
+            fmt = f.read(size - 24)
+            if len(fmt) < 16:
+                return None
+            frame_bytes = struct.unpack("<H", fmt[12:14])[0]
+            f.seek((-size) % 8, os.SEEK_CUR)
+        elif guid == _W64_DATA:
+            return (size - 24) // frame_bytes if frame_bytes else None
+        else:
+            f.seek(size - 24 + (-size) % 8, os.SEEK_CUR)
     return None
 
 
@@ -238,9 +300,10 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
         Resample to this rate (polyphase, ``scipy.signal.resample_poly``); None
         keeps the file's rate.
     on_warning : called with a sentence for the user when the file is read but
-        not whole: it holds fewer samples than its header announces (a WAV whose
-        data chunk is cut short, an MP3 or FLAC that stops decoding, an Ogg file
-        whose last page is cut or lacks the end-of-stream mark). The part
+        not whole: it holds fewer samples than its header announces (a WAV,
+        RF64, Wave64 or AIFF file whose data is cut short, see
+        :func:`declared_frames`; an MP3 or FLAC that stops decoding), or it is an
+        Ogg file whose last page is cut or lacks the end-of-stream mark. The part
         that can be read is returned, as other editors do. Without it, a stream
         that stops decoding with an error (a FLAC cut short) is an
         ``AudioFormatError``, since nobody would hear of the missing part.
@@ -288,7 +351,7 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
     if pos < nframes:  # a truncated file: keep what decodes, as other editors do
         audio = audio[:, :pos]
     if on_warning is not None:
-        announced = max(nframes, wav_declared_frames(path) or 0)
+        announced = max(nframes, declared_frames(path) or 0)
         warning = cut_short_warning(path, file_sr, pos, announced)
         if warning is None and container == "OGG" and ogg_unterminated(path):
             warning = ogg_cut_short_warning(path, file_sr, pos)
