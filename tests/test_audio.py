@@ -215,6 +215,34 @@ def test_aiff_rf64_and_w64_cut_short_are_read_and_said(tmp_path, rng, fmt, subty
     assert load_audio(whole, on_warning=said.append)[0].shape == (2, len(x)) and said == []
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT", "ULAW", "ALAC_16", "ALAC_24"])
+def test_a_caf_cut_short_is_read_up_to_its_last_whole_packet_and_said(tmp_path, rng, subtype):
+    """libsndfile refuses a CAF whose data chunk runs past the end of the file: it
+    opens on a view that announces the whole packets there are. An ALAC packet cut
+    in two is not decoded into noise; cut inside the header, the error says so."""
+    x = (0.1 * rng.standard_normal((3 * 8000, 2))).astype(np.float32)
+    whole = tmp_path / "whole.caf"
+    sf.write(whole, x, 8000, format="CAF", subtype=subtype)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.caf"
+    cut.write_bytes(data[:len(data) * 2 // 3 + 1])
+    with pytest.raises(sf.LibsndfileError):
+        sf.info(str(cut))  # what this reads around
+    assert declared_frames(whole) == declared_frames(cut) == len(x)
+    said = []
+    a, sr = load_audio(cut, on_warning=said.append)
+    assert sr == 8000 and 0.3 * len(x) < a.shape[1] < 0.7 * len(x)
+    tolerance = 0.01 if subtype == "ULAW" else 1e-4
+    np.testing.assert_allclose(a.T, x[:a.shape[1]], atol=tolerance)
+    assert audio_info(cut).frames == a.shape[1]
+    assert len(said) == 1 and "cut.caf is cut short: its header announces 3.00 s" in said[0]
+    cut.write_bytes(data[:40])  # inside the desc chunk
+    with pytest.raises(AudioFormatError, match="cut short before any audio"):
+        load_audio(cut, on_warning=said.append)
+    said.clear()
+    assert load_audio(whole, on_warning=said.append)[0].shape == (2, len(x)) and said == []
+
+
 def test_a_flac_cut_short_gives_its_start_to_a_caller_that_can_say_so(tmp_path, rng):
     """A FLAC cut short stops decoding with an error: with ``on_warning`` the part
     before the fault loads and the warning says how much; without it, the error."""

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from demixstudio.audio import caf
 from demixstudio.audio.atomic import atomic_path
 from demixstudio.errors import AudioFormatError, OutputError, ParameterError
 from demixstudio.values import whole
@@ -56,7 +57,8 @@ def _open_error(path: Path, exc: Exception) -> AudioFormatError:
     if path.is_dir():
         return AudioFormatError(f"{path}: is a folder, not an audio file")
     reason = str(exc).split(":")[-1].strip() or "unknown format"
-    if ogg_unterminated(path):
+    layout = caf.caf_layout(path)
+    if ogg_unterminated(path) or (layout is not None and layout.cut_short):
         return AudioFormatError(f"{path}: the file is cut short before any audio can be "
                                 f"read ({reason})")
     return AudioFormatError(
@@ -64,15 +66,50 @@ def _open_error(path: Path, exc: Exception) -> AudioFormatError:
         "WAV, FLAC, OGG, MP3 and AIFF are supported")
 
 
-def audio_info(path: os.PathLike | str) -> AudioInfo:
-    """Header information of an audio file; raises ``AudioFormatError`` if unreadable."""
+class _ViewSoundFile(sf.SoundFile):
+    """A SoundFile on a view of a file (:func:`caf.readable_view`) that closes the
+    view with itself."""
+
+    def __init__(self, view):
+        self._view = view
+        try:
+            super().__init__(view)
+        except BaseException:
+            view.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._view.close()
+
+
+def open_sound(path: os.PathLike | str) -> sf.SoundFile:
+    """``path`` opened for reading with libsndfile; raises ``AudioFormatError`` if
+    it cannot be. A CAF file cut short, which libsndfile refuses, is opened on a
+    view that ends its data at the last whole packet (see :mod:`caf`)."""
     path = Path(path)
     try:
-        i = sf.info(str(path))
+        return sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise _open_error(path, exc) from exc
-    return AudioInfo(str(path), int(i.samplerate), int(i.channels), int(i.frames),
-                     i.format, i.subtype)
+        failure = exc
+    view = caf.readable_view(path) if path.is_file() else None
+    if view is not None:
+        try:
+            return _ViewSoundFile(view)
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            pass
+    raise _open_error(path, failure) from failure
+
+
+def audio_info(path: os.PathLike | str) -> AudioInfo:
+    """Header information of an audio file; raises ``AudioFormatError`` if unreadable.
+    ``frames`` are those that can be read (of a file cut short, fewer than its
+    header announces)."""
+    with open_sound(path) as i:
+        return AudioInfo(str(path), int(i.samplerate), int(i.channels), int(i.frames),
+                         i.format, i.subtype)
 
 
 # A RIFF header's data size that streaming writers leave when they cannot seek back
@@ -94,9 +131,9 @@ def declared_frames(path: os.PathLike | str) -> Optional[int]:
 
     Read from the data chunk's size over the frame size in RIFF WAV, RF64 (the
     ds64 chunk's 64-bit size) and Sony Wave64, and from the COMM chunk in AIFF and
-    AIFF-C. libsndfile reports the frames such a file *holds*: one cut short by an
-    interrupted copy or recording reads as a shorter, whole recording. This is how
-    it is noticed (FLAC's frames are its header's, so libsndfile's count says it)."""
+    AIFF-C, and from CAF's packet table or data size (see :mod:`caf`). libsndfile
+    reports the frames such a file *holds*: one cut short by an interrupted copy or
+    recording reads as a shorter, whole recording. This is how it is noticed (FLAC's frames are its header's, so libsndfile's count says it)."""
     try:
         with open(path, "rb") as f:
             head = f.read(40)
@@ -109,6 +146,9 @@ def declared_frames(path: os.PathLike | str) -> Optional[int]:
             if head[:16] == _W64_RIFF and head[24:40] == _W64_WAVE:
                 f.seek(40)
                 return _w64_frames(f)
+            if head[:4] == b"caff":
+                layout = caf.caf_layout(path)
+                return layout.declared_frames() if layout is not None else None
     except (OSError, struct.error):
         return None
     return None
@@ -256,7 +296,7 @@ def _salvage(path: Path, audio: np.ndarray) -> int:
     step, pos = SALVAGE_FRAMES, 0
     while pos == 0 and step >= MIN_SALVAGE_FRAMES:
         try:
-            with sf.SoundFile(str(path)) as f:
+            with open_sound(path) as f:
                 while pos < audio.shape[1]:
                     # One step per call, so that a fault keeps the steps before it.
                     view = audio[:, :min(pos + step, audio.shape[1])]
@@ -264,7 +304,7 @@ def _salvage(path: Path, audio: np.ndarray) -> int:
                     if reached == pos:
                         break
                     pos = reached
-        except (sf.LibsndfileError, RuntimeError):
+        except (sf.LibsndfileError, RuntimeError, AudioFormatError):
             pass
         step //= 2
     return pos
@@ -319,17 +359,13 @@ def load_audio(path: os.PathLike | str, *, sr: Optional[int] = None,
         Missing or unreadable file, zero samples, or NaN/infinite samples.
     """
     path = Path(path)
-    try:
-        f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise _open_error(path, exc) from exc
-    with f:
+    with open_sound(path) as f:
         file_sr, channels, container = int(f.samplerate), int(f.channels), f.format
         nframes = int(f.frames)
         if nframes <= 0:
-            if ogg_unterminated(path):
-                raise AudioFormatError(f"{path}: the file is cut short before its first "
-                                       "whole page of audio; nothing in it can be read")
+            if ogg_unterminated(path) or isinstance(f, _ViewSoundFile):
+                raise AudioFormatError(f"{path}: the file is cut short before any audio "
+                                       "can be read; nothing in it can be used")
             raise AudioFormatError(f"{path}: the file holds no audio samples")
         # One float32 buffer of the final size, filled block by block, so a long
         # file never exists as a float64 or interleaved second copy.
