@@ -128,7 +128,7 @@ def main() -> None:
                          "get less than the 30 %% cover the acceptance asks")
     ap.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"),
                     help="the methods' matrix-product precision (float32, their default; "
-                         "auto: bfloat16 on a CPU with native bfloat16, else float32)")
+                         "auto: bfloat16 where it is native and timed faster, else float32)")
     args = ap.parse_args()
     global PRECISION
     PRECISION = args.precision

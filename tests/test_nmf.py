@@ -125,7 +125,7 @@ def test_supervised_speech_in_noise(cases):
 
 @pytest.mark.parametrize("name", ["nmf-supervised", "nmf"])
 def test_bfloat16_products_separate_as_well(cases, name):
-    """precision="bfloat16" (what auto picks on a CPU with native bfloat16): the
+    """precision="bfloat16" (what auto picks where it is native and faster): the
     dictionaries, the fit and the masks go through the bfloat16 products and the
     layers are as good as float32's, on speech in noise (supervised) and on voice +
     bass (unsupervised, best permutation)."""

@@ -224,10 +224,18 @@ def test_bfloat16_products_reach_the_float32_objective(V, order):
     assert np.abs(fits[1] - fits[0]).max() > 0
 
 
-def test_product_precision_choice():
-    """auto is bfloat16 only on a CPU that multiplies it natively; GPUs keep float32."""
+def test_product_precision_choice(monkeypatch):
+    """auto is bfloat16 only on a CPU that multiplies it natively *and* where the
+    engine's bfloat16 products are measured to be faster; GPUs keep float32."""
     native = engine.native_bfloat16(CPU)
-    assert engine.product_dtype("auto", CPU) == (torch.bfloat16 if native else torch.float32)
+    faster = engine.bfloat16_faster()
+    assert isinstance(faster, bool) and engine.bfloat16_faster() is faster  # timed once
+    assert engine.product_dtype("auto", CPU) == (
+        torch.bfloat16 if native and faster else torch.float32)
+    monkeypatch.setattr(engine, "native_bfloat16", lambda device: device.type == "cpu")
+    for measured, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(engine, "bfloat16_faster", lambda measured=measured: measured)
+        assert engine.product_dtype("auto", CPU) == dtype
     assert engine.product_dtype("auto", torch.device("cuda")) == torch.float32
     assert engine.product_dtype("float32", CPU) == torch.float32
     assert engine.product_dtype("bfloat16", CPU) == torch.bfloat16

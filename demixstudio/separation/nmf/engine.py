@@ -76,7 +76,9 @@ and precision.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -138,15 +140,60 @@ def product_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of the plain KL products for ``precision`` on ``device``.
 
     ``auto`` is bfloat16 on a CPU with native bfloat16 dot products (AVX-512 BF16
-    or AMX: there they run 2–2.5× faster than float32 ones and read half the
-    memory) and float32 elsewhere: on other CPUs bfloat16 is emulated and slower,
-    and on a GPU float32 products are not the bottleneck.
+    or AMX) where the engine's bfloat16 products are measured to be clearly faster
+    (:func:`bfloat16_faster`), and float32 elsewhere: on other CPUs bfloat16 is
+    emulated and slower, and on a GPU float32 products are not the bottleneck.
     """
     if precision not in PRECISIONS:
         raise ParameterError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision == "float32" or (precision == "auto" and not native_bfloat16(device)):
+    if precision == "float32" or (precision == "auto" and not (
+            native_bfloat16(device) and bfloat16_faster())):
         return torch.float32
     return torch.bfloat16
+
+
+#: ``precision="auto"`` takes bfloat16 products when they are at least this much
+#: faster than float32 ones here (they also round the products' inputs).
+BFLOAT16_MARGIN = 1.25
+
+
+@functools.lru_cache(maxsize=1)
+def bfloat16_faster() -> bool:
+    """Whether the CPU's bfloat16 products, as the engine runs a chunk of plain KL
+    (the model, the ratio, both statistics' products: ``_low_kl_chunk``), take at
+    most 1 / :data:`BFLOAT16_MARGIN` of the float32 time. Timed once per process
+    on one thread, as each of the engine's workers runs, on a (1025 × 1024) chunk
+    at rank 40 (the best of three runs each; about 0.1 s in all).
+
+    Native bfloat16 instructions do not make it so on every CPU: with
+    ``bench_nmf_engine.py`` (2049 × 5670, rank 40, 2 threads) one 2-core AVX-512
+    BF16 machine took 25–28 ms an iteration with bfloat16 products against 36–37
+    ms in float32 (2026-11-22, -23), another (2026-11-24) 45 ms against 23."""
+    gen = torch.Generator().manual_seed(0)
+    F, T, K = 1025, 1024, 40
+    V = torch.rand(F, T, generator=gen) + 0.1
+    W = torch.rand(F, K, generator=gen) + 0.1
+    H = torch.rand(K, T, generator=gen) + 0.1
+    Z = torch.empty(F, T)
+
+    def run(dt: torch.dtype) -> float:
+        Wl, Wtl = W.to(dt), W.t().contiguous().to(dt)
+        R = torch.empty(F, T, dtype=dt)
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            Hl = H.to(dt)
+            torch.mm(Wl, Hl, out=R)
+            torch.div(V, R, out=Z)
+            R.copy_(Z)
+            (Wtl @ R).to(torch.float32)
+            R @ Hl.t()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    with single_threaded_ops():
+        run(torch.bfloat16)  # the first call of a kernel pays for its set-up
+        return run(torch.bfloat16) * BFLOAT16_MARGIN <= run(torch.float32)
 
 
 def native_bfloat16(device: torch.device) -> bool:

@@ -141,6 +141,13 @@ the random start, ``strength`` 10, 4 or 12 components per group (with as many fr
 ones) and ``continuity`` 0 or 1 gave the set 2.15–3.23 dB with no consistent direction
 across its mixtures: short of the +5 dB asked, by far.
 
+At 44.1 kHz, fitting on ``nmf-hum``'s longer window (93 ms, twice the program's; the
+paint read on that grid and the masks put back on the program's, as ``nmf-hum`` does)
+was measured on 2026-11-24 (``bench_nmf.py --only paint --sr 44100``, the mean over
+seeds 0–2 of the median SDR): 6.68 → 8.08 dB on the four 7 s mixtures (voice+bass 7–9
+→ 10–11 dB), 5.12 → 6.35 on the second held-out set, but 4.76 → 3.16 on the first and
+2.60 → 2.28 on the third. Not a gain everywhere, so the fit stays on the program's grid.
+
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
 - the rest layer's name (``rest`` by default) — this energy belongs to none of
