@@ -39,6 +39,8 @@ MAX_CHUNKS = 64
 EDIT_COUNT_BYTES = 4
 # The packet table's counts before its packet sizes.
 PAKT_HEADER_BYTES = 24
+# A larger packet table is taken for damage (ALAC's for ten hours is about 1 MB).
+MAX_PAKT_BYTES = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -133,48 +135,59 @@ def _header_cut(file_bytes: int) -> CafLayout:
 
 
 def caf_layout(path: os.PathLike | str) -> Optional[CafLayout]:
-    """The layout of the CAF file ``path`` (with ``header_cut`` when the file ends
-    before its data chunk), or None when it is not one or its chunks cannot be
-    walked up to the data."""
+    """The layout of the CAF file ``path`` (see :func:`read_layout`)."""
     try:
         with open(path, "rb") as f:
-            if f.read(8)[:4] != b"caff":
-                return None
-            file_bytes = f.seek(0, os.SEEK_END)
-            f.seek(8)
-            packet_bytes = packet_frames = None
-            sizes, valid, pakt_start, priming = (), None, -1, 0
-            for _ in range(MAX_CHUNKS):
-                head = f.read(12)
-                if len(head) < 12:
-                    return _header_cut(file_bytes)
-                kind, size = head[:4], struct.unpack(">q", head[4:])[0]
-                body = f.tell()
-                if kind == b"data":
-                    if packet_bytes is None:
-                        return None
-                    data_bytes = size - EDIT_COUNT_BYTES if size >= 0 else -1
-                    return CafLayout(False, body - 8, body + EDIT_COUNT_BYTES, data_bytes,
-                                     file_bytes, packet_bytes, packet_frames, sizes, valid,
-                                     pakt_start, priming)
-                if size < 0:
+            return read_layout(f)
+    except OSError:
+        return None
+
+
+def read_layout(f) -> Optional[CafLayout]:
+    """The layout of the CAF file open for reading as ``f`` (binary, seekable; read
+    from its start), with ``header_cut`` when the file ends before its data chunk;
+    None when it is not a CAF file or its chunks cannot be walked up to the data."""
+    try:
+        f.seek(0)
+        if f.read(8)[:4] != b"caff":
+            return None
+        file_bytes = f.seek(0, os.SEEK_END)
+        f.seek(8)
+        packet_bytes = packet_frames = None
+        sizes, valid, pakt_start, priming = (), None, -1, 0
+        for _ in range(MAX_CHUNKS):
+            head = f.read(12)
+            if len(head) < 12:
+                return _header_cut(file_bytes)
+            kind, size = head[:4], struct.unpack(">q", head[4:])[0]
+            body = f.tell()
+            if kind == b"data":
+                if packet_bytes is None:
                     return None
-                if body + size > file_bytes:
-                    return _header_cut(file_bytes)
-                if kind == b"desc":
-                    desc = f.read(32)
-                    if len(desc) < 32:
-                        return None
-                    packet_bytes, packet_frames = struct.unpack(">II", desc[16:24])
-                elif kind == b"pakt":
-                    pakt = f.read(size)
-                    if len(pakt) < PAKT_HEADER_BYTES:
-                        return None
-                    packets, valid, priming = struct.unpack(">qqi", pakt[:20])
-                    pakt_start = body
-                    if packet_bytes == 0:
-                        sizes = _varint_list(pakt[PAKT_HEADER_BYTES:], packets)
-                f.seek(body + size)
+                data_bytes = size - EDIT_COUNT_BYTES if size >= 0 else -1
+                return CafLayout(False, body - 8, body + EDIT_COUNT_BYTES, data_bytes,
+                                 file_bytes, packet_bytes, packet_frames, sizes, valid,
+                                 pakt_start, priming)
+            if size < 0:
+                return None
+            if body + size > file_bytes:
+                return _header_cut(file_bytes)
+            if kind == b"desc":
+                desc = f.read(32)
+                if len(desc) < 32:
+                    return None
+                packet_bytes, packet_frames = struct.unpack(">II", desc[16:24])
+            elif kind == b"pakt":
+                if size > MAX_PAKT_BYTES:
+                    return None
+                pakt = f.read(size)
+                if len(pakt) < PAKT_HEADER_BYTES:
+                    return None
+                packets, valid, priming = struct.unpack(">qqi", pakt[:20])
+                pakt_start = body
+                if packet_bytes == 0:
+                    sizes = _varint_list(pakt[PAKT_HEADER_BYTES:], packets)
+            f.seek(body + size)
     except (OSError, struct.error):
         return None
     return None

@@ -133,7 +133,8 @@ def declared_frames(path: os.PathLike | str) -> Optional[int]:
     ds64 chunk's 64-bit size) and Sony Wave64, and from the COMM chunk in AIFF and
     AIFF-C, and from CAF's packet table or data size (see :mod:`caf`). libsndfile
     reports the frames such a file *holds*: one cut short by an interrupted copy or
-    recording reads as a shorter, whole recording. This is how it is noticed (FLAC's frames are its header's, so libsndfile's count says it)."""
+    recording reads as a shorter, whole recording. This is how it is noticed
+    (FLAC's frames are its header's, so libsndfile's count says it)."""
     try:
         with open(path, "rb") as f:
             head = f.read(40)
@@ -147,7 +148,7 @@ def declared_frames(path: os.PathLike | str) -> Optional[int]:
                 f.seek(40)
                 return _w64_frames(f)
             if head[:4] == b"caff":
-                layout = caf.caf_layout(path)
+                layout = caf.read_layout(f)
                 return layout.declared_frames() if layout is not None else None
     except (OSError, struct.error):
         return None
