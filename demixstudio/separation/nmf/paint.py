@@ -147,6 +147,12 @@ was measured on 2026-11-24 (``bench_nmf.py --only paint --sr 44100``, the mean o
 seeds 0–2 of the median SDR): 6.68 → 8.08 dB on the four 7 s mixtures (voice+bass 7–9
 → 10–11 dB), 5.12 → 6.35 on the second held-out set, but 4.76 → 3.16 on the first and
 2.60 → 2.28 on the third. Not a gain everywhere, so the fit stays on the program's grid.
+Nor does easing into the constraints move the fit (a continuation: 25 iterations at
+a tenth of the penalties' exponent, 25 at 0.3, then the fit at full strength, after
+the grouped start; ``nmf_variants.py``, the four 16 kHz sets, seeds 0–2 pooled):
+8.18 / 4.61 / 6.22 / 2.12 dB against 8.23 / 4.56 / 6.25 / 2.13, every mixture within
+0.8 dB. Where the constrained fit ends is set by the grouped start, not by the path
+the constraints take.
 
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
