@@ -270,18 +270,22 @@ def test_paint_penalties_are_built_block_by_block(cases):
 
 
 def test_semisupervised_and_hum_return_target_and_rest(cases):
+    """One layer for the hinted target (here the bass) and the rest, summing to one.
+    nmf-hum runs with its defaults (seed 0: 9.0 / 7.4 dB). Until 2026-11-24 it ran
+    with 4 free components and 100 iterations (7.2 / 5.6 dB then, 5.6 / 4.0 once the
+    hint weighs against the whole mixture rather than per frame: this 6 s hint on a
+    4 s mixture weighed 1.5 mixtures before, 1 now)."""
     case = cases["voice+bass"]
     ex = {case.names[1]: [AudioHint(case.examples[case.names[1]], case.sr)]}
     props = _run("nmf-semisupervised", case, Hints(examples=ex), free_components=4)
     assert [p.name for p in props] == [case.names[1], "rest"]
     sdr = nc.sdr(case, nc.apply_masks(case, props[::-1]))
     assert np.median(sdr) > 6.0, sdr
-    props = _run("nmf-hum", case, Hints(hums={case.names[1]: ex[case.names[1]]}),
-                 free_components=4, max_iter=100)
+    props = _run("nmf-hum", case, Hints(hums={case.names[1]: ex[case.names[1]]}))
     assert [p.name for p in props] == [case.names[1], "rest"]
     np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
     sdr = nc.sdr(case, nc.apply_masks(case, props[::-1]))
-    assert np.median(sdr) > 5.0, sdr
+    assert np.median(sdr) > 6.0, sdr
 
 
 @pytest.mark.parametrize("name, kind", [("nmf-hum", "hums"),
@@ -322,6 +326,32 @@ def test_hum_kept_in_the_fit_beats_an_annealed_prior(cases):
     a = nc.sdr(case, nc.apply_masks(case, joint))
     b = nc.sdr(case, nc.apply_masks(case, prior))
     assert np.mean(a) > 4.0 and np.mean(a) > np.mean(b) + 2.0, (a, b)
+
+
+def test_a_hum_weighs_against_the_whole_mixture_however_long_either_is(cases):
+    """The hint's frames in the joint fit weigh ``hint_weight`` times the whole
+    mixture, not per frame: a 10 s hum on a four-minute song would otherwise count
+    4 % as much as the same hum on a 10 s excerpt, and the target's templates drift
+    off it (measured with each 16 kHz set's mixtures repeated 8 times, seeds 0-2
+    pooled: 7.08 / 3.54 / 8.77 / 4.59 dB median weighted per frame against 7.22 /
+    4.45 / 11.93 / 5.59 weighted whole, 7.32 / 3.98 / 11.49 / 7.18 unrepeated)."""
+    import torch
+
+    from demixstudio.separation.nmf import common
+    from demixstudio.separation.nmf.hum import HumNMF
+
+    case = cases["voice+bass"]
+    hum = case.examples[case.names[0]]
+    masses = []
+    for repeats, hint_repeats, weight in ((1, 1, 1.0), (6, 1, 1.0), (1, 5, 1.0), (1, 1, 0.3)):
+        params = make_params(HumNMF.Params, {"hint_weight": weight})
+        m = common.load_mixture(np.tile(case.mix, (1, repeats)), case.sr, params)
+        total = float(sum(V.sum() for V in m.V))
+        V = np.abs(stft(np.tile(hum, (1, hint_repeats)), m.cfg)[0]).astype(np.float32)
+        blocks = HumNMF._hint_blocks({"voice": V}, ["voice"], m, params)
+        masses.append(float(sum(Vb.sum() for Vb, _ in blocks)) / total / weight)
+        assert all(float(P[0].min()) == 1.0 and float(P[1].max()) < 1e-6 for _, P in blocks)
+    np.testing.assert_allclose(masses, 1.0, rtol=0.02)
 
 
 def test_hum_stops_before_the_free_components_take_the_target(cases):
