@@ -269,6 +269,21 @@ def test_paint_penalties_are_built_block_by_block(cases):
     np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
 
 
+def test_supervised_takes_an_example_that_opens_with_silence(cases):
+    """The discriminative templates train on the examples' mixture, as long as the
+    shortest example: an example opening with 3 s of silence beside a 2 s one put
+    only silence in it, and the run failed with "an example is silent". Each
+    example's leading and trailing silence is now left out of that mixture
+    (measured, seed 0: 16.0 / 15.6 dB; without the silence, 15.4 / 15.6)."""
+    case = cases["voice+bass"]
+    voice, bass = case.names
+    late = np.concatenate([np.zeros((1, 3 * case.sr), np.float32), case.examples[voice]], 1)
+    hints = Hints(examples={voice: [AudioHint(late, case.sr)],
+                            bass: [AudioHint(case.examples[bass][:, :2 * case.sr], case.sr)]})
+    sdr = nc.sdr(case, nc.apply_masks(case, _run("nmf-supervised", case, hints)))
+    assert sdr.min() > 10.0, sdr
+
+
 def test_semisupervised_and_hum_return_target_and_rest(cases):
     """One layer for the hinted target (here the bass) and the rest, summing to one.
     nmf-hum runs with its defaults (seed 0: 9.0 / 7.4 dB). Until 2026-11-24 it ran

@@ -62,12 +62,40 @@ ITERATIONS = 30
 MAX_SECONDS = 120.0
 
 
+#: A recording's leading and trailing stretches quieter than this (dB under its
+#: loudest 20 ms) are left out of the training mixture.
+QUIET_DB = 60.0
+
+
+def sounding_part(a: np.ndarray, sr: int) -> np.ndarray:
+    """``a`` float32 (channels, n) without its leading and trailing silence: from the
+    first to the last 20 ms block within :data:`QUIET_DB` of the loudest (all of it
+    when it is shorter than a block or silent throughout).
+
+    The training mixture is as long as the shortest example: an example that
+    opens with a few seconds of silence would otherwise put only that silence
+    in it (and a silent source, an error), however much it holds after."""
+    hop = max(1, int(0.02 * sr))
+    blocks = a.shape[1] // hop
+    if blocks == 0:
+        return a
+    energy = np.square(a[:, :blocks * hop], dtype=np.float64).reshape(
+        a.shape[0], blocks, hop).sum(axis=(0, 2))
+    loud = np.flatnonzero(energy > energy.max() * 10.0 ** (-QUIET_DB / 10.0))
+    if loud.size == 0:
+        return a
+    end = a.shape[1] if loud[-1] == blocks - 1 else (loud[-1] + 1) * hop
+    return a[:, loud[0] * hop:end]
+
+
 def example_audio(hints: Sequence[AudioHint], sr: int, what: str, limit: int) -> np.ndarray:
-    """The example recordings of one source, mono at ``sr``, concatenated and cut to
-    ``limit`` samples: float32 (1, n)."""
+    """The example recordings of one source, mono at ``sr``, each without its leading
+    and trailing silence (:func:`sounding_part`), concatenated and cut to ``limit``
+    samples: float32 (1, n)."""
     parts, n = [], 0
     for a in spectra.example_signals(hints, sr, what):
-        parts.append(a.mean(axis=0, keepdims=True)[:, :limit - n])
+        a = sounding_part(a.mean(axis=0, keepdims=True), sr)
+        parts.append(a[:, :limit - n])
         n += parts[-1].shape[1]
         if n >= limit:
             break
@@ -102,11 +130,12 @@ def reconstruction_templates(W: torch.Tensor, sizes: Sequence[int],
     if length < cfg.n_fft:
         return None
     sources = []
-    for a in audio:
+    for a, name in zip(audio, list(names) or [""] * len(audio)):
         a = a[:, :length]
         rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
         if rms <= 0:
-            raise ParameterError("an example is silent")
+            raise ParameterError(f"the example of {name!r} is silent" if name
+                                 else "an example is silent")
         sources.append(a / rms)
     device = W.device
     M = stack_frames(spectra.magnitude(sum(sources), cfg), context)
