@@ -54,6 +54,8 @@ class CafLayout:
     file_bytes : the file's length
     packet_bytes, packet_frames : from ``desc`` (0 when they vary)
     packet_sizes : each packet's bytes, from ``pakt`` (empty when they are constant)
+    packet_ends : where each packet's size ends in the packet table (bytes after its
+        counts), as the file encodes it
     valid_frames : the frames ``pakt`` announces (None without one)
     pakt_start : byte offset of the packet table's body (-1 without one)
     priming_frames : the encoder's delay, from ``pakt``
@@ -68,6 +70,7 @@ class CafLayout:
     packet_frames: int
     packet_sizes: tuple
     valid_frames: Optional[int]
+    packet_ends: tuple = ()
     pakt_start: int = -1
     priming_frames: int = 0
 
@@ -107,27 +110,24 @@ class CafLayout:
             out.append((self.pakt_start, struct.pack(">qqii", packets, valid,
                                                      self.priming_frames, 0)))
             if packets < len(self.packet_sizes):
-                table = sum(_varint_bytes(n) for n in self.packet_sizes[:packets])
+                table = self.packet_ends[packets - 1] if packets else 0
                 out.append((self.pakt_start + PAKT_HEADER_BYTES + table, b"\x00"))
         return out
 
 
-def _varint_bytes(value: int) -> int:
-    """The bytes of ``value`` as a variable-length integer."""
-    return max(1, -(-value.bit_length() // 7))
-
-
-def _varint_list(body: bytes, count: int) -> tuple:
-    """``count`` variable-length integers from ``body`` (fewer when it ends first)."""
-    values, value = [], 0
-    for byte in body:
+def _varint_list(body: bytes, count: int) -> tuple[tuple, tuple]:
+    """``count`` variable-length integers from ``body`` (fewer when it ends first),
+    and the offset in ``body`` where each ends."""
+    values, ends, value = [], [], 0
+    for i, byte in enumerate(body):
         value = (value << 7) | (byte & 0x7F)
         if not byte & 0x80:
             values.append(value)
+            ends.append(i + 1)
             value = 0
             if len(values) == count:
                 break
-    return tuple(values)
+    return tuple(values), tuple(ends)
 
 
 def _header_cut(file_bytes: int) -> CafLayout:
@@ -154,7 +154,7 @@ def read_layout(f) -> Optional[CafLayout]:
         file_bytes = f.seek(0, os.SEEK_END)
         f.seek(8)
         packet_bytes = packet_frames = None
-        sizes, valid, pakt_start, priming = (), None, -1, 0
+        sizes, ends, valid, pakt_start, priming = (), (), None, -1, 0
         for _ in range(MAX_CHUNKS):
             head = f.read(12)
             if len(head) < 12:
@@ -166,7 +166,7 @@ def read_layout(f) -> Optional[CafLayout]:
                     return None
                 data_bytes = size - EDIT_COUNT_BYTES if size >= 0 else -1
                 return CafLayout(False, body - 8, body + EDIT_COUNT_BYTES, data_bytes,
-                                 file_bytes, packet_bytes, packet_frames, sizes, valid,
+                                 file_bytes, packet_bytes, packet_frames, sizes, valid, ends,
                                  pakt_start, priming)
             if size < 0:
                 return None
@@ -186,7 +186,7 @@ def read_layout(f) -> Optional[CafLayout]:
                 packets, valid, priming = struct.unpack(">qqi", pakt[:20])
                 pakt_start = body
                 if packet_bytes == 0:
-                    sizes = _varint_list(pakt[PAKT_HEADER_BYTES:], packets)
+                    sizes, ends = _varint_list(pakt[PAKT_HEADER_BYTES:], packets)
             f.seek(body + size)
     except (OSError, struct.error):
         return None
