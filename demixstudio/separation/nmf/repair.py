@@ -42,7 +42,7 @@ from demixstudio.separation.base import (
     param,
     params_to_dict,
 )
-from demixstudio.separation.nmf import common, engine, spectra
+from demixstudio.separation.nmf import common, engine, spectra, transposition
 from demixstudio.separation.registry import register
 
 
@@ -84,6 +84,11 @@ class Repair(Method):
             help="Upper edge of a known band; everything above is missing. 0 = find it.")
         phase_iter: int = param(30, label="Phase iterations", min=0, max=1000,
                                 help="Griffin–Lim iterations for the phase of filled bins.")
+        match_level: bool = param(
+            True, label="Check the fill's level", advanced=True,
+            help="Before filling, predict the missing frequencies of parts of the example "
+                 "from the rest of it and correct the fill by half the level error found "
+                 "there (see fill_gain); off = the model's fill as it is.")
 
     def separate(self, mix: np.ndarray, sr: int, params: Repair.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
@@ -101,16 +106,22 @@ class Repair(Method):
                                           params, ctx, "example", (0.05, 0.4),
                                           magnitudes={"example": Ve})
         expected = Ve.mean(axis=1)
-        del Ve
-        O = self._observed(m, params, m.cfg.bin_freqs(sr), expected)
+        freqs = m.cfg.bin_freqs(sr)
+        O = self._observed(m, params, freqs, expected)
         n_missing = sum(int((~o).sum()) for o in O)
+        gain = None
+        missing = missing_frequencies(O)
+        if n_missing and params.match_level:
+            with ctx.stage(0.4, 0.55, "checking the fill's level"):
+                gain = fill_gain(Ve, missing, freqs, params, ctx, m.device)
+        del Ve
         if n_missing == 0:
             info = {"missing_fraction": 0.0}
             return [LayerProposal("repaired", self.name, params_to_dict(params),
                                   waveform=mix.copy(), extra=info)]
         K = W.shape[1]
         H = spectra.init_activations(m.V, K, params.seed)
-        with ctx.stage(0.4, 0.8, "fitting the observed bins"):
+        with ctx.stage(0.55, 0.8, "fitting the observed bins"):
             lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
             res = engine.fit(m.V, W, H, ctx, beta=params.beta, fixed_w=range(K),
                              sparsity=lam, observed=O, max_iter=params.max_iter, tol=params.tol,
@@ -119,10 +130,15 @@ class Repair(Method):
         has_data = torch.cat([o.any(dim=0).cpu() for o in O]).numpy()
         Hn = _fill_unobserved_frames(res.h_numpy(), has_data)
         with ctx.stage(0.8, 1.0, "phase"):
-            out = _synthesise(mix, m.cfg, W.cpu().numpy() / c, Hn, O, params.phase_iter,
+            Wf = W.cpu().numpy() / c
+            if gain is not None:
+                Wf *= gain[:, None]
+            out = _synthesise(mix, m.cfg, Wf, Hn, O, params.phase_iter,
                               params.block_frames, ctx)
         info = {"missing_fraction": n_missing / float(m.cfg.bins * m.frames),
                 "iterations": res.iterations}
+        if gain is not None:
+            info["fill_gain_db"] = round(float(20.0 * np.log10(gain[missing]).mean()), 2)
         return [LayerProposal("repaired", self.name, params_to_dict(params), waveform=out,
                               extra=info)]
 
@@ -237,6 +253,121 @@ def found_band(level: np.ndarray, expected: np.ndarray, freqs: np.ndarray,
     out = np.zeros(F, dtype=bool)
     out[lo:hi + 1] = True
     return out
+
+
+#: Folds of the example in :func:`fill_gain`'s check.
+GAIN_FOLDS = 4
+#: Share of the level error found by that check that is corrected.
+GAIN_SHARE = 0.5
+#: Frames of the example that check looks at, at most (evenly spread runs).
+GAIN_FRAMES = 2048
+#: Smoothing of the level error over frequency (standard deviation, ERBs).
+GAIN_SMOOTH_ERB = 3.0
+#: Largest correction (dB), either way.
+GAIN_RANGE_DB = 30.0
+
+
+def missing_frequencies(observed: list[torch.Tensor]) -> np.ndarray:
+    """bool (bins,): the frequencies missing in some frame that has anything observed."""
+    miss = None
+    for o in observed:
+        cols = o.any(dim=0)
+        if bool(cols.any()):
+            m = (~o[:, cols]).any(dim=1)
+            miss = m if miss is None else miss | m
+    if miss is None:
+        return np.zeros(observed[0].shape[0], dtype=bool)
+    return miss.cpu().numpy()
+
+
+def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.Params,
+              ctx: JobContext, device: torch.device) -> np.ndarray | None:
+    """How much to scale the fill at each frequency: float32 (bins,), 1 where nothing
+    is missing; None when there is nothing to check it on.
+
+    Ve : float32 (bins, frames), the example's magnitude
+    missing : bool (bins,), the frequencies the input lacks somewhere
+
+    The repair's question asked of the example, where the answer is known: it is cut
+    into :data:`GAIN_FOLDS` stretches, and each is predicted from the templates of
+    the others, fitted on its present frequencies only, as the input is. The mean
+    log ratio of the truth to the prediction at the missing frequencies (over the
+    frames with sound, smoothed over :data:`GAIN_SMOOTH_ERB` ERBs) is the fill's
+    level error. Where the prediction was too loud, the fill is turned down by
+    :data:`GAIN_SHARE` of it; it is never turned up.
+
+    Why: where the example holds other notes than the input (a saxophone phrase and
+    another part of it), the templates that fit the present band carry the upper
+    bands of other notes, and the fill came out up to 6 dB louder than the truth,
+    worse than leaving the band empty. Why down only, and by half: templates learned
+    on three quarters of the example fit the present band less closely than those
+    of the whole (and the L1 term shrinks what they explain), so the check reads the
+    fill as quieter than it is: for a 2.6 s sung example at 44.1 kHz it read +4.4 dB,
+    and raising the fill by half of that took the repair of the voice cut to
+    300–3400 Hz from 45 % to 32 %.
+
+    Measured 2026-11-24 on ten recordings with a separate example excerpt (speech,
+    singing, instruments, a band's stems; cut to 400–1600 Hz or 300–3400 Hz with the
+    band given and found, under 4 kHz, or a 1.6–5 kHz × 0.6 s gap; 60 repairs per
+    rate), the mean reduction of the log-spectral distance went from 31.1 to 33.1 %
+    at 16 kHz (32 repairs better, 10 worse, by 3 points at most) and from 27.0 to
+    29.5 % at 44.1 kHz (29 better, 7 worse, by 3 points at most). The saxophone's
+    five band limits went from −58…−18 % to −45…−5 % at 16 kHz and from −54…−17 %
+    to −28…−1 % at 44.1 kHz: less harm, still harm. Correcting the whole error both
+    ways (16 kHz, an earlier smoothing): a mean of 34.2 %, but up to 7 points lost
+    (the band's singer cut under 4 kHz, 56 → 49 %); with two folds, up to 11.
+    """
+    if not missing.any() or missing.all():
+        return None
+    T = Ve.shape[1]
+    if T > GAIN_FRAMES:
+        Ve = transposition.sample_frames([Ve], GAIN_FRAMES)
+        T = Ve.shape[1]
+    edges = np.linspace(0, T, GAIN_FOLDS + 1).astype(int)
+    if int(np.diff(edges).min()) < 2:
+        return None
+    F = Ve.shape[0]
+    total = np.zeros(F)
+    count = 0
+    present = torch.as_tensor(~missing, device=device).reshape(-1, 1)
+    for i in range(GAIN_FOLDS):
+        with ctx.stage(i / GAIN_FOLDS, (i + 1) / GAIN_FOLDS, "checking the fill's level"):
+            part = np.ascontiguousarray(Ve[:, edges[i]:edges[i + 1]])
+            rest = np.concatenate([Ve[:, :edges[i]], Ve[:, edges[i + 1]:]], axis=1)
+            W = spectra.learn_dictionary(rest, p.components, ctx, beta=p.beta,
+                                         max_iter=max(p.max_iter, 100), tol=p.tol,
+                                         seed=p.seed + 17 * (i + 1), device=device,
+                                         precision=p.precision,
+                                         message="checking the fill's level")
+            Vt = torch.as_tensor(part).to(device)
+            H = spectra.init_activations([Vt], W.shape[1], p.seed)
+            lam = common.l1_weight(p.sparsity, p.beta, float(part.sum(0).mean()) / F)
+            engine.fit([Vt], W, H, ctx, beta=p.beta, fixed_w=range(W.shape[1]),
+                       sparsity=lam, observed=[present.expand(-1, Vt.shape[1])],
+                       max_iter=p.max_iter, tol=p.tol, precision=p.precision,
+                       message="checking the fill's level")
+            pred = (W @ H[0]).cpu().numpy()
+        energy = part.sum(0)
+        sounding = energy > energy.max() * 1e-3
+        if not sounding.any():
+            continue
+        floor = float(part.max()) * 1e-4  # as the log-spectral distance floors power at -80 dB
+        total += (np.log(part[:, sounding] + floor)
+                  - np.log(pred[:, sounding] + floor)).sum(axis=1)
+        count += int(sounding.sum())
+    if count == 0:
+        return None
+    error = total / count
+    e = erb_rate(freqs)
+    idx = np.flatnonzero(missing)
+    smooth = np.zeros(F)
+    for k in idx:
+        w = np.exp(-0.5 * ((e[idx] - e[k]) / GAIN_SMOOTH_ERB) ** 2)
+        smooth[k] = float((w * error[idx]).sum() / w.sum())
+    limit = GAIN_RANGE_DB / 20.0 * np.log(10.0)
+    # Down only: see the docstring.
+    smooth = np.clip(GAIN_SHARE * smooth, -limit, 0.0)
+    return np.where(missing, np.exp(smooth), 1.0).astype(np.float32)
 
 
 def _synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, iters: int,
