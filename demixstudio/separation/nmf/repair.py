@@ -86,9 +86,10 @@ class Repair(Method):
                                 help="Griffin–Lim iterations for the phase of filled bins.")
         match_level: bool = param(
             True, label="Check the fill's level", advanced=True,
-            help="Before filling, predict the missing frequencies of parts of the example "
-                 "from the rest of it and correct the fill by half the level error found "
-                 "there (see fill_gain); off = the model's fill as it is.")
+            help="Before filling, predict the missing frequencies of each quarter of the "
+                 "example from the rest of it; where that prediction comes out too loud, "
+                 "turn the fill down by half the error (see fill_gain); off = the model's "
+                 "fill as it is.")
 
     def separate(self, mix: np.ndarray, sr: int, params: Repair.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
