@@ -44,6 +44,17 @@ dictionary, as shift-invariant NMF has, for notes the example does not play): wi
 first source's example 4.10 / 3.85 / 7.15 / 5.60 → 3.19 / 3.48 / 8.27 / 6.10 dB, with
 the second's 6.17 / 4.68 / 4.91 / 4.30 → 7.49 / 6.24 / 4.92 / 3.28, and the cello
 against the saxophone stays near 0 dB (0.4 / −1.9 → 0.8 / −1.6).
+
+Nor (2026-11-24, ``benchmarks/nmf_variants.py``, the four 16 kHz sets, seeds 0–2
+pooled, the first source's example) another number of free templates than 16: 4, 8
+and 32 give 4.07 / 3.00 / 8.34 / 7.01, 3.94 / 3.42 / 8.24 / 7.28 and 3.03 / 4.11 / 7.01
+/ 4.95 dB against 3.79 / 4.13 / 7.15 / 5.58. Fewer gain on three sets (the mean over the
+16 mixtures: 5.6 and 5.5 dB against 5.1) and lose 0.7–1.1 dB on the first held-out
+one, whose rests are a guitar with a pad, rain and a second speaker: what the free
+templates must explain varies too much for one count to suit every mixture, and a
+user who knows the rest is simple can lower it. Nor the masks' power at 2 (the
+Wiener filter on the modelled power, ``nmf-supervised``'s): 3.26 / 3.66 / 6.49 /
+5.33 dB; nor an L1 weight of 0.1 on the activations: 3.34 / 4.56 / 6.22 / 5.57.
 """
 
 from __future__ import annotations
