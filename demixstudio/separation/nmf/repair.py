@@ -178,6 +178,27 @@ def erb_rate(freqs: np.ndarray) -> np.ndarray:
     return 21.4 * np.log10(1.0 + 0.00437 * np.asarray(freqs, dtype=np.float64))
 
 
+def erb_smooth(values: np.ndarray, weights: np.ndarray, erb: np.ndarray, width: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted Gaussian mean over frequency, on the ERB-rate axis.
+
+    values, weights : (n,), weights ≥ 0; erb : (n,) the points' ERB rates, increasing
+    width : the Gaussian's standard deviation (ERBs; points beyond four are left out)
+    Returns ((n,) the weighted means, (n,) the mean weight under each Gaussian).
+    """
+    lo = np.searchsorted(erb, erb - 4.0 * width)
+    hi = np.searchsorted(erb, erb + 4.0 * width, side="right")
+    mean = np.empty(erb.size)
+    local = np.empty(erb.size)
+    for i in range(erb.size):
+        k = np.exp(-0.5 * ((erb[lo[i]:hi[i]] - erb[i]) / width) ** 2)
+        w = k * weights[lo[i]:hi[i]]
+        total = float(w.sum())
+        mean[i] = float((w * values[lo[i]:hi[i]]).sum()) / max(total, 1e-300)
+        local[i] = total / float(k.sum())
+    return mean, local
+
+
 def found_band(level: np.ndarray, expected: np.ndarray, freqs: np.ndarray,
                band_db: float) -> np.ndarray:
     """The band an input occupies, from its long-term magnitude against an example's.
@@ -220,17 +241,7 @@ def found_band(level: np.ndarray, expected: np.ndarray, freqs: np.ndarray,
     tiny = float(expected.max()) * 1e-9
     r = 20.0 * np.log10(np.maximum(level, tiny) / np.maximum(expected, tiny))
     e = erb_rate(freqs)
-    rs = np.empty(F)
-    local = np.empty(F)
-    reach = 4.0 * SMOOTH_ERB
-    lo_idx = np.searchsorted(e, e - reach)
-    hi_idx = np.searchsorted(e, e + reach, side="right")
-    for i in range(F):
-        a, b = lo_idx[i], hi_idx[i]
-        k = np.exp(-0.5 * ((e[a:b] - e[i]) / SMOOTH_ERB) ** 2)
-        w = k * expected[a:b]
-        rs[i] = float((w * r[a:b]).sum() / max(float(w.sum()), 1e-300))
-        local[i] = float(w.sum() / k.sum())
+    rs, local = erb_smooth(r, expected, e, SMOOTH_ERB)
     evidence = local > local.max() * 10.0 ** (-EVIDENCE_DB / 20.0)
     # A high percentile, not the maximum, so that one odd frequency where the example
     # happens to be weak does not set the reference.
@@ -359,12 +370,9 @@ def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.
     if count == 0:
         return None
     error = total / count
-    e = erb_rate(freqs)
-    idx = np.flatnonzero(missing)
     smooth = np.zeros(F)
-    for k in idx:
-        w = np.exp(-0.5 * ((e[idx] - e[k]) / GAIN_SMOOTH_ERB) ** 2)
-        smooth[k] = float((w * error[idx]).sum() / w.sum())
+    smooth[missing] = erb_smooth(error[missing], np.ones(int(missing.sum())),
+                                 erb_rate(freqs[missing]), GAIN_SMOOTH_ERB)[0]
     limit = GAIN_RANGE_DB / 20.0 * np.log(10.0)
     # Down only: see the docstring.
     smooth = np.clip(GAIN_SHARE * smooth, -limit, 0.0)
