@@ -153,6 +153,13 @@ the grouped start; ``nmf_variants.py``, the four 16 kHz sets, seeds 0–2 pooled
 8.18 / 4.61 / 6.22 / 2.12 dB against 8.23 / 4.56 / 6.25 / 2.13, every mixture within
 0.8 dB. Where the constrained fit ends is set by the grouped start, not by the path
 the constraints take.
+Nor (2026-11-24, same sets and pooling) labelling the components the paint says
+little about by their timbre: a component whose share of the painted energy is under
+a quarter (or a half) of the mixture's average goes to the group whose well-painted
+components' mean MFCCs (``grouping.template_features``, ``nmf``'s clustering
+features) are nearest. 8.39 / 4.57 / 2.42 / 3.93 dB at a quarter (the third set's
+singing over drums gains, the second set loses 3.8 dB) and 6.70 / 3.66 / 5.33 / 2.47
+at a half, against 8.23 / 4.56 / 6.25 / 2.13.
 
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);
