@@ -196,7 +196,13 @@ activations' roughness (the continuity cost D_k / S_k, percussive against sustai
 5.72 / 3.48 / 0.04 / 0.97; the correlation of the activations with the well-painted
 components' 2.71 / 2.85 / 1.32 / 2.38. The earlier timbre rule (above; a share of the
 painted energy under a quarter of the average, 3.8 dB lost on the second set) differed
-in reaching components with some paint. What is left to the oracle (8.57 and 9.83 dB
+in reaching components with some paint; so does labelling by timbre the components
+whose two enrichments, both under 1, are within a factor 1.5, 2 or 3 of each other
+(start labels 6.37–7.13 dB on the four 7 s mixtures against 7.32). Nor does the
+evidence gain from another weighting of the posterior (q¹, q³, q⁴, or q > 0.5 counted
+whole, instead of q²; start labels with the timbre rule 6.38 / 3.80 / 5.02 / 2.05,
+7.25 / 4.06 / 5.97 / 3.48, 7.25 / 4.06 / 5.48 / 3.53 and 6.07 / 4.09 / 5.97 / 3.40 dB
+against 7.32 / 4.37 / 5.59 / 3.82). What is left to the oracle (8.57 and 9.83 dB
 on the second and third sets) is energy the paint's enrichments label wrong, not
 unpainted: a round of corrections on the output layers is the way to it.
 
