@@ -545,12 +545,8 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     index = np.nonzero(full)[0]
     if index.size < GAP_CHECK_FRAMES:
         return None
-    limit = transposition.SAMPLE_FRAMES
-    if index.size > limit:  # evenly spread runs, as transposition.sample_frames takes
-        runs = max(1, limit // transposition.RUN_FRAMES)
-        run = limit // runs
-        starts = np.linspace(0, index.size - run, runs).astype(np.int64)
-        index = index[(starts[:, None] + np.arange(run)[None, :]).ravel()]
+    starts, run = transposition.run_starts(index.size)  # as sample_frames takes them
+    index = index[(np.asarray(starts)[:, None] + np.arange(run)[None, :]).ravel()]
     edges = np.cumsum([0] + [b.shape[1] for b in V])
     pieces = []
     for i, b in enumerate(V):

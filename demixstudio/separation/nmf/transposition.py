@@ -72,19 +72,24 @@ def top_bin(sr: int, n_fft: int) -> int:
     return int(TOP_HZ / (sr / n_fft)) + 1
 
 
+def run_starts(total: int, limit: int = SAMPLE_FRAMES) -> tuple[list[int], int]:
+    """Where :func:`sample_frames`' runs of frames start among ``total``, and their
+    length: one run of all of them when they are at most ``limit``, else runs of
+    :data:`RUN_FRAMES` spread evenly."""
+    if total <= limit:
+        return [0], total
+    runs = max(1, limit // RUN_FRAMES)
+    run = limit // runs
+    return np.linspace(0, total - run, runs).astype(np.int64).tolist(), run
+
+
 def sample_frames(blocks: list[torch.Tensor] | list[np.ndarray], limit: int = SAMPLE_FRAMES
                   ) -> np.ndarray:
     """At most ``limit`` frames of the (bins, B) blocks, as float32 (bins, ≤ limit):
     all of them when they are fewer, else runs of :data:`RUN_FRAMES` spread evenly."""
     widths = [b.shape[1] for b in blocks]
     total = sum(widths)
-    if total <= limit:
-        starts = [0]
-        run = total
-    else:
-        runs = max(1, limit // RUN_FRAMES)
-        run = limit // runs
-        starts = np.linspace(0, total - run, runs).astype(np.int64).tolist()
+    starts, run = run_starts(total, limit)
     edges = np.cumsum([0] + widths)
     out = []
     for t0 in starts:
