@@ -661,6 +661,11 @@ def test_the_grouped_start_labels_a_component_no_paint_holds_by_its_timbre():
     assert group_components(E)[1][:4].tolist() != [0, 0, 1, 1]
     columns, labels = group_components(E, timbre, 0.1)
     assert columns.tolist() == [0, 1, 2, 3] and labels.tolist() == [0, 0, 1, 1]
+    # Beside an unpainted group (a rest nobody painted), a component no paint holds
+    # goes there, as unpainted sound does, whatever it sounds like.
+    E3 = np.insert(E, 2, 0.0, axis=1)
+    columns, labels = group_components(E3, timbre, 0.1)
+    assert columns.tolist() == [0, 1, 2, 3] and labels.tolist() == [0, 0, 1, 2]
     # A component with some paint keeps the paint's label, whatever it sounds like.
     E[3, 0] = 60
     columns, labels = group_components(E, timbre, 0.1)

@@ -564,8 +564,9 @@ def _label_unpainted_by_timbre(E: np.ndarray, enrich: np.ndarray, label: np.ndar
     painted group) moved to the painted group whose well-painted components have the
     nearest mean timbre: the energy-weighted mean of their standardised features
     (``features`` float (K, d)). Unchanged where fewer than two painted groups have a
-    well-painted component."""
-    weak = (enrich[:, has_paint] < below).all(1)
+    well-painted component. A component that went to a group without paint stays
+    there: that group is where unpainted sound goes (an unpainted rest)."""
+    weak = (enrich[:, has_paint] < below).all(1) & has_paint[label]
     groups = [g for g in np.nonzero(has_paint)[0] if ((label == g) & ~weak).any()]
     if len(groups) < 2 or not weak.any():
         return label
