@@ -438,7 +438,7 @@ def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.
     F = Ve.shape[0]
     total = np.zeros(F)
     count = 0
-    present = torch.as_tensor(~missing, device=device).reshape(-1, 1)
+    present = torch.as_tensor(~missing, device=device)
     for i in range(GAIN_FOLDS):
         with ctx.stage(i / GAIN_FOLDS, (i + 1) / GAIN_FOLDS, "checking the fill's level"):
             part = np.ascontiguousarray(Ve[:, edges[i]:edges[i + 1]])
@@ -450,14 +450,7 @@ def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.
                                          precision=p.precision,
                                          message="checking the fill's level"),
                 copies)
-            Vt = torch.as_tensor(part).to(device)
-            H = spectra.init_activations([Vt], W.shape[1], p.seed)
-            lam = common.l1_weight(p.sparsity, p.beta, float(part.sum(0).mean()) / F)
-            engine.fit([Vt], W, H, ctx, beta=p.beta, fixed_w=range(W.shape[1]),
-                       sparsity=lam, observed=[present.expand(-1, Vt.shape[1])],
-                       max_iter=p.max_iter, tol=p.tol, precision=p.precision,
-                       message="checking the fill's level")
-            pred = (W @ H[0]).cpu().numpy()
+            pred = _predict_hidden(part, W, present, p, ctx)
         t, n = _log_errors(part, pred)
         total += t
         count += n
@@ -465,6 +458,21 @@ def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.
         return None
     # Down only: see the docstring.
     return _gain_from_error(total / count, missing, freqs, GAIN_SHARE)
+
+
+def _predict_hidden(part: np.ndarray, W: torch.Tensor, present: torch.Tensor,
+                    p: Repair.Params, ctx: JobContext) -> np.ndarray:
+    """``part`` float32 (bins, frames) as the fill predicts it: activations fitted on
+    the ``present`` frequencies (bool (bins,)) only, with the templates ``W`` fixed, as
+    the input's are; returns W H, float32 (bins, frames)."""
+    Vt = torch.as_tensor(part).to(W.device)
+    H = spectra.init_activations([Vt], W.shape[1], p.seed)
+    lam = common.l1_weight(p.sparsity, p.beta, float(part.sum(0).mean()) / part.shape[0])
+    engine.fit([Vt], W, H, ctx, beta=p.beta, fixed_w=range(W.shape[1]), sparsity=lam,
+               observed=[present.reshape(-1, 1).expand(-1, Vt.shape[1])],
+               max_iter=p.max_iter, tol=p.tol, precision=p.precision,
+               message="checking the fill's level")
+    return (W @ H[0]).cpu().numpy()
 
 
 def _log_errors(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, int]:
@@ -554,14 +562,7 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
         if local.size:
             pieces.append(b[:, torch.as_tensor(local, device=b.device)].cpu().numpy())
     part = np.ascontiguousarray(np.concatenate(pieces, axis=1), dtype=np.float32)
-    Vt = torch.as_tensor(part).to(W.device)
-    H = spectra.init_activations([Vt], W.shape[1], p.seed)
-    lam = common.l1_weight(p.sparsity, p.beta, float(part.sum(0).mean()) / part.shape[0])
-    present = (~miss).reshape(-1, 1).expand(-1, Vt.shape[1])
-    engine.fit([Vt], W, H, ctx, beta=p.beta, fixed_w=range(W.shape[1]), sparsity=lam,
-               observed=[present], max_iter=p.max_iter, tol=p.tol, precision=p.precision,
-               message="checking the fill's level")
-    total, count = _log_errors(part, (W @ H[0]).cpu().numpy())
+    total, count = _log_errors(part, _predict_hidden(part, W, ~miss, p, ctx))
     if count == 0:
         return None
     return _gain_from_error(total / count, missing, freqs, GAP_GAIN_SHARE)
