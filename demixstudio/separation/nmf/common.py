@@ -222,9 +222,12 @@ def l1_weight(sparsity: float, beta: float, mean_bin: float) -> float:
 
 def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
                  p: EngineParams, ctx: JobContext, what: str, *, sparsity: float = 0.0,
-                 magnitudes: dict[str, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+                 magnitudes: dict[str, np.ndarray] | None = None,
+                 max_iter: int | None = None) -> dict[str, torch.Tensor]:
     """One dictionary (bins, rank) per target, learned from its example recordings
-    (or from their ``magnitudes`` (bins, frames), when the caller has them already)."""
+    (or from their ``magnitudes`` (bins, frames), when the caller has them already)
+    in at most ``max_iter`` updates (None: the separation's cap, and at least 100)."""
+    iters = max(p.max_iter, 100) if max_iter is None else int(max_iter)
     out = {}
     n = len(examples)
     for i, (target, hints) in enumerate(examples.items()):
@@ -233,7 +236,7 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
                  else spectra.example_magnitude(hints, sr, m.cfg, f"the {what} of {target!r}"))
             lam = l1_weight(sparsity, p.beta, float(V.mean()))
             out[target] = spectra.learn_dictionary(
-                V, rank, ctx, beta=p.beta, sparsity=lam, max_iter=max(p.max_iter, 100),
+                V, rank, ctx, beta=p.beta, sparsity=lam, max_iter=iters,
                 tol=p.tol, seed=p.seed + 101 * i, device=m.device, precision=p.precision,
                 message=f"learning {target!r}")
     return out
@@ -241,17 +244,17 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
 
 def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
                      p: EngineParams, ctx: JobContext, what: str, span: tuple[float, float], *,
-                     sparsity: float = 0.0, magnitudes: dict[str, np.ndarray] | None = None
-                     ) -> tuple[list[str], torch.Tensor, list[int]]:
-    """Dictionaries of every target with hints, side by side (``magnitudes``: see
-    :func:`dictionaries`).
+                     sparsity: float = 0.0, magnitudes: dict[str, np.ndarray] | None = None,
+                     max_iter: int | None = None) -> tuple[list[str], torch.Tensor, list[int]]:
+    """Dictionaries of every target with hints, side by side (``magnitudes``,
+    ``max_iter``: see :func:`dictionaries`).
 
     Returns (targets, W float32 (bins, Σ ranks), rank of each target).
     """
     targets = [t for t, h in hints.items() if h]
     with ctx.stage(span[0], span[1], f"learning the {what}"):
         dicts = dictionaries({t: hints[t] for t in targets}, sr, m, rank, p, ctx, what,
-                             sparsity=sparsity, magnitudes=magnitudes)
+                             sparsity=sparsity, magnitudes=magnitudes, max_iter=max_iter)
     W = torch.cat([dicts[t] for t in targets], dim=1)
     return targets, W, [dicts[t].shape[1] for t in targets]
 
