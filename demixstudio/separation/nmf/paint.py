@@ -147,6 +147,11 @@ was measured on 2026-11-24 (``bench_nmf.py --only paint --sr 44100``, the mean o
 seeds 0–2 of the median SDR): 6.68 → 8.08 dB on the four 7 s mixtures (voice+bass 7–9
 → 10–11 dB), 5.12 → 6.35 on the second held-out set, but 4.76 → 3.16 on the first and
 2.60 → 2.28 on the third. Not a gain everywhere, so the fit stays on the program's grid.
+Nor is the simulated painting what holds 44.1 kHz back (2026-11-24, ``nmf_variants.py``,
+seeds 0–2 pooled): at 44.1 kHz most of the bins lie above 8 kHz, but with the painting
+confined under 8 kHz (30 % of the dominant bins there, as at 16 kHz) the median SDR is
+6.96 / 5.27 dB on the four 7 s mixtures and the first held-out set, against 6.85 / 5.28
+painted over the whole band.
 Nor does easing into the constraints move the fit (a continuation: 25 iterations at
 a tenth of the penalties' exponent, 25 at 0.3, then the fit at full strength, after
 the grouped start; ``nmf_variants.py``, the four 16 kHz sets, seeds 0–2 pooled):
