@@ -299,6 +299,30 @@ def test_supervised_takes_an_example_that_opens_with_silence(cases):
     assert sdr.min() > 10.0, sdr
 
 
+def test_supervised_dictionaries_take_dictionary_iter_updates(cases, monkeypatch):
+    """The dictionaries are learned in ``dictionary_iter`` updates (100 by default: the
+    separation does not improve after that), whatever the separation's own cap."""
+    from demixstudio.separation.nmf import spectra
+
+    seen = []
+    learn = spectra.learn_dictionary
+
+    def recording(V, rank, ctx, **kw):
+        seen.append(kw["max_iter"])
+        return learn(V, rank, ctx, **kw)
+
+    monkeypatch.setattr(spectra, "learn_dictionary", recording)
+    case = cases["voice+bass"]
+    hints = Hints(examples={n: [AudioHint(case.examples[n][:, :2 * case.sr], case.sr)]
+                            for n in case.names})
+    m = get_method("nmf-supervised")
+    assert m.Params().dictionary_iter == 100
+    m.separate(case.mix, case.sr, make_params(m.Params, {"max_iter": 20}), hints, NullContext())
+    m.separate(case.mix, case.sr, make_params(m.Params, {"max_iter": 20, "dictionary_iter": 7}),
+               hints, NullContext())
+    assert seen == [100, 100, 7, 7]
+
+
 def test_semisupervised_and_hum_return_target_and_rest(cases):
     """One layer for the hinted target (here the bass) and the rest, summing to one.
     nmf-hum runs with its defaults (seed 0: 9.0 / 7.4 dB). Until 2026-11-24 it ran
