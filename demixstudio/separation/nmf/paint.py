@@ -151,7 +151,11 @@ Nor is the simulated painting what holds 44.1 kHz back (2026-11-24, ``nmf_varian
 seeds 0–2 pooled): at 44.1 kHz most of the bins lie above 8 kHz, but with the painting
 confined under 8 kHz (30 % of the dominant bins there, as at 16 kHz) the median SDR is
 6.96 / 5.27 dB on the four 7 s mixtures and the first held-out set, against 6.85 / 5.28
-painted over the whole band.
+painted over the whole band. Nor, there, the labels: the grouped start's components
+given to the source holding most of their energy (the oracle of the 16 kHz diagnostic
+below) separate at 7.33 / 4.97 dB, so at 44.1 kHz the start's factorisation itself is
+the limit (6–25 % of a component's energy belongs to the other source; two speakers
+20–23 %).
 Nor does easing into the constraints move the fit (a continuation: 25 iterations at
 a tenth of the penalties' exponent, 25 at 0.3, then the fit at full strength, after
 the grouped start; ``nmf_variants.py``, the four 16 kHz sets, seeds 0–2 pooled):
