@@ -154,7 +154,7 @@ confined under 8 kHz (30 % of the dominant bins there, as at 16 kHz) the median 
 painted over the whole band. Nor, there, the labels: the grouped start's components
 given to the source holding most of their energy (the oracle of the 16 kHz diagnostic
 below) separate at 7.33 / 4.97 dB, so at 44.1 kHz the start's factorisation itself is
-the limit (6–25 % of a component's energy belongs to the other source; two speakers
+the limit (2–25 % of a component's energy belongs to the other source; two speakers
 20–23 %).
 Nor does easing into the constraints move the fit (a continuation: 25 iterations at
 a tenth of the penalties' exponent, 25 at 0.3, then the fit at full strength, after
