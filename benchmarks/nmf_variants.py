@@ -5,7 +5,7 @@ figures, then their mean. This runs one method with several settings
 (``--variant NAME:key=value,...``, as ``--set`` on the command line) on one or
 more of the benchmark's sets (tests/nmf_cases.py: 0 the four 7 s mixtures, 1
 to 3 the held-out ones) and pools every source of every mixture and seed
-before taking medians, the figures the NMF methods' docstrings quote as
+before taking medians, the figures the NMF methods' docstrings and ``NMF_NOTES.md`` quote as
 "pooled over seeds 0–2". The hints are the benchmark's: the simulated coarse
 painting of both sources (``nmf-paint``), the first source's other excerpt as
 the hum (``nmf-hum``), every source's other excerpt as examples

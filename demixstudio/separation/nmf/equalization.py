@@ -25,7 +25,7 @@ finds is the one applied: 7.5–18 dB less at 200–500 Hz than at 2–4 kHz for
 thin hints, 12–19 dB more for the dark ones (the four mixtures' first 4 s),
 and within 2 dB for three of the four hints as they are (9 dB for the speech in
 the dishes' noise). What it does to the separation is in
-``hum``'s docstring: it is an option, off by default.
+``hum``'s docstring (the table: ``benchmarks/NMF_NOTES.md``): it is an option, off by default.
 """
 
 from __future__ import annotations

@@ -18,21 +18,11 @@ That weight is the whole hint's against the whole mixture, not a frame's against
 a frame: how long the user hums and how long the recording is should not decide
 how firmly the target's templates are held to the hint. Weighted per frame, a 10 s
 hum on a four-minute song would count 4 % of what it counts on a 10 s excerpt, and
-a long hum on a short clip several times the mixture. The benchmark's hints are
-0.7–1.5 times as long as their mixtures, where the two rules agree (2026-11-24,
-``nmf_variants.py``-style pooling over seeds 0–2 of the median SDR on the four 16 kHz
-sets: per frame 7.32 / 3.89 / 11.35 / 7.27 dB, whole 7.32 / 3.98 / 11.49 / 7.18).
-With every mixture repeated 8 times (a hint an eighth as long as its mixture): per
-frame 7.08 / 3.54 / 8.77 / 4.59, whole 7.22 / 4.45 / 11.93 / 5.59; with every hint
-repeated 8 times: per frame 5.26 / 4.20 / 11.03 / 6.41, whole 7.34 / 4.02 / 11.11 /
-6.85. (Per frame, ``hint_weight`` 0.05, 0.2, 1 and 5 gave 7.09 / 3.20 / 6.61 / 4.67,
-7.23 / 3.40 / 9.89 / 5.87, 7.32 / 3.89 / 11.35 / 7.27 and 6.03 / 4.21 / 10.90 / 6.51:
-the balance matters, and 1 is the best of these on three of the four sets.) Weighted
-whole, ``hint_weight`` 0.7, 1, 1.5 and 2.5 give 7.30 / 3.88 / 11.23 / 7.55, 7.32 / 3.98 /
-11.49 / 7.18, 7.33 / 4.07 / 11.44 / 6.70 and 7.26 / 4.16 / 11.19 / 6.54: flat around 1,
-which stays the default. The acceptance figures (``bench_nmf.py --only hum``, seeds
-0–2) are unchanged: +3.57 / +1.11 dB over ``nmf`` for the other excerpt, +3.65 / +1.44
-for it 3 semitones high; at 44.1 kHz +2.17 / +1.35; on the first 4 s +0.17 / +1.05.
+a long hum on a short clip several times the mixture. On the benchmark's hints
+(0.7–1.5 times as long as their mixtures) the two rules agree; with the mixtures or
+the hints made 8 times as long, the whole hint's weight separates better on seven of
+the eight sets. ``hint_weight`` is flat around 1, the default (figures, and the
+weights from 0.05 to 5, in ``benchmarks/NMF_NOTES.md``, "nmf-hum").
 
 Why not only an annealed prior towards the hint's templates (the other
 reading of the paper, still here as ``prior_weight``/``anneal``): once the
@@ -94,26 +84,9 @@ A hint in another voice or through another microphone has another spectral
 balance: a hum is dark, a phone recording thin. With ``equalize`` the hint is
 divided by a smooth filter between the mixture's balance and its own (see
 :mod:`equalization`) before anything is learned from it. Measured with
-``bench_nmf.py --only hum`` (the target's other excerpt as it is, darker and
-thinner with ``nmf_cases.recoloured``; seeds 0–2, the mean over seeds of the
-difference of the medians / of the median of per-source differences against
-``nmf``), as it is → matched:
-
-=====================  ===============================  ===============================  ===============================
-set                    hint as it is                    darker (as a hum)                thinner (as a phone)
-=====================  ===============================  ===============================  ===============================
-four 7 s mixtures      +3.57 / +1.10 → +3.50 / +1.15    +2.73 / +0.67 → +1.22 / −0.22    −2.21 / −1.51 → +0.91 / +0.74
-their first 4 s        +0.22 / +1.10 → −0.08 / +0.74    +0.07 / +0.69 → −1.07 / +0.06    −3.25 / −1.86 → +0.12 / +1.27
-held-out mixtures      +3.02 / +3.83 → +2.99 / +3.29    +1.71 / +2.09 → +2.52 / +2.86    +0.32 / +0.28 → +2.70 / +2.93
-second held-out set    +8.36 / +4.13 → +8.05 / +3.79    +4.79 / +2.76 → +5.96 / +3.02    +1.38 / +1.72 → +5.48 / +2.87
-44.1 kHz, four 7 s     +1.31 / +0.44 → +0.58 / +0.04    −1.26 / −0.54 → −1.50 / −0.97    −2.83 / −1.38 → −0.68 / +0.86
-=====================  ===============================  ===============================  ===============================
-
-The 44.1 kHz row was measured before the fit's 64 ms window (:data:`WINDOW_S`); with
-it, as it is +2.17 / +1.33, darker −0.94 / −0.54 → −1.08 / −0.30, thinner
-−2.78 / −0.94 → −0.45 / +1.57.
-
-A thin hint gains 2–4 dB on every set; a dark one gains on the held-out sets
+``bench_nmf.py --only hum`` on the target's other excerpt made darker and thinner
+(``nmf_cases.recoloured``; the table is in ``benchmarks/NMF_NOTES.md``, "nmf-hum"),
+a thin hint gains 2–4 dB on every set; a dark one gains on the held-out sets
 and loses 1.1–1.5 dB on the four mixtures (7 s and 4 s). The voice's loses
 most (7.0 → 5.1 dB at 4 s, seed 0): the filter found is 23 dB down at 60 Hz
 and 10 dB at 125 Hz, where the one applied is flat (likely because the
@@ -124,12 +97,9 @@ target's own balance loses a little, and at 44.1 kHz 0.7 dB. So it is off by
 default, for the user to turn on when the hint's balance is clearly not the
 target's.
 
-The masks are the posterior of the model (``mask_power`` 1). At 0.75
-(``benchmarks/nmf_variants.py``, the three 16 kHz sets, seeds 0–2 pooled, median
-SDR): 7.15 / 4.24 / 10.59 dB against 7.32 / 3.89 / 11.35, so 1 stays.
-At 44.1 kHz (same sets and pooling) the iteration cap of 25, chosen at 16 kHz, against
-15 and 40: 6.67 / 3.41 / 9.80 dB against 7.04 / 3.04 / 9.82 and 6.54 / 3.78 / 9.72;
-neither gains on every set, so the cap is the same at every rate.
+The masks are the posterior of the model (``mask_power`` 1, against 0.75), and the
+cap of 25 iterations, chosen at 16 kHz, is kept at 44.1 kHz, where 15 or 40 gain on
+some sets and lose on others (both measured: ``benchmarks/NMF_NOTES.md``).
 """
 
 from __future__ import annotations

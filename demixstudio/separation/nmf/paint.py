@@ -81,109 +81,13 @@ constrained objective was no better than the warm start alone. The rerun also
 skips the free factorisation, so it costs about half as much. A state that does
 not fit the new run (other layers, rank or rate) is ignored.
 
-What was tried and left out: learning each group's templates first from its
-painted bins alone ("in-situ examples", weighted NMF on the paint) gives
-templates that are defined only in the painted bands (a brush covers a few
-bands of a source at a time), and separates worse than the grouped start;
-so does starting from dictionaries learned on the painted frames, or
-weighting the painted bins up in the fit. Copying the components that no
-paint holds (enrichment < 1 everywhere) to every painted group, to let the fit
-decide, lowers the 7 s benchmark's median of per-source differences from +2.76
-to +0.89 dB: with no evidence the copies split those bins about evenly. Grouping
-the components again after the constrained fit, by the same rule, moves none.
-
-Also tried on all three of the benchmark's 16 kHz sets (the four 7 s mixtures and
-both held-out sets, seeds 0–2 pooled), none better than the defaults on all
-three: 4, 12 or 16 components per group instead of 8 (the held-out median of
-per-source differences with ``nmf`` +2.16, +1.41, +1.77 against +2.04, and
-lower on the four mixtures); 4 or 16 free components instead of 8 (median SDR 6.83 /
-4.21 / 6.85 and 7.46 / 3.74 / 6.60 dB on the three sets, against 8.23 / 4.56 / 6.25);
-``strength`` 1 or 10; ``continuity`` 0 or 0.3; 400
-iterations; two or four random templates added to every group after the
-grouped start, or a floor of six components per group (the paint can give a
-group as few as three: piano against guitar and pad, held out, gets 14 and 3 and
-separates at 1–2 dB, where the random start reaches 3–5 dB); and choosing
-between the grouped and the random start by cross-validation on the paint (a
-third of the rectangles left out, scored by how much of their energy goes to
-their own layer): both starts give the left-out rectangles 75–97 % of their
-energy, ties where the two starts' SDRs differ by up to 10 dB. Nor (2026-11-23; median SDR
-on the three sets, pooled as ``benchmarks/nmf_variants.py`` pools): the free
-factorisation started from NNDSVDa (Boutsidis & Gallopoulos 2008: the positive parts
-of the mixture's leading singular vectors, zeros filled with its mean) instead of
-random templates, 5.84 / 5.61 / 6.79 dB against 8.23 / 4.56 / 6.25 (8 of the 12
-mixtures gain, but cello against saxophone falls from 17.8 to 6.3 dB; with a fill of
-1 % of the mean, 7.35 / 4.93 / 6.57); and the average of the masks of the two starts
-(random and NNDSVDa; each costs a full fit), 8.20 / 5.57 / 6.64 dB, with the mean over
-the mixtures unchanged (6.98 against 7.03 dB): the one gains on the held-out sets what
-it loses on the cello.
-The masks' power (``mask_power``, 1: the constrained posterior itself) at 0.5, 0.75,
-1.5 and 2 (``benchmarks/nmf_variants.py``, same sets): 7.66 / 4.82 / 6.11, 8.15 / 4.72
-/ 6.36, 8.10 / 4.31 / 6.10 and 7.94 / 4.16 / 5.97 dB; 0.75 is within 0.2 dB of 1 on
-every set, the others lose on at least one, so 1 stays. An L1 penalty on the
-activations (``sparsity`` 0.03, 0.1): 8.02 / 4.59 / 6.20 and 7.34 / 4.50 / 6.04 dB.
-Starting the constrained fit from the grouped start's own activations (copies of a
-component sharing its gains) rather than from random ones: 8.15 / 4.54 / 6.21 dB.
-Pooling several whole fits from other seeds (1009 apart), to even out the start's local
-optima: the mean of three fits' masks, 7.69 / 5.06 / 6.77 dB; their normalised
-geometric mean (a logarithmic opinion pool), 8.67 / 4.96 / 6.68 dB, and of five fits
-8.65 / 4.89 / 6.62 dB. The geometric pool gained on all three sets, so a third held-out
-set was made to decide (``tests/nmf_cases.py``'s ``HELDOUT_3``, chosen before any run on
-it): there it gave 2.03 dB against 2.13, and at 44.1 kHz 6.01 / 4.80 / 5.66 dB against
-6.85 / 5.28 / 4.93; for three times the cost, not taken up.
-
-On that third set (short mixtures, 1.5–5.5 s) the paint gains little: 2.13 dB median
-against ``nmf``'s 1.75 (``nmf-supervised`` 6.15, ``nmf-hum`` 7.27, ``nmf-semisupervised``
-5.58). Singing over drums (1.6 s) shows why: the rectangles over 30 % of each source's
-dominant bins hold 12 % of the energy, and in the unpainted bins the singing's group
-takes 59–75 % of the energy where the singing has 44 % (seeds 0–2: 0.1, 0.2 and 3.5 dB).
-Painted over 60 % of the dominant bins, the same mixture separates at 6.4–7.7 dB. On it,
-the random start, ``strength`` 10, 4 or 12 components per group (with as many free
-ones) and ``continuity`` 0 or 1 gave the set 2.15–3.23 dB with no consistent direction
-across its mixtures: short of the +5 dB asked, by far.
-
-At 44.1 kHz, fitting on ``nmf-hum``'s longer window (93 ms, twice the program's; the
-paint read on that grid and the masks put back on the program's, as ``nmf-hum`` does)
-was measured on 2026-11-24 (``bench_nmf.py --only paint --sr 44100``, the mean over
-seeds 0–2 of the median SDR): 6.68 → 8.08 dB on the four 7 s mixtures (voice+bass 7–9
-→ 10–11 dB), 5.12 → 6.35 on the second held-out set, but 4.76 → 3.16 on the first and
-2.60 → 2.28 on the third. Not a gain everywhere, so the fit stays on the program's grid.
-Nor is the simulated painting what holds 44.1 kHz back (2026-11-24, ``nmf_variants.py``,
-seeds 0–2 pooled): at 44.1 kHz most of the bins lie above 8 kHz, but with the painting
-confined under 8 kHz (30 % of the dominant bins there, as at 16 kHz) the median SDR is
-6.96 / 5.27 dB on the four 7 s mixtures and the first held-out set, against 6.85 / 5.28
-painted over the whole band. Nor, there, the labels: the grouped start's components
-given to the source holding most of their energy (the oracle of the 16 kHz diagnostic
-below) separate at 7.33 / 4.97 dB, so at 44.1 kHz the start's factorisation itself is
-the limit (2–25 % of a component's energy belongs to the other source; two speakers
-20–23 %). More components do not make it purer: 12 or 16 per group (and as many free)
-gave 6.48 / 5.01 and 6.46 / 4.58 dB.
-Nor does easing into the constraints move the fit (a continuation: 25 iterations at
-a tenth of the penalties' exponent, 25 at 0.3, then the fit at full strength, after
-the grouped start; ``nmf_variants.py``, the four 16 kHz sets, seeds 0–2 pooled):
-8.18 / 4.61 / 6.22 / 2.12 dB against 8.23 / 4.56 / 6.25 / 2.13, every mixture within
-0.8 dB. Where the constrained fit ends is set by the grouped start, not by the path
-the constraints take.
-Nor (2026-11-24, same sets and pooling) labelling the components the paint says
-little about by their timbre: a component whose share of the painted energy is under
-a quarter (or a half) of the mixture's average goes to the group whose well-painted
-components' mean MFCCs (``grouping.template_features``, ``nmf``'s clustering
-features) are nearest. 8.39 / 4.57 / 2.42 / 3.93 dB at a quarter (the third set's
-singing over drums gains, the second set loses 3.8 dB) and 6.70 / 3.66 / 5.33 / 2.47
-at a half, against 8.23 / 4.56 / 6.25 / 2.13.
-
-What limits the held-out sets is the labelling, not the factorisation (2026-11-24; the
-four 16 kHz sets, seeds 0–2 pooled, median SDR). The grouped start's own components,
-each given to the source that holds most of its energy (an oracle, from the true
-sources), separate at 8.16 / 4.77 / 8.57 / 9.83 dB; labelled by the paint as above,
-7.32 / 3.93 / 5.59 / 2.35, and the constrained fit after that start ended at 8.23 /
-4.56 / 6.25 / 2.13. The components are nearly pure (on the third set 3–24 % of their
-energy belongs to the other source); the labels are wrong. Singing over drums shows
-how: the simulated painting covers 30 % of each source's dominant *bins*, which for the
-drums are mostly high ones, and the two drum components under 1 kHz that hold half the
-mixture's energy have almost no paint of either kind (enrichment 0.05 and 0.03): the
-rule's choice there is noise, and both went to the singing. On the four sets the
-components whose enrichment is under 1 in every paint hold 41–63 % of the energy and
-are labelled right for 50–85 % of it (the others for 91–95 %).
+Why the components are labelled as below: on the benchmark's held-out sets the
+grouped start's components are nearly pure (labelled by the true sources, an
+oracle, they separate at 8.57 / 9.83 dB on the second and third sets, where the
+paint's labels gave 5.59 / 2.35), and what goes wrong is the labels of components
+that hold almost none of any paint: in singing over drums, the two drum components
+under 1 kHz that hold half the mixture's energy have enrichments of 0.05 and 0.03,
+and the rule's choice for them is noise.
 
 So a component that no paint holds (enrichment under ``timbre_below`` = 0.1 in every
 painted group: a tenth of what it would hold if the paint sampled it like the mixture)
@@ -191,32 +95,13 @@ goes to the group whose well-painted components' mean timbre is nearest (their M
 ``grouping.template_features``, standardised over the components and weighted by
 energy). Only between painted groups: beside a group without paint (an unpainted
 rest) such a component goes there, as unpainted sound does. The constrained fit's
-median SDR (both sources painted): 8.23 / 4.69 / 6.25 / 3.89 dB against 8.23 /
-4.56 / 6.25 / 2.13 (singing over drums 1.3 → 7.2 dB; the first held-out set's voice and
-bass 4.8 → 5.7, its piano against guitar and pad 1.6 → 1.2). Not used to choose it: at
-44.1 kHz 6.85 / 5.28 / 4.93 / 2.43 dB on the four sets, unchanged medians (singing over
-drums 3.4 → 6.6; voice and bass 3.0 → 2.6); the first 4 s of the four mixtures and of
-the first held-out set 8.03 / 4.64 against 8.03 / 4.63 (two speakers 2.5 → 3.9, the held-out
-ones 6.0 → 5.3). The threshold and the features were chosen on the four 16 kHz sets
-from the start's labels, before the constrained fit (there 0.1 lost nowhere; 0.2 and
-0.3 lost on the four 7 s mixtures, 7.32 → 6.37 dB, and so did labelling every component
-under 1 by its timbre, 6.34 / 3.38 / 3.04 / 2.14, since the weak enrichments mostly
-point the right way there). The whole fit with 0.2: 7.86 / 4.69 / 6.38 / 3.72 dB, the
-cello against the saxophone 17.9 → 11.5. Other features for the same labelling, at 1: the
-activations' roughness (the continuity cost D_k / S_k, percussive against sustained)
-5.86 / 3.88 / 4.11 / 3.10, with the MFCCs 5.81 / 3.77 / 3.40 / 3.66, the spectral centroid
-5.72 / 3.48 / 0.04 / 0.97; the correlation of the activations with the well-painted
-components' 2.71 / 2.85 / 1.32 / 2.38. The earlier timbre rule (above; a share of the
-painted energy under a quarter of the average, 3.8 dB lost on the second set) differed
-in reaching components with some paint; so does labelling by timbre the components
-whose two enrichments, both under 1, are within a factor 1.5, 2 or 3 of each other
-(start labels 6.37–7.13 dB on the four 7 s mixtures against 7.32). Nor does the
-evidence gain from another weighting of the posterior (q¹, q³, q⁴, or q > 0.5 counted
-whole, instead of q²; start labels with the timbre rule 6.38 / 3.80 / 5.02 / 2.05,
-7.25 / 4.06 / 5.97 / 3.48, 7.25 / 4.06 / 5.48 / 3.53 and 6.07 / 4.09 / 5.97 / 3.40 dB
-against 7.32 / 4.37 / 5.59 / 3.82). What is left to the oracle (8.57 and 9.83 dB
-on the second and third sets) is energy the paint's enrichments label wrong, not
-unpainted: a round of corrections on the output layers is the way to it.
+median SDR on the four 16 kHz sets (seeds 0–2 pooled): 8.23 / 4.69 / 6.25 / 3.89 dB
+against 8.23 / 4.56 / 6.25 / 2.13 without it (singing over drums 1.3 → 7.2 dB).
+
+The measurements behind these defaults and what was tried and left out (other
+starts and component counts, ``strength``, a continuation, pooled fits, other
+labellings, a longer window at 44.1 kHz, and the diagnostics of the held-out and
+44.1 kHz sets) are in ``benchmarks/NMF_NOTES.md`` ("nmf-paint").
 
 Paint names:
 - ``NAME`` — this energy belongs to target NAME (a layer NAME is made);

@@ -38,47 +38,6 @@ Single frames lose on six of the eight sets (up to 0.95 dB) and are 2–3× fast
 ``bench_nmf.py`` on one thread, 0.45–0.64 s for the four 7 s mixtures against 1.2–1.5 s,
 where scikit-learn used the same way takes 0.5–1.4 s.
 
-The dictionaries start from random templates (the run's seed). Tried on the
-benchmark's three 16 kHz sets (seeds 0–2 pooled, median SDR; the single-frame
-defaults of the time 8.19 / 6.14 / 11.62 dB), 2026-11-23: an NNDSVDa start (Boutsidis
-& Gallopoulos 2008, scikit-learn's ``init="nndsvda"``), 8.07 / 6.58 / 11.62; the
-dictionary with the lowest divergence of three random starts, 8.12 / 6.46 / 11.40.
-Neither gains on all three sets, so neither was taken up. Nor the masks' power
-(``mask_power``, 2 by default) at 1.5 or 1 (``benchmarks/nmf_variants.py``): 8.23 /
-6.21 / 11.36 and 7.96 / 6.23 / 10.60 dB.
-
-With the three-frame templates (2026-11-24; the defaults give 8.22 / 6.41 / 12.33 /
-6.18 dB on the four 16 kHz sets and 8.22 / 6.58 / 11.96 / 6.63 at 44.1 kHz), also
-tried and not taken up: NNDSVDa, 8.32 / 6.40 / 12.40 / 6.33; NNDSVDar (the zeros
-filled with small random values instead of the mean), 8.29 / 6.48 / 13.01 / 6.40, a
-gain on all four 16 kHz sets (though two speakers lost 0.5–0.7 dB in two of them) but
-a loss on all four at 44.1 kHz, 8.12 / 6.48 / 11.70 / 6.59; 8, 16 or 48 templates per
-source instead of 32, 7.74 / 5.75 / 12.27 / 6.15, 8.21 / 5.92 / 12.12 / 5.90 and 8.21
-/ 6.51 / 11.40 / 6.45 (fewer templates do not help the held-out sets' short examples);
-the examples' own frames as the templates (exemplars, Gemmeke, Virtanen & Hurmalainen
-2011; at most 400 per source, evenly spaced), 6.29 / 5.99 / 10.74 / 6.66, since an
-instrument playing other notes than its example is then explained by nothing (cello
-and saxophone, 7.4 → 1.2 dB). Without the discriminative templates: 8.19 / 6.25 / 12.98
-/ 6.15 dB.
-
-Also tried and not taken up (2026-11-24): adapting the dictionaries to the mixture,
-with the examples kept in the fit and confined to their source (``nmf-hum``'s prior from a hint; single frames without the
-discriminative templates, 50 or 200 iterations after the fixed fit, the examples'
-frames weighing 1 or 3 mixture frames), on the four 7 s mixtures and the first and
-third held-out sets 7.85–8.40 / 5.41–5.77 / 6.29–7.30 dB against 8.15 / 5.71 / 6.07
-for the same fit with the templates fixed (the cello against the saxophone gains
-2.7 dB, the voice against the bass loses 2). This although the examples' mismatch is
-what limits the method: with dictionaries learned on the mixture's own sources (an
-oracle; the defaults, seed 0) the voice and bass separate at 19.8 / 17.4 dB against
-17.9 / 16.0 from the examples, and on the first held-out set at 13.8 / 15.3 against
-3.2 / 3.7.
-
-Nor (2026-11-24) the dictionaries learned in the engine's joint (EM) order, three
-products an iteration instead of four: 15–25 % faster in all (``bench_nmf.py``, one
-thread, seed 0: 0.7–1.2 s against 0.9–1.3 s, scikit-learn 0.4–1.0 s), at 8.41 / 6.51 /
-12.08 / 6.29 dB on the four 16 kHz sets (seeds 0–2 pooled) against 8.32 / 6.62 / 12.48
-/ 6.12, the cello against the saxophone 1 dB lower.
-
 The dictionaries take 100 updates (``dictionary_iter``; 200 before, 2026-11-24).
 Their fit to the examples still improves after 100 (the objective falls another
 2–18 % by 200 on the benchmark's examples) but the separation hardly moves (0.13 dB
@@ -89,16 +48,11 @@ seeds 0–2, 8.30 / 6.49 / 12.51 / 6.07 dB against 8.32 / 6.62 / 12.48 / 6.12 on
 0.6–0.9 s a mixture, scikit-learn 0.4–0.9 s). The benchmark's margin over
 scikit-learn (mean over seeds 0–2, difference of medians) went from +2.45 to +2.42 dB on
 the four 7 s mixtures and from +0.32 / +2.07 / +0.47 to +0.19 / +2.14 / +0.49 on the
-held-out sets. Starting the three-frame dictionaries
-from single-frame ones (100 or 150 updates on the middle frames, the templates tiled,
-then 50 on the patches) was no better: 8.33 / 6.36 / 12.06 / 6.31 and 8.28 / 6.34 /
-12.20 / 6.34 dB.
+held-out sets.
 
-Nor another divergence (2026-11-24, ``nmf_variants.py``, the first three 16 kHz sets,
-seeds 0–2 pooled), though β = 0.5 is often reported to separate music best (FitzGerald,
-Cranitch & Coyle 2009): β = 0.5 gave 7.64 / 5.99 / 12.32 dB and β = 0 (Itakura–Saito)
-6.72 / 6.19 / 12.39, against 8.32 / 6.62 / 12.48 for KL. Two speakers gain 0.4 dB on
-the four 7 s mixtures; the cello against the saxophone loses 2.9 and 6.1 dB.
+The dictionaries start from random templates (the run's seed). The other starts,
+template counts, masks, divergences and adaptations tried and not taken up, with
+their figures, are in ``benchmarks/NMF_NOTES.md`` ("nmf-supervised").
 """
 
 from __future__ import annotations

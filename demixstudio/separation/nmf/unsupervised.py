@@ -11,7 +11,7 @@ The fit is on the program's STFT at every rate. At 44.1 kHz, ``nmf-hum``'s longe
 window (93 ms instead of 46) was measured on 2026-11-24 (``benchmarks/nmf_variants.py
 --method nmf --sr 44100``, the four 7 s mixtures and the three held-out sets, seeds
 0–2 pooled, median SDR): 4.62 / 0.94 / 4.33 / 1.17 dB → 2.28 / 2.30 / 1.93 / 2.64.
-Mixed, so not taken up (nor for ``nmf-paint``: see its docstring).
+Mixed, so not taken up (nor for ``nmf-paint``: see ``benchmarks/NMF_NOTES.md``).
 """
 
 from __future__ import annotations
