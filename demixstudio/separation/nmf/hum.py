@@ -34,12 +34,13 @@ keeping the hint's data in the fit raises the median SDR from about 3.4 to
 5.8 dB; adding the annealed prior on top of it lowers it again (to about 4.0),
 so it is off by default.
 
-Two speakers are beyond it: with the target's own recording as the hint (an
-oracle) the benchmark's pairs of speakers separate at 2–4 dB, little or no better
-than with the other excerpt (0.8–4.5 dB), where the same oracle lifts cello+sax, trumpet+piano and singing
-over drums by 5–10 dB (``benchmarks/NMF_NOTES.md``). The target's layer passes
-76–93 % of the target's energy and 36–73 % of the other speaker's: the target's
-templates fit both voices. ``nmf-supervised``, with an example of each speaker, is the method there.
+Two speakers are beyond it: with the target's own recording as the hint (an oracle)
+the benchmark's pairs of speakers separate at 2–4 dB, little or no better than with
+the other excerpt (0.8–4.5 dB), where the same oracle lifts cello+sax, trumpet+piano
+and singing over drums by 5–10 dB (``benchmarks/NMF_NOTES.md``). The target's layer
+passes 76–93 % of the target's energy and 36–73 % of the other speaker's: the
+target's templates fit both voices. ``nmf-supervised``, with an example of each
+speaker, is the method there.
 
 The joint fit is capped at few iterations (25 by default): it starts from the
 hint's templates, and the longer it runs, the more of the target the free
