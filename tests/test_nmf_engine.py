@@ -126,6 +126,27 @@ def test_masks_of_a_longer_window_land_on_the_program_grid(step):
                                    atol=1e-6)
 
 
+def test_kl_objective_equals_the_sum_of_its_terms(V):
+    """The KL the engine reports (summed as Σ V log(V/Z) − Σ V + Σ Z in a scratch
+    tensor) equals the term-by-term sum in float64, with silent bins and with weights."""
+    W0, H0 = _start(V, 10)
+    Z = torch.as_tensor(W0 @ H0)
+    Vz = V.copy()
+    Vz[:, ::7] = 0.0  # bins with no sound: their term is Z alone
+    weight = (np.random.default_rng(1).random(V.shape) > 0.3).astype(np.float32)
+    v64, z64 = Vz.astype(np.float64), Z.numpy().astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(v64 > 0, v64 * np.log(v64 / z64), 0.0) - v64 + z64
+    scratch = torch.full_like(Z, float("nan"))
+    for w in (None, weight):
+        want = float((terms if w is None else terms * w).sum())
+        got = engine.beta_divergence(torch.as_tensor(Vz), Z, 1.0,
+                                     None if w is None else torch.as_tensor(w), scratch)
+        assert got == pytest.approx(want, rel=1e-6)
+        assert engine.beta_divergence(torch.as_tensor(Vz), Z, 1.0,
+                                      None if w is None else torch.as_tensor(w)) == got
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
 def test_objective_decreases(V, beta):
     W0, H0 = _start(V, 10)
@@ -363,6 +384,11 @@ def test_chunks_are_even_and_shared_by_every_worker(V):
     assert len(engine._chunks([376], 1022, 2)) == 2  # a few seconds of example: two workers
     assert len(engine._chunks([376], 1022, 8)) == 2  # no chunk under 128 frames
     assert len(engine._chunks([200], 1022, 2)) == 1
+    # More chunks than workers: as many per worker, each share as wide.
+    for workers in (2, 3):
+        chunks = engine._chunks([5670], 255, workers)
+        shares = [sum(b - a for _, a, b in p) for p in engine._share(chunks, workers)]
+        assert len(chunks) % workers == 0 and max(shares) - min(shares) <= workers, shares
     # On such a block two workers give the fit one gives, up to rounding.
     W0, H0 = _start(V[:, :376], 8)
     out = []

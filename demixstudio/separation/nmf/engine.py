@@ -289,11 +289,26 @@ def random_init(shape, scale: float, seed: int, device: torch.device) -> torch.T
 
 
 def beta_divergence(V: torch.Tensor, Z: torch.Tensor, beta: float,
-                    weight: torch.Tensor | None = None) -> float:
-    """Σ d_β(V | Z) (optionally weighted per bin), as a Python float (accumulated in float64)."""
+                    weight: torch.Tensor | None = None, scratch: torch.Tensor | None = None
+                    ) -> float:
+    """Σ d_β(V | Z) (optionally weighted per bin), as a Python float.
+
+    ``scratch``: a tensor of ``Z``'s shape and dtype that KL may overwrite (None: one is
+    allocated). KL is summed as Σ V log(V / Z) − Σ V + Σ Z, four passes over the data in
+    place, where the term-by-term form made six new tensors (the engine's check
+    iterations then cost as much again as the iteration itself). Sums run along the
+    last axis in the data's precision and over the rest in float64: on float32 data
+    the result agrees with the terms' float64 sum to about 1e-8."""
     if beta == 1:
-        d = V * torch.log(V.clamp_min(EPS) / Z) - V + Z
-    elif beta == 0:
+        d = scratch if scratch is not None else torch.empty_like(Z, dtype=torch.result_type(V, Z))
+        torch.div(V, Z, out=d)
+        # V log(V / Z), 0 where V is 0 (the ratio is floored so that its log is finite).
+        d.clamp_min_(torch.finfo(d.dtype).tiny).log_().mul_(V)
+        if weight is None:
+            return _sum64(d) - _sum64(V) + _sum64(Z)
+        d.sub_(V).add_(Z).mul_(weight)
+        return _sum64(d)
+    if beta == 0:
         r = V.clamp_min(EPS) / Z
         d = r - torch.log(r) - 1
     elif beta == 2:
@@ -303,6 +318,11 @@ def beta_divergence(V: torch.Tensor, Z: torch.Tensor, beta: float,
     if weight is not None:
         d = d * weight
     return float(d.sum(dtype=torch.float64))
+
+
+def _sum64(x: torch.Tensor) -> float:
+    """Σ x: along the last axis in x's dtype (fast), the partial sums in float64."""
+    return float(x.sum(-1).sum(dtype=torch.float64))
 
 
 class _Buffers:
@@ -507,7 +527,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
             if update_h or check:
                 _model(W, Hc, Pc, groups, Z, floor_model)
             if check:
-                obj += beta_divergence(Vc, Z, beta, Oc)
+                obj += beta_divergence(Vc, Z, beta, Oc, wb.get(b - a, 1))
             if update_h:  # Z is overwritten
                 num_h, den_h = _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, wb,
                                              colsum_w, has_l1, lam)
@@ -668,7 +688,7 @@ def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, u
     if update_h or check or joint:
         if check:
             torch.mm(W, Hc, out=Z)
-            obj = beta_divergence(Vc, Z, 1.0)
+            obj = beta_divergence(Vc, Z, 1.0, scratch=bufs.get(n, 1))
             R.copy_(Z.reciprocal_().mul_(Vc))
         else:
             Hl = Hc.to(dt)
@@ -700,7 +720,7 @@ def _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam, 
     statistics from the current activations (if ``num_w`` is given), then the H step,
     all from one ratio ``R = V / Z``. ``Z`` is scratch. Returns the chunk's objective."""
     _model(W, Hc, Pc, groups, Z, floor_model)
-    obj = beta_divergence(Vc, Z, 1.0, Oc) if check else 0.0
+    obj = beta_divergence(Vc, Z, 1.0, Oc, bufs.get(Vc.shape[1], 1)) if check else 0.0
     R = torch.div(Vc, Z, out=Z)
     if Oc is not None:
         R.mul_(Oc)
@@ -790,12 +810,19 @@ def _chunks(widths: list[int], size: int, workers: int = 1) -> list[tuple[int, i
     would leave the second of two workers idle). When that gives fewer chunks than
     ``workers``, blocks are cut further, into chunks of no fewer than
     :data:`MIN_SHARED_CHUNK` frames: a dictionary learned on a few seconds of
-    example is one chunk otherwise, and one worker."""
+    example is one chunk otherwise, and one worker. When there are more chunks than
+    workers, their number is made a multiple of ``workers`` (the widest chunks cut
+    once more), so that every worker's share is as wide: 23 chunks on two workers
+    kept one waiting for the other's twelfth in every sweep (4 % of the time)."""
     total = sum(widths)
     counts = [-(-w // size) for w in widths]
     if sum(counts) < workers and total >= 2 * MIN_SHARED_CHUNK:
         want = min(workers, total // MIN_SHARED_CHUNK)
         counts = [max(c, round(want * w / total)) for c, w in zip(counts, widths)]
+    elif workers > 1 and sum(counts) > workers:
+        for _ in range(-sum(counts) % workers):
+            i = max(range(len(widths)), key=lambda k: widths[k] / max(counts[k], 1))
+            counts[i] += 1
     out = []
     for i, (w, n) in enumerate(zip(widths, counts)):
         if w == 0:
