@@ -46,6 +46,41 @@ def test_registered():
     assert set(NAMES) <= set(available())
 
 
+def test_no_method_makes_a_float64_tensor():
+    """Apple's MPS, which ``device=auto`` picks on a Mac, has no float64: a float64 sum
+    or accumulator made on the device stops a run there at its first step. On the CPU,
+    every method of the family (each hint, the pitch search and ``equalize``) must make
+    no float64 tensor at all; sums in float64 are finished in numpy."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    made = []
+
+    class Float64Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if any(isinstance(o, torch.Tensor) and o.dtype == torch.float64
+                   for o in (out if isinstance(out, (tuple, list)) else [out])):
+                made.append(str(func))
+            return out
+
+    case = nc.cases(seconds=2.0)[3]  # cello and saxophone
+    first, second = case.names
+    hum = Hints(hums={first: [AudioHint(case.examples[first], case.sr)]})
+    paint = Hints(paint={first: nc.dominance_paint(case, 0)[0],
+                         "rest": nc.dominance_paint(case, 1)[0]})
+    runs = [("nmf", Hints(), {}), ("nmf-supervised", _examples(case), {}),
+            ("nmf-semisupervised",
+             Hints(examples={first: [AudioHint(case.examples[first], case.sr)]}), {}),
+            ("nmf-hum", hum, {"equalize": True}), ("nmf-paint", paint, {}),
+            ("repair", Hints(examples={"x": [AudioHint(case.examples[first], case.sr)]}), {}),
+            ("hpss", Hints(), {}), ("repet", Hints(), {"mode": "sim"})]
+    for name, hints, values in runs:
+        with Float64Watch():
+            _run(name, case, hints, **values)
+        assert not made, (name, sorted(set(made)))
+
+
 @pytest.mark.parametrize("specs", [nc.CASES, nc.HELDOUT, nc.HELDOUT_2, nc.HELDOUT_3],
                          ids=["cases", "heldout", "heldout2", "heldout3"])
 def test_benchmark_examples_never_overlap_the_mixture(specs):

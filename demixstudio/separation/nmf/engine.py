@@ -296,18 +296,18 @@ def beta_divergence(V: torch.Tensor, Z: torch.Tensor, beta: float,
     ``scratch``: a tensor of ``Z``'s shape and dtype that KL may overwrite (None: one is
     allocated). KL is summed as Σ V log(V / Z) − Σ V + Σ Z, four passes over the data in
     place, where the term-by-term form made six new tensors (the engine's check
-    iterations then cost as much again as the iteration itself). Sums run along the
-    last axis in the data's precision and over the rest in float64: on float32 data
-    the result agrees with the terms' float64 sum to about 1e-8."""
+    iterations then cost as much again as the iteration itself). Sums are
+    :func:`sum64`'s: on float32 data the result agrees with the terms' float64 sum to
+    about 1e-8."""
     if beta == 1:
         d = scratch if scratch is not None else torch.empty_like(Z, dtype=torch.result_type(V, Z))
         torch.div(V, Z, out=d)
         # V log(V / Z), 0 where V is 0 (the ratio is floored so that its log is finite).
         d.clamp_min_(torch.finfo(d.dtype).tiny).log_().mul_(V)
         if weight is None:
-            return _sum64(d) - _sum64(V) + _sum64(Z)
+            return sum64(d) - sum64(V) + sum64(Z)
         d.sub_(V).add_(Z).mul_(weight)
-        return _sum64(d)
+        return sum64(d)
     if beta == 0:
         r = V.clamp_min(EPS) / Z
         d = r - torch.log(r) - 1
@@ -317,12 +317,17 @@ def beta_divergence(V: torch.Tensor, Z: torch.Tensor, beta: float,
         d = (V.pow(beta) + (beta - 1) * Z.pow(beta) - beta * V * Z.pow(beta - 1)) / (beta * (beta - 1))
     if weight is not None:
         d = d * weight
-    return float(d.sum(dtype=torch.float64))
+    return sum64(d)
 
 
-def _sum64(x: torch.Tensor) -> float:
-    """Σ x: along the last axis in x's dtype (fast), the partial sums in float64."""
-    return float(x.sum(-1).sum(dtype=torch.float64))
+def sum64(x: torch.Tensor) -> float:
+    """Σ x as a Python float: along the last axis on x's device in x's dtype (fast and
+    accurate over a row), the row sums in float64 on the CPU. No float64 tensor is
+    made on the device: Apple's MPS, which ``auto`` may pick, has no float64."""
+    rows = x.sum(-1)
+    if rows.dtype in (torch.bfloat16, torch.float16):  # (numpy has no bfloat16)
+        rows = rows.float()
+    return float(rows.cpu().numpy().sum(dtype=np.float64))
 
 
 class _Buffers:
@@ -484,7 +489,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     result = FitResult(W=W, H=H)
     # The continuity cost's weight, and its gradient terms for the coming H step
     # (from the activations at the start of the sweep, so every worker reads the same).
-    cont_weight = (float(continuity) * sum(float(v.sum(dtype=torch.float64)) for v in V)
+    cont_weight = (float(continuity) * sum(sum64(v) for v in V)
                    / max(K, 1)) if continuity else 0.0
     cont: list[list[torch.Tensor]] = []
 
@@ -769,7 +774,7 @@ def continuity_cost(H: list[torch.Tensor], weight: float) -> float:
     """Virtanen's temporal-continuity cost ``weight · Σ_k D_k / S_k`` of the
     activation blocks float32 (K, B) (see :func:`fit`'s ``continuity``)."""
     S, D = _continuity_sums(H)
-    return float(weight * (D / S).sum(dtype=torch.float64))
+    return weight * sum64(D / S)
 
 
 def continuity_terms(H: list[torch.Tensor], weight: float

@@ -340,7 +340,7 @@ class PaintNMF(Method):
         # harmonics) and be labelled by that leakage when its own notes are left
         # unpainted. E[k, G]: the same over the whole mixture. The paint is read a
         # block at a time. Σ_ft X V q² = Σ_t H_kt² Σ_f W_fk² (X V / Λ²)_ft.
-        E = torch.zeros((K, G + 1), dtype=torch.float64)
+        E = np.zeros((K, G + 1))  # float64, on the CPU (MPS has no float64)
         W2t = (W * W).t().contiguous()
         t0 = 0
         for Vb, Hb in zip(m.V, H):
@@ -348,20 +348,20 @@ class PaintNMF(Method):
             model = (W @ Hb).clamp_min(engine.EPS)
             R = (Vb / model).div_(model)
             H2 = Hb * Hb
-            E[:, G] += ((W2t @ R) * H2).sum(1).double().cpu()
+            E[:, G] += ((W2t @ R) * H2).sum(1).cpu().numpy()
             paint = np.zeros((G, freqs.size, b), dtype=np.float32)
             for g, hint in painted:
                 np.maximum(paint[g], hint.on_grid(times[t0:t0 + b], freqs), out=paint[g])
             for g in range(G):
                 if paint[g].any():
                     Pg = torch.as_tensor(paint[g]).to(m.device)
-                    E[:, g] += ((W2t @ (R * Pg)) * H2).sum(1).double().cpu()
+                    E[:, g] += ((W2t @ (R * Pg)) * H2).sum(1).cpu().numpy()
             t0 += b
         features = None
         if params.timbre_below > 0:
             sr = int(round(float(freqs[1]) * m.cfg.n_fft))  # the bins' spacing is sr / n_fft
             features = grouping.template_features(W.cpu().numpy(), sr, m.cfg.n_fft)
-        columns, labels = group_components(E.numpy(), features, params.timbre_below)
+        columns, labels = group_components(E, features, params.timbre_below)
         take = torch.as_tensor(columns, device=m.device)
         return W[:, take].contiguous(), np.bincount(labels, minlength=G).tolist()
 

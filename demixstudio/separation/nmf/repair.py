@@ -176,7 +176,7 @@ class Repair(Method):
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
-            level = sum(b.sum(dim=1, dtype=torch.float64).cpu() for b in m.V).numpy()
+            level = sum(b.sum(dim=1).cpu().numpy().astype(np.float64) for b in m.V)
             in_band = found_band(level / m.frames, expected, freqs, p.band_db)
         peak = max(float(b.max()) for b in m.V)
         floor = peak * 10 ** (-p.floor_db / 20)

@@ -136,7 +136,7 @@ def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float =
 
 def init_activations(Vb: list[torch.Tensor], rank: int, seed: int) -> list[torch.Tensor]:
     """Random activations for each block, scaled to the data, on the blocks' device."""
-    total = sum(float(b.sum(dtype=torch.float64)) for b in Vb)
+    total = sum(engine.sum64(b) for b in Vb)
     count = sum(b.numel() for b in Vb)
     # With unit-sum templates, Σ_f (WH)_ft = Σ_k H_kt: match the mean frame sum.
     scale = total / max(count, 1) * Vb[0].shape[0] / max(rank, 1)

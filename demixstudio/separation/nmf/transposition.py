@@ -126,7 +126,7 @@ def search(hint: np.ndarray, mixture: np.ndarray, candidates: np.ndarray, ctx: J
         Vs = spectra.transpose_magnitude(hint, float(s))[:band]
         spectra.floor_magnitude(Vs)
         blocks.append(torch.as_tensor(np.ascontiguousarray(Vs)).to(device))
-    total = np.array([float(V.sum(dtype=torch.float64)) for V in blocks])
+    total = np.array([engine.sum64(V) for V in blocks])
     cost = np.zeros(len(blocks))
     for r in range(RESTARTS):
         with ctx.stage(r / RESTARTS, (r + 0.5) / RESTARTS, "learning the mixture's templates"):

@@ -163,8 +163,10 @@ class OpenUnmix(SpectralModel):
         total = None
         count = 0
         for m in mags:
-            v = m.mean(1).permute(0, 2, 1).reshape(-1, m.shape[2])[:, :self.max_bin].double()
-            s = torch.stack([v.sum(0), (v * v).sum(0)])
+            v = m.mean(1).permute(0, 2, 1).reshape(-1, m.shape[2])[:, :self.max_bin]
+            # A batch's sums on its device, accumulated over batches in float64 on the
+            # CPU (Apple's MPS has no float64).
+            s = torch.stack([v.sum(0), (v * v).sum(0)]).cpu().double()
             total = s if total is None else total + s
             count += v.shape[0]
         if not count:
