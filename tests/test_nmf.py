@@ -65,7 +65,7 @@ def test_no_method_makes_a_float64_tensor():
             return out
 
     case = nc.cases(seconds=2.0)[3]  # cello and saxophone
-    first, second = case.names
+    first = case.names[0]
     hum = Hints(hums={first: [AudioHint(case.examples[first], case.sr)]})
     paint = Hints(paint={first: nc.dominance_paint(case, 0)[0],
                          "rest": nc.dominance_paint(case, 1)[0]})
