@@ -10,7 +10,9 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
   (``NMF.fit``), then activations fitted to the mixture with the dictionaries
   held fixed (``non_negative_factorization(update_H=False)`` on the transposed
   problem), then the same soft masks;
-- ``nmf`` (unsupervised, best permutation), ``nmf-semisupervised`` with an
+- ``nmf`` (unsupervised, best permutation; also with ``cluster_on=mfcc``, its
+  grouping before 2026-11-24, and the paint's and hum's gains over that),
+  ``nmf-semisupervised`` with an
   example of the first source only, ``nmf-paint`` with a coarse
   simulated painting (rectangles over ~30 % of the bins where each source
   dominates by ≥ 6 dB; 500 Hz × 0.25 s, and smaller where those run out:
@@ -158,7 +160,7 @@ def one_seed(cases, only: set, device: str, seed: int,
     """Every case with one seed; prints the SDRs and returns the summary figures.
 
     ``scales``: tile scales of the simulated painting (``nc.dominance_paint``)."""
-    rows = {k: [] for k in ("ours", "sklearn", "nmf", "semi", "paint", "paint-rnd",
+    rows = {k: [] for k in ("ours", "sklearn", "nmf", "nmf-mfcc", "semi", "paint", "paint-rnd",
                             "paint+fix", "hum", "hum+3st", "hum-nosearch", "hum+3st-nosearch",
                             "hum-dark", "hum-thin", "hum-dark-eq", "hum-thin-eq")}
     for case in cases:
@@ -186,6 +188,12 @@ def one_seed(cases, only: set, device: str, seed: int,
             su = nc.sdr_permuted(case, nc.apply_masks(case, props))
             rows["nmf"].append(su)
             print(f"  nmf            {fmt(su)} {dt:6.1f} s", flush=True)
+            # The grouping nmf had until 2026-11-24 (k-means on the templates' MFCCs),
+            # against which the paint's and the hum's gains were first measured.
+            props, dt = run("nmf", case, Hints(), device=device, seed=seed, cluster_on="mfcc")
+            sm = nc.sdr_permuted(case, nc.apply_masks(case, props))
+            rows["nmf-mfcc"].append(sm)
+            print(f"  nmf, mfcc      {fmt(sm)} {dt:6.1f} s", flush=True)
         def versus_nmf(row: str, label: str, name: str, hints: Hints, note: str = "",
                        **values) -> None:
             """Run ``name``, score it without permutation, print it against nmf."""
@@ -241,6 +249,7 @@ def one_seed(cases, only: set, device: str, seed: int,
               for k in ("semi", "paint", "paint-rnd", "paint+fix", "hum", "hum+3st",
                         "hum-nosearch", "hum+3st-nosearch", "hum-dark", "hum-dark-eq",
                         "hum-thin", "hum-thin-eq")]
+    pairs += [(k, "nmf-mfcc", f"{k} − nmf (cluster_on=mfcc)") for k in ("paint", "hum", "hum+3st")]
     for a, b, label in pairs:
         if rows[a] and rows[b]:
             x, y = np.concatenate(rows[a]), np.concatenate(rows[b])

@@ -175,13 +175,39 @@ def test_bfloat16_products_separate_as_well(cases, name):
 
 def test_unsupervised_groups_and_per_component(cases):
     case = cases["instrument+instrument"]
-    props = _run("nmf", case, Hints(), components=12, max_iter=100)
-    assert len(props) == 2
+    # The default grouping (an NMF of the templates' mel spectra) either finds the
+    # two instruments or misses them, by the start: first 4 s, seeds 0 / 1 / 2,
+    # 15.1 / 1.9 / 11.0 dB on the better-separated one. The median run is asserted.
+    best = []
+    for seed in (0, 1, 2):
+        props = _run("nmf", case, Hints(), seed=seed)
+        assert len(props) == 2
+        best.append(nc.sdr_permuted(case, nc.apply_masks(case, props)).max())
+    assert np.median(best) > 4.0, best
+    # k-means on the MFCCs (the grouping before 2026-11-24): 9.1 dB.
+    props = _run("nmf", case, Hints(), components=12, max_iter=100, cluster_on="mfcc")
     sdr = nc.sdr_permuted(case, nc.apply_masks(case, props))
     assert sdr.max() > 4.0, sdr
     props = _run("nmf", case, Hints(), components=6, per_component=True, max_iter=20)
     assert len(props) == 6
     np.testing.assert_allclose(sum(p.mask for p in props), 1.0, atol=1e-5)
+
+
+def test_nmf_clusters_finds_the_shapes_the_columns_mix():
+    """Columns mixed from one of two spectral shapes (plus a little of the other)
+    are grouped by the shape they use most; every group is non-empty."""
+    from demixstudio.separation.nmf.grouping import nmf_clusters
+
+    rng = np.random.default_rng(3)
+    shapes = rng.random((40, 2)) ** 4
+    truth = np.array([0] * 7 + [1] * 5)
+    mix = np.where(truth == 0, 1.0, 0.15)[None], np.where(truth == 1, 1.0, 0.15)[None]
+    X = shapes[:, :1] * mix[0] * rng.uniform(0.5, 2, 12) + shapes[:, 1:] * mix[1]
+    labels = nmf_clusters(X, 2, seed=0)
+    assert (labels == truth).all() or (labels == 1 - truth).all(), labels
+    # One column cannot fill three groups: asked for as many groups as columns,
+    # each gets one.
+    assert sorted(nmf_clusters(X[:, :3], 3, seed=0).tolist()) == [0, 1, 2]
 
 
 def test_paint_separates_instruments(cases):
