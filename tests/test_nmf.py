@@ -201,12 +201,11 @@ def test_nmf_clusters_finds_the_shapes_the_columns_mix():
     rng = np.random.default_rng(3)
     shapes = rng.random((40, 2)) ** 4
     truth = np.array([0] * 7 + [1] * 5)
-    mix = np.where(truth == 0, 1.0, 0.15)[None], np.where(truth == 1, 1.0, 0.15)[None]
-    X = shapes[:, :1] * mix[0] * rng.uniform(0.5, 2, 12) + shapes[:, 1:] * mix[1]
+    first = np.where(truth == 0, 1.0, 0.15)
+    X = (shapes[:, :1] * first + shapes[:, 1:] * (1.15 - first)) * rng.uniform(0.5, 2, 12)
     labels = nmf_clusters(X, 2, seed=0)
     assert (labels == truth).all() or (labels == 1 - truth).all(), labels
-    # One column cannot fill three groups: asked for as many groups as columns,
-    # each gets one.
+    # Asked for as many groups as columns, each column gets a group of its own.
     assert sorted(nmf_clusters(X[:, :3], 3, seed=0).tolist()) == [0, 1, 2]
 
 

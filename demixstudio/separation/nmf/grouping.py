@@ -27,8 +27,8 @@ sets: the four 7 s mixtures and the three held-out sets): ``spectra`` 6.18 /
 44.1 kHz, which was not used to choose, 6.02 / 1.70 / 7.38 / 3.13 against
 4.62 / 0.94 / 4.33 / 1.17; at 8 kHz 6.48 / 2.14 / 6.51 / 2.85 against 2.79 /
 2.71 / 4.40 / 2.99 (two sets lose there). Given to the source that truly holds
-most of their energy, the same components would separate at 7.43 / 4.91 / 7.48 / 8.66 dB: the
-second held-out set is near that bound, two speakers are not. Two harmonic
+most of their energy, the same components would separate at 7.43 / 4.91 / 7.48 /
+8.66 dB: the second held-out set is near that bound, two speakers are not. Two harmonic
 instruments (cello and saxophone) still go either way with the start (their
 first 4 s: 15.1 / 1.9 / 11.0 dB on the better one over seeds 0–2).
 Also tried on the same factorisations (``benchmarks/NMF_NOTES.md``): the mel
