@@ -41,6 +41,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from demixstudio.errors import DemixError  # noqa: E402
 from demixstudio.jobs.context import JobContext  # noqa: E402
 from demixstudio.separation.dnn import store  # noqa: E402
 from demixstudio.separation.dnn.inference import pick_device, separate_array  # noqa: E402
@@ -67,12 +68,26 @@ def _reset_peak() -> None:
 
 
 def measured(fn):
-    """(result, seconds, peak MB above the RSS at the start)."""
+    """(result, seconds, peak MB above the RSS at the start).
+
+    On CUDA it also prints the peak of the GPU memory torch allocated during ``fn``.
+    """
     _reset_peak()
     before = _status("VmRSS")
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        gpu_before = torch.cuda.memory_allocated()
     t0 = time.perf_counter()
     out = fn()
-    return out, time.perf_counter() - t0, _status("VmHWM") - before
+    if cuda:
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    if cuda:
+        print(f"  (GPU memory: peak {(torch.cuda.max_memory_allocated() - gpu_before) / 2**20:.0f} "
+              f"MB above the start)")
+    return out, dt, _status("VmHWM") - before
 
 
 def mixture(minutes: float) -> tuple[np.ndarray, int]:
@@ -134,13 +149,17 @@ def main() -> int:
     del res
 
     part = mix[:, :int(args.budget_minutes * 60 * sr)]
-    tight, secs_b, peak_b = measured(lambda: separate_array(
-        model, part, device=dev.type, chunk_s=args.chunk_s, memory_budget_mb=args.budget_mb))
-    print(f"budget {args.budget_mb:g} MB on {part.shape[1] / sr:.0f} s: {tight.retries} retries, "
-          f"chunks of {tight.chunk_s:.2f} s, output length {tight.stems.shape[2]} = input "
-          f"{part.shape[1]}: {tight.stems.shape[2] == part.shape[1]}; {secs_b:.1f} s, "
-          f"peak {peak_b:.0f} MB")
-    del tight
+    try:
+        tight, secs_b, peak_b = measured(lambda: separate_array(
+            model, part, device=dev.type, chunk_s=args.chunk_s, memory_budget_mb=args.budget_mb))
+    except DemixError as exc:  # the budget is below this model's shortest chunk
+        print(f"budget {args.budget_mb:g} MB: refused, as it should be: {exc}")
+    else:
+        print(f"budget {args.budget_mb:g} MB on {part.shape[1] / sr:.0f} s: {tight.retries} "
+              f"retries, chunks of {tight.chunk_s:.2f} s, output length {tight.stems.shape[2]} "
+              f"= input {part.shape[1]}: {tight.stems.shape[2] == part.shape[1]}; "
+              f"{secs_b:.1f} s, peak {peak_b:.0f} MB")
+        del tight
 
     ex = np.ascontiguousarray(mix[:, :int(args.peer_seconds * sr)])
     ours, t_ours, m_ours = measured(lambda: separate_array(

@@ -335,7 +335,7 @@ def test_paint_penalties_are_built_block_by_block(cases):
     # The last block (after 3 s) has no paint: None, no memory and the plain products.
     assert blocks[-1] is None
     full = np.concatenate([np.ones((2,) + tuple(v.shape), np.float32) if b is None
-                           else b.numpy() for b, v in zip(blocks, m.V)], axis=2)
+                           else b.cpu().numpy() for b, v in zip(blocks, m.V)], axis=2)
     w0, wv = p0.on_grid(times, freqs), veto.on_grid(times, freqs)
     np.testing.assert_allclose(full[0], np.exp(-10.0 * wv), rtol=1e-6)
     np.testing.assert_allclose(full[1], np.exp(-3.0 * w0), rtol=1e-6)

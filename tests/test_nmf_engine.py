@@ -77,7 +77,7 @@ def test_the_mixture_loads_straight_into_floored_blocks_and_is_released_before_t
     assert not made  # the full-length magnitude was never built
     assert [b.shape[1] for b in m.V[:-1]] == [64] * (len(m.V) - 1) and len(m.V) == 3
     assert all(b.is_contiguous() for b in m.V)  # row-major, as the fit's products want
-    blocked = torch.cat(m.V, dim=1).numpy()
+    blocked = torch.cat(m.V, dim=1).cpu().numpy()
     np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-6 * whole.max())
     assert blocked.min() > 0
     assert m.frames == whole.shape[1]
