@@ -238,9 +238,11 @@ def long_child(method: str, minutes: float, device: str) -> None:
     dt = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mask_mb = sum(p.mask.nbytes for p in props) / 2**20
+    gpu = (f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+           if torch.cuda.is_available() else "")
     print(f"{method:15s} {minutes:g} min stereo: {dt:6.1f} s, peak RSS {peak:6.0f} MB, "
           f"{peak - now:5.0f} MB above the RSS at the call ({now:.0f} MB; input "
-          f"{mix.nbytes / 2**20:.0f} MB, returned masks {mask_mb:.0f} MB)", flush=True)
+          f"{mix.nbytes / 2**20:.0f} MB, returned masks {mask_mb:.0f} MB){gpu}", flush=True)
 
 
 def long_inputs(minutes: float, device: str) -> None:
