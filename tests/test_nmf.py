@@ -757,6 +757,43 @@ def test_the_grouped_start_labels_a_component_no_paint_holds_by_its_timbre():
     assert columns.tolist() == [0, 1, 3, 2] and labels.tolist() == [0, 0, 0, 1]
 
 
+def test_the_grouped_start_gives_an_ambiguous_component_to_its_spectral_part():
+    """A component the paint is ambiguous about (its largest enrichment under
+    ``decisive`` times its second) goes to the painted group its spectrum belongs
+    with (``paint_named_parts``: the templates' spectra split into one part per
+    painted group, each named after the group whose paint it holds most of), but
+    only when the decisive components agree with those parts."""
+    from demixstudio.separation.nmf.paint import group_components, paint_named_parts
+
+    # Components 0, 2 are a's (shape A), 1, 3 are b's (shape B); component 4 is
+    # shaped like b's but holds a little more of a's paint (enrichment 0.70
+    # against 0.49: a rectangle over a also covered some of b).
+    E = np.array([[10, 0, 20], [0, 10, 20], [8, 0.5, 20], [0.5, 8, 20], [3, 2, 20]],
+                 dtype=float)
+    shape_a, shape_b = np.array([4.0, 2, 1, 0, 0, 0]), np.array([0.0, 0, 1, 2, 4, 1])
+    spectra = np.stack([shape_a, shape_b, shape_a * 0.9 + 0.1 * shape_b,
+                        shape_b * 0.9 + 0.1 * shape_a, shape_b], axis=1)
+    spectra /= spectra.sum(0, keepdims=True)
+    parts = paint_named_parts(E, spectra, seed=0)
+    assert parts.tolist() == [0, 1, 0, 1, 1]
+    # The parts are named by the paint, whichever order the NMF found them in.
+    assert paint_named_parts(E[:, [1, 0, 2]], spectra, seed=0).tolist() == [1, 0, 1, 0, 0]
+    assert group_components(E)[1].tolist() == [0, 0, 0, 1, 1]  # 4 by the paint: a
+    columns, labels = group_components(E, None, 0.1, parts, decisive=4.0)
+    assert columns.tolist() == [0, 2, 1, 3, 4] and labels.tolist() == [0, 0, 1, 1, 1]
+    # Off (decisive = 1), or decisive enough (a ratio of 1.43 is under 4, not under 1.2).
+    assert group_components(E, None, 0.1, parts, decisive=1.0)[1].tolist() == [0, 0, 0, 1, 1]
+    assert group_components(E, None, 0.1, parts, decisive=1.2)[1].tolist() == [0, 0, 0, 1, 1]
+    # Parts that contradict the paint's decisive labels (half their energy) are not used.
+    wrong = np.array([1, 0, 0, 1, 1])
+    assert group_components(E, None, 0.1, wrong, decisive=4.0)[1].tolist() == [0, 0, 0, 1, 1]
+    # With one painted group (an unpainted rest) there is nothing to decide between.
+    E1 = E.copy()
+    E1[:, 1] = 0
+    assert (group_components(E1, None, 0.1, parts, decisive=4.0)[1].tolist()
+            == group_components(E1)[1].tolist())
+
+
 def test_a_paint_run_reports_its_model_and_a_rerun_uses_only_a_matching_one(cases):
     """nmf-paint's layers carry its templates and groups (extra["state"]); given back
     as Hints.previous (what Session.rerun does) the fit starts from them, and a state
