@@ -93,6 +93,60 @@ def test_memory_budget_forces_smaller_chunks_same_output():
     assert err < 1e-3, err
 
 
+class Scratch(FixedGains):
+    """FixedGains that also holds ``per_sample`` float32 values per input sample
+    and a fixed 1 MiB buffer alive at once (then frees them)."""
+
+    def __init__(self, per_sample: int = 16) -> None:
+        super().__init__()
+        self.per_sample = per_sample
+
+    def separate(self, mix, *, wiener_iterations=0):
+        held = torch.ones(mix.shape[0], self.per_sample, mix.shape[-1])
+        fixed = torch.ones(1 << 18)
+        out = super().separate(mix) * (held.mean() * fixed.mean())
+        del held, fixed
+        return out
+
+
+def test_working_memory_is_the_peak_of_what_a_pass_holds_at_once():
+    """The fixed part and the part per sample of a pass's live tensors, measured on
+    two probes: here 64 bytes per sample and 1 MiB (plus the small outputs)."""
+    from demixstudio.separation.dnn.inference import working_memory
+
+    fixed, per_sample = working_memory(Scratch(16), 1, torch.device("cpu"))
+    # The scratch (64 B), the gained copy (16 B: 2 targets × 2 channels × 4 B).
+    assert 64 <= per_sample <= 64 + 3 * 16, per_sample
+    assert (1 << 20) <= fixed <= (1 << 20) + 4096, fixed
+
+
+def test_on_the_cpu_long_chunks_are_kept_under_the_working_memory_cap(monkeypatch):
+    """Without a budget, on the CPU, a chunk predicted to need more than
+    CPU_WORKING_MB is shortened before it runs (the system would swap or kill the
+    process rather than raise); the output is the same."""
+    from demixstudio.separation.dnn import inference
+
+    mix = _mix(7.0)
+    plain = separate_array(FixedGains(), mix, device="cpu", chunk_s=6.0, overlap_s=0.5)
+    assert plain.retries == 0
+    # A 6 s chunk at 16 kHz holds 6 × 16000 × (64 + 16) B = 7.7 MB and 1 MiB at once.
+    monkeypatch.setattr(inference, "CPU_WORKING_MB", 8.0)
+    res = separate_array(Scratch(16), mix, device="cpu", chunk_s=6.0, overlap_s=0.5)
+    assert res.retries >= 1 and res.chunk_s <= 3.0, res.log
+    np.testing.assert_allclose(res.stems, plain.stems, atol=1e-6)
+    # Short chunks are not measured at all (the probe would cost more than it saves).
+    monkeypatch.setattr(inference, "CPU_PROBE_ABOVE_S", 10.0)
+    model = Scratch(16)
+    res = separate_array(model, mix, device="cpu", chunk_s=6.0, overlap_s=0.5)
+    assert res.retries == 0 and len(model.calls) == 2
+    # A model larger than the cap at the shortest chunk still runs.
+    monkeypatch.setattr(inference, "CPU_PROBE_ABOVE_S", 1.0)
+    monkeypatch.setattr(inference, "CPU_WORKING_MB", 0.5)
+    res = separate_array(Scratch(16), mix, device="cpu", chunk_s=2.0, overlap_s=0.1)
+    assert "running it anyway" in " ".join(res.log)
+    np.testing.assert_allclose(res.stems, plain.stems, atol=1e-6)
+
+
 def test_real_out_of_memory_is_retried_with_smaller_chunks():
     mix = _mix(5.0)
     model = FixedGains(fail_above=int(1.5 * SR))

@@ -37,7 +37,8 @@ class DnnParams:
                                         "(spectrogram models; 0 = ratio masks)")
     memory_mb: float = param(0.0, label="Memory budget (MB)", min=0.0, max=1e6,
                              help="shorten chunks whose predicted working memory exceeds "
-                                  "this; 0 = only react to real out-of-memory errors")
+                                  "this; 0 = automatic (on the CPU about 1 GB; on a GPU "
+                                  "only real out-of-memory errors shorten them)")
     half: bool = param(True, label="Half precision on GPU",
                        help="run the network in float16 on CUDA (ignored on the CPU)")
 
