@@ -198,20 +198,18 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
     batch = len(groups)
     context = model.context_samples
     chunk = max(int(round(chunk_s * sr)), 1)
-    need_mb = None  # the predicted working memory of a chunk, from its length
     budget_mb = memory_budget_mb
     if budget_mb is None and dev.type == "cpu" and min(chunk, n) > CPU_PROBE_ABOVE_S * sr:
         budget_mb = CPU_WORKING_MB
+    line = None  # (fixed bytes, bytes per sample) of a chunk's working memory
     if budget_mb is not None:
         try:
-            fixed, per_sample = working_memory(model, batch, dev)
-        except Exception as exc:  # noqa: BLE001 - a probe that does not fit
+            line = working_memory(model, batch, dev)
+        except Exception as exc:  # noqa: BLE001
+            # A probe that does not fit under the automatic budget is let pass: then
+            # only real out-of-memory errors shorten the chunks.
             if not _is_oom(exc) or memory_budget_mb is not None:
                 raise
-            fixed = per_sample = None  # then only real out-of-memory errors count
-        if per_sample is not None:
-            def need_mb(samples: int) -> float:
-                return (fixed + per_sample * samples) / 2 ** 20
     overlap = int(round(overlap_s * sr))
     retries = 0
     log: List[str] = []
@@ -221,8 +219,8 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
         ov = min(overlap, chunk // 4)
         stop = n if start + chunk >= n else start + chunk
         try:
-            if need_mb is not None:
-                need = need_mb(stop - start + 2 * context)
+            if line is not None:
+                need = (line[0] + line[1] * (stop - start + 2 * context)) / 2 ** 20
                 if need > budget_mb:
                     raise ChunkOutOfMemory(f"{need:.0f} MB needed, budget {budget_mb:g} MB")
             y = _run_chunk(model, mix, groups, start, stop, context, dev, use_half,
@@ -236,7 +234,7 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
                 if isinstance(exc, ChunkOutOfMemory) and memory_budget_mb is None:
                     # Only the automatic budget refused it: the model is simply this
                     # large; run at the shortest chunk and let a real error decide.
-                    need_mb = None
+                    line = None
                     log.append(f"the shortest chunk still needs more than {budget_mb:g} MB "
                                f"({exc}); running it anyway")
                     continue

@@ -388,15 +388,13 @@ class PaintNMF(Method):
                     Pg = torch.as_tensor(paint[g]).to(m.device)
                     E[:, g] += ((W2t @ (R * Pg)) * H2).sum(1).cpu().numpy()
             t0 += b
-        features = None
+        sr = int(round(float(freqs[1]) * m.cfg.n_fft))  # the bins' spacing is sr / n_fft
+        Wn = W.cpu().numpy()
+        features = parts = None
         if params.timbre_below > 0:
-            sr = int(round(float(freqs[1]) * m.cfg.n_fft))  # the bins' spacing is sr / n_fft
-            features = grouping.template_features(W.cpu().numpy(), sr, m.cfg.n_fft)
-        parts = None
+            features = grouping.template_features(Wn, sr, m.cfg.n_fft)
         if params.decisive > 1 and int((E[:, :G].sum(0) > 0).sum()) >= 2:
-            sr = int(round(float(freqs[1]) * m.cfg.n_fft))
-            mel = grouping.mel_spectra(W.cpu().numpy(), sr, m.cfg.n_fft)
-            parts = paint_named_parts(E, mel, seed)
+            parts = paint_named_parts(E, grouping.mel_spectra(Wn, sr, m.cfg.n_fft), seed)
         columns, labels = group_components(E, features, params.timbre_below, parts,
                                            params.decisive, params.parts_agree)
         take = torch.as_tensor(columns, device=m.device)
