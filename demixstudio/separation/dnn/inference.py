@@ -27,10 +27,9 @@ network runs under float16 autocast (the STFT stays float32).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
-
-import weakref
 
 import numpy as np
 import torch

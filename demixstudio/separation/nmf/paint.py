@@ -538,7 +538,7 @@ def paint_named_parts(E: np.ndarray, spectra: np.ndarray, seed: int) -> np.ndarr
     G = E.shape[1] - 1
     painted = np.nonzero(E[:, :G].sum(0) > 0)[0]
     if painted.size < 2:
-        raise ParameterError("spectral parts need at least two painted groups")
+        raise ValueError("spectral parts need at least two painted groups")
     labels = grouping.nmf_clusters(spectra, int(painted.size), seed)
     share = E[:, painted] / E[:, painted].sum(0, keepdims=True)
     claim = np.array([share[labels == j].sum(0) for j in range(painted.size)])
