@@ -47,7 +47,7 @@ MIN_CHUNK_S = 0.5
 #: Without a memory budget, on the CPU, chunks are kept under this much predicted
 #: working memory (MB). A real out-of-memory error is what shortens a chunk
 #: elsewhere, but on the CPU there is rarely one: the system swaps, or kills the
-#: process. MMDenseNet's 20 s chunks (44.1 kHz stereo) need about 3.2 GB (a
+#: process. MMDenseNet's 20 s chunks (44.1 kHz stereo) are predicted at 3.0 GB (a
 #: resident peak of 4.2 GB); the Open-Unmix-sized model and Wave-U-Net stay under it.
 CPU_WORKING_MB = 1024.0
 #: ... and only chunks longer than this (seconds) are measured for it: under it every
