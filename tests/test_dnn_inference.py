@@ -147,6 +147,22 @@ def test_on_the_cpu_long_chunks_are_kept_under_the_working_memory_cap(monkeypatc
     np.testing.assert_allclose(res.stems, plain.stems, atol=1e-6)
 
 
+def test_a_model_is_measured_once_per_batch_and_device():
+    """A batch of files with one model probes it for the first file only: two
+    probe passes, then only the chunks' passes."""
+    mix = _mix(3.0)
+    model = Scratch(16)
+    first = separate_array(model, mix, device="cpu", chunk_s=2.0, overlap_s=0.1,
+                           memory_budget_mb=100.0)
+    passes = len(model.calls)
+    chunks = passes - 2
+    assert chunks >= 2, passes
+    again = separate_array(model, mix, device="cpu", chunk_s=2.0, overlap_s=0.1,
+                           memory_budget_mb=100.0)
+    assert len(model.calls) == passes + chunks
+    np.testing.assert_array_equal(again.stems, first.stems)
+
+
 def test_real_out_of_memory_is_retried_with_smaller_chunks():
     mix = _mix(5.0)
     model = FixedGains(fail_above=int(1.5 * SR))

@@ -148,6 +148,26 @@ def working_memory(model: StemModel, batch: int, device: torch.device,
     return fixed, per_sample
 
 
+#: Each model's working-memory line per (batch, device), measured once: a batch of
+#: files with one model would otherwise probe it again for every file (about a
+#: second and a half of audio's compute each). Weak keys: a model let go takes its
+#: entries with it.
+_MEASURED: "weakref.WeakKeyDictionary[StemModel, Dict[tuple, tuple[float, float]]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def measured_working_memory(model: StemModel, batch: int, device: torch.device
+                            ) -> tuple[float, float]:
+    """``working_memory`` of ``model``, measured on its first call for this ``batch``
+    and ``device`` and remembered after that (the line depends on the network's
+    shape, not on its weights, so training or loading weights does not change it)."""
+    known = _MEASURED.setdefault(model, {})
+    key = (batch, str(device))
+    if key not in known:
+        known[key] = working_memory(model, batch, device)
+    return known[key]
+
+
 def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] = "auto",
                    chunk_s: float = 20.0, overlap_s: float = 1.0,
                    half: Optional[bool] = None, memory_budget_mb: Optional[float] = None,
@@ -203,7 +223,7 @@ def separate_array(model: StemModel, mix: np.ndarray, *, device: Optional[str] =
     line = None  # (fixed bytes, bytes per sample) of a chunk's working memory
     if budget_mb is not None:
         try:
-            line = working_memory(model, batch, dev)
+            line = measured_working_memory(model, batch, dev)
         except Exception as exc:  # noqa: BLE001
             # A probe that does not fit under the automatic budget is let pass: then
             # only real out-of-memory errors shorten the chunks.
@@ -330,5 +350,5 @@ def model_summary(model: StemModel) -> Dict[str, object]:
             "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
-__all__ = ["SeparationResult", "working_memory", "model_summary", "pick_device",
+__all__ = ["SeparationResult", "working_memory", "measured_working_memory", "model_summary", "pick_device",
            "separate", "separate_array"]
