@@ -350,5 +350,5 @@ def model_summary(model: StemModel) -> Dict[str, object]:
             "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
-__all__ = ["SeparationResult", "working_memory", "measured_working_memory", "model_summary", "pick_device",
-           "separate", "separate_array"]
+__all__ = ["SeparationResult", "working_memory", "measured_working_memory", "model_summary",
+           "pick_device", "separate", "separate_array"]
