@@ -1038,3 +1038,53 @@ def test_repair_of_an_instrument_whose_example_plays_other_notes():
     # Measured: 11.40 dB as learned, 9.99 with the check, 5.03 with the copies too.
     assert lsd[0, True] < 0.92 * lsd[0, False], lsd
     assert lsd[1, True] < 0.7 * before, (before, lsd)
+
+
+def test_repair_refuses_an_example_whose_band_leaves_out_the_inputs_sound():
+    # Drums low-passed at 4 kHz, repaired from a bass guitar's example: the bass's
+    # spectrum makes the band search put the drums' own band outside the band it
+    # finds (measured: 98 % of the drums' energy), and the repaired layer would have
+    # replaced it with the bass's fill. The error says so and what to do instead.
+    from demixstudio.separation.nmf.repair import LOST_SHARE, check_found_band
+
+    sr = nc.SR
+    drums = nc.excerpt("bearlin_roads/drums.wav", (7.0, 11.0)).astype(np.float32)[None]
+    bass = nc.excerpt("bearlin_roads/bass.wav", (0.0, 4.0)).astype(np.float32)[None]
+    low = sosfiltfilt(butter(10, 4000, btype="low", fs=sr, output="sos"), drums)
+    m = get_method("repair")
+    with pytest.raises(ParameterError, match=r"does not match this input.*band_lo_hz"):
+        m.separate(low.astype(np.float32), sr, make_params(m.Params, {}),
+                   Hints(examples={"drums": [AudioHint(bass, sr)]}), NullContext())
+    # The rule itself: a band holding all but LOST_SHARE of the energy passes.
+    import torch
+
+    V = [torch.ones((10, 4))]
+    freqs = np.arange(10) * 100.0
+    keep = np.ones(10, dtype=bool)
+    keep[0] = False  # 10 % of the energy outside
+    with pytest.raises(ParameterError, match="10 %"):
+        check_found_band(V, keep, freqs)
+    V[0][0] = 0.1  # 0.1 % of the energy outside
+    assert 0.001 < LOST_SHARE
+    check_found_band(V, keep, freqs)
+
+
+def test_repair_notes_a_fill_far_louder_than_the_input():
+    # A bass guitar cut to 400-1600 Hz lost most of its energy with its band: the
+    # repair, from another excerpt of the same bass, is right to come out about 20 dB
+    # louder than its input (and still under the original), and says so in a note.
+    sr = nc.SR
+    rel = "bearlin_roads/bass.wav"
+    x = nc.excerpt(rel, (7.0, 11.0)).astype(np.float32)[None]
+    example = nc.excerpt(rel, (0.0, 6.0)).astype(np.float32)[None]
+    bl = sosfiltfilt(butter(10, [400, 1600], btype="band", fs=sr, output="sos"), x)
+    bl = bl.astype(np.float32)
+    m = get_method("repair")
+    out = m.separate(bl, sr, make_params(m.Params, {}),
+                     Hints(examples={"bass": [AudioHint(example, sr)]}), NullContext())[0]
+    cfg = StftConfig.for_rate(sr)
+    assert log_spectral_distance(x, out.waveform, cfg) < 0.7 * log_spectral_distance(x, bl, cfg)
+    change = out.extra["level_change_db"]
+    assert change > 12.0 and "dB louder than the input" in out.extra["note"], change
+    energy = lambda a: float(np.sum(a.astype(np.float64) ** 2))  # noqa: E731
+    assert energy(out.waveform) < energy(x)
