@@ -590,17 +590,24 @@ def test_stereo_masks_balance_in_a_session(cases):
     assert s.balance_error() < 1e-4
 
 
-def _speech(case_rel=("speech_librispeech/5703-47212-0000.wav", (0.0, 5.0), (5.0, 9.0))):
+def _test_and_example(case_rel=("speech_librispeech/5703-47212-0000.wav", (0.0, 5.0), (5.0, 9.0))):
+    """(excerpt to repair, example excerpt) of one recording, float32 (1, samples):
+    ``case_rel`` = (path under ../shared/audio, example span, test span) in seconds."""
     rel, ex, te = case_rel
     return (nc.excerpt(rel, te).astype(np.float32)[None],
             nc.excerpt(rel, ex).astype(np.float32)[None])
 
 
+def _cut_to_400_1600(x):
+    """x float32 (1, samples) at nc.SR, band-passed to 400-1600 Hz (10th order)."""
+    sos = butter(10, [400, 1600], btype="band", fs=nc.SR, output="sos")
+    return sosfiltfilt(sos, x).astype(np.float32)
+
+
 def test_repair_band_limited_speech():
-    x, example = _speech()
+    x, example = _test_and_example()
     sr = nc.SR
-    bl = sosfiltfilt(butter(10, [400, 1600], btype="band", fs=sr, output="sos"), x)
-    bl = bl.astype(np.float32)
+    bl = _cut_to_400_1600(x)
     m = get_method("repair")
     cfg = StftConfig.for_rate(sr)
     before = log_spectral_distance(x, bl, cfg)
@@ -614,7 +621,7 @@ def test_repair_band_limited_speech():
 
 
 def test_repair_fills_a_time_frequency_gap():
-    x, example = _speech()
+    x, example = _test_and_example()
     sr = nc.SR
     cfg = StftConfig.for_rate(sr)
     X = stft(x, cfg)
@@ -1021,8 +1028,7 @@ def test_repair_of_an_instrument_whose_example_plays_other_notes():
     rel = "solo_instruments/sax-phrase.wav"
     x = nc.excerpt(rel, (4.2, 8.4)).astype(np.float32)[None]
     example = nc.excerpt(rel, (0.0, 4.2)).astype(np.float32)[None]
-    bl = sosfiltfilt(butter(10, [400, 1600], btype="band", fs=sr, output="sos"), x)
-    bl = bl.astype(np.float32)
+    bl = _cut_to_400_1600(x)
     cfg = StftConfig.for_rate(sr)
     m = get_method("repair")
     hints = Hints(examples={"sax": [AudioHint(example, sr)]})
@@ -1074,11 +1080,8 @@ def test_repair_notes_a_fill_far_louder_than_the_input():
     # repair, from another excerpt of the same bass, is right to come out about 20 dB
     # louder than its input (and still under the original), and says so in a note.
     sr = nc.SR
-    rel = "bearlin_roads/bass.wav"
-    x = nc.excerpt(rel, (7.0, 11.0)).astype(np.float32)[None]
-    example = nc.excerpt(rel, (0.0, 6.0)).astype(np.float32)[None]
-    bl = sosfiltfilt(butter(10, [400, 1600], btype="band", fs=sr, output="sos"), x)
-    bl = bl.astype(np.float32)
+    x, example = _test_and_example(("bearlin_roads/bass.wav", (0.0, 6.0), (7.0, 11.0)))
+    bl = _cut_to_400_1600(x)
     m = get_method("repair")
     out = m.separate(bl, sr, make_params(m.Params, {}),
                      Hints(examples={"bass": [AudioHint(example, sr)]}), NullContext())[0]
