@@ -513,6 +513,13 @@ def peak(audio: np.ndarray) -> float:
     return max((float(np.abs(block).max()) for _, block in iter_blocks(audio)), default=0.0)
 
 
+def energy(audio: np.ndarray) -> float:
+    """Σ x² of (channels, samples) audio in float64, a block at a time (no full-size
+    float64 copy)."""
+    return float(sum(np.einsum("ij,ij->", b, b, dtype=np.float64)
+                     for _, b in iter_blocks(audio)))
+
+
 def iter_blocks(audio: np.ndarray, block: int = BLOCK_FRAMES) -> Iterator[Tuple[int, np.ndarray]]:
     """(start, view) pairs over the samples axis of (channels, samples) audio."""
     for start in range(0, audio.shape[1], block):

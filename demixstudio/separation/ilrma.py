@@ -59,6 +59,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from demixstudio.audio.io import energy as audio_energy
 from demixstudio.audio.stft import OverlapAdd, StftConfig, spread_frames, stft_frames
 from demixstudio.errors import ParameterError
 from demixstudio.jobs import memory
@@ -334,13 +335,6 @@ def ilrma(X: np.ndarray, *, iterations: int = 50, components: int = 4, seed: int
     return y.transpose(0, 1).cpu().numpy(), w.cpu().numpy()
 
 
-def _energy(x: np.ndarray, block: int = 1 << 20) -> float:
-    """Σ x² of float32 (C, samples) in float64, a block of samples at a time (no
-    full-size float64 copy)."""
-    return float(sum(np.einsum("ij,ij->", x[:, i:i + block], x[:, i:i + block],
-                               dtype=np.float64) for i in range(0, x.shape[1], block)))
-
-
 def apply_demixing(mix: np.ndarray, cfg: StftConfig, W: np.ndarray, ctx: JobContext
                    ) -> List[np.ndarray]:
     """The images of every source: ``A(f)[:, n] (W(f) x(f, t))_n`` with ``A = W⁻¹``,
@@ -462,7 +456,7 @@ class Ilrma(Method):
         del X
         with ctx.stage(0.9, 1.0, "building the source images"):
             waves = apply_demixing(mix, cfg, W, ctx)
-        energy = [_energy(wv) for wv in waves]
+        energy = [audio_energy(wv) for wv in waves]
         order = np.argsort(energy)[::-1]
         pdict = params_to_dict(params)
         return [LayerProposal(name=f"source {i + 1}", method=self.name, params=pdict,

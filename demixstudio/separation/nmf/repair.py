@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from demixstudio.audio.io import energy
 from demixstudio.audio.stft import istft, stft
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
@@ -202,8 +203,8 @@ LOUDER_NOTE_DB = 12.0
 
 def level_change_db(before: np.ndarray, after: np.ndarray) -> float:
     """How much louder (dB, by energy) ``after`` is than ``before``, both float32
-    (channels, samples) of one length; summed a stretch at a time in float64, so that
-    an hour of audio makes no full-size temporary.
+    (channels, samples) of one length (:func:`demixstudio.audio.io.energy`: no
+    full-size temporary).
 
     Why a note above :data:`LOUDER_NOTE_DB`: the fill is predicted from the present
     frequencies by the example's templates, and its level follows the example's
@@ -217,13 +218,7 @@ def level_change_db(before: np.ndarray, after: np.ndarray) -> float:
     12 dB, at 16 kHz (+22 and +20 dB) and at 44.1 kHz (+18 and +18 dB); the next were
     drums cut to 400–1600 Hz, +8 and +5 dB. With examples of other recordings (88
     repairs at 16 kHz), 11 passed it."""
-    step = 1 << 20
-    num = den = 0.0
-    for i in range(0, before.shape[-1], step):
-        a = before[..., i:i + step].astype(np.float64)
-        b = after[..., i:i + step].astype(np.float64)
-        den += float(np.vdot(a, a))
-        num += float(np.vdot(b, b))
+    den, num = energy(before), energy(after)
     if den <= 0.0:
         return 0.0 if num <= 0.0 else float("inf")
     return 10.0 * np.log10(max(num, 1e-300) / den)
