@@ -384,6 +384,55 @@ def test_supervised_dictionaries_take_dictionary_iter_updates(cases, monkeypatch
     assert seen == [100, 100, 7, 7]
 
 
+def test_example_spans_sample_long_recordings_evenly():
+    """Recordings together under the limit are used whole; longer ones are sampled to
+    about the limit, each in proportion to its duration, in excerpts spread over the
+    whole recording (the first in its first part, the last in its last), at the
+    recording's own rate."""
+    from demixstudio.separation.nmf.spectra import EXCERPT_S, example_spans
+
+    assert example_spans([80000, 44100], [16000, 44100], 10.0) == [[(0, 80000)], [(0, 44100)]]
+    rates = [44100, 16000, 48000]
+    lengths = [600 * 44100, 300 * 16000, 60 * 48000]
+    spans = example_spans(lengths, rates, 120.0)
+    taken = [sum(b - a for a, b in s) / r for s, r in zip(spans, rates)]
+    assert sum(taken) == pytest.approx(120.0, abs=0.01)
+    np.testing.assert_allclose(taken, [600 / 960 * 120, 300 / 960 * 120, 60 / 960 * 120],
+                               atol=0.01)
+    for s, n, r in zip(spans, lengths, rates):
+        assert all(0 <= a < b <= n for a, b in s)
+        assert all(b1 < a2 for (_, b1), (a2, _) in zip(s, s[1:]))  # in order, apart
+        assert all(abs((b - a) / r - EXCERPT_S) <= EXCERPT_S / 2 for a, b in s)
+        assert s[0][0] < n / len(s) and s[-1][1] > n - n / len(s)
+
+
+def test_supervised_samples_examples_longer_than_the_limit(cases, monkeypatch):
+    """Examples longer together than ``MAX_EXAMPLE_S`` are sampled before their
+    magnitudes are made: each dictionary sees no more frames than the limit holds
+    (before, 30-minute examples of 44.1 kHz stereo took 7.4 GB; see
+    ``spectra.MAX_EXAMPLE_S``), and the separation still passes the threshold of
+    the examples as they are."""
+    from demixstudio.separation.nmf import spectra
+
+    frames = []
+    learn = spectra.learn_dictionary
+
+    def recording(V, rank, ctx, **kw):
+        frames.append(V.shape[1])
+        return learn(V, rank, ctx, **kw)
+
+    monkeypatch.setattr(spectra, "learn_dictionary", recording)
+    monkeypatch.setattr(spectra, "MAX_EXAMPLE_S", 4.0)
+    case = cases["voice+bass"]
+    cfg = StftConfig.for_rate(case.sr)
+    # Each example eight times over (48 s): twelve times what the limit lets through.
+    hints = Hints(examples={n: [AudioHint(np.tile(case.examples[n], 8), case.sr)]
+                            for n in case.names})
+    sdr = nc.sdr(case, nc.apply_masks(case, _run("nmf-supervised", case, hints)))
+    assert len(frames) == 2 and max(frames) <= 4.0 * case.sr / cfg.hop + 8, frames
+    assert sdr.min() > 10.0, sdr
+
+
 def test_semisupervised_and_hum_return_target_and_rest(cases):
     """One layer for the hinted target (here the bass) and the rest, summing to one.
     nmf-hum runs with its defaults (seed 0: 9.0 / 7.4 dB). Until 2026-11-24 it ran

@@ -76,16 +76,76 @@ def floor_magnitude(V: np.ndarray) -> float:
     return eps
 
 
-def example_signals(hints: Sequence[AudioHint], sr: int, what: str):
-    """Each example recording, checked, as float32 (channels, samples) at ``sr`` (a generator)."""
+#: Of one source's example recordings (or hums), at most this much is analysed
+#: (seconds, all of them together). A dictionary of a few dozen templates is well
+#: determined by two minutes of frames (7500 at 16 kHz, 10300 at 44.1 kHz), and every
+#: step after it (the magnitudes, three-frame patches, the dictionary's fit, the hum's
+#: joint fit) grows with the length. On a minute of 44.1 kHz stereo with an example of
+#: each of two sources, ``nmf-supervised`` took 83 s and 2.5 GB above the memory at
+#: the call with 10-minute examples, 210 s and 7.4 GB with 30-minute ones; sampled,
+#: 34 s and 1.2–1.3 GB with 10- to 60-minute ones (2026-11-25). Longer examples are
+#: sampled, not cut, so the dictionary sees the whole recording's variety (see
+#: :func:`example_spans`).
+MAX_EXAMPLE_S = 120.0
+#: The sample of a longer example is made of excerpts of about this length
+#: (seconds), spread evenly over each recording.
+EXCERPT_S = 10.0
+#: ... and no recording contributes an excerpt shorter than this (seconds), however
+#: many there are.
+MIN_EXCERPT_S = 2.0
+
+
+def example_spans(lengths: Sequence[int], rates: Sequence[float],
+                  limit_s: float | None = None) -> list[list[tuple[int, int]]]:
+    """Which samples of each recording to analyse: for recordings of ``lengths``
+    samples at ``rates`` (Hz), a list per recording of ``(start, stop)`` spans in
+    its own samples.
+
+    When all of them together last at most ``limit_s``, each is whole. Otherwise
+    each recording gets a share of ``limit_s`` in proportion to its duration (at
+    least :data:`MIN_EXCERPT_S`, or all of it when shorter), taken as excerpts of
+    about :data:`EXCERPT_S`, each in the middle of an equal part of the recording:
+    a sample spread over the whole of every recording. ``limit_s`` None:
+    :data:`MAX_EXAMPLE_S`."""
+    limit_s = MAX_EXAMPLE_S if limit_s is None else float(limit_s)
+    seconds = [n / float(r) for n, r in zip(lengths, rates)]
+    total = sum(seconds)
+    if total <= limit_s:
+        return [[(0, int(n))] for n in lengths]
+    out = []
+    for n, r, d in zip(lengths, rates, seconds):
+        share = min(d, max(limit_s * d / total, MIN_EXCERPT_S))
+        count = max(1, int(round(share / EXCERPT_S)))
+        size = int(share / count * r)
+        gap = (n - count * size) / count  # skipped before, between and after the excerpts
+        out.append([(int(gap * (k + 0.5)) + k * size, int(gap * (k + 0.5)) + (k + 1) * size)
+                    for k in range(count)])
+    return out
+
+
+def example_signals(hints: Sequence[AudioHint], sr: int, what: str,
+                    limit_s: float | None = None):
+    """Each example recording, checked, as float32 (channels, samples) at ``sr`` (a
+    generator). Recordings longer together than ``limit_s`` (None:
+    :data:`MAX_EXAMPLE_S`) are sampled first (at their own rate, so nothing beyond
+    the sample is resampled or copied), and each excerpt comes as a recording of its
+    own (:func:`example_spans`)."""
+    audio = []
     for h in hints:
-        a = np.asarray(h.audio, dtype=np.float32)
-        if a.ndim == 1:
-            a = a[None]
-        if a.ndim != 2 or a.shape[1] == 0 or not np.isfinite(a).all():
+        if not h.sr > 0:
             raise ParameterError(" ".join(filter(None, [what, h.source]))
-                                 + " must be finite audio (channels, samples)")
-        yield a if h.sr == sr else resample(a, int(h.sr), int(sr))
+                                 + f" has no valid sample rate ({h.sr})")
+        a = np.asarray(h.audio)
+        audio.append(a[None] if a.ndim == 1 else a)
+    spans = example_spans([a.shape[-1] if a.ndim else 0 for a in audio],
+                          [float(h.sr) for h in hints], limit_s)
+    for a, h, parts in zip(audio, hints, spans):
+        for t0, t1 in parts:
+            x = np.asarray(a[:, t0:t1], dtype=np.float32) if a.ndim == 2 else a
+            if x.ndim != 2 or x.shape[1] == 0 or not np.isfinite(x).all():
+                raise ParameterError(" ".join(filter(None, [what, h.source]))
+                                     + " must be finite audio (channels, samples)")
+            yield x if h.sr == sr else resample(x, int(h.sr), int(sr))
 
 
 def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str
