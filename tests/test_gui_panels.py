@@ -308,6 +308,51 @@ def test_method_panel_requests_runs_with_hints(qtbot, separated, tmp_path):
     assert panel.hints(["time_ranges"]).time_ranges["voice"] == [(0.5, 1.5)]
 
 
+def test_example_files_are_read_off_the_gui_thread_in_turn(qtbot, separated, tmp_path,
+                                                          monkeypatch):
+    """The file dialog's example files are decoded in a worker thread (an hour of
+    stereo took 5-9 s, the window frozen), one after another, each for the target
+    and kind chosen when it was asked for; an unreadable one is reported and adds
+    nothing, and the next one still loads."""
+    import soundfile as sf
+
+    from demixstudio.gui import method_panel
+
+    s = _fresh(separated)
+    panel = MethodPanel(default_method="nmf-supervised")
+    qtbot.addWidget(panel)
+    panel.refresh_methods()
+    panel.set_session(s)
+    panel.select_method("nmf-supervised")
+    threads = []
+    read = method_panel.load_audio
+
+    def reading(path, **kw):
+        threads.append(threading.current_thread())
+        return read(path, **kw)
+
+    monkeypatch.setattr(method_panel, "load_audio", reading)
+    ex = tmp_path / "example.wav"
+    sf.write(str(ex), s.mixture[0, :SR], SR)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    errors = []
+    panel.error.connect(errors.append)
+    panel.target.setCurrentText("voice")
+    panel.load_example_file(str(ex))
+    panel.target.setCurrentText("noise")
+    panel.load_example_file(str(bad))
+    panel.load_example_file(str(ex))
+    assert panel.loading_examples and panel.loading_note.text().startswith("Reading example.wav")
+    qtbot.waitUntil(lambda: not panel.loading_examples, timeout=20000)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert [(k, t) for k, t, _r in panel.examples] == [("example", "voice"), ("example", "noise")]
+    assert panel.examples[0][2].audio.shape[1] == SR
+    assert len(errors) == 1 and "broken.wav" in errors[0], errors
+    assert not panel.loading_note.isVisible()
+    assert list(panel.hints().examples) == ["voice", "noise"]
+
+
 def test_method_panel_shows_only_the_hints_the_method_reads(qtbot, separated, tmp_path):
     """A method without hints leaves the dock to its parameters; nmf-paint shows the
     paint controls only; nmf-hum takes an imported file as a hum (so it can be used

@@ -1136,6 +1136,7 @@ class MainWindow(QMainWindow):
         self.runner.cancel()
         self.runner.wait()
         self._method_loader.wait()
+        self.method_panel.stop_loading()
         self.transport.close_audio()
         self.autosaver.close()
         if self._unsubscribe:

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 
 from demixstudio.audio.io import load_audio
 from demixstudio.errors import DemixError, ParameterError
+from demixstudio.gui.worker import JobRunner
 from demixstudio.separation.base import AudioHint, Hints, ParamSpec, make_params, param_specs
 from demixstudio.separation.registry import available, get_method
 from demixstudio.session.session import provenance_params
@@ -273,6 +274,9 @@ class MethodPanel(QWidget):
     methodChanged(name)
     notice(text) : something the user should know that is not an error (a recording
         added though cut short)
+    error(text) : a one-line reason (an example file that could not be read)
+    exampleLoaded(path) : an example file asked for with ``load_example_file`` is in
+        the list
     """
 
     runRequested = Signal(str, object, object, object)
@@ -281,6 +285,7 @@ class MethodPanel(QWidget):
     methodChanged = Signal(str)
     error = Signal(str)
     notice = Signal(str)
+    exampleLoaded = Signal(str)
 
     def __init__(self, parent: Optional[QWidget] = None, *, default_method: str = "ica") -> None:
         super().__init__(parent)
@@ -293,6 +298,12 @@ class MethodPanel(QWidget):
         self.examples: List[Tuple[str, str, AudioHint]] = []
         self.form: Optional[ParamForm] = None
         self.recording_reason = ""
+        # Example files are read off the GUI thread, one after another:
+        # (path, target, kind) of those asked for and not started yet.
+        self._loader = JobRunner(self)
+        self._loader.failed.connect(lambda _label, reason, _details: self.error.emit(reason))
+        self._loader.finished.connect(self._load_next)
+        self._pending_loads: List[Tuple[str, str, str]] = []
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -373,6 +384,11 @@ class MethodPanel(QWidget):
         self.record_note.setObjectName("dimLabel")
         self.record_note.setWordWrap(True)
         el.addWidget(self.record_note)
+        self.loading_note = QLabel()
+        self.loading_note.setObjectName("dimLabel")
+        self.loading_note.setWordWrap(True)
+        self.loading_note.setVisible(False)
+        el.addWidget(self.loading_note)
         hl.addWidget(self.example_hints)
         self.file_kind = "example"  # what an imported file is: "example" or "hum"
         self.shown_hints: set = set()  # the hint kinds of the current method
@@ -645,6 +661,8 @@ class MethodPanel(QWidget):
                 for r in range(self.example_list.count())]
 
     def add_example_file(self, path: str, target: Optional[str] = None) -> None:
+        """Read ``path`` and add it as a recording of ``target`` (default: the chosen
+        target), now, on this thread; errors are raised (``DemixError``)."""
         sr = self.session.sr if self.session is not None else None
         told: List[str] = []  # cut short: added for what it holds, and said
         audio, rate = load_audio(path, sr=sr, on_warning=told.append)
@@ -653,6 +671,54 @@ class MethodPanel(QWidget):
         for text in told:
             self.notice.emit(text)
 
+    def load_example_file(self, path: str, target: Optional[str] = None) -> None:
+        """:meth:`add_example_file` off the GUI thread, so the window stays live while a
+        long recording is decoded and resampled (an hour of 44.1 kHz stereo WAV: 5 s,
+        9 s resampled to 16 kHz). Files asked for while one loads are read in turn;
+        each keeps the target and kind chosen when it was asked for. A file that
+        cannot be read is reported by ``error`` and adds nothing; each one added is
+        reported by ``exampleLoaded``."""
+        self._pending_loads.append((str(path), target or self.target_name(), self.file_kind))
+        if not self._loader.busy:
+            self._load_next()
+
+    @property
+    def loading_examples(self) -> bool:
+        """Whether example files are being read or wait to be."""
+        return self._loader.busy or bool(self._pending_loads)
+
+    def stop_loading(self, ms: int = 60000) -> bool:
+        """Forget the files waiting to be read and wait for the one being read (a
+        file's decoding cannot be interrupted); for closing the window."""
+        self._pending_loads.clear()
+        return self._loader.wait(ms)
+
+    def _load_next(self, *_: object) -> None:
+        if self._loader.busy:
+            return
+        if not self._pending_loads:
+            self.loading_note.setVisible(False)
+            return
+        path, target, kind = self._pending_loads.pop(0)
+        sr = self.session.sr if self.session is not None else None
+        told: List[str] = []
+
+        def work(_ctx):
+            return load_audio(path, sr=sr, on_warning=told.append)
+
+        def apply(result):
+            audio, rate = result
+            self.add_example_audio(target, AudioHint(audio, rate, path), kind)
+            for text in told:
+                self.notice.emit(text)
+            self.exampleLoaded.emit(path)
+
+        waiting = len(self._pending_loads)
+        self.loading_note.setText(f"Reading {Path(path).name}…"
+                                  + (f" ({waiting} more waiting)" if waiting else ""))
+        self.loading_note.setVisible(True)
+        self._loader.start(f"reading {Path(path).name}", work, apply)
+
     def _browse_example(self) -> None:
         title = ("Hum of the target" if self.file_kind == "hum"
                  else "Example recording of the target")
@@ -660,10 +726,7 @@ class MethodPanel(QWidget):
                                               "Audio (*.wav *.flac *.ogg *.mp3 *.aif *.aiff);;"
                                               "All files (*)")
         if path:
-            try:
-                self.add_example_file(path)
-            except DemixError as exc:
-                self.error.emit(str(exc))
+            self.load_example_file(path)
 
     def _remove_example(self) -> None:
         item = self.example_list.currentItem()
