@@ -304,6 +304,7 @@ class MethodPanel(QWidget):
         self._loader.failed.connect(lambda _label, reason, _details: self.error.emit(reason))
         self._loader.finished.connect(self._load_next)
         self._pending_loads: List[Tuple[str, str, str]] = []
+        self._reading = ""  # the name of the file being read
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -679,7 +680,9 @@ class MethodPanel(QWidget):
         cannot be read is reported by ``error`` and adds nothing; each one added is
         reported by ``exampleLoaded``."""
         self._pending_loads.append((str(path), target or self.target_name(), self.file_kind))
-        if not self._loader.busy:
+        if self._loader.busy:
+            self._show_loading()
+        else:
             self._load_next()
 
     @property
@@ -713,11 +716,15 @@ class MethodPanel(QWidget):
                 self.notice.emit(text)
             self.exampleLoaded.emit(path)
 
+        self._reading = Path(path).name
+        self._show_loading()
+        self._loader.start(f"reading {self._reading}", work, apply)
+
+    def _show_loading(self) -> None:
         waiting = len(self._pending_loads)
-        self.loading_note.setText(f"Reading {Path(path).name}…"
+        self.loading_note.setText(f"Reading {self._reading}…"
                                   + (f" ({waiting} more waiting)" if waiting else ""))
         self.loading_note.setVisible(True)
-        self._loader.start(f"reading {Path(path).name}", work, apply)
 
     def _browse_example(self) -> None:
         title = ("Hum of the target" if self.file_kind == "hum"
