@@ -323,7 +323,7 @@ def _run_chunk(model: StemModel, mix: np.ndarray, groups: List[List[int]], start
 
 
 def resample_for(model: StemModel, mix: np.ndarray, sr: int) -> np.ndarray:
-    """``mix`` at the model's rate (polyphase), or unchanged if it already is."""
+    """``mix`` at the model's rate (``audio.io.resample``), or unchanged if it already is."""
     from demixstudio.audio.io import resample
 
     return mix if sr == model.sample_rate else resample(mix, sr, model.sample_rate)
