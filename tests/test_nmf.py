@@ -1140,3 +1140,44 @@ def test_repair_notes_a_fill_far_louder_than_the_input():
     assert change > 12.0 and "dB louder than the input" in out.extra["note"], change
     energy = lambda a: float(np.sum(a.astype(np.float64) ** 2))  # noqa: E731
     assert energy(out.waveform) < energy(x)
+
+
+def test_repair_finds_where_an_examples_spectrum_ends():
+    """``example_top``: a recording made at 16 kHz has its whole band (to 8 kHz) and the
+    same resampled from 8 kHz only what it kept (to about 4 kHz), though the frames where
+    an excerpt is cut off mid-word hold a click's broadband energy."""
+    from demixstudio.audio.io import resample
+    from demixstudio.separation.nmf.repair import example_top
+    from demixstudio.separation.nmf.spectra import magnitude
+
+    _, example = _test_and_example()
+    cfg = StftConfig.for_rate(nc.SR)
+    freqs = cfg.bin_freqs(nc.SR)
+    assert example_top(magnitude(example, cfg), freqs) >= 7500.0
+    phone = resample(resample(example, nc.SR, 8000), 8000, nc.SR)
+    assert 3700.0 <= example_top(magnitude(phone, cfg), freqs) <= 4100.0
+
+
+def test_repair_refuses_an_example_that_lacks_the_missing_band():
+    """Speech cut under 4 kHz with an example recorded at 8 kHz (a phone's): there is
+    nothing above 4 kHz to fill from. It came back as it was, with nothing said; now
+    the error says why, with the band given or found. With 300-3400 Hz missing, the
+    same example fills what it has (up to about 3.9 kHz) and a note says what stays
+    empty."""
+    from demixstudio.audio.io import resample
+
+    x, example = _test_and_example()
+    sr = nc.SR
+    phone = AudioHint(resample(example, sr, 8000), 8000)
+    low = sosfiltfilt(butter(10, 4000, btype="low", fs=sr, output="sos"), x).astype(np.float32)
+    m = get_method("repair")
+    for values in ({"band_hi_hz": 4000.0}, {}):
+        with pytest.raises(ParameterError, match=r"nothing above 3[89]\d\d Hz.*Use an example"):
+            m.separate(low, sr, make_params(m.Params, values),
+                       Hints(examples={"speech": [phone]}), NullContext())
+    sos = butter(10, [300, 3400], btype="band", fs=sr, output="sos")
+    phone_band = sosfiltfilt(sos, x).astype(np.float32)
+    out = m.separate(phone_band, sr, make_params(m.Params, {"band_lo_hz": 300.0,
+                                                            "band_hi_hz": 3400.0}),
+                     Hints(examples={"speech": [phone]}), NullContext())
+    assert "stays empty" in out[0].extra["note"]

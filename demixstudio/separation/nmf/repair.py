@@ -24,7 +24,9 @@ loudest bin. A found band outside which the input keeps a share of its own energ
 output is one waveform layer, "repaired", the input plus what was filled; the
 session's residual then holds the negative of the filled part (mute it to hear the
 repair, or solo "repaired"). A repaired layer far louder than the input gets a note
-(:func:`level_change_db`).
+(:func:`level_change_db`). An example that has nothing where the input is missing
+(recorded at a lower rate) is refused, and one that lacks part of it gets a note
+(:func:`check_example_covers`).
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ class Repair(Method):
         # pin the note (see shifted_templates).
         copies = params.semitone_copies if limited else 0
         gain = None
-        missing = missing_frequencies(O)
+        counts = missing_counts(O)
+        missing = counts > 0
+        uncovered = check_example_covers(Ve, counts, freqs) if n_missing else None
         if n_missing and params.match_level:
             with ctx.stage(0.4, 0.55, "checking the fill's level"):
                 gain = fill_gain(Ve, missing, freqs, params, ctx, m.device, copies)
@@ -137,7 +141,10 @@ class Repair(Method):
                         gain = own if gain is None else np.minimum(gain, own)
         del Ve
         if n_missing == 0:
-            info = {"missing_fraction": 0.0}
+            info = {"missing_fraction": 0.0, "note": (
+                "nothing to repair: the input has every frequency the example's spectrum "
+                "has, so the layer is the input as it is (give band_lo_hz/band_hi_hz if "
+                "the band is known)")}
             return [LayerProposal("repaired", self.name, params_to_dict(params),
                                   waveform=mix.copy(), extra=info)]
         W = shifted_templates(W, copies)
@@ -163,12 +170,15 @@ class Repair(Method):
             info["fill_gain_db"] = round(float(20.0 * np.log10(gain[missing]).mean()), 2)
         louder = level_change_db(mix, out)
         info["level_change_db"] = round(louder, 2)
+        notes = [uncovered] if uncovered else []
         if louder > LOUDER_NOTE_DB:
-            info["note"] = (
+            notes.append(
                 f"the repaired layer is {louder:.0f} dB louder than the input: nearly all of "
                 f"it is fill, extrapolated from the frequencies the input has. That is right "
                 f"for a recording that lost most of its energy with its band (a bass guitar "
                 f"cut to 400–1600 Hz); otherwise the example is another kind of sound")
+        if notes:
+            info["note"] = "; ".join(notes)
         return [LayerProposal("repaired", self.name, params_to_dict(params), waveform=out,
                               extra=info)]
 
@@ -263,6 +273,82 @@ def check_found_band(V: list[torch.Tensor], in_band: np.ndarray, freqs: np.ndarr
             f"({where[0]:.0f}–{where[-1]:.0f} Hz) leaves out {100.0 * lost / total:.0f} % "
             f"of the input's energy, which the repair would replace. Use an example of "
             f"the same kind of sound, or give the input's band (band_lo_hz, band_hi_hz)")
+
+
+#: Above the frequency where a frame of an example keeps less than this (dB) of the
+#: frame's energy, the frame has nothing. Measured 2026-11-25 (the median over the
+#: frames with sound, :func:`example_top`) on the 35 recordings of ``../shared/audio``
+#: brought to 16 and 44.1 kHz: full-band ones reach 7.5–8.0 and 21.8–22.05 kHz,
+#: those recorded at 16 kHz reach 7.75–7.92 kHz at 44.1 kHz, and the same recordings
+#: resampled from 8, 11.025 and 22.05 kHz reach 3.8–4.1, 5.2–5.6 and 10.3–10.8 kHz:
+#: each the band it really has. A recording made at a rate that holds a band keeps at
+#: least its noise there; what a resampler leaves above a lower rate's Nyquist
+#: frequency is 140 dB down.
+EMPTY_DB = 100.0
+
+
+def example_top(Ve: np.ndarray, freqs: np.ndarray) -> float:
+    """The highest frequency (Hz) the example has, from its magnitude ``Ve`` float32
+    (bins, frames): in each frame with sound (within 60 dB of the loudest), the
+    highest frequency above which the frame keeps :data:`EMPTY_DB` or more of its
+    energy; the median over those frames. Per frame, because the first and last
+    frames of a recording cut off mid-sound hold a click's broadband energy that
+    would otherwise stand for the whole (an example resampled from 8 kHz showed 63
+    dB under its total above 4.2 kHz, all of it from its last frames)."""
+    tops, energy = [], []
+    for a in range(0, Ve.shape[1], engine.BLOCK_FRAMES):
+        P = np.square(Ve[:, a:a + engine.BLOCK_FRAMES], dtype=np.float64)
+        above = np.cumsum(P[::-1], axis=0)[::-1]  # each frame's energy at and above a bin
+        total = above[0]
+        has = above > total * 10.0 ** (-EMPTY_DB / 10.0)
+        tops.append(Ve.shape[0] - 1 - np.argmax(has[::-1], axis=0))
+        energy.append(total)
+    top, energy = np.concatenate(tops), np.concatenate(energy)
+    sound = energy > energy.max() * 1e-6
+    return float(freqs[int(np.median(top[sound]))]) if sound.any() else 0.0
+
+
+#: An example that has none of this share of the input's missing bins (frequency ×
+#: frame) is refused: what it could fill is a few scattered bins, not what is missing.
+UNCOVERED_SHARE = 0.95
+#: ... and one that has none of this share gets a note. Under it the uncovered bins
+#: are a sliver at the top of the band (a bass guitar's example ends at 7.9 kHz at
+#: 16 kHz: 2.8 % of what its cut under 4 kHz misses), which the original lacks too.
+UNCOVERED_NOTE_SHARE = 0.25
+
+
+def check_example_covers(Ve: np.ndarray, counts: np.ndarray, freqs: np.ndarray
+                         ) -> str | None:
+    """Refuse an example that has nearly none of the frequencies the input is missing
+    (:data:`UNCOVERED_SHARE`); return a note when it lacks a good part of them
+    (:data:`UNCOVERED_NOTE_SHARE`), else None.
+
+    Ve : the example's magnitude float32 (bins, frames); counts : int (bins,), in how
+    many frames each frequency is missing (:func:`missing_counts`); freqs : the bins'
+    frequencies (Hz).
+
+    The fill above :func:`example_top` is empty. Without this check, speech cut under
+    4 kHz "repaired" from a phone's 8 kHz recording of the same speaker came back as
+    it was (log-spectral distance 7.8 → 7.8 dB with the band found, → 8.3 dB with it
+    given), and no one said why. Of its missing bins, 99 % or more lay above the
+    example's top (3.9 kHz), the rest scattered single bins under the gap threshold.
+    """
+    top = example_top(Ve, freqs)
+    beyond = (counts > 0) & (freqs > top)
+    if not beyond.any():
+        return None
+    where = f"{freqs[beyond][0]:.0f}–{freqs[beyond][-1]:.0f} Hz"
+    share = float(counts[beyond].sum()) / float(counts.sum())
+    if share >= UNCOVERED_SHARE:
+        raise ParameterError(
+            f"the example has nothing above {top:.0f} Hz (it was recorded at a lower rate, "
+            f"or cut there), and that is where the input's missing frequencies lie "
+            f"({where}, {100.0 * share:.1f} % of what is missing): there is nothing to fill "
+            f"them from. Use an example that has them")
+    if share < UNCOVERED_NOTE_SHARE:
+        return None
+    return (f"the example has nothing above {top:.0f} Hz (recorded at a lower rate, or "
+            f"cut there), so {where} stays empty ({100.0 * share:.1f} % of what is missing)")
 
 
 #: Share of the frames with sound that lack some frequency above which missing bins
@@ -451,15 +537,18 @@ GAIN_RANGE_DB = 30.0
 
 def missing_frequencies(observed: list[torch.Tensor]) -> np.ndarray:
     """bool (bins,): the frequencies missing in some frame that has anything observed."""
-    miss = None
+    return missing_counts(observed) > 0
+
+
+def missing_counts(observed: list[torch.Tensor]) -> np.ndarray:
+    """int64 (bins,): in how many of the frames that have anything observed each
+    frequency is missing."""
+    count = np.zeros(observed[0].shape[0], dtype=np.int64)
     for o in observed:
         cols = o.any(dim=0)
         if bool(cols.any()):
-            m = (~o[:, cols]).any(dim=1)
-            miss = m if miss is None else miss | m
-    if miss is None:
-        return np.zeros(observed[0].shape[0], dtype=bool)
-    return miss.cpu().numpy()
+            count += (~o[:, cols]).sum(dim=1).cpu().numpy()
+    return count
 
 
 def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.Params,
