@@ -1181,3 +1181,16 @@ def test_repair_refuses_an_example_that_lacks_the_missing_band():
                                                             "band_hi_hz": 3400.0}),
                      Hints(examples={"speech": [phone]}), NullContext())
     assert "stays empty" in out[0].extra["note"]
+
+
+def test_repair_says_when_nothing_is_missing():
+    """Rain, which fills every frequency, repaired from another excerpt of itself: no
+    bin is missing, the layer is the input as it is, and a note says so rather than
+    leaving the user to compare the two."""
+    x, example = _test_and_example(("environment/rain.wav", (0.0, 3.5), (3.5, 7.0)))
+    m = get_method("repair")
+    out = m.separate(x, nc.SR, m.Params(), Hints(examples={"rain": [AudioHint(example, nc.SR)]}),
+                     NullContext())
+    assert out[0].extra["missing_fraction"] == 0.0
+    assert out[0].extra["note"].startswith("nothing to repair")
+    np.testing.assert_array_equal(out[0].waveform, x)
