@@ -1143,12 +1143,12 @@ def test_repair_notes_a_fill_far_louder_than_the_input():
 
 
 def test_repair_finds_where_an_examples_spectrum_ends():
-    """``example_top``: a recording made at 16 kHz has its whole band (to 8 kHz) and the
+    """``spectrum_top``: a recording made at 16 kHz has its whole band (to 8 kHz) and the
     same resampled from 8 kHz only what it kept (to about 4 kHz), though the frames where
     an excerpt is cut off mid-word hold a click's broadband energy."""
     from demixstudio.audio.io import resample
-    from demixstudio.separation.nmf.repair import example_top
     from demixstudio.separation.nmf.spectra import magnitude
+    from demixstudio.separation.nmf.spectra import spectrum_top as example_top
 
     _, example = _test_and_example()
     cfg = StftConfig.for_rate(nc.SR)
@@ -1194,3 +1194,25 @@ def test_repair_says_when_nothing_is_missing():
     assert out[0].extra["missing_fraction"] == 0.0
     assert out[0].extra["note"].startswith("nothing to repair")
     np.testing.assert_array_equal(out[0].waveform, x)
+
+
+def test_hints_that_end_far_under_the_mixture_get_a_note(cases):
+    """An example (or a hum) recorded at 8 kHz for a 16 kHz mixture has empty templates
+    above 3.9 kHz, which the updates never fill: what its target has up there goes
+    to the other layers. The layers say so (the editor's status bar, the CLI); hints
+    with the mixture's band get no such note."""
+    from demixstudio.audio.io import resample
+
+    case = cases["voice+bass"]
+    voice, bass = case.names
+    phone = AudioHint(resample(case.examples[voice], case.sr, 8000), 8000)
+    full = AudioHint(case.examples[voice], case.sr)
+    other = {bass: [AudioHint(case.examples[bass], case.sr)]}
+    for name, hints, params in (
+            ("nmf-supervised", Hints(examples={voice: [phone], **other}), {"max_iter": 20}),
+            ("nmf-semisupervised", Hints(examples={voice: [phone]}), {"max_iter": 20}),
+            ("nmf-hum", Hints(hums={voice: [phone]}), {"transpose_search": 0})):
+        note = _run(name, case, hints, **params)[0].extra.get("note", "")
+        assert f"{voice!r}: nothing above 3." in note and "other layers" in note, (name, note)
+    ok = _run("nmf-supervised", case, Hints(examples={voice: [full], **other}), max_iter=20)
+    assert "note" not in ok[0].extra

@@ -223,17 +223,33 @@ def l1_weight(sparsity: float, beta: float, mean_bin: float) -> float:
 def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
                  p: EngineParams, ctx: JobContext, what: str, *, sparsity: float = 0.0,
                  magnitudes: dict[str, np.ndarray] | None = None,
-                 max_iter: int | None = None) -> dict[str, torch.Tensor]:
+                 max_iter: int | None = None, notes: list[str] | None = None
+                 ) -> dict[str, torch.Tensor]:
     """One dictionary (bins, rank) per target, learned from its example recordings
-    (or from their ``magnitudes`` (bins, frames), when the caller has them already)
-    in at most ``max_iter`` updates (None: the separation's cap, and at least 100)."""
+    (or from their ``magnitudes`` (bins or a multiple of it, frames), when the caller
+    has them already) in at most ``max_iter`` updates (None: the separation's cap,
+    and at least 100). ``notes``, when given, gets a sentence for each target whose
+    recordings end far under the mixture (:func:`spectra.short_band_note`)."""
     iters = max(p.max_iter, 100) if max_iter is None else int(max_iter)
     out = {}
     n = len(examples)
+    freqs = m.cfg.bin_freqs(sr)
+    mixture_top = None
     for i, (target, hints) in enumerate(examples.items()):
         with ctx.stage(i / n, (i + 1) / n, f"learning {target!r}"):
             V = (magnitudes[target] if magnitudes is not None
                  else spectra.example_magnitude(hints, sr, m.cfg, f"the {what} of {target!r}"))
+            if notes is not None:
+                # Stacked patches (context) hold one spectrum per row block: the first.
+                top = spectra.spectrum_top(V[:m.cfg.bins], freqs)
+                if top < spectra.SHORT_BAND * freqs[-1]:
+                    if mixture_top is None:  # on a sample of its frames
+                        from demixstudio.separation.nmf.transposition import sample_frames
+
+                        mixture_top = spectra.spectrum_top(sample_frames(m.V), freqs)
+                    note = spectra.short_band_note(top, mixture_top, f"the {what}", target)
+                    if note:
+                        notes.append(note)
             lam = l1_weight(sparsity, p.beta, float(V.mean()))
             out[target] = spectra.learn_dictionary(
                 V, rank, ctx, beta=p.beta, sparsity=lam, max_iter=iters,
@@ -245,16 +261,18 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
 def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
                      p: EngineParams, ctx: JobContext, what: str, span: tuple[float, float], *,
                      sparsity: float = 0.0, magnitudes: dict[str, np.ndarray] | None = None,
-                     max_iter: int | None = None) -> tuple[list[str], torch.Tensor, list[int]]:
+                     max_iter: int | None = None, notes: list[str] | None = None
+                     ) -> tuple[list[str], torch.Tensor, list[int]]:
     """Dictionaries of every target with hints, side by side (``magnitudes``,
-    ``max_iter``: see :func:`dictionaries`).
+    ``max_iter``, ``notes``: see :func:`dictionaries`).
 
     Returns (targets, W float32 (bins, Σ ranks), rank of each target).
     """
     targets = [t for t, h in hints.items() if h]
     with ctx.stage(span[0], span[1], f"learning the {what}"):
         dicts = dictionaries({t: hints[t] for t in targets}, sr, m, rank, p, ctx, what,
-                             sparsity=sparsity, magnitudes=magnitudes, max_iter=max_iter)
+                             sparsity=sparsity, magnitudes=magnitudes, max_iter=max_iter,
+                             notes=notes)
     W = torch.cat([dicts[t] for t in targets], dim=1)
     return targets, W, [dicts[t].shape[1] for t in targets]
 

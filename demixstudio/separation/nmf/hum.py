@@ -271,9 +271,10 @@ class HumNMF(Method):
                 for t, V in hums.items()}
         if params.equalize:
             hums = self._equalized(hums, m, params, ctx, sr, sample)
+        notes: list[str] = []
         targets, hinted, sizes = common.hinted_templates(
             hints.hums, sr, m, params.components, params, ctx, "hum", (0.15, 0.3),
-            magnitudes=hums)
+            magnitudes=hums, notes=notes)
         kh = hinted.shape[1]
         # The target's components start from the hint (slightly perturbed, so that
         # none is an exact copy the data cannot move).
@@ -295,8 +296,8 @@ class HumNMF(Method):
         info = {"transposition": moves}
         moved = [f"the hum of {t!r} moved {abs(v):g} semitone{'s' if abs(v) != 1 else ''} "
                  f"{'up' if v > 0 else 'down'}" for t, v in moves.items() if v]
-        if moved:
-            info["note"] = "; ".join(moved)
+        if moved or notes:
+            info["note"] = "; ".join(moved + notes)
         return common.proposals(self, masks, names, params, res, info=info)
 
     @staticmethod

@@ -275,39 +275,6 @@ def check_found_band(V: list[torch.Tensor], in_band: np.ndarray, freqs: np.ndarr
             f"the same kind of sound, or give the input's band (band_lo_hz, band_hi_hz)")
 
 
-#: Above the frequency where a frame of an example keeps less than this (dB) of the
-#: frame's energy, the frame has nothing. Measured 2026-11-25 (the median over the
-#: frames with sound, :func:`example_top`) on the 35 recordings of ``../shared/audio``
-#: brought to 16 and 44.1 kHz: full-band ones reach 7.5–8.0 and 21.8–22.05 kHz,
-#: those recorded at 16 kHz reach 7.75–7.92 kHz at 44.1 kHz, and the same recordings
-#: resampled from 8, 11.025 and 22.05 kHz reach 3.8–4.1, 5.2–5.6 and 10.3–10.8 kHz:
-#: each the band it really has. A recording made at a rate that holds a band keeps at
-#: least its noise there; what a resampler leaves above a lower rate's Nyquist
-#: frequency is 140 dB down.
-EMPTY_DB = 100.0
-
-
-def example_top(Ve: np.ndarray, freqs: np.ndarray) -> float:
-    """The highest frequency (Hz) the example has, from its magnitude ``Ve`` float32
-    (bins, frames): in each frame with sound (within 60 dB of the loudest), the
-    highest frequency above which the frame keeps :data:`EMPTY_DB` or more of its
-    energy; the median over those frames. Per frame, because the first and last
-    frames of a recording cut off mid-sound hold a click's broadband energy that
-    would otherwise stand for the whole (an example resampled from 8 kHz showed 63
-    dB under its total above 4.2 kHz, all of it from its last frames)."""
-    tops, energy = [], []
-    for a in range(0, Ve.shape[1], engine.BLOCK_FRAMES):
-        P = np.square(Ve[:, a:a + engine.BLOCK_FRAMES], dtype=np.float64)
-        above = np.cumsum(P[::-1], axis=0)[::-1]  # each frame's energy at and above a bin
-        total = above[0]
-        has = above > total * 10.0 ** (-EMPTY_DB / 10.0)
-        tops.append(Ve.shape[0] - 1 - np.argmax(has[::-1], axis=0))
-        energy.append(total)
-    top, energy = np.concatenate(tops), np.concatenate(energy)
-    sound = energy > energy.max() * 1e-6
-    return float(freqs[int(np.median(top[sound]))]) if sound.any() else 0.0
-
-
 #: An example that has none of this share of the input's missing bins (frequency ×
 #: frame) is refused: what it could fill is a few scattered bins, not what is missing.
 UNCOVERED_SHARE = 0.95
@@ -327,13 +294,13 @@ def check_example_covers(Ve: np.ndarray, counts: np.ndarray, freqs: np.ndarray
     many frames each frequency is missing (:func:`missing_counts`); freqs : the bins'
     frequencies (Hz).
 
-    The fill above :func:`example_top` is empty. Without this check, speech cut under
+    The fill above :func:`spectra.spectrum_top` is empty. Without this check, speech cut under
     4 kHz "repaired" from a phone's 8 kHz recording of the same speaker came back as
     it was (log-spectral distance 7.8 → 7.8 dB with the band found, → 8.3 dB with it
     given), and no one said why. Of its missing bins, 99 % or more lay above the
     example's top (3.9 kHz), the rest scattered single bins under the gap threshold.
     """
-    top = example_top(Ve, freqs)
+    top = spectra.spectrum_top(Ve, freqs)
     beyond = (counts > 0) & (freqs > top)
     if not beyond.any():
         return None

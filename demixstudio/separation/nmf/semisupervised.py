@@ -101,12 +101,15 @@ class SemiSupervisedNMF(Method):
         # One layer per example target, and the rest.
         layers = sum(1 for ex in hints.examples.values() if ex) + 1
         m = common.open_mixture(self, mix, sr, params, ctx, layers=layers)
+        notes: list[str] = []
         targets, known, sizes = common.hinted_templates(
-            hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4))
+            hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4),
+            notes=notes)
         free = common.free_templates(m, params.free_components, params.seed,
                                      common.FREE_LEAD)
         W = torch.cat([known, free], dim=1)
         masks, res = common.fit_and_mask(m, W, sizes + [params.free_components], params, ctx,
                                          0.4, fixed_w=range(known.shape[1]))
         names = [(t, t) for t in targets] + [(params.rest_name, None)]
-        return common.proposals(self, masks, names, params, res)
+        return common.proposals(self, masks, names, params, res,
+                                info={"note": "; ".join(notes)} if notes else None)

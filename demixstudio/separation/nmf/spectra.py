@@ -169,6 +169,60 @@ def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what
     return V
 
 
+#: Above the frequency where a frame of a recording keeps less than this (dB) of the
+#: frame's energy, the frame has nothing. Measured 2026-11-25 (the median over the
+#: frames with sound, :func:`spectrum_top`) on the 35 recordings of ``../shared/audio``
+#: brought to 16 and 44.1 kHz: full-band ones reach 7.5–8.0 and 21.8–22.05 kHz,
+#: those recorded at 16 kHz reach 7.75–7.92 kHz at 44.1 kHz, and the same recordings
+#: resampled from 8, 11.025 and 22.05 kHz reach 3.8–4.1, 5.2–5.6 and 10.3–10.8 kHz:
+#: each the band it really has. A recording made at a rate that holds a band keeps at
+#: least its noise there; what a resampler leaves above a lower rate's Nyquist
+#: frequency is 140 dB down.
+EMPTY_DB = 100.0
+
+
+def spectrum_top(Ve: np.ndarray, freqs: np.ndarray) -> float:
+    """The highest frequency (Hz) a recording has, from its magnitude ``Ve`` float32
+    (bins, frames) on bins at ``freqs`` (Hz): in each frame with sound (within 60 dB
+    of the loudest), the
+    highest frequency above which the frame keeps :data:`EMPTY_DB` or more of its
+    energy; the median over those frames. Per frame, because the first and last
+    frames of a recording cut off mid-sound hold a click's broadband energy that
+    would otherwise stand for the whole (an example resampled from 8 kHz showed 63
+    dB under its total above 4.2 kHz, all of it from its last frames)."""
+    tops, energy = [], []
+    for a in range(0, Ve.shape[1], engine.BLOCK_FRAMES):
+        P = np.square(Ve[:, a:a + engine.BLOCK_FRAMES], dtype=np.float64)
+        above = np.cumsum(P[::-1], axis=0)[::-1]  # each frame's energy at and above a bin
+        total = above[0]
+        has = above > total * 10.0 ** (-EMPTY_DB / 10.0)
+        tops.append(Ve.shape[0] - 1 - np.argmax(has[::-1], axis=0))
+        energy.append(total)
+    top, energy = np.concatenate(tops), np.concatenate(energy)
+    sound = energy > energy.max() * 1e-6
+    return float(freqs[int(np.median(top[sound]))]) if sound.any() else 0.0
+
+
+#: A hint whose spectrum ends under this share of the mixture's top frequency gets a
+#: note (:func:`short_band_note`).
+SHORT_BAND = 0.8
+
+
+def short_band_note(hint_top: float, mixture_top: float, what: str, target: str
+                    ) -> str | None:
+    """A sentence for the user when a hint (an example, a hum) ends far under the
+    mixture (:data:`SHORT_BAND`), else None: its templates are empty above
+    ``hint_top`` (Hz), and multiplicative updates never fill an empty entry, so
+    whatever ``target`` has above it is explained by the other components and goes
+    to the other layers (a phone's 8 kHz example against a 44.1 kHz mixture)."""
+    if mixture_top <= 0 or hint_top >= SHORT_BAND * mixture_top:
+        return None
+    return (f"{what} of {target!r}: nothing above {hint_top / 1000:.1f} kHz (recorded at a "
+            f"lower rate, or cut there), while the mixture goes on to "
+            f"{mixture_top / 1000:.1f} kHz; what {target!r} has above "
+            f"{hint_top / 1000:.1f} kHz goes to the other layers")
+
+
 def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float = 1.0,
                      sparsity: float = 0.0, max_iter: int = 200, tol: float = 1e-4,
                      seed: int = 0, device: torch.device = torch.device("cpu"),

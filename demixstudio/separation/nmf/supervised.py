@@ -145,10 +145,12 @@ class SupervisedNMF(Method):
         if c:
             stacked = {t: context.example_magnitude(h, sr, m.cfg, f"the examples of {t!r}", c)
                        for t, h in hints.examples.items() if h}
+        notes: list[str] = []
         targets, W, sizes = common.hinted_templates(
             hints.examples, sr, m, params.components, params, ctx, "examples", (0.05, 0.4),
             sparsity=params.example_sparsity, magnitudes=stacked,
-            max_iter=params.dictionary_iter)
+            max_iter=params.dictionary_iter, notes=notes)
+        info = {"note": "; ".join(notes)} if notes else None
         del stacked
         recon = None
         if params.discriminative:
@@ -161,7 +163,8 @@ class SupervisedNMF(Method):
         if not c:
             masks, res = common.fit_and_mask(m, W, sizes, params, ctx, start,
                                              fixed_w=range(W.shape[1]), mask_templates=recon)
-            return common.proposals(self, masks, [(t, t) for t in targets], params, res)
+            return common.proposals(self, masks, [(t, t) for t in targets], params, res,
+                                    info=info)
         with ctx.stage(start, 1.0, "fitting"):
             masks, res = context.fit_and_mask(
                 m, W, sizes, c, ctx, beta=params.beta,
@@ -169,4 +172,4 @@ class SupervisedNMF(Method):
                                           m.mean_frame / m.cfg.bins),
                 max_iter=params.max_iter, tol=params.tol, power=params.mask_power,
                 precision=params.precision, seed=params.seed, mask_templates=recon)
-        return common.proposals(self, masks, [(t, t) for t in targets], params, res)
+        return common.proposals(self, masks, [(t, t) for t in targets], params, res, info=info)
