@@ -406,6 +406,27 @@ def test_example_spans_sample_long_recordings_evenly():
         assert s[0][0] < n / len(s) and s[-1][1] > n - n / len(s)
 
 
+def test_example_spans_are_taken_where_the_recording_has_sound():
+    """A long example that is mostly silence (an isolated vocal track between its
+    phrases) is sampled where it has sound: all of its sounding stretches when they
+    hold less than the share, and never a silent one."""
+    from demixstudio.separation.nmf.spectra import EXCERPT_S, example_spans
+
+    sr = nc.SR
+    _, speech = _test_and_example()  # 5 s of speech
+    track = np.zeros((1, 600 * sr), np.float32)
+    for start in (100, 105, 300, 305, 500):  # 25 s of speech in ten minutes of silence
+        track[:, start * sr:start * sr + speech.shape[1]] = speech[:, :5 * sr]
+    spans = example_spans([track.shape[1]], [sr], 120.0, [track])[0]
+    energy = [float(np.square(track[:, a:b]).sum()) for a, b in spans]
+    assert len(spans) >= 3 and min(energy) > 0, spans
+    assert sum(b - a for a, b in spans) <= 120.0 * sr
+    # Without the audio, the excerpts spread over the silence too.
+    blind = example_spans([track.shape[1]], [sr], 120.0)[0]
+    assert sum(np.square(track[:, a:b]).sum() == 0 for a, b in blind) >= 6
+    assert all(abs((b - a) / sr - EXCERPT_S) < 1 for a, b in spans)
+
+
 def test_supervised_samples_examples_longer_than_the_limit(cases, monkeypatch):
     """Examples longer together than ``MAX_EXAMPLE_S`` are sampled before their
     magnitudes are made: each dictionary sees no more frames than the limit holds

@@ -84,43 +84,68 @@ def floor_magnitude(V: np.ndarray) -> float:
 #: each of two sources, ``nmf-supervised`` took 83 s and 2.5 GB above the memory at
 #: the call with 10-minute examples, 210 s and 7.4 GB with 30-minute ones; sampled,
 #: 34 s and 1.2–1.3 GB with 10- to 60-minute ones (2026-11-25). Longer examples are
-#: sampled, not cut, so the dictionary sees the whole recording's variety (see
-#: :func:`example_spans`).
+#: sampled, not cut, so the dictionary sees the whole recording's variety, and the
+#: sample is taken where they have sound (see :func:`example_spans`).
 MAX_EXAMPLE_S = 120.0
 #: The sample of a longer example is made of excerpts of about this length
-#: (seconds), spread evenly over each recording.
+#: (seconds), spread evenly over each recording's stretches with sound.
 EXCERPT_S = 10.0
 #: ... and no recording contributes an excerpt shorter than this (seconds), however
 #: many there are.
 MIN_EXCERPT_S = 2.0
+#: An excerpt-long stretch more than this far (dB) under the recording's loudest has
+#: no sound worth sampling: an isolated vocal track of a song is mostly silence or
+#: bleed between the phrases.
+SOUND_DB = 40.0
 
 
 def example_spans(lengths: Sequence[int], rates: Sequence[float],
-                  limit_s: float | None = None) -> list[list[tuple[int, int]]]:
+                  limit_s: float | None = None,
+                  audio: Sequence[np.ndarray] | None = None) -> list[list[tuple[int, int]]]:
     """Which samples of each recording to analyse: for recordings of ``lengths``
     samples at ``rates`` (Hz), a list per recording of ``(start, stop)`` spans in
     its own samples.
 
-    When all of them together last at most ``limit_s``, each is whole. Otherwise
-    each recording gets a share of ``limit_s`` in proportion to its duration (at
-    least :data:`MIN_EXCERPT_S`, or all of it when shorter), taken as excerpts of
-    about :data:`EXCERPT_S`, each in the middle of an equal part of the recording:
-    a sample spread over the whole of every recording. ``limit_s`` None:
-    :data:`MAX_EXAMPLE_S`."""
+    When all of them together last at most ``limit_s`` (None:
+    :data:`MAX_EXAMPLE_S`), each is whole. Otherwise each recording gets a share of
+    ``limit_s`` in proportion to its duration (at least :data:`MIN_EXCERPT_S`, or
+    all of it when shorter), taken as excerpts of about :data:`EXCERPT_S`: the
+    recording is cut into excerpt-long stretches and those at the middles of equal
+    parts are taken, a sample spread over the whole recording. With ``audio`` (each
+    recording, (channels, samples)), only stretches with sound (within
+    :data:`SOUND_DB` of the loudest) are candidates, and when there are fewer of
+    those than the share holds, all of them are taken."""
     limit_s = MAX_EXAMPLE_S if limit_s is None else float(limit_s)
     seconds = [n / float(r) for n, r in zip(lengths, rates)]
     total = sum(seconds)
     if total <= limit_s:
         return [[(0, int(n))] for n in lengths]
     out = []
-    for n, r, d in zip(lengths, rates, seconds):
+    for i, (n, r, d) in enumerate(zip(lengths, rates, seconds)):
         share = min(d, max(limit_s * d / total, MIN_EXCERPT_S))
         count = max(1, int(round(share / EXCERPT_S)))
-        size = int(share / count * r)
-        gap = (n - count * size) / count  # skipped before, between and after the excerpts
-        out.append([(int(gap * (k + 0.5)) + k * size, int(gap * (k + 0.5)) + (k + 1) * size)
-                    for k in range(count)])
+        size = max(1, int(share / count * r))
+        slots = max(1, int(n) // size)
+        candidates = np.arange(slots)
+        if audio is not None and np.ndim(audio[i]) == 2 and slots > count:
+            candidates = _with_sound(audio[i], size, slots)
+        if candidates.size > count:
+            candidates = candidates[((np.arange(count) + 0.5) * candidates.size
+                                     / count).astype(int)]
+        out.append([(int(k) * size, min(int(k) * size + size, int(n))) for k in candidates])
     return out
+
+
+def _with_sound(a: np.ndarray, size: int, slots: int) -> np.ndarray:
+    """Indices of the ``slots`` consecutive ``size``-sample stretches of ``a``
+    (channels, samples) within :data:`SOUND_DB` of the loudest (all of them when none
+    has any energy, or the energies are not finite)."""
+    energy = np.array([float(np.square(a[:, k * size:(k + 1) * size], dtype=np.float64).sum())
+                       for k in range(slots)])
+    loudest = energy.max()
+    if not np.isfinite(loudest) or loudest <= 0.0:
+        return np.arange(slots)
+    return np.flatnonzero(energy > loudest * 10.0 ** (-SOUND_DB / 10.0))
 
 
 def example_signals(hints: Sequence[AudioHint], sr: int, what: str,
@@ -138,7 +163,7 @@ def example_signals(hints: Sequence[AudioHint], sr: int, what: str,
         a = np.asarray(h.audio)
         audio.append(a[None] if a.ndim == 1 else a)
     spans = example_spans([a.shape[-1] if a.ndim else 0 for a in audio],
-                          [float(h.sr) for h in hints], limit_s)
+                          [float(h.sr) for h in hints], limit_s, audio)
     for a, h, parts in zip(audio, hints, spans):
         for t0, t1 in parts:
             x = np.asarray(a[:, t0:t1], dtype=np.float32) if a.ndim == 2 else a
