@@ -41,12 +41,13 @@ def win(qtbot, monkeypatch, tmp_path):
     w.shutdown()
 
 
-def drop(w, path: Path) -> None:
-    """Drag a file from a file manager onto the window and drop it."""
+def drop(w, path: Path, target=None) -> None:
+    """Drag a file from a file manager onto the window (``target``: the widget it is
+    dropped on; default the spectrogram, from which the event travels up to the
+    window) and drop it."""
     md = QMimeData()
     md.setUrls([QUrl.fromLocalFile(str(path))])
-    # Dropped on the spectrogram: the event travels up to the window.
-    target = w.childAt(w.width() // 2, w.height() // 2)
+    target = target or w.childAt(w.width() // 2, w.height() // 2)
     pos = QPointF(target.width() / 2, target.height() / 2)
     with warnings.catch_warnings():  # PySide6 6.12 flags this (only) constructor deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -206,6 +207,26 @@ def test_paint_a_rectangle_extract_it_undo_redo_and_play_it(qtbot, win, mixture_
     win.act_redo.trigger()
     win.act_redo.trigger()
     assert len(s.layers) == n + 1 and not s.paint.is_empty("voice")
+
+
+def test_an_audio_file_dropped_on_the_example_list_becomes_an_example(qtbot, win,
+                                                                     mixture_file, tmp_path):
+    """Dropped on the list of example recordings, a file is added as an example of the
+    chosen target (read in the background); it does not reach the window, which would
+    open it as the mixture in place of the document."""
+    path, mix, _ = mixture_file
+    open_by_drop(qtbot, win, path)
+    s = win.session
+    mp = win.method_panel
+    mp.select_method("nmf-supervised")
+    mp.target.setCurrentText("voice")
+    example = tmp_path / "voice example.wav"
+    sf.write(str(example), mix[0, :SR], SR)
+    with qtbot.waitSignal(mp.exampleLoaded, timeout=JOB_MS):
+        drop(win, example, target=mp.example_list.viewport())
+    assert win.session is s and not win.runner.busy  # the document stayed open
+    assert [(k, t) for k, t, _r in mp.examples] == [("example", "voice")]
+    assert mp.example_list.count() == 1 and "voice example.wav" in mp.example_list.item(0).text()
 
 
 def test_rerun_with_paint_refines_the_selected_layer(qtbot, win, mixture_file, monkeypatch):

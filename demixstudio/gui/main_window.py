@@ -35,6 +35,7 @@ from demixstudio.gui.method_panel import MethodPanel, editor_reason
 from demixstudio.gui.settings import Preferences, log_dir, setup_logging
 from demixstudio.gui.spectrogram_view import SpectrogramView
 from demixstudio.gui.transport import Transport
+from demixstudio.gui.drops import accept_files, local_files
 from demixstudio.gui.worker import BackgroundTask, JobBar, JobRunner, one_line_reason
 from demixstudio.separation.base import AudioHint, Hints, LayerProposal, params_to_dict
 from demixstudio.separation.registry import available, get_method
@@ -802,25 +803,14 @@ class MainWindow(QMainWindow):
         error_dialog(self, title, reason, details)
 
     # drag and drop ------------------------------------------------------------------
-    @staticmethod
-    def _local_files(event) -> List[str]:
-        md = event.mimeData()
-        if md is None or not md.hasUrls():
-            return []
-        return [u.toLocalFile() for u in md.urls() if u.isLocalFile()]
-
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self._local_files(event):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        accept_files(event)
 
     def dragMoveEvent(self, event) -> None:
-        if self._local_files(event):
-            event.acceptProposedAction()
+        accept_files(event)
 
     def dropEvent(self, event: QDropEvent) -> None:
-        files = self._local_files(event)
+        files = local_files(event)
         if not files:
             event.ignore()
             return

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 
 from demixstudio.audio.io import load_audio
 from demixstudio.errors import DemixError, ParameterError
+from demixstudio.gui.drops import accept_files, local_files
 from demixstudio.gui.worker import JobRunner
 from demixstudio.separation.base import AudioHint, Hints, ParamSpec, make_params, param_specs
 from demixstudio.separation.registry import available, get_method
@@ -116,6 +117,32 @@ class LogSpinBox(QDoubleSpinBox):
         v = self.value()
         if v > 0:
             self.setValue(min(self.maximum(), max(self.minimum(), v * 10.0 ** steps)))
+
+
+class RecordingList(QListWidget):
+    """The list of example recordings; audio files dropped on it are added to it
+    (``filesDropped``), rather than passing up to the window, which would open the
+    first as the mixture in place of the session."""
+
+    filesDropped = Signal(list)
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+
+    def dragEnterEvent(self, event) -> None:
+        accept_files(event)
+
+    def dragMoveEvent(self, event) -> None:
+        accept_files(event)
+
+    def dropEvent(self, event) -> None:
+        files = local_files(event)
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.filesDropped.emit(files)
 
 
 def _spans_decades(spec: ParamSpec) -> bool:
@@ -362,9 +389,12 @@ class MethodPanel(QWidget):
         el.setContentsMargins(0, 0, 0, 0)
         self.examples_label = QLabel("Example recordings")
         el.addWidget(self.examples_label)
-        self.example_list = QListWidget()
+        self.example_list = RecordingList()
         self.example_list.setMaximumHeight(70)
-        self.example_list.setToolTip("Example recordings of targets")
+        self.example_list.setToolTip("Example recordings of targets (drop audio files here "
+                                     "to add them for the chosen target)")
+        self.example_list.filesDropped.connect(
+            lambda paths: [self.load_example_file(p) for p in paths])
         el.addWidget(self.example_list)
         self.other_recordings = QLabel()
         self.other_recordings.setObjectName("dimLabel")
