@@ -20,7 +20,7 @@ from demixstudio.separation.base import (
     param,
     params_to_dict,
 )
-from demixstudio.separation.nmf import engine, spectra
+from demixstudio.separation.nmf import engine, spectra, transposition
 
 
 def sparsity_param(default: float):
@@ -244,9 +244,8 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
                 top = spectra.spectrum_top(V[:m.cfg.bins], freqs)
                 if top < spectra.SHORT_BAND * freqs[-1]:
                     if mixture_top is None:  # on a sample of its frames
-                        from demixstudio.separation.nmf.transposition import sample_frames
-
-                        mixture_top = spectra.spectrum_top(sample_frames(m.V), freqs)
+                        mixture_top = spectra.spectrum_top(
+                            transposition.sample_frames(m.V), freqs)
                     note = spectra.short_band_note(top, mixture_top, f"the {what}", target)
                     if note:
                         notes.append(note)
