@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
@@ -694,11 +695,21 @@ class MethodPanel(QWidget):
     def add_example_file(self, path: str, target: Optional[str] = None) -> None:
         """Read ``path`` and add it as a recording of ``target`` (default: the chosen
         target), now, on this thread; errors are raised (``DemixError``)."""
-        sr = self.session.sr if self.session is not None else None
-        told: List[str] = []  # cut short: added for what it holds, and said
+        self._add_read(path, target or self.target_name(), self.file_kind,
+                       self._read(path, self.session.sr if self.session is not None else None))
+
+    @staticmethod
+    def _read(path: str, sr: Optional[int]) -> Tuple[np.ndarray, int, List[str]]:
+        """``path`` read at ``sr``: (audio, rate, sentences for the user: a file cut
+        short is added for what it holds, and said)."""
+        told: List[str] = []
         audio, rate = load_audio(path, sr=sr, on_warning=told.append)
-        self.add_example_audio(target or self.target_name(), AudioHint(audio, rate, str(path)),
-                               self.file_kind)
+        return audio, rate, told
+
+    def _add_read(self, path: str, target: str, kind: str,
+                  read: Tuple[np.ndarray, int, List[str]]) -> None:
+        audio, rate, told = read
+        self.add_example_audio(target, AudioHint(audio, rate, str(path)), kind)
         for text in told:
             self.notice.emit(text)
 
@@ -734,21 +745,14 @@ class MethodPanel(QWidget):
             return
         path, target, kind = self._pending_loads.pop(0)
         sr = self.session.sr if self.session is not None else None
-        told: List[str] = []
 
-        def work(_ctx):
-            return load_audio(path, sr=sr, on_warning=told.append)
-
-        def apply(result):
-            audio, rate = result
-            self.add_example_audio(target, AudioHint(audio, rate, path), kind)
-            for text in told:
-                self.notice.emit(text)
+        def apply(read):
+            self._add_read(path, target, kind, read)
             self.exampleLoaded.emit(path)
 
         self._reading = Path(path).name
         self._show_loading()
-        self._loader.start(f"reading {self._reading}", work, apply)
+        self._loader.start(f"reading {self._reading}", lambda _ctx: self._read(path, sr), apply)
 
     def _show_loading(self) -> None:
         waiting = len(self._pending_loads)

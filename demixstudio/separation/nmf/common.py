@@ -233,28 +233,34 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
     iters = max(p.max_iter, 100) if max_iter is None else int(max_iter)
     out = {}
     n = len(examples)
-    freqs = m.cfg.bin_freqs(sr)
-    mixture_top = None
+    tops = {}
     for i, (target, hints) in enumerate(examples.items()):
         with ctx.stage(i / n, (i + 1) / n, f"learning {target!r}"):
             V = (magnitudes[target] if magnitudes is not None
                  else spectra.example_magnitude(hints, sr, m.cfg, f"the {what} of {target!r}"))
-            if notes is not None:
-                # Stacked patches (context) hold one spectrum per row block: the first.
-                top = spectra.spectrum_top(V[:m.cfg.bins], freqs)
-                if top < spectra.SHORT_BAND * freqs[-1]:
-                    if mixture_top is None:  # on a sample of its frames
-                        mixture_top = spectra.spectrum_top(
-                            transposition.sample_frames(m.V), freqs)
-                    note = spectra.short_band_note(top, mixture_top, f"the {what}", target)
-                    if note:
-                        notes.append(note)
+            if notes is not None:  # stacked patches hold one spectrum per row block
+                tops[target] = spectra.spectrum_top(V[:m.cfg.bins], m.cfg.bin_freqs(sr))
             lam = l1_weight(sparsity, p.beta, float(V.mean()))
             out[target] = spectra.learn_dictionary(
                 V, rank, ctx, beta=p.beta, sparsity=lam, max_iter=iters,
                 tol=p.tol, seed=p.seed + 101 * i, device=m.device, precision=p.precision,
                 message=f"learning {target!r}")
+    if notes is not None:
+        notes.extend(short_band_notes(tops, m, sr, what))
     return out
+
+
+def short_band_notes(tops: dict[str, float], m: Mixture, sr: int, what: str) -> list[str]:
+    """:func:`spectra.short_band_note` for each target whose hints end at ``tops`` (Hz)
+    against the mixture ``m`` (its top measured on a sample of its frames, and only
+    when some hint ends under :data:`spectra.SHORT_BAND` of the band)."""
+    freqs = m.cfg.bin_freqs(sr)
+    if all(top >= spectra.SHORT_BAND * freqs[-1] for top in tops.values()):
+        return []
+    mixture_top = spectra.spectrum_top(transposition.sample_frames(m.V), freqs)
+    notes = (spectra.short_band_note(top, mixture_top, f"the {what}", t)
+             for t, top in tops.items())
+    return [note for note in notes if note]
 
 
 def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,

@@ -502,11 +502,6 @@ GAIN_SMOOTH_ERB = 3.0
 GAIN_RANGE_DB = 30.0
 
 
-def missing_frequencies(observed: list[torch.Tensor]) -> np.ndarray:
-    """bool (bins,): the frequencies missing in some frame that has anything observed."""
-    return missing_counts(observed) > 0
-
-
 def missing_counts(observed: list[torch.Tensor]) -> np.ndarray:
     """int64 (bins,): in how many of the frames that have anything observed each
     frequency is missing."""
