@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from demixstudio.audio.io import energy as sum_of_squares
 from demixstudio.audio.io import resample
 from demixstudio.audio.stft import StftConfig, iter_stft_blocks, stft
 from demixstudio.errors import ParameterError
@@ -140,8 +141,7 @@ def _with_sound(a: np.ndarray, size: int, slots: int) -> np.ndarray:
     """Indices of the ``slots`` consecutive ``size``-sample stretches of ``a``
     (channels, samples) within :data:`SOUND_DB` of the loudest (all of them when none
     has any energy, or the energies are not finite)."""
-    energy = np.array([float(np.square(a[:, k * size:(k + 1) * size], dtype=np.float64).sum())
-                       for k in range(slots)])
+    energy = np.array([sum_of_squares(a[:, k * size:(k + 1) * size]) for k in range(slots)])
     loudest = energy.max()
     if not np.isfinite(loudest) or loudest <= 0.0:
         return np.arange(slots)
@@ -209,9 +209,8 @@ EMPTY_DB = 100.0
 def spectrum_top(Ve: np.ndarray, freqs: np.ndarray) -> float:
     """The highest frequency (Hz) a recording has, from its magnitude ``Ve`` float32
     (bins, frames) on bins at ``freqs`` (Hz): in each frame with sound (within 60 dB
-    of the loudest), the
-    highest frequency above which the frame keeps :data:`EMPTY_DB` or more of its
-    energy; the median over those frames. Per frame, because the first and last
+    of the loudest), the highest frequency above which the frame keeps
+    :data:`EMPTY_DB` or more of its energy; the median over those frames. Per frame, because the first and last
     frames of a recording cut off mid-sound hold a click's broadband energy that
     would otherwise stand for the whole (an example resampled from 8 kHz showed 63
     dB under its total above 4.2 kHz, all of it from its last frames)."""
