@@ -318,6 +318,38 @@ def test_a_flac_cut_short_gives_its_start_to_a_caller_that_can_say_so(tmp_path, 
         load_audio(head, on_warning=said.append)
 
 
+def test_scan_energies_and_read_spans(tmp_path, rng):
+    """One pass gives Σ x² of each block of a file; a stretch's energy counts only the
+    blocks wholly inside it, so the silent stretch before sound that starts in the
+    middle of a block has none; spans are read exactly, on their own. A FLAC that
+    stops decoding gives no scan (``load_audio`` salvages it)."""
+    from demixstudio.audio.io import read_spans, scan_energies
+
+    x = (0.1 * rng.standard_normal((50000, 2))).astype(np.float32)
+    x[:21500] = 0.0  # silence, then sound from the middle of the 22nd block of 1000
+    path = tmp_path / "x.wav"
+    sf.write(path, x, 8000, subtype="FLOAT")
+    scan = scan_energies(path, step=1000)
+    assert (scan.sr, scan.channels, scan.frames, scan.energies.size) == (8000, 2, 50000, 50)
+    exact = np.square(x.astype(np.float64)).reshape(50, 1000, 2).sum(axis=(1, 2))
+    np.testing.assert_allclose(scan.energies, exact, rtol=1e-4)
+    # Stretches of 5300 frames: the fourth (15900-21200) is silent though its last
+    # block (21000-22000) reaches into the sound; the fifth (21200-26500) holds blocks
+    # 22-25 wholly.
+    e = scan.stretches(5300, 9)
+    assert e[:4].tolist() == [0.0, 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(e[4], exact[22:26].sum(), rtol=1e-4)
+    np.testing.assert_allclose(e[8], exact[43:47].sum(), rtol=1e-4)  # 42400-47700
+    spans = [(21500, 30000), (100, 200), (49000, 50000)]
+    for (a, b), got in zip(spans, read_spans(path, spans)):
+        np.testing.assert_array_equal(got, x[a:b].T)
+    flac = tmp_path / "x.flac"
+    sf.write(flac, x, 8000)
+    data = flac.read_bytes()
+    flac.write_bytes(data[:len(data) // 2])
+    assert scan_energies(flac) is None
+
+
 @pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
 def test_an_ogg_file_cut_short_is_read_and_said(tmp_path, rng, subtype):
     """An Ogg header announces no length and libsndfile reads to the last whole

@@ -313,7 +313,8 @@ def test_example_files_are_read_off_the_gui_thread_in_turn(qtbot, separated, tmp
     """The file dialog's example files are decoded in a worker thread (an hour of
     stereo took 5-9 s, the window frozen), one after another, each for the target
     and kind chosen when it was asked for; an unreadable one is reported and adds
-    nothing, and the next one still loads."""
+    nothing, and the next one still loads. A long one is sampled as it is read, and
+    its entry says so."""
     import soundfile as sf
 
     from demixstudio.gui import method_panel
@@ -325,13 +326,13 @@ def test_example_files_are_read_off_the_gui_thread_in_turn(qtbot, separated, tmp
     panel.set_session(s)
     panel.select_method("nmf-supervised")
     threads = []
-    read = method_panel.load_audio
+    read = method_panel.load_recording
 
-    def reading(path, **kw):
+    def reading(path, *args, **kw):
         threads.append(threading.current_thread())
-        return read(path, **kw)
+        return read(path, *args, **kw)
 
-    monkeypatch.setattr(method_panel, "load_audio", reading)
+    monkeypatch.setattr(method_panel, "load_recording", reading)
     ex = tmp_path / "example.wav"
     sf.write(str(ex), s.mixture[0, :SR], SR)
     bad = tmp_path / "broken.wav"
@@ -352,6 +353,16 @@ def test_example_files_are_read_off_the_gui_thread_in_turn(qtbot, separated, tmp
     assert len(errors) == 1 and "broken.wav" in errors[0], errors
     assert not panel.loading_note.isVisible()
     assert list(panel.hints().examples) == ["voice", "noise"]
+    # A file longer than two minutes is sampled as it is read, and the list says so.
+    long = tmp_path / "long.wav"
+    sf.write(str(long), np.tile(s.mixture[0], int(150 * SR / s.mixture.shape[1]) + 1), SR)
+    panel.load_example_file(str(long))
+    qtbot.waitUntil(lambda: not panel.loading_examples, timeout=20000)
+    hint = panel.examples[-1][2]
+    assert hint.whole_s > 150 and hint.audio.shape[1] <= 120 * SR and hint.joins
+    assert panel.example_list.item(2).text().startswith("noise ← example: long.wav (120 s "
+                                                        "sampled from 2:3"), \
+        panel.example_list.item(2).text()
 
 
 def test_method_panel_shows_only_the_hints_the_method_reads(qtbot, separated, tmp_path):

@@ -389,7 +389,7 @@ def test_example_spans_sample_long_recordings_evenly():
     about the limit, each in proportion to its duration, in excerpts spread over the
     whole recording (the first in its first part, the last in its last), at the
     recording's own rate."""
-    from demixstudio.separation.nmf.spectra import EXCERPT_S, example_spans
+    from demixstudio.separation.excerpts import EXCERPT_S, example_spans
 
     assert example_spans([80000, 44100], [16000, 44100], 10.0) == [[(0, 80000)], [(0, 44100)]]
     rates = [44100, 16000, 48000]
@@ -410,7 +410,7 @@ def test_example_spans_are_taken_where_the_recording_has_sound():
     """A long example that is mostly silence (an isolated vocal track between its
     phrases) is sampled where it has sound: all of its sounding stretches when they
     hold less than the share, and never a silent one."""
-    from demixstudio.separation.nmf.spectra import EXCERPT_S, example_spans
+    from demixstudio.separation.excerpts import EXCERPT_S, example_spans
 
     sr = nc.SR
     _, speech = _test_and_example()  # 5 s of speech
@@ -427,12 +427,102 @@ def test_example_spans_are_taken_where_the_recording_has_sound():
     assert all(abs((b - a) / sr - EXCERPT_S) < 1 for a, b in spans)
 
 
+def _long_track(sr, minutes=10, starts=(100, 105, 300, 305, 500)):
+    """``minutes`` of silence at ``sr`` with 5 s of speech at each of ``starts`` (s):
+    float32 (1, samples), and the speech's (start, stop) samples."""
+    _, speech = _test_and_example()
+    speech = speech[:, :5 * nc.SR]
+    if sr != nc.SR:
+        from demixstudio.audio.io import resample
+        speech = resample(speech, nc.SR, sr)
+    track = np.zeros((1, minutes * 60 * sr), np.float32)
+    for start in starts:
+        track[:, start * sr:start * sr + speech.shape[1]] = speech
+    return track, [(t * sr, t * sr + speech.shape[1]) for t in starts]
+
+
+def test_long_example_file_is_sampled_as_it_is_read(tmp_path):
+    """A recording file longer than ``MAX_EXAMPLE_S`` is sampled as it is read: the
+    hint holds exactly the excerpts the in-memory sampling would take of the whole
+    file (every one where the file has sound), each marked apart by ``joins`` so the
+    analysis never frames across one; ``whole_s`` keeps the file's duration. At
+    another rate each excerpt is resampled on its own. Short files are read whole."""
+    import soundfile as sf
+
+    from demixstudio.separation import excerpts
+    from demixstudio.separation.hintfiles import load_recording
+    from demixstudio.separation.nmf.spectra import example_signals
+
+    sr = nc.SR
+    track, speech = _long_track(sr)
+    path = tmp_path / "vocal_track.wav"
+    sf.write(path, track[0], sr, subtype="FLOAT")
+    hint = load_recording(path)
+    spans = excerpts.example_spans([track.shape[1]], [sr], audio=[track])[0]
+    assert hint.whole_s == pytest.approx(600.0) and hint.sr == sr
+    assert len(hint.joins) == len(spans) - 1 >= 2
+    pieces = hint.pieces()
+    assert [p.shape[1] for p in pieces] == [b - a for a, b in spans]
+    for p, (a, b) in zip(pieces, spans):
+        np.testing.assert_array_equal(p, track[:, a:b])
+        assert any(a < s1 and s0 < b for s0, s1 in speech)  # sound in every excerpt
+    assert len(list(example_signals([hint], sr, "the example"))) == len(pieces)
+    # At the mixture's rate of 44.1 kHz, each excerpt resampled apart.
+    up = load_recording(path, 44100)
+    assert up.sr == 44100 and len(up.pieces()) == len(pieces)
+    for p, q in zip(pieces, up.pieces()):
+        assert abs(q.shape[1] - p.shape[1] * 44100 / sr) <= 1
+    # A file within the limit is read whole, as before.
+    short = tmp_path / "short.wav"
+    sf.write(short, track[0, :60 * sr], sr, subtype="FLOAT")
+    whole = load_recording(short)
+    assert whole.joins == () and whole.whole_s is None and whole.audio.shape == (1, 60 * sr)
+
+
+def test_long_example_file_cut_short_or_with_nan(tmp_path):
+    """A long file cut short is sampled within what can be read, and said in
+    ``load_audio``'s words (a FLAC that stops decoding is salvaged whole, as
+    ``load_audio`` does); one with a NaN anywhere is refused, as ``load_audio``
+    refuses it, though the sample would not reach it."""
+    import soundfile as sf
+
+    from demixstudio.errors import AudioFormatError
+    from demixstudio.separation.hintfiles import load_recording
+
+    sr = nc.SR
+    track, _ = _long_track(sr, minutes=4, starts=(20, 100, 200))
+    path = tmp_path / "cut.wav"
+    sf.write(path, track[0], sr, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 3 // 4])  # the last minute lost
+    told = []
+    hint = load_recording(path, on_warning=told.append)
+    assert len(told) == 1 and "cut short" in told[0], told
+    assert hint.whole_s == pytest.approx(180.0, abs=0.01)
+    assert hint.audio.shape[1] <= 120 * sr and hint.joins
+    # A FLAC cut short stops decoding: it is read as load_audio salvages it, whole.
+    flac = tmp_path / "cut.flac"
+    sf.write(flac, track[0], sr)
+    data = flac.read_bytes()
+    flac.write_bytes(data[:len(data) * 3 // 4])
+    told.clear()
+    hint = load_recording(flac, on_warning=told.append)
+    assert len(told) == 1 and "cut short" in told[0], told
+    assert hint.joins == () and hint.audio.shape[1] > 120 * sr
+    nan = track.copy()
+    nan[0, 230 * sr] = np.nan
+    sf.write(tmp_path / "nan.wav", nan[0], sr, subtype="FLOAT")
+    with pytest.raises(AudioFormatError, match="NaN"):
+        load_recording(tmp_path / "nan.wav")
+
+
 def test_supervised_samples_examples_longer_than_the_limit(cases, monkeypatch):
     """Examples longer together than ``MAX_EXAMPLE_S`` are sampled before their
     magnitudes are made: each dictionary sees no more frames than the limit holds
     (before, 30-minute examples of 44.1 kHz stereo took 7.4 GB; see
-    ``spectra.MAX_EXAMPLE_S``), and the separation still passes the threshold of
+    ``excerpts.MAX_EXAMPLE_S``), and the separation still passes the threshold of
     the examples as they are."""
+    from demixstudio.separation import excerpts
     from demixstudio.separation.nmf import spectra
 
     frames = []
@@ -443,7 +533,7 @@ def test_supervised_samples_examples_longer_than_the_limit(cases, monkeypatch):
         return learn(V, rank, ctx, **kw)
 
     monkeypatch.setattr(spectra, "learn_dictionary", recording)
-    monkeypatch.setattr(spectra, "MAX_EXAMPLE_S", 4.0)
+    monkeypatch.setattr(excerpts, "MAX_EXAMPLE_S", 4.0)
     case = cases["voice+bass"]
     cfg = StftConfig.for_rate(case.sr)
     # Each example eight times over (48 s): twelve times what the limit lets through.

@@ -32,11 +32,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
-from demixstudio.audio.io import load_audio
 from demixstudio.errors import DemixError, ParameterError
 from demixstudio.gui.drops import accept_files, local_files
 from demixstudio.gui.worker import JobRunner
 from demixstudio.separation.base import AudioHint, Hints, ParamSpec, make_params, param_specs
+from demixstudio.separation.hintfiles import load_recording
 from demixstudio.separation.registry import available, get_method
 from demixstudio.session.session import provenance_params
 
@@ -288,6 +288,17 @@ class ParamForm(QWidget):
                 w.setValue(float(v))
             elif isinstance(w, QLineEdit):
                 w.setText(_tuple_text(v))
+
+
+def recording_length(hint: AudioHint) -> str:
+    """How long a recording in the list is: "12.0 s", or for a long file sampled as
+    it was read, "120 s sampled from 1:00:00"."""
+    secs = hint.audio.shape[1] / hint.sr
+    if hint.whole_s is None:
+        return f"{secs:.1f} s"
+    whole = int(round(hint.whole_s))
+    h, m, sec = whole // 3600, whole // 60 % 60, whole % 60
+    return f"{secs:.0f} s sampled from " + (f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}")
 
 
 class MethodPanel(QWidget):
@@ -677,9 +688,8 @@ class MethodPanel(QWidget):
             if RECORDING_KINDS[kind] not in self.shown_hints:
                 others[kind] = others.get(kind, 0) + 1
                 continue
-            secs = hint.audio.shape[1] / hint.sr
             label = Path(hint.source).name if hint.source else "recording"
-            item = QListWidgetItem(f"{target} ← {kind}: {label} ({secs:.1f} s)")
+            item = QListWidgetItem(f"{target} ← {kind}: {label} ({recording_length(hint)})")
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.example_list.addItem(item)
         kept = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in others.items())
@@ -695,28 +705,27 @@ class MethodPanel(QWidget):
     def add_example_file(self, path: str, target: Optional[str] = None) -> None:
         """Read ``path`` and add it as a recording of ``target`` (default: the chosen
         target), now, on this thread; errors are raised (``DemixError``)."""
-        self._add_read(path, target or self.target_name(), self.file_kind,
+        self._add_read(target or self.target_name(), self.file_kind,
                        self._read(path, self.session.sr if self.session is not None else None))
 
     @staticmethod
-    def _read(path: str, sr: Optional[int]) -> Tuple[np.ndarray, int, List[str]]:
-        """``path`` read at ``sr``: (audio, rate, sentences for the user: a file cut
-        short is added for what it holds, and said)."""
+    def _read(path: str, sr: Optional[int]) -> Tuple[AudioHint, List[str]]:
+        """``path`` read at ``sr`` (a long one sampled: ``load_recording``):
+        (the recording, sentences for the user: a file cut short is added for what it
+        holds, and said)."""
         told: List[str] = []
-        audio, rate = load_audio(path, sr=sr, on_warning=told.append)
-        return audio, rate, told
+        return load_recording(path, sr, on_warning=told.append), told
 
-    def _add_read(self, path: str, target: str, kind: str,
-                  read: Tuple[np.ndarray, int, List[str]]) -> None:
-        audio, rate, told = read
-        self.add_example_audio(target, AudioHint(audio, rate, str(path)), kind)
+    def _add_read(self, target: str, kind: str, read: Tuple[AudioHint, List[str]]) -> None:
+        hint, told = read
+        self.add_example_audio(target, hint, kind)
         for text in told:
             self.notice.emit(text)
 
     def load_example_file(self, path: str, target: Optional[str] = None) -> None:
         """:meth:`add_example_file` off the GUI thread, so the window stays live while a
-        long recording is decoded and resampled (an hour of 44.1 kHz stereo WAV: 5 s,
-        9 s resampled to 16 kHz). Files asked for while one loads are read in turn;
+        long recording is read (an hour of 44.1 kHz stereo WAV, which is sampled as it
+        is read: ``load_recording``). Files asked for while one loads are read in turn;
         each keeps the target and kind chosen when it was asked for. A file that
         cannot be read is reported by ``error`` and adds nothing; each one added is
         reported by ``exampleLoaded``."""
@@ -747,7 +756,7 @@ class MethodPanel(QWidget):
         sr = self.session.sr if self.session is not None else None
 
         def apply(read):
-            self._add_read(path, target, kind, read)
+            self._add_read(target, kind, read)
             self.exampleLoaded.emit(path)
 
         self._reading = Path(path).name

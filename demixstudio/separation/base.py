@@ -432,11 +432,27 @@ def _axis_weights(src: np.ndarray, dst: np.ndarray, step: float
 
 @dataclass
 class AudioHint:
-    """An example recording: ``audio`` float32 (channels, samples) at ``sr`` Hz."""
+    """An example recording: ``audio`` float32 (channels, samples) at ``sr`` Hz.
+
+    When ``audio`` holds excerpts of a longer recording (a long file sampled as it
+    was read: ``hintfiles.load_recording``), ``joins`` are the samples at which each
+    excerpt after the first starts, and ``whole_s`` is the whole recording's
+    duration (s). The excerpts are analysed apart: no frame spans a join."""
 
     audio: np.ndarray
     sr: int
     source: str = ""  # where it came from (a path), for provenance
+    joins: Tuple[int, ...] = ()
+    whole_s: Optional[float] = None
+
+    def pieces(self) -> List[np.ndarray]:
+        """The excerpts ``audio`` holds, as views split at ``joins`` (``[audio]`` when
+        it holds a whole recording, or is not (channels, samples))."""
+        a = np.asarray(self.audio)
+        if a.ndim != 2 or not self.joins:
+            return [a]
+        edges = [0, *(int(j) for j in self.joins), a.shape[1]]
+        return [a[:, t0:t1] for t0, t1 in zip(edges, edges[1:])]
 
 
 @dataclass

@@ -12,14 +12,17 @@ that grid: see ``PaintHint.on_grid``).
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Tuple
 
 import numpy as np
 
-from demixstudio.audio.io import load_audio
+from demixstudio.audio.io import (ENERGY_STEP, audio_info, load_audio, read_spans, resample,
+                                  scan_energies)
 from demixstudio.errors import ParameterError
+from demixstudio.separation import excerpts
 from demixstudio.separation.base import AudioHint, Hints, PaintHint
 
 KINDS = ("example", "hum", "paint")
@@ -95,9 +98,44 @@ def _npz_arrays(path: Path) -> dict:
     return out
 
 
+def load_recording(path: os.PathLike | str, sr: Optional[int] = None,
+                   on_warning: Optional[Callable[[str], None]] = None) -> AudioHint:
+    """An example or hum file as an ``AudioHint`` at ``sr`` (None: the file's rate).
+
+    A file longer than ``excerpts.MAX_EXAMPLE_S`` is sampled as it is read: one pass
+    measures where it has sound, and only the excerpts the methods would analyse
+    (``excerpts.example_spans``) are decoded and resampled, each on its own
+    (``AudioHint.joins``). An hour of 44.1 kHz stereo then costs a few MB and not
+    1.3 GB. Errors and ``on_warning`` are those of ``load_audio``; a file that stops
+    decoding before its end is read whole, as ``load_audio`` salvages it."""
+    info = audio_info(path)
+    if info.frames <= excerpts.MAX_EXAMPLE_S * info.sr:
+        audio, rate = load_audio(path, sr=sr, on_warning=on_warning)
+        return AudioHint(audio, rate, str(path))
+    # Blocks of at most a sixteenth of the shortest excerpt, so that even at a low
+    # rate each excerpt-long stretch holds whole blocks to measure.
+    step = min(ENERGY_STEP, max(1, int(excerpts.MIN_EXCERPT_S * info.sr) // 16))
+    scan = scan_energies(path, step=step, on_warning=on_warning)
+    if scan is None:
+        audio, rate = load_audio(path, sr=sr, on_warning=on_warning)
+        return AudioHint(audio, rate, str(path))
+    spans = excerpts.example_spans([scan.frames], [scan.sr], audio=[scan.stretches])[0]
+    pieces = read_spans(path, spans)
+    if not pieces:  # nothing where the pass read audio: a file that changed since?
+        audio, rate = load_audio(path, sr=sr, on_warning=on_warning)
+        return AudioHint(audio, rate, str(path))
+    rate = scan.sr if sr is None else int(sr)
+    if rate != scan.sr:
+        pieces = [resample(p, scan.sr, rate) for p in pieces]
+    joins = tuple(int(j) for j in np.cumsum([p.shape[1] for p in pieces[:-1]]))
+    return AudioHint(np.concatenate(pieces, axis=1), rate, str(path), joins=joins,
+                     whole_s=scan.frames / scan.sr)
+
+
 def load_hints(specs: Iterable[str], sr: int,
                on_warning: Optional[Callable[[str], None]] = None) -> Hints:
-    """Build ``Hints`` from ``KIND:TARGET=FILE`` specs; audio is resampled to ``sr``.
+    """Build ``Hints`` from ``KIND:TARGET=FILE`` specs; audio is resampled to ``sr``
+    (a long recording is sampled as it is read: :func:`load_recording`).
 
     ``on_warning`` hears of a recording that is read but not whole (cut short:
     see ``load_audio``), which is then used for what it holds; without it such a
@@ -110,9 +148,8 @@ def load_hints(specs: Iterable[str], sr: int,
                 raise ParameterError(f"two paint hints for {target!r}; give one file per target")
             hints.paint[target] = load_paint(path)
         else:
-            audio, _ = load_audio(path, sr=sr, on_warning=on_warning)
             bucket = hints.examples if kind == "example" else hints.hums
-            bucket.setdefault(target, []).append(AudioHint(audio, sr, str(path)))
+            bucket.setdefault(target, []).append(load_recording(path, sr, on_warning))
     return hints
 
 

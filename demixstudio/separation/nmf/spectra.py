@@ -15,13 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from demixstudio.audio.io import energy as sum_of_squares
 from demixstudio.audio.io import resample
 from demixstudio.audio.stft import StftConfig, iter_stft_blocks, stft
 from demixstudio.errors import ParameterError
 from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import AudioHint
+from demixstudio.separation.excerpts import example_spans
 from demixstudio.separation.nmf import engine
 
 #: Magnitudes are floored at this, relative to the mean, so KL/IS ratios stay finite.
@@ -77,94 +77,23 @@ def floor_magnitude(V: np.ndarray) -> float:
     return eps
 
 
-#: Of one source's example recordings (or hums), at most this much is analysed
-#: (seconds, all of them together). A dictionary of a few dozen templates is well
-#: determined by two minutes of frames (7500 at 16 kHz, 10300 at 44.1 kHz), and every
-#: step after it (the magnitudes, three-frame patches, the dictionary's fit, the hum's
-#: joint fit) grows with the length. On a minute of 44.1 kHz stereo with an example of
-#: each of two sources, ``nmf-supervised`` took 83 s and 2.5 GB above the memory at
-#: the call with 10-minute examples, 210 s and 7.4 GB with 30-minute ones; sampled,
-#: 34 s and 1.2–1.3 GB with 10- to 60-minute ones (2026-11-25). Longer examples are
-#: sampled, not cut, so the dictionary sees the whole recording's variety, and the
-#: sample is taken where they have sound (see :func:`example_spans`).
-MAX_EXAMPLE_S = 120.0
-#: The sample of a longer example is made of excerpts of about this length
-#: (seconds), spread evenly over each recording's stretches with sound.
-EXCERPT_S = 10.0
-#: ... and no recording contributes an excerpt shorter than this (seconds), however
-#: many there are.
-MIN_EXCERPT_S = 2.0
-#: An excerpt-long stretch more than this far (dB) under the recording's loudest has
-#: no sound worth sampling: an isolated vocal track of a song is mostly silence or
-#: bleed between the phrases.
-SOUND_DB = 40.0
-
-
-def example_spans(lengths: Sequence[int], rates: Sequence[float],
-                  limit_s: float | None = None,
-                  audio: Sequence[np.ndarray] | None = None) -> list[list[tuple[int, int]]]:
-    """Which samples of each recording to analyse: for recordings of ``lengths``
-    samples at ``rates`` (Hz), a list per recording of ``(start, stop)`` spans in
-    its own samples.
-
-    When all of them together last at most ``limit_s`` (None:
-    :data:`MAX_EXAMPLE_S`), each is whole. Otherwise each recording gets a share of
-    ``limit_s`` in proportion to its duration (at least :data:`MIN_EXCERPT_S`, or
-    all of it when shorter), taken as excerpts of about :data:`EXCERPT_S`: the
-    recording is cut into excerpt-long stretches and those at the middles of equal
-    parts are taken, a sample spread over the whole recording. With ``audio`` (each
-    recording, (channels, samples)), only stretches with sound (within
-    :data:`SOUND_DB` of the loudest) are candidates, and when there are fewer of
-    those than the share holds, all of them are taken."""
-    limit_s = MAX_EXAMPLE_S if limit_s is None else float(limit_s)
-    seconds = [n / float(r) for n, r in zip(lengths, rates)]
-    total = sum(seconds)
-    if total <= limit_s:
-        return [[(0, int(n))] for n in lengths]
-    out = []
-    for i, (n, r, d) in enumerate(zip(lengths, rates, seconds)):
-        share = min(d, max(limit_s * d / total, MIN_EXCERPT_S))
-        count = max(1, int(round(share / EXCERPT_S)))
-        size = max(1, int(share / count * r))
-        slots = max(1, int(n) // size)
-        candidates = np.arange(slots)
-        if audio is not None and np.ndim(audio[i]) == 2 and slots > count:
-            candidates = _with_sound(audio[i], size, slots)
-        if candidates.size > count:
-            candidates = candidates[((np.arange(count) + 0.5) * candidates.size
-                                     / count).astype(int)]
-        out.append([(int(k) * size, min(int(k) * size + size, int(n))) for k in candidates])
-    return out
-
-
-def _with_sound(a: np.ndarray, size: int, slots: int) -> np.ndarray:
-    """Indices of the ``slots`` consecutive ``size``-sample stretches of ``a``
-    (channels, samples) within :data:`SOUND_DB` of the loudest (all of them when none
-    has any energy, or the energies are not finite)."""
-    energy = np.array([sum_of_squares(a[:, k * size:(k + 1) * size]) for k in range(slots)])
-    loudest = energy.max()
-    if not np.isfinite(loudest) or loudest <= 0.0:
-        return np.arange(slots)
-    return np.flatnonzero(energy > loudest * 10.0 ** (-SOUND_DB / 10.0))
-
-
 def example_signals(hints: Sequence[AudioHint], sr: int, what: str,
                     limit_s: float | None = None):
     """Each example recording, checked, as float32 (channels, samples) at ``sr`` (a
     generator). Recordings longer together than ``limit_s`` (None:
-    :data:`MAX_EXAMPLE_S`) are sampled first (at their own rate, so nothing beyond
-    the sample is resampled or copied), and each excerpt comes as a recording of its
-    own (:func:`example_spans`)."""
-    audio = []
+    ``excerpts.MAX_EXAMPLE_S``) are sampled first (at their own rate, so nothing
+    beyond the sample is resampled or copied), and each excerpt comes as a recording
+    of its own (``excerpts.example_spans``), as does each excerpt of a recording
+    sampled when it was read (``AudioHint.joins``)."""
+    pieces = []
     for h in hints:
         if not h.sr > 0:
             raise ParameterError(" ".join(filter(None, [what, h.source]))
                                  + f" has no valid sample rate ({h.sr})")
-        a = np.asarray(h.audio)
-        audio.append(a[None] if a.ndim == 1 else a)
-    spans = example_spans([a.shape[-1] if a.ndim else 0 for a in audio],
-                          [float(h.sr) for h in hints], limit_s, audio)
-    for a, h, parts in zip(audio, hints, spans):
+        pieces += [(a[None] if a.ndim == 1 else a, h) for a in h.pieces()]
+    spans = example_spans([a.shape[-1] if a.ndim else 0 for a, _ in pieces],
+                          [float(h.sr) for _, h in pieces], limit_s, [a for a, _ in pieces])
+    for (a, h), parts in zip(pieces, spans):
         for t0, t1 in parts:
             x = np.asarray(a[:, t0:t1], dtype=np.float32) if a.ndim == 2 else a
             if x.ndim != 2 or x.shape[1] == 0 or not np.isfinite(x).all():
