@@ -1327,3 +1327,26 @@ def test_hints_that_end_far_under_the_mixture_get_a_note(cases):
         assert f"{voice!r}: nothing above 3." in note and "other layers" in note, (name, note)
     ok = _run("nmf-supervised", case, Hints(examples={voice: [full], **other}), max_iter=20)
     assert "note" not in ok[0].extra
+
+
+def test_hum_samples_the_mixture_once(cases, monkeypatch):
+    """The hum's pitch search, its balance and the short-band note look at one sample
+    of the mixture's frames (``Mixture.frame_sample``), taken once."""
+    from demixstudio.audio.io import resample
+    from demixstudio.separation.nmf import transposition
+
+    taken = []
+    sample = transposition.sample_frames
+
+    def counting(blocks, limit=transposition.SAMPLE_FRAMES):
+        if limit == transposition.SAMPLE_FRAMES:
+            taken.append(sum(b.shape[1] for b in blocks))
+        return sample(blocks, limit)
+
+    monkeypatch.setattr(transposition, "sample_frames", counting)
+    case = cases["voice+bass"]
+    voice = case.names[0]
+    phone = AudioHint(resample(case.examples[voice], case.sr, 8000), 8000)
+    note = _run("nmf-hum", case, Hints(hums={voice: [phone]}), equalize=True,
+                max_iter=20)[0].extra["note"]
+    assert "nothing above 3." in note and len(taken) == 1, (taken, note)

@@ -4,7 +4,7 @@ learned from hints, the fit-then-mask ending."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -128,10 +128,20 @@ class Mixture:
     program_frames: int = 0
     step: int = 1
 
+    _sample: np.ndarray | None = field(default=None, repr=False, compare=False)
+
     @property
     def grid(self) -> dict:
         """``spectra.group_masks``' arguments that put the masks on the program's grid."""
         return {"step": self.step, "out_frames": self.program_frames or self.frames}
+
+    def frame_sample(self) -> np.ndarray:
+        """A sample of ``V``'s frames, float32 (bins, ≤ ``transposition.SAMPLE_FRAMES``)
+        (``transposition.sample_frames``), taken once: the hum's pitch search and
+        balance and the short-band notes all look at it."""
+        if self._sample is None:
+            self._sample = transposition.sample_frames(self.V)
+        return self._sample
 
 
 #: The longest analysis window :func:`analysis_config` gives (samples).
@@ -257,7 +267,7 @@ def short_band_notes(tops: dict[str, float], m: Mixture, sr: int, what: str) -> 
     freqs = m.cfg.bin_freqs(sr)
     if all(top >= spectra.SHORT_BAND * freqs[-1] for top in tops.values()):
         return []
-    mixture_top = spectra.spectrum_top(transposition.sample_frames(m.V), freqs)
+    mixture_top = spectra.spectrum_top(m.frame_sample(), freqs)
     notes = (spectra.short_band_note(top, mixture_top, f"the {what}", t)
              for t, top in tops.items())
     return [note for note in notes if note]

@@ -264,8 +264,7 @@ class HumNMF(Method):
         hums = {t: spectra.example_magnitude(h, sr, m.cfg, f"the hum of {t!r}")
                 for t, h in hints.hums.items() if h}
         # The pitch search and the balance both look at a sample of the mixture's frames.
-        sample = (transposition.sample_frames(m.V)
-                  if params.transpose_search or params.equalize else None)
+        sample = m.frame_sample() if params.transpose_search or params.equalize else None
         moves = self._transpositions(hums, m, params, ctx, sr, sample)
         hums = {t: spectra.transpose_magnitude(V, moves[t]) if moves[t] else V
                 for t, V in hums.items()}
