@@ -500,6 +500,12 @@ def test_long_example_file_cut_short_or_with_nan(tmp_path):
     assert len(told) == 1 and "cut short" in told[0], told
     assert hint.whole_s == pytest.approx(180.0, abs=0.01)
     assert hint.audio.shape[1] <= 120 * sr and hint.joins
+    # Cut to within the limit: whole after all.
+    path.write_bytes(data[:len(data) // 3])
+    told.clear()
+    hint = load_recording(path, on_warning=told.append)
+    assert len(told) == 1 and hint.whole_s is None and hint.joins == ()
+    assert hint.audio.shape[1] == pytest.approx(80 * sr, abs=40)  # less the header
     # A FLAC cut short stops decoding: it is read as load_audio salvages it, whole.
     flac = tmp_path / "cut.flac"
     sf.write(flac, track[0], sr)

@@ -105,31 +105,34 @@ def load_recording(path: os.PathLike | str, sr: Optional[int] = None,
     A file longer than ``excerpts.MAX_EXAMPLE_S`` is sampled as it is read: one pass
     measures where it has sound, and only the excerpts the methods would analyse
     (``excerpts.example_spans``) are decoded and resampled, each on its own
-    (``AudioHint.joins``). An hour of 44.1 kHz stereo then costs a few MB and not
-    1.3 GB. Errors and ``on_warning`` are those of ``load_audio``; a file that stops
-    decoding before its end is read whole, as ``load_audio`` salvages it."""
-    info = audio_info(path)
-    if info.frames <= excerpts.MAX_EXAMPLE_S * info.sr:
+    (``AudioHint.joins``). An hour of 44.1 kHz stereo then costs 60–90 MB, not
+    1.2–1.9 GB. Errors and ``on_warning`` are those of ``load_audio``; a file that
+    stops decoding before its end is read whole, as ``load_audio`` salvages it."""
+    def whole() -> AudioHint:
         audio, rate = load_audio(path, sr=sr, on_warning=on_warning)
         return AudioHint(audio, rate, str(path))
+
+    info = audio_info(path)
+    if info.frames <= excerpts.MAX_EXAMPLE_S * info.sr:
+        return whole()
     # Blocks of at most a sixteenth of the shortest excerpt, so that even at a low
     # rate each excerpt-long stretch holds whole blocks to measure.
     step = min(ENERGY_STEP, max(1, int(excerpts.MIN_EXCERPT_S * info.sr) // 16))
     scan = scan_energies(path, step=step, on_warning=on_warning)
     if scan is None:
-        audio, rate = load_audio(path, sr=sr, on_warning=on_warning)
-        return AudioHint(audio, rate, str(path))
+        return whole()
     spans = excerpts.example_spans([scan.frames], [scan.sr], audio=[scan.stretches])[0]
     pieces = read_spans(path, spans)
     if not pieces:  # nothing where the pass read audio: a file that changed since?
-        audio, rate = load_audio(path, sr=sr, on_warning=on_warning)
-        return AudioHint(audio, rate, str(path))
+        return whole()
     rate = scan.sr if sr is None else int(sr)
     if rate != scan.sr:
         pieces = [resample(p, scan.sr, rate) for p in pieces]
     joins = tuple(int(j) for j in np.cumsum([p.shape[1] for p in pieces[:-1]]))
+    # A file cut short to within the limit is whole after all.
+    sampled = sum(b - a for a, b in spans) < scan.frames
     return AudioHint(np.concatenate(pieces, axis=1), rate, str(path), joins=joins,
-                     whole_s=scan.frames / scan.sr)
+                     whole_s=scan.frames / scan.sr if sampled else None)
 
 
 def load_hints(specs: Iterable[str], sr: int,
