@@ -616,8 +616,6 @@ def test_a_hum_weighs_against_the_whole_mixture_however_long_either_is(cases):
     off it (measured with each 16 kHz set's mixtures repeated 8 times, seeds 0-2
     pooled: 7.08 / 3.54 / 8.77 / 4.59 dB median weighted per frame against 7.22 /
     4.45 / 11.93 / 5.59 weighted whole, 7.32 / 3.98 / 11.49 / 7.18 unrepeated)."""
-    import torch
-
     from demixstudio.separation.nmf import common
     from demixstudio.separation.nmf.hum import HumNMF
 
