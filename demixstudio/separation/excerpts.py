@@ -74,8 +74,9 @@ def example_spans(lengths: Sequence[int], rates: Sequence[float],
         size = max(1, int(share / count * r))
         slots = max(1, int(n) // size)
         candidates = np.arange(slots)
-        energies = _energies(audio[i], size, slots) if audio is not None else None
-        if energies is not None and slots > count:
+        energies = (_energies(audio[i], size, slots)
+                    if audio is not None and slots > count else None)
+        if energies is not None:
             candidates = with_sound(energies)
         if candidates.size > count:
             candidates = candidates[((np.arange(count) + 0.5) * candidates.size
