@@ -152,21 +152,35 @@ def iter_stft_blocks(x: np.ndarray, cfg: StftConfig, block: int = BLOCK
         yield t0, stft_frames(x, cfg, t0, min(nfr, t0 + block))
 
 
-def stft(x: np.ndarray, cfg: StftConfig = StftConfig(), *, block: int = BLOCK) -> np.ndarray:
+#: Frames :func:`stft` transforms at a time. Its blocks are transposed into the
+#: (channels, bins, frames) layout, and 128 frames of that stay in cache: 1.6× faster
+#: than 2048 (a warm minute of 44.1 kHz stereo, 2026-11-25); the values are the same.
+STFT_BLOCK = 128
+
+
+def stft(x: np.ndarray, cfg: StftConfig = StftConfig(), *, block: int = STFT_BLOCK,
+         out: Optional[np.ndarray] = None) -> np.ndarray:
     """Short-time Fourier transform.
 
     Parameters
     ----------
     x : np.ndarray [shape=(channels, samples)], real
     cfg : StftConfig
+    out : complex64 (channels, bins, frames) to write into (a loop that transforms
+        signals of one length again and again reuses it, rather than have a large
+        array allocated and its pages faulted in each time)
 
     Returns
     -------
-    X : np.ndarray [shape=(channels, bins, frames), dtype=complex64]
+    X : np.ndarray [shape=(channels, bins, frames), dtype=complex64] (``out`` if given)
     """
     x = _as_signal(x)
     c, n = x.shape
-    out = np.empty((c, cfg.bins, cfg.frames(n)), dtype=np.complex64)
+    shape = (c, cfg.bins, cfg.frames(n))
+    if out is None:
+        out = np.empty(shape, dtype=np.complex64)
+    elif out.shape != shape or out.dtype != np.complex64:
+        raise ValueError(f"out is {out.dtype} {out.shape}; stft needs complex64 {shape}")
     for t0, X in iter_stft_blocks(x, cfg, block):
         out[:, :, t0:t0 + X.shape[2]] = X
     return out
