@@ -677,7 +677,7 @@ def unread_hints_reason(method: Any, kinds: Sequence[str]) -> str:
     if "paint" in kinds:
         painters = [n for n in available() if "paint" in get_method(n).hint_kinds]
         if painters:
-            text += f"; to split a layer by paint, separate it with {' or '.join(painters)}"
+            text += f"; the methods that read paint are {' and '.join(painters)}"
     return text
 
 
