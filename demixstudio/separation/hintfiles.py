@@ -49,6 +49,11 @@ def load_paint(path: Path) -> PaintHint:
         hint = PaintHint(**_npz_arrays(path), source=str(path))
         hint.check()
         return hint
+    if path.suffix.lower() == ".npy":
+        # A bare mask has no time or frequency axis to put it on the method's grid.
+        raise ParameterError(f"paint hint {path}: a .npy holds one array; save the mask with "
+                             f"its axes as an NPZ (numpy.savez(FILE, mask=..., times=..., "
+                             f"freqs=...)) or give JSON rectangles")
     try:
         rects = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
