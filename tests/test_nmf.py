@@ -871,7 +871,7 @@ def test_repair_fits_only_what_it_fills():
     from demixstudio.separation.nmf.repair import Repair, fit_observed
 
     rng = np.random.default_rng(0)
-    F, T, K = 48, 90, 6
+    F, K = 48, 6
     W = torch.as_tensor(rng.random((F, K)) + 0.01, dtype=torch.float32)
     V = [torch.as_tensor(W.numpy() @ rng.random((K, n)) * 3 + 0.01, dtype=torch.float32)
          for n in (50, 40)]
