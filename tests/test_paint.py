@@ -287,7 +287,7 @@ def test_a_paint_file_that_is_no_npz_or_a_folder_says_so(tmp_path):
         load_paint(one)
     bare = tmp_path / "mask.npy"
     np.save(bare, np.ones((3, 4)))  # no axes to put it on a grid: not read as JSON either
-    with pytest.raises(ParameterError, match=r"a \.npy holds one array; save the mask with its axes"):
+    with pytest.raises(ParameterError, match=r"a \.npy holds one array; save the mask"):
         load_paint(bare)
     with pytest.raises(ParameterError, match=re.escape(f"paint hint {tmp_path}: is a folder")):
         load_paint(tmp_path)

@@ -28,8 +28,8 @@ of sound) is refused: :func:`check_found_band`. The output is one waveform layer
 the input plus what was filled); the session's residual then holds what was taken
 out less what was filled (mute it to hear the repair, or solo "repaired"). Only the
 stretches around frames with a missing bin are fitted and synthesised again
-(:func:`fit_observed`, :func:`fill_stretches`). A repaired layer far louder than the input gets a note
-(:func:`level_change_db`). An example that has nothing where the input is missing
+(:func:`fit_observed`, :func:`fill_stretches`). A repaired layer far louder than the
+input gets a note (:func:`level_change_db`). An example that has nothing where the input is missing
 (recorded at a lower rate) is refused, and one that lacks part of it gets a note
 (:func:`check_example_covers`).
 """
