@@ -967,13 +967,18 @@ def _l2_normalised_terms(W: torch.Tensor, num: torch.Tensor, den: torch.Tensor, 
             den + W * (num * W).sum(0, keepdim=True))
 
 
+def column_norms(W: torch.Tensor, l2: bool = False) -> torch.Tensor:
+    """The scale :func:`fit` divides each column of W by, float32 (K,): its sum, or its
+    L2 norm when the fit has an L1 penalty (``l2``); at least :data:`EPS`."""
+    return (W.norm(dim=0) if l2 else W.sum(0)).clamp_min(EPS)
+
+
 def _normalise(W: torch.Tensor, H: list[torch.Tensor], columns: torch.Tensor,
                l2: bool = False) -> None:
     """Scale the chosen W columns (bool mask (K,)) to unit sum (unit L2 norm if
     ``l2``) and H rows inversely. The model W H is unchanged.
     """
-    norm = W.norm(dim=0) if l2 else W.sum(0)
-    s = torch.where(columns, norm.clamp_min(EPS), torch.ones(W.shape[1], device=W.device))
+    s = torch.where(columns, column_norms(W, l2), torch.ones(W.shape[1], device=W.device))
     W.div_(s)
     col = s.reshape(-1, 1)
     for h in H:

@@ -793,12 +793,9 @@ def fit_observed(V: list[torch.Tensor], O: list[torch.Tensor], W: torch.Tensor,
                          message=message)
         return W, _fill_unobserved_frames(res.h_numpy(), has_data), res.iterations
 
-    def norms(A: torch.Tensor) -> torch.Tensor:
-        return (A.norm(dim=0) if l2 else A.sum(0)).clamp_min(engine.EPS)
-
-    full = norms(W)
+    full = engine.column_norms(W, l2)
     Wn = W / full
-    s = norms(Wn[rows])
+    s = engine.column_norms(Wn[rows], l2)
     Ws = Wn[rows] / s
     scale = (full * s).reshape(-1, 1)
     edges = np.cumsum([0] + [o.shape[1] for o in O])
