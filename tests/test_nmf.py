@@ -917,6 +917,32 @@ def test_repair_synthesises_only_around_what_it_fills():
     assert fill_stretches(np.ones(30, dtype=bool), 2, 4, 10) == [(0, 10), (10, 20), (20, 30)]
 
 
+def test_repair_phase_converges_faster_with_momentum(monkeypatch):
+    """The fill's phase: given a speaker's own magnitude outside 400–1600 Hz (a
+    consistent target), the default rounds of fast Griffin–Lim come closer to it
+    than twice as many plain ones."""
+    from demixstudio.separation.nmf import repair
+
+    sr = 16000
+    cfg = StftConfig.for_rate(sr)
+    x = nc.excerpt("speech_librispeech/5703-47212-0000.wav", (5, 8), sr).astype(np.float32)[None]
+    sos = butter(10, [400, 1600], btype="band", fs=sr, output="sos")
+    band = sosfiltfilt(sos, x).astype(np.float32)
+    target = np.abs(stft(x, cfg))[0]
+    freqs = cfg.bin_freqs(sr)
+    missing = np.repeat(((freqs < 400) | (freqs > 1600))[:, None], target.shape[1], axis=1)
+    rounds = repair.Repair.Params().phase_iter
+
+    def distance_db(momentum, iters):
+        monkeypatch.setattr(repair, "GL_MOMENTUM", momentum)
+        y = repair._griffin_lim(band, cfg, target, missing, iters, NullContext())
+        Y = stft(y, cfg)[0]
+        err = np.linalg.norm((np.abs(Y) - target)[missing]) / np.linalg.norm(target[missing])
+        return 20 * np.log10(err)
+
+    fast, plain = distance_db(0.99, rounds), distance_db(0.0, 2 * rounds)
+    assert fast < plain - 1.0 and fast < -15.0, (fast, plain)
+
 def test_bad_hints_are_refused(cases):
     from demixstudio.separation import PaintHint
 
