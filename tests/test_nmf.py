@@ -1255,6 +1255,39 @@ def test_repair_finds_the_band_where_the_ends_of_the_spectrum_are_near_silent(sr
                     else 0.7 * edges[1] <= hi <= 1.4 * edges[1]), (rel, kind, edges, lo, hi)
 
 
+def test_repair_finds_a_cut_band_in_an_input_that_starts_on_sound():
+    # A 3 s sung phrase starting mid-note, low-passed at 4 kHz: the step from the
+    # STFT's zero padding is a click in the first two frames, which carried the mean
+    # over the cut band (the band search found 0–8000 Hz). The level it reads leaves
+    # the frames that reach past the input's ends out, in one block or several.
+    import torch
+
+    from demixstudio.separation.nmf.repair import found_band, inner_level
+    from demixstudio.separation.nmf.spectra import example_magnitude
+
+    sr = 16000
+    cfg = StftConfig.for_rate(sr)
+    freqs = cfg.bin_freqs(sr)
+    rel = "solo_voice/singing-female.wav"
+    x = nc.excerpt(rel, (3.1, 6.2), sr).astype(np.float32)[None]
+    example = nc.excerpt(rel, (0.0, 3.1), sr).astype(np.float32)[None]
+    expected = example_magnitude([AudioHint(example, sr)], sr, cfg, "example").mean(1)
+    y = sosfiltfilt(butter(10, 4000.0, btype="low", fs=sr, output="sos"), x)
+    V = torch.as_tensor(np.abs(stft(y.astype(np.float32), cfg)[0]))
+    level = inner_level([V], cfg)
+    np.testing.assert_allclose(inner_level([V[:, :1], V[:, 1:50], V[:, 50:]], cfg), level,
+                               rtol=1e-6)
+    np.testing.assert_allclose(level, V[:, 2:-3].double().mean(1).numpy(), rtol=1e-6)
+    hi = freqs[np.flatnonzero(found_band(level, expected, freqs, 30.0))[-1]]
+    assert 3500.0 <= hi <= 5000.0, hi
+    # Every frame's mean, as before: the cut is missed.
+    everything = V.double().mean(1).numpy()
+    assert freqs[np.flatnonzero(found_band(everything, expected, freqs, 30.0))[-1]] > 7000.0
+    # Too short to leave frames out: all of them count.
+    np.testing.assert_allclose(inner_level([V[:, :4]], cfg), V[:, :4].double().mean(1).numpy(),
+                               rtol=1e-6)
+
+
 def test_repair_checks_a_gaps_fill_on_the_inputs_own_frames(monkeypatch):
     # A 1.6-5 kHz x 0.6 s gap in a trumpet's decaying tail (-54 dBFS), with an example
     # 35 dB louder that plays other notes. The fill's level is checked on the input's
