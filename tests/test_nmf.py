@@ -943,6 +943,7 @@ def test_repair_phase_converges_faster_with_momentum(monkeypatch):
     fast, plain = distance_db(0.99, rounds), distance_db(0.0, 2 * rounds)
     assert fast < plain - 1.0 and fast < -15.0, (fast, plain)
 
+
 def test_bad_hints_are_refused(cases):
     from demixstudio.separation import PaintHint
 
