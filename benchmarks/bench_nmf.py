@@ -402,15 +402,31 @@ def long_repair(minutes: float, device: str) -> None:
           f"MB)")
 
 
-def repair_cases(device: str, sr: int = nc.SR) -> None:
-    """The repair figures at ``sr`` (``--sr``; the gap is set in Hz and seconds, so at
-    16 kHz it is bins 100–300 of frames 40–80, as it always was)."""
-    from scipy.signal import butter, sosfiltfilt
-
-    cfg = StftConfig.for_rate(sr)
+def cut_gap(x: np.ndarray, sr: int, cfg: StftConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` float32 (channels, n) with a 1.6–5 kHz × 0.6 s gap from 0.64 s (its STFT
+    bins zeroed; set in Hz and seconds, so at 16 kHz bins 100–300 of frames 40–80),
+    and the gap's bool (bins, frames) mask."""
     df, dt_frame = sr / cfg.n_fft, cfg.hop / sr
     f0, f1 = round(1562.5 / df), round(4687.5 / df)
     t0, t1 = round(0.64 / dt_frame), round(1.28 / dt_frame)
+    X = stft(x, cfg)
+    X[:, f0:f1, t0:t1] = 0
+    mask = np.zeros(X.shape[1:], bool)
+    mask[f0:f1, t0:t1] = True
+    return istft(X, x.shape[1], cfg), mask
+
+
+def outside_band(lo: float, hi: float, sr: int, cfg: StftConfig, frames: int) -> np.ndarray:
+    """bool (bins, frames): the bins under ``lo`` or over ``hi`` Hz."""
+    freqs = cfg.bin_freqs(sr)
+    return np.repeat(((freqs < lo) | (freqs > hi))[:, None], frames, axis=1)
+
+
+def repair_cases(device: str, sr: int = nc.SR) -> None:
+    """The repair figures at ``sr`` (``--sr``; the gap: :func:`cut_gap`)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    cfg = StftConfig.for_rate(sr)
     m = get_method("repair")
     print(f"== repair: log-spectral distance to the original (dB), {sr} Hz")
     for rel, exr, ter in [("speech_librispeech/5703-47212-0000.wav", (0, 5), (5, 10)),
@@ -420,14 +436,8 @@ def repair_cases(device: str, sr: int = nc.SR) -> None:
         hints = Hints(examples={"x": [AudioHint(e, sr)]})
         bl = sosfiltfilt(butter(10, [400, 1600], btype="band", fs=sr, output="sos"), x)
         bl = bl.astype(np.float32)
-        X = stft(x, cfg)
-        X[:, f0:f1, t0:t1] = 0
-        gap = istft(X, x.shape[1], cfg)
-        freqs = np.arange(cfg.n_fft // 2 + 1) * df
-        frames = X.shape[-1]
-        out_band = np.repeat(((freqs < 400) | (freqs > 1600))[:, None], frames, axis=1)
-        in_gap = np.zeros((freqs.size, frames), bool)
-        in_gap[f0:f1, t0:t1] = True
+        gap, in_gap = cut_gap(x, sr, cfg)
+        out_band = outside_band(400.0, 1600.0, sr, cfg, in_gap.shape[1])
         rank = m.Params().components
         for label, damaged, values, missing in [
                 ("band 400-1600 Hz, band given", bl, {"band_lo_hz": 400.0, "band_hi_hz": 1600.0},

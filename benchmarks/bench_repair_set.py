@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import nmf_cases as nc  # noqa: E402
 
-from demixstudio.audio.stft import StftConfig, istft, stft  # noqa: E402
+from demixstudio.audio.stft import StftConfig  # noqa: E402
 from demixstudio.jobs.context import NullContext  # noqa: E402
 from demixstudio.separation import AudioHint, Hints, get_method, make_params  # noqa: E402
 from demixstudio.separation.nmf.spectra import log_spectral_distance  # noqa: E402
@@ -66,33 +66,21 @@ def damages(x: np.ndarray, sr: int, cfg: StftConfig):
     """(label, damaged float32 (1, n), params, missing bool (bins, frames) or None)."""
     from scipy.signal import butter, sosfiltfilt
 
-    freqs = cfg.bin_freqs(sr)
+    from bench_nmf import cut_gap, outside_band
+
     frames = cfg.frames(x.shape[1])
-
-    def band(lo: float, hi: float) -> np.ndarray:
-        sos = butter(10, [lo, hi], btype="band", fs=sr, output="sos")
-        return sosfiltfilt(sos, x).astype(np.float32)
-
-    def outside(lo: float, hi: float) -> np.ndarray:
-        return np.repeat(((freqs < lo) | (freqs > hi))[:, None], frames, axis=1)
-
     out = []
     for lo, hi in ((400.0, 1600.0), (300.0, 3400.0)):
-        y = band(lo, hi)
+        sos = butter(10, [lo, hi], btype="band", fs=sr, output="sos")
+        y = sosfiltfilt(sos, x).astype(np.float32)
         out.append((f"{lo:.0f}-{hi:.0f} Hz, given", y,
-                    {"band_lo_hz": lo, "band_hi_hz": hi}, outside(lo, hi)))
+                    {"band_lo_hz": lo, "band_hi_hz": hi}, outside_band(lo, hi, sr, cfg, frames)))
         out.append((f"{lo:.0f}-{hi:.0f} Hz, found", y, {}, None))
     sos = butter(10, 4000.0, btype="low", fs=sr, output="sos")
     out.append(("under 4 kHz, found", sosfiltfilt(sos, x).astype(np.float32), {},
-                outside(0.0, 4000.0)))
-    df, dt = sr / cfg.n_fft, cfg.hop / sr
-    f0, f1 = round(1562.5 / df), round(4687.5 / df)
-    t0, t1 = round(0.64 / dt), round(1.28 / dt)
-    X = stft(x, cfg)
-    X[:, f0:f1, t0:t1] = 0
-    gap = np.zeros((freqs.size, frames), bool)
-    gap[f0:f1, t0:t1] = True
-    out.append(("gap 1.6-5 kHz x 0.6 s", istft(X, x.shape[1], cfg), {}, gap))
+                outside_band(0.0, 4000.0, sr, cfg, frames)))
+    gap, mask = cut_gap(x, sr, cfg)
+    out.append(("gap 1.6-5 kHz x 0.6 s", gap, {}, mask))
     return out
 
 
