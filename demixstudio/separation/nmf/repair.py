@@ -556,18 +556,21 @@ def choose_copies(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
 
 
 def _hidden_distance(truth: np.ndarray, pred: np.ndarray, hidden: np.ndarray) -> float:
-    """The log-spectral distance (dB, as :func:`spectra.log_spectral_distance`: power
-    floored 80 dB under the truth's peak, RMS over the bins, mean over the frames) of
-    the ``hidden`` rows (bool (bins,)) of ``pred`` from ``truth`` (float (bins,
-    frames) magnitudes), over the frames with sound (summed magnitude within 60 dB of
-    the loudest frame's, as :func:`_log_errors` takes them)."""
-    energy = truth.sum(0)
-    sounding = energy > energy.max() * 1e-3
+    """The log-spectral distance (dB, :func:`spectra.power_log_distance`: power floored
+    80 dB under the truth's peak) of the ``hidden`` rows (bool (bins,)) of ``pred`` from
+    ``truth`` (float (bins, frames) magnitudes), over the frames with sound
+    (:func:`_sounding`)."""
+    sounding = _sounding(truth)
     t = truth[hidden][:, sounding].astype(np.float64) ** 2
     e = pred[hidden][:, sounding].astype(np.float64) ** 2
-    floor = float(truth.max()) ** 2 * 1e-8
-    d = 10.0 * np.log10((t + floor) / (e + floor))
-    return float(np.mean(np.sqrt(np.mean(d ** 2, axis=0))))
+    return spectra.power_log_distance(t, e, float(truth.max()) ** 2)
+
+
+def _sounding(truth: np.ndarray) -> np.ndarray:
+    """bool (frames,): the frames of ``truth`` (float (bins, frames) magnitudes) whose
+    summed magnitude is within 60 dB of the loudest frame's."""
+    energy = truth.sum(0)
+    return energy > energy.max() * 1e-3
 
 
 #: Width (standard deviation) of the smoothing of the input's level against the
@@ -796,8 +799,7 @@ def _predict_hidden(part: np.ndarray, W: torch.Tensor, present: torch.Tensor,
 def _log_errors(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, int]:
     """Σ over the frames with sound of log(truth) − log(prediction), float (bins,), and
     how many frames that is; ``truth``, ``pred`` float (bins, frames) magnitudes."""
-    energy = truth.sum(0)
-    sounding = energy > energy.max() * 1e-3
+    sounding = _sounding(truth)
     if not sounding.any():
         return np.zeros(truth.shape[0]), 0
     floor = float(truth.max()) * 1e-4  # as the log-spectral distance floors power at -80 dB

@@ -305,8 +305,15 @@ def log_spectral_distance(ref: np.ndarray, est: np.ndarray, cfg: StftConfig,
     """
     r = np.abs(stft(np.asarray(ref, np.float32).mean(0, keepdims=True), cfg)[0]) ** 2
     e = np.abs(stft(np.asarray(est, np.float32).mean(0, keepdims=True), cfg)[0]) ** 2
-    fl = r.max() * 10 ** (floor_db / 10)
-    d = 10 * np.log10((r + fl) / (e + fl))
+    return power_log_distance(r, e, float(r.max()), floor_db)
+
+
+def power_log_distance(ref: np.ndarray, est: np.ndarray, peak: float,
+                       floor_db: float = -80.0) -> float:
+    """:func:`log_spectral_distance` of powers: ``ref``, ``est`` float (bins, frames),
+    floored at ``floor_db`` under ``peak`` (a power)."""
+    fl = peak * 10 ** (floor_db / 10)
+    d = 10 * np.log10((ref + fl) / (est + fl))
     return float(np.mean(np.sqrt(np.mean(d ** 2, axis=0))))
 
 
