@@ -517,9 +517,9 @@ def choose_copies(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     after the fact, the better of the two in every repair, gives 42.9 and 38.6 %. The
     copies were left out in 15 of 50 repairs at 16 kHz (the two pianos' and the
     trumpet's five each) and in 8 at 44.1 kHz (the solo piano's five, three of the
-    trumpet's). The solo piano's repairs that did harm (−4 % at
-    16 kHz, −17 % at 44.1 kHz) do none; the largest loss was 1.8 points (the trumpet
-    cut to 400–1600 Hz, band found, 16 kHz). A gap in the trumpet's quiet tail, taken
+    trumpet's). The solo piano's repairs that did harm (−4 % at 16 kHz, −17 % at
+    44.1 kHz) do none; the largest loss was 1.8 points (the trumpet cut to
+    400–1600 Hz, band found, 16 kHz). A gap in the trumpet's quiet tail, taken
     for a band limit (:func:`band_like`), went from −76 to −42 % at 44.1 kHz and from
     −10 to −15 % at 16 kHz. It costs four fits of activations on 512 frames (0.15–0.17
     s a repair on the set).
