@@ -363,6 +363,49 @@ def test_chunks_and_workers_change_only_the_speed(V):
         np.testing.assert_allclose(other[2], out[0][2], rtol=1e-5)
 
 
+@pytest.mark.parametrize("beta, order, fixed", [
+    (1.0, "alternate", False), (1.0, "joint", False), (1.0, "alternate", True),
+    (2.0, "alternate", False), (0.0, "alternate", False)])
+def test_chunks_whose_weights_are_all_one_fit_as_weighted_ones(V, beta, order, fixed):
+    """A weighted fit whose missing bins lie in the first 30 frames: cut into chunks
+    of 30, the others have weights of all one and take the plain products; it gives
+    the fit of one weighted chunk (bool and float weights alike)."""
+    W0, H0 = _start(V, 8)
+    O = np.ones(V.shape, dtype=bool)
+    O[::3, :30] = False
+    out = []
+    for chunk, kind in ((V.shape[1], torch.bool), (30, torch.bool), (30, torch.float32)):
+        W = torch.as_tensor(W0.copy())
+        H = [torch.as_tensor(H0.copy())]
+        res = engine.fit([torch.as_tensor(V)], W, H, NullContext(), beta=beta, order=order,
+                         fixed_w=range(8) if fixed else None,
+                         observed=[torch.as_tensor(O).to(kind)], max_iter=20, tol=0.0,
+                         chunk=chunk, threads=1, check_every=5)
+        out.append((W.numpy(), H[0].numpy(), res.objective))
+    for other in out[1:]:
+        np.testing.assert_allclose(other[0], out[0][0], rtol=1e-3, atol=1e-8)
+        np.testing.assert_allclose(other[1], out[0][1], rtol=1e-3, atol=1e-8)
+        np.testing.assert_allclose(other[2], out[0][2], rtol=1e-5)
+
+
+def test_weighted_activations_with_the_templates_fixed_follow_the_kl_update(V):
+    """With W fixed (its weighted denominator Wᵀ O kept from the first sweep), the
+    activations are the weighted KL updates H ← H ⊙ Wᵀ(O ⊙ V / WH) / Wᵀ O, in float64."""
+    W0, H0 = _start(V, 8)
+    O = np.ones(V.shape, dtype=bool)
+    O[::3, :30] = False
+    O[5:40, 50:] = False
+    W = torch.as_tensor(W0.copy())
+    H = [torch.as_tensor(H0.copy())]
+    engine.fit([torch.as_tensor(V)], W, H, NullContext(), fixed_w=range(8),
+               observed=[torch.as_tensor(O)], max_iter=20, tol=0.0, chunk=40, threads=2)
+    s = W0.astype(np.float64).sum(axis=0)  # the engine's unit-sum columns
+    Wr, Hr, Or = W0 / s, H0 * s[:, None], O.astype(np.float64)
+    for _ in range(20):
+        Hr = Hr * (Wr.T @ (Or * V / (Wr @ Hr))) / (Wr.T @ Or)
+    np.testing.assert_allclose(W.numpy() @ H[0].numpy(), Wr @ Hr, rtol=2e-3, atol=1e-7)
+
+
 def test_chunks_are_even_and_shared_by_every_worker(V):
     """Every frame in exactly one chunk; chunks of a block of equal widths within
     the size; a block too small for the workers is cut for them all."""

@@ -395,7 +395,9 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         posterior (KL only), or None for a block without constraints (the plain
         products: all-ones multipliers give the same fit at about twice the cost)
     observed : per block, float32 (bins, B) weights, 0 where V is missing (or bool
-        blocks, True where observed: an eighth of the memory, converted a chunk at a time)
+        blocks, True where observed: an eighth of the memory, converted a chunk at a time).
+        Chunks whose weights are all one take the plain products; with W fixed, the
+        others keep their H step's denominator (K, chunk) after the first sweep
     max_iter, tol : stop after ``max_iter`` iterations, or when the objective's relative
         change per iteration, measured every ``check_every`` iterations, is below ``tol``
         (not before ``min_iter`` iterations)
@@ -450,6 +452,12 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     chunks = _chunks([v.shape[1] for v in V], C,
                      n_threads if device.type == "cpu" and not chunk else 1)
     workers = max(1, min(n_threads, len(chunks))) if device.type == "cpu" else 1
+    # Chunks whose weights are all one (a band limit's fitted rows, a hidden half's
+    # predictors) take the plain products: the same update without the weighted
+    # denominator's product and the masking, a third of the work or more, and the
+    # low precision where it is asked for.
+    weighted = ({(i, a) for i, a, b in chunks if not _all_ones(observed[i][:, a:b])}
+                if observed is not None else set())
     gam = gamma_exponent(beta)
     fixed_w_set = set(int(k) for k in (fixed_w or ()))
     free_w = torch.tensor([k for k in range(K) if k not in fixed_w_set], dtype=torch.long,
@@ -502,6 +510,20 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         (num_w.clone(), den_w.clone()) if update_w else (None, None)
         for _ in range(1, workers)]
 
+    # With W fixed, the KL H step's weighted denominator Wᵀ O (+ λ) is the same every
+    # iteration: kept per weighted chunk after its first use (at most H's size), a
+    # third of those chunks' products saved.
+    den_fixed: dict | None = {} if not update_w and beta == 1 and weighted else None
+
+    def h_denominator(key, Wt, Oc) -> torch.Tensor | None:
+        if den_fixed is None or Oc is None:
+            return None
+        den = den_fixed.get(key)
+        if den is None:
+            den = Wt @ Oc
+            den_fixed[key] = den = den + lam if has_l1 else den
+        return den
+
     def work(j: int, update_h: bool, w_stats: bool, check: bool, Wt, colsum_w, low) -> float:
         obj = 0.0
         wb = scratch[j]
@@ -511,7 +533,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
             dw.zero_()
         for i, a, b in parts[j]:
             Vc, Hc = V[i][:, a:b], H[i][:, a:b]
-            Oc = observed[i][:, a:b] if observed is not None else None
+            Oc = observed[i][:, a:b] if (i, a) in weighted else None
             if Oc is not None and not Oc.is_floating_point():
                 Oc = Oc.to(torch.float32)  # bool blocks: one chunk-sized float copy
             Pb = penalties[i] if penalties is not None else None
@@ -527,7 +549,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
             if joint:
                 obj += _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, wb, colsum_w, has_l1, lam,
                                     free_w, all_w_free, nw if w_stats else None, dw,
-                                    den_rows, h_keep, check, floor_model)
+                                    h_keep, check, floor_model, h_denominator((i, a), Wt, Oc))
                 continue
             if update_h or check:
                 _model(W, Hc, Pc, groups, Z, floor_model)
@@ -535,7 +557,8 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
                 obj += beta_divergence(Vc, Z, beta, Oc, wb.get(b - a, 1))
             if update_h:  # Z is overwritten
                 num_h, den_h = _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, wb,
-                                             colsum_w, has_l1, lam)
+                                             colsum_w, has_l1, lam,
+                                             h_denominator((i, a), Wt, Oc))
                 if cc is not None:
                     num_h = num_h.add_(cc[0])
                     den_h = den_h + cc[1]
@@ -547,7 +570,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
                 Hc.mul_(step).clamp_min_(EPS)
             if w_stats:
                 _accumulate_w(Vc, W, Hc, beta, Oc, Pc, groups, Z, wb, free_w,
-                              all_w_free, nw, dw, floor_model)
+                              all_w_free, nw, dw, floor_model, den_rows)
         return obj
 
     def sweep(update_h: bool, w_stats: bool, check: bool) -> float:
@@ -701,8 +724,7 @@ def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, u
     if joint and num_w is not None:  # W's statistics from the same posterior, old H
         Hl = Hc.to(dt) if Hl is None else Hl
         num_w.add_(R @ (Hl if all_w_free else Hl[free_w]).t())
-        if den_rows:
-            den_w.add_((Hc if all_w_free else Hc[free_w]).sum(1).reshape(1, -1))
+        den_w.add_((Hc if all_w_free else Hc[free_w]).sum(1).reshape(1, -1))
     if update_h:
         num = (low.Wt @ R).to(torch.float32)
         den = colsum_w if cont is None else colsum_w + cont[1]
@@ -716,14 +738,23 @@ def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, u
         Hl = Hc.to(dt)
         ratio(Hl)
         num_w.add_(R @ (Hl if all_w_free else Hl[free_w]).t())
+        if not den_rows:  # an unweighted chunk of a weighted fit: O Hᵀ is H's row sums
+            den_w.add_((Hc if all_w_free else Hc[free_w]).sum(1).reshape(1, -1))
     return obj
 
 
+def _all_ones(O: torch.Tensor) -> bool:
+    """Whether the weights ``O`` (bool, or float) are all one: nothing missing."""
+    return bool(O.all()) if O.dtype == torch.bool else bool((O == 1).all())
+
+
 def _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam, free_w,
-                 all_w_free, num_w, den_w, den_rows, h_keep, check, floor_model) -> float:
+                 all_w_free, num_w, den_w, h_keep, check, floor_model, den_fixed=None
+                 ) -> float:
     """One chunk of a joint (EM) sweep for KL: the objective (if ``check``), W's
     statistics from the current activations (if ``num_w`` is given), then the H step,
-    all from one ratio ``R = V / Z``. ``Z`` is scratch. Returns the chunk's objective."""
+    all from one ratio ``R = V / Z``. ``Z`` is scratch; ``den_fixed`` as for
+    :func:`_h_statistics`. Returns the chunk's objective."""
     _model(W, Hc, Pc, groups, Z, floor_model)
     obj = beta_divergence(Vc, Z, 1.0, Oc, bufs.get(Vc.shape[1], 1)) if check else 0.0
     R = torch.div(Vc, Z, out=Z)
@@ -734,7 +765,7 @@ def _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam, 
         Hf = Hc if all_w_free else Hc[free_w]
         if Oc is not None:
             den_w.addmm_(Oc, Hf.t())
-        elif den_rows:
+        else:  # (1, K) without weights; (bins, K) broadcast for an unweighted chunk
             den_w.add_(Hf.sum(1).reshape(1, -1))
     if Pc is None:
         if num_w is not None:
@@ -752,6 +783,8 @@ def _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam, 
                 num_w[:, [pos[k] for k in cols]] += tmp @ Hc[cols].t()
     if Oc is None:
         den = colsum_w
+    elif den_fixed is not None:
+        den = den_fixed
     else:
         den = Wt @ Oc
         den = den + lam if has_l1 else den
@@ -863,9 +896,11 @@ def _model(W: torch.Tensor, Hc: torch.Tensor, Pc: torch.Tensor | None,
     return out.clamp_min_(EPS) if floor else out
 
 
-def _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam):
+def _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam,
+                  den_fixed=None):
     """Numerator and denominator of the H step for one chunk; ``Z`` holds the model
-    and is overwritten. ``colsum_w`` is W's column sums (plus λ)."""
+    and is overwritten. ``colsum_w`` is W's column sums (plus λ); ``den_fixed`` the
+    weighted KL denominator Wᵀ O (plus λ) where it is known already (W fixed)."""
     if beta == 1:
         R = torch.div(Vc, Z, out=Z)  # V / Z, in place
         if Oc is not None:
@@ -880,6 +915,8 @@ def _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, la
                 num[sl] = Wt[sl] @ tmp
         if Oc is None:
             return num, colsum_w
+        if den_fixed is not None:
+            return num, den_fixed
         den = Wt @ Oc
         return num, (den + lam if has_l1 else den)
     P, Q = _beta_terms(Vc, Z, beta, Oc, bufs.get(Vc.shape[1], 1))
@@ -904,11 +941,12 @@ def _beta_terms(Vc, Z, beta, Oc, tmp):
 
 
 def _accumulate_w(Vc, W, Hc, beta, Oc, Pc, groups, Z, bufs, free_w, all_w_free, num_w, den_w,
-                  floor_model):
+                  floor_model, den_rows):
     """Add one chunk's contribution to the numerator/denominator of the W step.
 
-    For KL the denominator is ``O Hᵀ`` with weights, and the row sums of H
-    otherwise (added by the caller); posterior constraints change only the
+    For KL the denominator is ``O Hᵀ`` with weights (H's row sums for a chunk
+    whose weights are all one, ``Oc`` None), and the row sums of H without any
+    (``den_rows``: added by the caller); posterior constraints change only the
     numerator, as they change only the E-step.
     """
     Hf = Hc if all_w_free else Hc[free_w]
@@ -922,6 +960,8 @@ def _accumulate_w(Vc, W, Hc, beta, Oc, Pc, groups, Z, bufs, free_w, all_w_free, 
     if Oc is not None:
         R.mul_(Oc)
         den_w.addmm_(Oc, Hf.t())
+    elif not den_rows:
+        den_w.add_(Hf.sum(1).reshape(1, -1))
     if Pc is None:
         num_w.addmm_(R, Hf.t())
         return
