@@ -809,6 +809,54 @@ def test_repair_fills_a_time_frequency_gap():
     assert np.sqrt(np.mean(err ** 2)) < 0.05 * np.sqrt(np.mean(gap[0] ** 2))
 
 
+def test_repair_phase_pieces_run_at_once_give_the_same_output_and_stop_on_cancel():
+    """Griffin–Lim's pieces run on several threads at once: the output is the same
+    sample for sample whatever the thread count, and a cancel stops them all."""
+    import threading
+
+    import torch
+
+    from demixstudio.errors import Cancelled
+    from demixstudio.jobs.context import JobContext
+    from demixstudio.separation.nmf import repair
+
+    x, _ = _test_and_example()
+    cfg = StftConfig.for_rate(nc.SR)
+    X = stft(x, cfg)
+    V = np.abs(X[0])
+    missing = np.zeros(V.shape, dtype=bool)
+    missing[::2, 20:150] = True  # a gap across several pieces of 64 / 4 frames
+    rng = np.random.default_rng(0)
+    W = rng.random((V.shape[0], 8)).astype(np.float32)
+    H = rng.random((8, V.shape[1])).astype(np.float32) * float(V.mean())
+    O = [torch.as_tensor(~missing[:, :100]), torch.as_tensor(~missing[:, 100:])]
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            outs.append(repair._synthesise(x, cfg, W, H, O, 5, 64, NullContext()))
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    far = np.ones(x.shape[1], dtype=bool)
+    far[5 * cfg.hop:165 * cfg.hop] = False  # the gap, two fades and the cross-fades
+    np.testing.assert_array_equal(outs[0][:, far], x[:, far])  # untouched away from it
+    assert not np.allclose(outs[0][:, ~far], x[:, ~far])
+
+    calls = []
+
+    def cancel_on_first(progress):
+        calls.append(progress)
+        ctx.cancel()
+
+    ctx = JobContext(on_progress=cancel_on_first, min_interval_s=0.0)
+    before = threading.active_count()
+    with pytest.raises(Cancelled):
+        repair._synthesise(x, cfg, W, H, O, 1000, 64, ctx)
+    assert len(calls) == 1 and threading.active_count() == before
+
+
 def test_repair_replaces_a_painted_burst():
     """A 0.3 s burst of noise over 1-4 kHz in speech is no gap (nothing is under the
     floor): painted, it is replaced from the bins around it and the example."""
@@ -935,7 +983,7 @@ def test_repair_phase_converges_faster_with_momentum(monkeypatch):
 
     def distance_db(momentum, iters):
         monkeypatch.setattr(repair, "GL_MOMENTUM", momentum)
-        y = repair._griffin_lim(band, cfg, target, missing, iters, NullContext())
+        y = repair._griffin_lim(band, cfg, target, missing, iters, lambda i: None)
         Y = stft(y, cfg)[0]
         err = np.linalg.norm((np.abs(Y) - target)[missing]) / np.linalg.norm(target[missing])
         return 20 * np.log10(err)

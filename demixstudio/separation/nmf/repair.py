@@ -36,6 +36,9 @@ input gets a note (:func:`level_change_db`). An example that has nothing where t
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -43,7 +46,7 @@ import torch
 
 from demixstudio.audio.io import energy
 from demixstudio.audio.stft import STFT_BLOCK, istft, stft
-from demixstudio.errors import ParameterError
+from demixstudio.errors import Cancelled, ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import (
     Hints,
@@ -959,6 +962,13 @@ def fit_observed(V: list[torch.Tensor], O: list[torch.Tensor], W: torch.Tensor,
     return Wn, Hn, res.iterations
 
 
+#: Griffin–Lim runs on pieces of this share of a block (``block_frames``), at most this
+#: many at once on the CPU's threads (FFTs and numpy's array arithmetic release the
+#: GIL): the buffers in flight stay within one block's, and the pieces, hence the
+#: output, are the same whatever the thread count.
+GL_PIECES_AT_ONCE = 4
+
+
 def _synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, iters: int,
                 block: int, ctx: JobContext) -> np.ndarray:
     """The input with its missing bins filled by ``W H``: float32 (channels, samples).
@@ -966,9 +976,9 @@ def _synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, it
     W float32 (bins, K), already divided by the channel count; H float32 (K, frames);
     ``observed`` the bool blocks of :meth:`Repair._observed`. Only the stretches
     around frames with a missing bin are synthesised again (:func:`fill_stretches`),
-    at most ``block`` frames at a time (see the module's docstring); elsewhere the
-    output is the input, so a short gap in an hour costs the gap's Griffin–Lim, not
-    the hour's.
+    at most ``block`` / :data:`GL_PIECES_AT_ONCE` frames at a time, that many pieces
+    at once (see the module's docstring); elsewhere the output is the input, so a
+    short gap in an hour costs the gap's Griffin–Lim, not the hour's.
     """
     c, n = mix.shape
     hop = cfg.hop
@@ -984,20 +994,28 @@ def _synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, it
 
     need = np.concatenate([(~o).any(dim=0).cpu().numpy() for o in observed])
     # Two fades of padding keep every frame with a fill clear of the cross-fades.
-    pieces = fill_stretches(need, 2 * fade, 2 * margin, block)
+    pieces = fill_stretches(need, 2 * fade, 2 * margin, max(4 * fade, block // GL_PIECES_AT_ONCE))
     out = np.array(mix, dtype=np.float32, copy=True)
     nb = len(pieces)
     F = fade * hop
-    for k, (t0, t1) in enumerate(pieces):
+    rounds = [0] * nb  # Griffin–Lim rounds done per piece, for the progress
+    stop = threading.Event()
+
+    def tick(k: int, i: int) -> None:  # in a worker: no progress reports, only cancel
+        rounds[k] = i
+        if stop.is_set() or ctx.cancelled:
+            raise Cancelled("cancelled by the user")
+
+    def change(k: int) -> tuple[int, int, np.ndarray]:
+        """Piece ``k``'s samples [s0, s1) and what it adds to the input there."""
+        t0, t1 = pieces[k]
         a, b = max(0, t0 - margin), min(nfr, t1 + margin)
         # Local frame j of the stretch [s0, s1) is global frame a + j (frames are
         # centred on multiples of the hop).
         s0 = a * hop
         s1 = n if b == nfr else s0 + (b - a - 1) * hop
-        missing = ~observed_frames(a, b)
-        fill = W @ H[:, a:b]
-        with ctx.stage(k / nb, (k + 1) / nb, "phase"):
-            y = _griffin_lim(mix[:, s0:s1], cfg, fill, missing, iters, ctx)
+        y = _griffin_lim(mix[:, s0:s1], cfg, W @ H[:, a:b], ~observed_frames(a, b), iters,
+                         lambda i: tick(k, i))
         s = np.arange(s0, s1, dtype=np.float64)
         w = np.ones(s1 - s0, dtype=np.float64)
         if t0 > 0:
@@ -1006,7 +1024,29 @@ def _synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, it
             w *= 1.0 - np.clip((s - (t1 * hop - F)) / (2 * F), 0.0, 1.0)
         # Pieces of one stretch share their cuts (their weights sum to one there); at
         # a stretch's ends the rest of the weight stays with the input.
-        out[:, s0:s1] += (w * (y - mix[:, s0:s1])).astype(np.float32)
+        return s0, s1, (w * (y - mix[:, s0:s1])).astype(np.float32)
+
+    workers = max(1, min(GL_PIECES_AT_ONCE, engine.cpu_threads(), nb))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phase") as pool:
+        running: dict = {}
+        done: dict[int, tuple] = {}
+        submitted = added = 0
+        try:
+            while added < nb:
+                while submitted < nb and len(running) + len(done) < workers:
+                    running[pool.submit(change, submitted)] = submitted
+                    submitted += 1
+                finished, _ = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    done[running.pop(f)] = f.result()
+                # In order, so that overlapping pieces sum the same way every run.
+                while added in done:
+                    s0, s1, d = done.pop(added)
+                    out[:, s0:s1] += d
+                    added += 1
+                ctx.progress(sum(rounds) + added, nb * (iters + 1), "phase")
+        finally:
+            stop.set()
     return out
 
 
@@ -1037,10 +1077,11 @@ GL_MOMENTUM = 0.99
 
 
 def _griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, iters: int,
-                 ctx: JobContext) -> np.ndarray:
+                 tick: Callable[[int], None]) -> np.ndarray:
     """Fast Griffin–Lim on the missing bins only; observed bins keep the input's STFT.
 
-    x float32 (channels, samples); fill_mag, missing (bins, frames of x).
+    x float32 (channels, samples); fill_mag, missing (bins, frames of x); ``tick(i)``
+    is called before round i (it may raise to stop).
     """
     n = x.shape[1]
     # Y starts as the input's STFT and only its missing bins are ever written, so the
@@ -1063,7 +1104,7 @@ def _griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, 
     # the real and imaginary parts (a 44.1 kHz minute: 23 → 8 ms and 25–50 → 6–10 ms
     # a round, of about 90).
     for i in range(iters):
-        ctx.progress(i, iters, "phase")
+        tick(i)
         stft(istft(Y, n, cfg, block=STFT_BLOCK), cfg, out=C)
         np.abs(C, out=mag)
         np.maximum(mag, 1e-20, out=mag)
@@ -1078,7 +1119,7 @@ def _griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, 
         last, C = C, last
     # The output is the last estimate itself, not the step beyond it.
     np.copyto(Y, last, where=where)
-    ctx.progress(iters, iters, "phase")
+    tick(iters)
     return istft(Y, n, cfg)
 
 
