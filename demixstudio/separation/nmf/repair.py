@@ -11,9 +11,9 @@ in which the observed bins keep their own.
 
 Long inputs are repaired a block of frames at a time: the magnitudes, the
 0/1 weights (bool) and the activations are the only full-length arrays besides
-the input and the output; Griffin–Lim runs on each block's stretch of the
-input with a margin of context on both sides, and neighbouring blocks are
-cross-faded over a few frames around each cut.
+the input and the output; Griffin–Lim runs on pieces of a quarter block, each
+with a margin of context on both sides, up to four at once on the CPU's threads,
+and neighbouring pieces are cross-faded over a few frames around each cut.
 
 A bin counts as missing when its frequency lies outside the band the input
 occupies (given as ``band_lo_hz``–``band_hi_hz``, or else found as the run of
