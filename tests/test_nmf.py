@@ -784,6 +784,32 @@ def test_repair_band_limited_speech():
         assert after < 0.78 * before, (values, before, after)
 
 
+def test_repair_shares_the_fill_among_the_channels_as_the_input_is_panned():
+    """Stereo speech cut to 400-1600 Hz with its right channel at 0.3 of the left is
+    repaired as well in both channels (the fill follows each frame's pan; split evenly,
+    the right's reduction was 4 points under the left's), and a recording hard left
+    keeps its right channel silent."""
+    x, example = _test_and_example()
+    sr = nc.SR
+    cfg = StftConfig.for_rate(sr)
+    m = get_method("repair")
+    p = make_params(m.Params, {"band_lo_hz": 400.0, "band_hi_hz": 1600.0})
+    for pan in (0.3, 0.0):
+        x2 = np.concatenate([x, pan * x]).astype(np.float32)
+        hints = Hints(examples={"speech": [AudioHint(np.concatenate([example, pan * example]),
+                                                     sr)]})
+        bl = _cut_to_400_1600(x2)
+        out = m.separate(bl, sr, p, hints, NullContext())[0].waveform
+        gains = [1 - log_spectral_distance(x2[c:c + 1], out[c:c + 1], cfg)
+                 / log_spectral_distance(x2[c:c + 1], bl[c:c + 1], cfg)
+                 for c in range(1 if pan == 0 else 2)]
+        assert gains[0] > 0.3, gains
+        if pan:
+            assert abs(gains[1] - gains[0]) < 0.01, gains
+        else:
+            assert not out[1].any()
+
+
 def test_repair_fills_a_time_frequency_gap():
     x, example = _test_and_example()
     sr = nc.SR
