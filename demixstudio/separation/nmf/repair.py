@@ -961,9 +961,9 @@ def fit_observed(V: list[torch.Tensor], O: list[torch.Tensor], W: torch.Tensor,
     return Wn, Hn, res.iterations
 
 
-#: Griffin–Lim runs on pieces of this share of a block (``block_frames``), at most this
-#: many at once on the CPU's threads (FFTs and numpy's array arithmetic release the
-#: GIL): the buffers in flight stay within one block's, and the pieces, hence the
+#: Griffin–Lim runs on pieces of a block (``block_frames``) divided by this, at most
+#: this many at once on the CPU's threads (FFTs and numpy's array arithmetic release
+#: the GIL): the buffers in flight stay within one block's, and the pieces, hence the
 #: output, are the same whatever the thread count.
 GL_PIECES_AT_ONCE = 4
 
