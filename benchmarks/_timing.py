@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: best-of-N timing and a plain SNR.
+"""Helpers shared by the benchmark scripts: best-of-N timing, a plain SNR and the
+process's memory.
 
 The scripts are run as files, so ``benchmarks/`` is on ``sys.path`` and they
 import this module as ``_timing``.
@@ -28,3 +29,20 @@ def best_time(fn: Callable[[], Any], repeat: int) -> Tuple[float, Any]:
 def snr(ref: np.ndarray, est: np.ndarray) -> float:
     """10 log10(‖ref‖² / ‖ref − est‖²) in dB, any matching shapes."""
     return float(10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2)))
+
+
+def memory_mb() -> Tuple[float, float]:
+    """(resident now, peak resident so far) of this process in MB: /proc/self/status's
+    VmRSS (Linux; the peak where it cannot be read) and getrusage's ru_maxrss.
+
+    A long benchmark reads both before its call and the peak after it: the peak
+    above the resident memory at the call is what the call itself held."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as f:
+            now = next((int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS:")), peak)
+    except OSError:
+        now = peak
+    return now, peak

@@ -120,8 +120,7 @@ def long_child(method: str, minutes: float) -> None:
     duet: two speakers in an anechoic mixture (level + delay); adress: three
     recordings panned 20° apart. A 20 s mixture is tiled to the length.
     """
-    import resource
-
+    from _timing import memory_mb
     from spatial_mixtures import MUSIC_SET, SPEECH_SET, anechoic_mixture, load_sources, \
         pan_mixture
 
@@ -133,13 +132,11 @@ def long_child(method: str, minutes: float) -> None:
     n = int(minutes * 60 * LONG_SR)
     mix = np.tile(mix, (1, -(-n // mix.shape[1])))[:, :n].copy()
     m = get_method(method)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with open("/proc/self/status") as f:  # resident now (Linux), below the peak so far
-        now = next((int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS:")), base)
+    now, base = memory_mb()
     t = time.perf_counter()
     props = m.separate(mix, LONG_SR, m.Params(), Hints(), NullContext())
     dt = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = memory_mb()[1]
     outs = sum((p.waveform if p.waveform is not None else p.mask).nbytes for p in props)
     print(f"{method:7s} {minutes:g} min stereo at {LONG_SR} Hz: {dt:6.1f} s, "
           f"{len(props)} layers, peak RSS {peak:6.0f} MB, {peak - now:5.0f} MB above the RSS "

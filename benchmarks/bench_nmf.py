@@ -376,9 +376,9 @@ def refine_once(case, painted: Hints, seed: int, device: str, su: np.ndarray, ro
 
 def long_repair(minutes: float, device: str) -> None:
     """Peak RSS of ``repair`` on ``minutes`` of band-limited (400–1600 Hz) stereo."""
-    import resource
-
     from scipy.signal import butter, sosfilt
+
+    from _timing import memory_mb
 
     sr = 44100
     speech = nc.load("speech_librispeech/5703-47212-0000.wav", sr).astype(np.float32)
@@ -397,13 +397,11 @@ def long_repair(minutes: float, device: str) -> None:
         mix[1, a:a + y.size] = 0.7 * y
     m = get_method("repair")
     p = make_params(m.Params, {"device": device, "band_lo_hz": 400.0, "band_hi_hz": 1600.0})
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with open("/proc/self/status") as f:  # resident now (Linux), below the peak so far
-        now = next((int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS:")), base)
+    now, base = memory_mb()
     t = time.perf_counter()
     out = m.separate(mix, sr, p, Hints(examples={"x": [AudioHint(example, sr)]}), NullContext())
     dt = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = memory_mb()[1]
     mb = mix.nbytes / 2**20
     print(f"repair, {minutes:g} min stereo at 44.1 kHz: {dt:.1f} s, peak RSS {peak:.0f} MB, "
           f"{peak - now:.0f} MB above the RSS at the call ({now:.0f} MB; peak before it "

@@ -200,7 +200,7 @@ def long_child(method: str, minutes: float, device: str) -> None:
     The hints are what a user would give on a long file: 5 s examples (or a hum) of
     each source, or a few painted regions.
     """
-    import resource
+    from _timing import memory_mb
 
     from demixstudio.separation import (
         AudioHint,
@@ -230,13 +230,11 @@ def long_child(method: str, minutes: float, device: str) -> None:
             "rest": PaintHint(rects=((8.0, 14.0, 30.0, 150.0, 1.0),))}),
     }[method]
     m = get_method(method)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with open("/proc/self/status") as f:  # resident now (Linux), below the peak so far
-        now = next((int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS:")), base)
+    now = memory_mb()[0]
     t = time.perf_counter()
     props = m.separate(mix, sr, make_params(m.Params, {"device": device}), hints, NullContext())
     dt = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = memory_mb()[1]
     mask_mb = sum(p.mask.nbytes for p in props) / 2**20
     gpu = (f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
            if torch.cuda.is_available() else "")
