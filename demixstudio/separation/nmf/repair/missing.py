@@ -1,0 +1,281 @@
+"""Which bins of the input are missing: the band it occupies (given, or found
+against the example's spectrum), gaps under the floor, lone nulls left alone; and
+the checks that refuse a found band or an example that cannot serve."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from demixstudio.errors import ParameterError
+from demixstudio.separation.nmf import spectra
+
+
+def inner_level(V: list[torch.Tensor], cfg) -> np.ndarray:
+    """The input's long-term magnitude float64 (bins,): the mean over its frames,
+    leaving out those whose window reaches past either end of the input.
+
+    V : the magnitude blocks float32 (bins, B), in order
+
+    Those frames see the STFT's zero padding, and an input that starts or ends on
+    sound (an excerpt, a selection) steps from it: a broadband click. In a short
+    input the two frames that hold it carry the mean over a cut band. A sung phrase
+    of 3 s low-passed at 4 kHz (16 kHz) read 15–34 dB under its example above 4 kHz,
+    around ``band_db``, so the cut was not found, while above 5 kHz its other frames
+    lay 70–110 dB under the truth. Inputs too short to leave any frame keep them all.
+    """
+    head = cfg.n_fft // (2 * cfg.hop)  # frames centred less than n_fft/2 from the start
+    tail = head + 1  # the last frame is centred at or past the last sample
+    total = sum(b.shape[1] for b in V)
+    if total <= head + tail:
+        head = tail = 0
+    level = np.zeros(V[0].shape[0], dtype=np.float64)
+    t0 = 0
+    for b in V:
+        a, e = max(head - t0, 0), min(b.shape[1], total - tail - t0)
+        if e > a:
+            level += b[:, a:e].sum(dim=1).cpu().numpy().astype(np.float64)
+        t0 += b.shape[1]
+    return level / (total - head - tail)
+
+
+def lone_bins(below: list[torch.Tensor], i: int) -> torch.Tensor:
+    """bool (bins, B): the bins of block ``i`` of ``below`` (bool (bins, B_j) blocks,
+    True where a bin is under the floor) none of whose four neighbours in time and
+    frequency is (the previous and next blocks give the neighbours across its edges).
+
+    A gap is a region: a dropout, an erased patch, a notch. A lone bin under the floor
+    is a null where components cancel (found at −120 dB now and then near the top of
+    a 44.1 kHz recording); filling it changes nothing that can be heard, and
+    synthesising the stretch around it again cost most of the time of repairing a
+    long file with one gap (10 minutes of stereo: 409 such stretches).
+    """
+    q = below[i]
+    near = torch.zeros_like(q)
+    near[1:] |= q[:-1]
+    near[:-1] |= q[1:]
+    near[:, 1:] |= q[:, :-1]
+    near[:, :-1] |= q[:, 1:]
+    if i > 0:
+        near[:, 0] |= below[i - 1][:, -1]
+    if i + 1 < len(below):
+        near[:, -1] |= below[i + 1][:, 0]
+    return q & ~near
+
+
+LOST_SHARE = 0.05
+
+
+def check_found_band(V: list[torch.Tensor], in_band: np.ndarray, freqs: np.ndarray) -> None:
+    """Refuse a found band outside which the input has sound of its own.
+
+    V : the input's magnitude blocks float32 (bins, B); in_band : bool (bins,), as
+    :func:`found_band` gives it; freqs : the bins' frequencies (Hz).
+
+    The repair fills the missing bins *instead of* what the input has there. Outside
+    a real band limit that is the filter's remains, a small share of the input's
+    energy; when the example is another kind of sound, its spectrum can put the
+    input's own sound outside the band it implies, and the repaired layer would lose
+    it. Measured 2026-11-24 on eleven recordings (speech, singing, instruments, a
+    band's stems, rain) with an example from another excerpt of the same recording,
+    cut to 400–1600 Hz, 300–3400 Hz or under 4 kHz or with a gap (44 repairs at 16 and
+    at 44.1 kHz): the bins outside the found band held at most 0.7 % (16 kHz) and
+    0.5 % (44.1 kHz) of the input's energy, both a bass guitar cut to 300–3400 Hz
+    (what the filter leaves under 300 Hz). With an example of another recording (16
+    kHz, 22 pairs, 88 repairs) four put 8–98 % of the input outside the band: speech
+    with a singer's example, 8 and 24 % (the repaired layer 12 dB louder than the
+    original); drums under 4 kHz with a bass guitar's, 98 %; rain with a gap and a
+    speaker's, 20 %. The next held 3 %. With a pure tone as the example, 99 % of a
+    speaker's band-limited speech lay outside, and its repaired layer came out 46 dB
+    under the input. :data:`LOST_SHARE` lies between the two groups.
+    """
+    # Per block on the device in float32 (MPS has no float64), across blocks in float64.
+    power = sum((b * b).sum(dim=1).cpu().numpy().astype(np.float64) for b in V)
+    total = float(power.sum())
+    lost = float(power[~in_band].sum())
+    if total > 0.0 and lost > LOST_SHARE * total:
+        where = freqs[in_band]
+        raise ParameterError(
+            f"the example does not match this input: the band its spectrum implies "
+            f"({where[0]:.0f}–{where[-1]:.0f} Hz) leaves out {100.0 * lost / total:.0f} % "
+            f"of the input's energy, which the repair would replace. Use an example of "
+            f"the same kind of sound, or give the input's band (band_lo_hz, band_hi_hz)")
+
+
+#: An example that has none of this share of the input's missing bins (frequency ×
+#: frame) is refused: what it could fill is a few scattered bins, not what is missing.
+UNCOVERED_SHARE = 0.95
+#: ... and one that has none of this share gets a note. Under it the uncovered bins
+#: are a sliver at the top of the band (a bass guitar's example ends at 7.9 kHz at
+#: 16 kHz: 2.8 % of what its cut under 4 kHz misses), which the original lacks too.
+UNCOVERED_NOTE_SHARE = 0.25
+
+
+def check_example_covers(Ve: np.ndarray, counts: np.ndarray, freqs: np.ndarray
+                         ) -> str | None:
+    """Refuse an example that has nearly none of the frequencies the input is missing
+    (:data:`UNCOVERED_SHARE`); return a note when it lacks a good part of them
+    (:data:`UNCOVERED_NOTE_SHARE`), else None.
+
+    Ve : the example's magnitude float32 (bins, frames); counts : int (bins,), in how
+    many frames each frequency is missing (:func:`missing_counts`); freqs : the bins'
+    frequencies (Hz).
+
+    The fill above :func:`spectra.spectrum_top` is empty. Without this check, speech cut under
+    4 kHz "repaired" from a phone's 8 kHz recording of the same speaker came back as
+    it was (log-spectral distance 7.8 → 7.8 dB with the band found, → 8.3 dB with it
+    given), and no one said why. Of its missing bins, 99 % or more lay above the
+    example's top (3.9 kHz), the rest scattered single bins under the gap threshold.
+    """
+    top = spectra.spectrum_top(Ve, freqs)
+    beyond = (counts > 0) & (freqs > top)
+    if not beyond.any():
+        return None
+    where = f"{freqs[beyond][0]:.0f}–{freqs[beyond][-1]:.0f} Hz"
+    share = float(counts[beyond].sum()) / float(counts.sum())
+    if share >= UNCOVERED_SHARE:
+        raise ParameterError(
+            f"the example has nothing above {top:.0f} Hz (it was recorded at a lower rate, "
+            f"or cut there), and that is where the input's missing frequencies lie "
+            f"({where}, {100.0 * share:.1f} % of what is missing): there is nothing to fill "
+            f"them from. Use an example that has them")
+    if share < UNCOVERED_NOTE_SHARE:
+        return None
+    return (f"the example has nothing above {top:.0f} Hz (recorded at a lower rate, or "
+            f"cut there), so {where} stays empty ({100.0 * share:.1f} % of what is missing)")
+
+
+#: Share of the frames with sound that lack some frequency above which missing bins
+#: are treated as a band limit (see :func:`band_like`).
+BAND_LIKE_SHARE = 0.5
+
+
+def band_like(observed: list[torch.Tensor]) -> bool:
+    """Whether most frames with sound lack some frequency (more than
+    :data:`BAND_LIKE_SHARE`): a band limit the band search did not find (a steep
+    low-pass leaves the top of the spectrum under the floor in nearly every frame),
+    not a gap, whose frequencies the other frames hold. Such an input gets what a band
+    limit gets: the templates' transposed copies, and no check of the fill on the
+    input's own frames, which hold the band's attenuated remains, not the truth.
+
+    Measured 2026-11-24 on the ten recordings of :func:`.level.fill_gain` cut under 4 kHz,
+    band left to find: a saxophone, whose cut the search misses, went from −45 to
+    +16 % at 16 kHz and from −11 to +17 % at 44.1 kHz (worse than the damaged input
+    before); the ten's mean from 25.3 to 31.4 % and from 28.3 to 31.2 %."""
+    lacking = sound = 0
+    for o in observed:
+        has = o.any(dim=0)
+        sound += int(has.sum())
+        lacking += int((has & ~o.all(dim=0)).sum())
+    return sound > 0 and lacking > BAND_LIKE_SHARE * sound
+
+
+SMOOTH_ERB = 0.5
+#: Frequencies where the example's smoothed spectrum is this far (dB) under its
+#: loudest say nothing about the band.
+EVIDENCE_DB = 60.0
+
+
+def erb_rate(freqs: np.ndarray) -> np.ndarray:
+    """Frequencies (Hz) on the ERB-rate scale (Glasberg & Moore 1990), in ERBs."""
+    return 21.4 * np.log10(1.0 + 0.00437 * np.asarray(freqs, dtype=np.float64))
+
+
+def erb_smooth(values: np.ndarray, weights: np.ndarray, erb: np.ndarray, width: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted Gaussian mean over frequency, on the ERB-rate axis.
+
+    values, weights : (n,), weights ≥ 0; erb : (n,) the points' ERB rates, increasing
+    width : the Gaussian's standard deviation (ERBs; points beyond four are left out)
+    Returns ((n,) the weighted means, (n,) the mean weight under each Gaussian).
+    """
+    lo = np.searchsorted(erb, erb - 4.0 * width)
+    hi = np.searchsorted(erb, erb + 4.0 * width, side="right")
+    mean = np.empty(erb.size)
+    local = np.empty(erb.size)
+    for i in range(erb.size):
+        k = np.exp(-0.5 * ((erb[lo[i]:hi[i]] - erb[i]) / width) ** 2)
+        w = k * weights[lo[i]:hi[i]]
+        total = float(w.sum())
+        mean[i] = float((w * values[lo[i]:hi[i]]).sum()) / max(total, 1e-300)
+        local[i] = total / float(k.sum())
+    return mean, local
+
+
+def found_band(level: np.ndarray, expected: np.ndarray, freqs: np.ndarray,
+               band_db: float) -> np.ndarray:
+    """The band an input occupies, from its long-term magnitude against an example's.
+
+    level, expected : (bins,) long-term mean magnitudes of the input and of the example
+    freqs : the bins' frequencies (Hz)
+    band_db : how far (dB) under the example's prediction a frequency is cut
+    Returns bool (bins,): True from the band's lowest frequency to its highest.
+
+    The input's level over the example's, in dB, is smoothed over half an ERB
+    (weighted by the example's level, so a frequency where the example has next to
+    nothing takes its neighbours' reading), and read only where the example's
+    smoothed spectrum is within :data:`EVIDENCE_DB` of its loudest: elsewhere
+    neither a cut nor its absence shows. A frequency reads "in the band" within
+    ``band_db`` of the 95th percentile of the readings and "cut" below it. A band
+    limit is one run of frequencies, so the band is the run that holds the most
+    "in" and the fewest "cut" frequencies (the maximum-sum run, each frequency
+    counted by its width in ERBs, so that the many bins of the top octaves do not
+    outvote the few of the low ones), widened to an end of the spectrum when
+    nothing beyond it reads "cut".
+
+    The rule it replaces (from the first to the last frequency within ``band_db``,
+    bin by bin) was set off by single bins at the ends of the spectrum where both
+    recordings have almost nothing: a speaker's recording cut to 400–1600 Hz was
+    found to span 31–1812 Hz, the same cut to 4 kHz 0–8000 Hz, and at 44.1 kHz the
+    cut at 1600 Hz was missed in eight of twelve recordings (this rule misses it in
+    one). On those twelve (speech, singing, instruments, a band's stems, rain; 16
+    and 44.1 kHz; cut to 400–1600 Hz, 300–3400 Hz, under 2, 4 or 6 kHz or over
+    1 kHz) both rules leave every full-band recording whole. Measured 2026-11-24 on
+    the ten of them with a separate example excerpt, cut to 400–1600 Hz, 300–3400 Hz
+    or under 4 kHz with the band left to be found (30 repairs per rate), the repair's
+    log-spectral distance fell by a median of 35 % with either rule at 16 kHz (mean
+    27 → 30 %; 11 repairs better, 11 worse, the largest loss 6 points: the cello cut
+    at 300 Hz, whose example has little under it) and by 26 → 35 % at 44.1 kHz (mean
+    22 → 28 %; 16 better, 2 worse), where the steep cuts' empty bins are mostly found
+    missing by ``floor_db`` anyway. A recording whose missing bands hold noise (a
+    phone line) is not caught by ``floor_db`` and depends on this rule alone.
+    """
+    F = level.size
+    tiny = float(expected.max()) * 1e-9
+    r = 20.0 * np.log10(np.maximum(level, tiny) / np.maximum(expected, tiny))
+    e = erb_rate(freqs)
+    rs, local = erb_smooth(r, expected, e, SMOOTH_ERB)
+    evidence = local > local.max() * 10.0 ** (-EVIDENCE_DB / 20.0)
+    # A high percentile, not the maximum, so that one odd frequency where the example
+    # happens to be weak does not set the reference.
+    ref = float(np.percentile(rs[evidence], 95))
+    ok = evidence & (rs > ref - band_db)
+    bad = evidence & ~ok
+    score = (ok.astype(np.float64) - bad) * np.gradient(e)
+    # Kadane's maximum-sum run.
+    best, cur, start, lo, hi = -np.inf, 0.0, 0, 0, F - 1
+    for i, v in enumerate(score):
+        if cur <= 0.0:
+            cur, start = v, i
+        else:
+            cur += v
+        if cur > best:
+            best, lo, hi = cur, start, i
+    if not bad[:lo].any():
+        lo = 0
+    if not bad[hi + 1:].any():
+        hi = F - 1
+    out = np.zeros(F, dtype=bool)
+    out[lo:hi + 1] = True
+    return out
+
+
+def missing_counts(observed: list[torch.Tensor]) -> np.ndarray:
+    """int64 (bins,): in how many of the frames that have anything observed each
+    frequency is missing."""
+    count = np.zeros(observed[0].shape[0], dtype=np.int64)
+    for o in observed:
+        cols = o.any(dim=0)
+        if bool(cols.any()):
+            count += (~o[:, cols]).sum(dim=1).cpu().numpy()
+    return count
