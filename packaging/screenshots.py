@@ -7,7 +7,9 @@ Usage (from the repository root)::
 It opens the built-in demo song (synthesised in code, so the pictures carry
 no third-party audio), separates it with ``ica``, splits the first layer
 again with ``hpss``, paints hints for two targets, sets a few mixer controls,
-picks ``nmf-paint`` and grabs the window. Under ``xvfb-run`` Qt uses the X server when its xcb
+picks ``nmf-paint`` and grabs the window. A second window then repairs the demo
+cut to a telephone's 300–3400 Hz from an example (another take of the song, seed
+1), with the repaired layer shown. Under ``xvfb-run`` Qt uses the X server when its xcb
 plugin can load and falls back to the offscreen platform otherwise (both
 render the same widgets with the same fonts).
 """
@@ -146,11 +148,52 @@ def main(argv=None) -> int:
     shots.append(path)
     dlg.close()
 
-    for p_ in shots:
-        print(p_)
     win.shutdown()
     win.close()
+    shots.append(_repair_shot(app, out, args.width, args.height))
+    for p_ in shots:
+        print(p_)
     return 0
+
+
+def _repair_shot(app, out: Path, width: int, height: int) -> Path:
+    """``repair`` in the editor: the demo song band-limited to 300–3400 Hz, its
+    example another take of it, the repaired layer selected and shown."""
+    from scipy.signal import butter, sosfiltfilt
+
+    from demixstudio.audio.io import save_audio
+    from demixstudio.demo import DEMO_SR, demo_mixture
+    from demixstudio.gui.main_window import MainWindow
+
+    sr = DEMO_SR
+    mix, _ = demo_mixture(sr, 12.0, seed=0)
+    sos = butter(10, [300.0, 3400.0], btype="band", fs=sr, output="sos")
+    phone = save_audio(Path(_TMP) / "demo, 300-3400 Hz.wav",
+                       sosfiltfilt(sos, mix).astype("float32"), sr)
+    example = save_audio(Path(_TMP) / "demo, another take.wav",
+                         demo_mixture(sr, 12.0, seed=1)[0], sr)
+
+    win = MainWindow(autosave=False)
+    win.errors = []
+    win.show_error = lambda title, reason, details: win.errors.append((title, reason))
+    win.ask_save_changes = lambda: "discard"
+    win.resize(width, height)
+    win.show()
+    win.open_path(str(phone), ask=False)
+    _wait(app, lambda: win.session is not None and not win.runner.busy, what="the file")
+    win.freq_scale.setCurrentText("log")
+    win.method_panel.select_method("repair")
+    win.method_panel.form.set_values({"band_lo_hz": 300.0, "band_hi_hz": 3400.0})
+    win.method_panel.add_example_file(str(example), "song")
+    _run(app, win, "repair", band_lo_hz=300.0, band_hi_hz=3400.0)
+    repaired = next(layer for layer in win.session.layers if layer.name == "repaired")
+    win.layer_panel.select_layer(repaired.id)
+    _settle(app, win, 1.0)
+    path = out / "repair.png"
+    win.grab().save(str(path))
+    win.shutdown()
+    win.close()
+    return path
 
 
 if __name__ == "__main__":
