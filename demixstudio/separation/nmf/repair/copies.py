@@ -136,7 +136,7 @@ def choose_copies(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
         d = 0.0
         for hidden, fitted in ((upper, lower), (lower, upper)):
             pred = predict_hidden(sample, Wn, torch.as_tensor(fitted, device=W.device),
-                                   q, ctx)
+                                  q, ctx)
             d += _hidden_distance(sample, pred, hidden)
         if d < best:
             best, best_count = d, n

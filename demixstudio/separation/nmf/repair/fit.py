@@ -100,7 +100,7 @@ def fit_observed(V: list[torch.Tensor], O: list[torch.Tensor], W: torch.Tensor,
 
 
 def predict_hidden(part: np.ndarray, W: torch.Tensor, present: torch.Tensor,
-                    p: Repair.Params, ctx: JobContext) -> np.ndarray:
+                   p: Repair.Params, ctx: JobContext) -> np.ndarray:
     """``part`` float32 (bins, frames) as the fill predicts it: activations fitted on
     the ``present`` frequencies (bool (bins,)) only, with the templates ``W`` fixed, as
     the input's are; returns W H, float32 (bins, frames)."""

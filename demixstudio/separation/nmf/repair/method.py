@@ -155,7 +155,7 @@ class Repair(Method):
             if gain is not None:
                 Wf *= gain[:, None]
             out = synthesise(mix, m.cfg, Wf, Hn, O, params.phase_iter,
-                              params.block_frames, ctx)
+                             params.block_frames, ctx)
         info = {"missing_fraction": n_missing / float(m.cfg.bins * m.frames),
                 "iterations": iterations, "semitone_copies_used": copies}
         if gain is not None:

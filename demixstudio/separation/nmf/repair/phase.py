@@ -21,7 +21,7 @@ GL_PIECES_AT_ONCE = 4
 
 
 def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, iters: int,
-                block: int, ctx: JobContext) -> np.ndarray:
+               block: int, ctx: JobContext) -> np.ndarray:
     """The input with its missing bins filled by ``W H``: float32 (channels, samples).
 
     W float32 (bins, K), H float32 (K, frames): the model of the channels' summed
@@ -67,7 +67,7 @@ def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, ite
         s0 = a * hop
         s1 = n if b == nfr else s0 + (b - a - 1) * hop
         y = griffin_lim(mix[:, s0:s1], cfg, W @ H[:, a:b], ~observed_frames(a, b), iters,
-                         lambda i: tick(k, i))
+                        lambda i: tick(k, i))
         s = np.arange(s0, s1, dtype=np.float64)
         w = np.ones(s1 - s0, dtype=np.float64)
         if t0 > 0:
@@ -129,7 +129,7 @@ GL_MOMENTUM = 0.99
 
 
 def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, iters: int,
-                 tick: Callable[[int], None]) -> np.ndarray:
+                tick: Callable[[int], None]) -> np.ndarray:
     """Fast Griffin–Lim on the missing bins only; observed bins keep the input's STFT.
 
     x float32 (channels, samples); fill_mag (bins, frames of x): the fill of the
