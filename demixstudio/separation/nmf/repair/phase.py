@@ -127,6 +127,10 @@ def fill_stretches(need: np.ndarray, pad: int, join: int, block: int
 # the spectral convergence of an oracle magnitude, NMF_NOTES "Session 51").
 GL_MOMENTUM = 0.99
 
+#: A missing bin in which the input is at most this far (dB) under the fill keeps the
+#: input's phase (see :func:`griffin_lim`).
+OWN_PHASE_DB = 40.0
+
 
 def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, iters: int,
                 tick: Callable[[int], None]) -> np.ndarray:
@@ -136,6 +140,32 @@ def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, i
     channels' summed magnitude, shared out among them (:func:`channel_shares`);
     missing bool (bins, frames); ``tick(i)`` is called before round i (it may raise to
     stop).
+
+    A missing bin in which the input is no more than :data:`OWN_PHASE_DB` under the
+    fill keeps the input's phase and is left out of the rounds: the source is still
+    there, turned down by a filter's skirt (a low-pass's transition band, a
+    resampler's), and its phase is the source's (shifted by the filter's, alike in
+    every frame). Griffin–Lim has to find the phase only where nothing is left.
+
+    Measured on the ten recordings of ``bench_repair_set.py`` at 44.1 kHz low-passed
+    at 8 and 16 kHz (``--lowpass``), where the original has something above the cut
+    (12 repairs): with the band given, the mean reduction of the log-spectral
+    distance went from 31.7 to 35.5 % (scikit-learn told the bins, with the input's
+    phase: 34.1 %; a resampled speaker's 8 kHz cut from 3.5 to 20.3 %; none worse);
+    with the band found, from 27.3 to 27.7 % (a found band starts past most of the
+    skirt). The set's six damages at either rate (60 repairs each): +0.1 point.
+    Speech and instruments through a 300–3400 Hz phone line with hiss 30 or 50 dB
+    under the signal (causal and zero-phase filters, 16 and 44.1 kHz; 7 recordings):
+    each setting's mean within 0.6 point of before (where the hiss is within 40 dB of
+    the fill its phase is kept, and does about as well as Griffin–Lim's), a singer's
+    repairs 0–3 points lower. At 60 dB the low-passes gained a little more and the
+    singer lost 3–5 points.
+
+    A painted bin keeps its phase by the same rule: it holds the source under the
+    painted sound. Speech under a 0.3 s burst of noise over 1–4 kHz, painted (as
+    ``test_repair_replaces_a_painted_burst`` makes it): the distance near the burst
+    1.89 dB with Griffin–Lim's phases there, 1.80 with the input's; under a burst
+    16 dB quieter, 1.89 and 1.75.
     """
     n = x.shape[1]
     # Y starts as the input's STFT and only its missing bins are ever written, so the
@@ -144,9 +174,15 @@ def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, i
     Y = stft(x, cfg)
     mag = np.abs(Y)
     fill = fill_mag[None] * channel_shares(mag, missing)  # (channels, bins, frames)
+    # The missing bins that keep their own phase, set in place: Y / |Y| · fill.
+    kept = (np.broadcast_to(missing[None], Y.shape)
+            & (mag * np.float32(10.0 ** (OWN_PHASE_DB / 20.0)) >= fill) & (mag > 0))
+    np.divide(Y, mag, out=Y, where=kept)
+    np.multiply(Y, fill, out=Y, where=kept)
+    where = np.broadcast_to(missing[None], Y.shape) & ~kept  # the bins the rounds set
+    del kept
     rng = np.random.default_rng(0)
     phase = np.exp(2j * np.pi * rng.random(fill_mag.shape)).astype(np.complex64)
-    where = np.broadcast_to(missing[None], Y.shape)
     np.copyto(Y, fill * phase[None], where=where)
     del phase
     if iters == 0:
