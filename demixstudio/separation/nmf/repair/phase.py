@@ -154,12 +154,12 @@ def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, i
     phase: 34.1 %; a resampled speaker's 8 kHz cut from 3.5 to 20.3 %; none worse);
     with the band found, from 27.3 to 27.7 % (a found band starts past most of the
     skirt). The set's six damages at either rate (60 repairs each): +0.1 point.
-    Speech and instruments through a 300–3400 Hz phone line with hiss 30 or 50 dB
-    under the signal (causal and zero-phase filters, 16 and 44.1 kHz; 7 recordings):
-    each setting's mean within 0.6 point of before (where the hiss is within 40 dB of
-    the fill its phase is kept, and does about as well as Griffin–Lim's), a singer's
-    repairs 0–3 points lower. At 60 dB the low-passes gained a little more and the
-    singer lost 3–5 points.
+    Speech and instruments through a 300–3400 Hz phone line (causal and zero-phase
+    filters, 16 and 44.1 kHz; 7 recordings): with hiss 30 or 50 dB under the
+    signal, each setting's mean within 0.6 point of before (where the hiss is within
+    40 dB of the fill its phase is kept, and does about as well as Griffin–Lim's);
+    without hiss, +0.2 to +1.3 points; a singer's repairs 0–3 points lower. At 60 dB
+    the low-passes gained a little more and the singer lost 3–5 points.
 
     A painted bin keeps its phase by the same rule: it holds the source under the
     painted sound. Speech under a 0.3 s burst of noise over 1–4 kHz, painted (as
