@@ -1,7 +1,8 @@
 """The fill's phase: fast Griffin–Lim on the missing bins only (the observed ones
-keep the input's), on pieces of a block of frames around what is missing, up to
-:data:`GL_PIECES_AT_ONCE` at once on the CPU's threads, cross-faded at the cuts;
-each channel gets its share of the fill."""
+keep the input's, and so do missing ones where a filter only turned the source
+down: :data:`OWN_PHASE_DB`), on pieces of a block of frames around what is missing,
+up to :data:`GL_PIECES_AT_ONCE` at once on the CPU's threads, cross-faded at the
+cuts; each channel gets its share of the fill."""
 
 from __future__ import annotations
 
