@@ -77,7 +77,8 @@ class Repair(Method):
             help="Upper edge of a known band; everything above is missing. 0 = find it.")
         phase_iter: int = param(15, label="Phase iterations", min=0, max=1000,
                                 help="Fast Griffin–Lim iterations for the phase of filled "
-                                     "bins (0 = random phases).")
+                                     "bins (0 = random phases, or the input's own where a "
+                                     "filter only turned the sound down).")
         semitone_copies: int = param(
             1, label="Transposed copies (semitones)", min=0, max=6, advanced=True,
             help="For a band-limited input, the example's templates are also used moved "
