@@ -348,25 +348,32 @@ def test_repair_finds_the_band_where_the_ends_of_the_spectrum_are_near_silent(sr
                     else 0.7 * edges[1] <= hi <= 1.4 * edges[1]), (rel, kind, edges, lo, hi)
 
 
+def _low_passed(rel: str, split: float, sr: int, cut: float):
+    """The recording's first ``split`` s as the example, the next ``split`` s
+    low-passed at ``cut`` Hz (10th order, zero phase) as the input: (cfg, the bins'
+    frequencies, the example's long-term magnitude (bins,), the input's magnitude
+    torch float32 (bins, frames))."""
+    import torch
+
+    from demixstudio.separation.nmf.spectra import example_magnitude
+
+    cfg = StftConfig.for_rate(sr)
+    x = nc.excerpt(rel, (split, 2.0 * split), sr).astype(np.float32)[None]
+    example = nc.excerpt(rel, (0.0, split), sr).astype(np.float32)[None]
+    expected = example_magnitude([AudioHint(example, sr)], sr, cfg, "example").mean(1)
+    y = sosfiltfilt(butter(10, cut, btype="low", fs=sr, output="sos"), x)
+    V = torch.as_tensor(np.abs(stft(y.astype(np.float32), cfg)[0]))
+    return cfg, cfg.bin_freqs(sr), expected, V
+
+
 def test_repair_finds_a_cut_band_in_an_input_that_starts_on_sound():
     # A 3 s sung phrase starting mid-note, low-passed at 4 kHz: the step from the
     # STFT's zero padding is a click in the first two frames, which carried the mean
     # over the cut band (the band search found 0–8000 Hz). The level it reads leaves
     # the frames that reach past the input's ends out, in one block or several.
-    import torch
-
     from demixstudio.separation.nmf.repair.missing import found_band, inner_level
-    from demixstudio.separation.nmf.spectra import example_magnitude
 
-    sr = 16000
-    cfg = StftConfig.for_rate(sr)
-    freqs = cfg.bin_freqs(sr)
-    rel = "solo_voice/singing-female.wav"
-    x = nc.excerpt(rel, (3.1, 6.2), sr).astype(np.float32)[None]
-    example = nc.excerpt(rel, (0.0, 3.1), sr).astype(np.float32)[None]
-    expected = example_magnitude([AudioHint(example, sr)], sr, cfg, "example").mean(1)
-    y = sosfiltfilt(butter(10, 4000.0, btype="low", fs=sr, output="sos"), x)
-    V = torch.as_tensor(np.abs(stft(y.astype(np.float32), cfg)[0]))
+    cfg, freqs, expected, V = _low_passed("solo_voice/singing-female.wav", 3.1, 16000, 4000.0)
     level = inner_level([V], cfg)
     np.testing.assert_allclose(inner_level([V[:, :1], V[:, 1:50], V[:, 50:]], cfg), level,
                                rtol=1e-6)
@@ -379,6 +386,23 @@ def test_repair_finds_a_cut_band_in_an_input_that_starts_on_sound():
     # Too short to leave frames out: all of them count.
     np.testing.assert_allclose(inner_level([V[:, :4]], cfg), V[:, :4].double().mean(1).numpy(),
                                rtol=1e-6)
+
+
+def test_repair_finds_a_low_pass_where_its_skirt_begins():
+    # Speech low-passed at 8 kHz (10th order, zero phase: -6 dB at the cut, -30 dB
+    # some 900 Hz above it) at 44.1 kHz. The band's run ends where the reading falls
+    # band_db (30 dB) under the band, in the skirt: the bins between hold the source
+    # turned down by up to 30 dB and were kept as they are (measured: found to
+    # 8872 Hz). The skirt's frequencies, more than EDGE_DB under the band next to
+    # the cut, are missing too.
+    from demixstudio.separation.nmf.repair import missing
+
+    cfg, freqs, expected, V = _low_passed("solo_voice/speech-female.wav", 2.0, 44100, 8000.0)
+    level = missing.inner_level([V], cfg)
+    run = missing.found_band(level, expected, freqs, 30.0)
+    assert freqs[np.flatnonzero(run)[-1]] > 8600.0
+    top = freqs[np.flatnonzero(missing.without_skirt(run, level, expected, freqs))[-1]]
+    assert 7600.0 <= top <= 8300.0, top
 
 
 def test_repair_checks_a_gaps_fill_on_the_inputs_own_frames(monkeypatch):

@@ -30,6 +30,7 @@ from demixstudio.separation.nmf.repair.missing import (
     inner_level,
     lone_bins,
     missing_counts,
+    without_skirt,
 )
 from demixstudio.separation.nmf.repair.phase import synthesise
 from demixstudio.separation.registry import register
@@ -63,7 +64,8 @@ class Repair(Method):
         band_db: float = param(
             30.0, label="Band threshold (dB)", min=5.0, max=150.0,
             help="Frequencies whose long-term level is this far below what the example's "
-                 "spectrum predicts are treated as missing (band limits).")
+                 "spectrum predicts are treated as missing (band limits); next to such a "
+                 "cut, so is the filter's skirt, where the level is 6 dB or more down.")
         floor_db: float = param(
             120.0, label="Gap threshold (dB)", min=20.0, max=200.0,
             help="Bins this far below the loudest bin are treated as missing (gaps); a lone "
@@ -207,8 +209,10 @@ class Repair(Method):
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
-            in_band = found_band(inner_level(m.V, m.cfg), expected, freqs, p.band_db)
+            level = inner_level(m.V, m.cfg)
+            in_band = found_band(level, expected, freqs, p.band_db)
             check_found_band(m.V, in_band, freqs)
+            in_band = without_skirt(in_band, level, expected, freqs)
         peak = max(float(b.max()) for b in m.V)
         floor = peak * 10 ** (-p.floor_db / 20)
         band = torch.as_tensor(in_band, device=m.device).reshape(-1, 1)
