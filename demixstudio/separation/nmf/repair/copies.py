@@ -112,12 +112,12 @@ def choose_copies(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     −10 to −15 % at 16 kHz. It costs four fits of activations on 512 frames (0.15–0.17
     s a repair on the set).
 
-    The copies win by any margin, however thin. Wanting them to win by one or two
-    standard errors of the per-frame differences, by 0.2 dB or by 3 % of the
-    distance changed a few choices on the set, each for the worse (the trumpet cut
-    to 300–3400 Hz, band found: +14 → +12 %), and reading only the half the fill
-    extrapolates to lost 0.5 points at 44.1 kHz (``benchmarks/NMF_NOTES.md``,
-    session 56).
+    The copies are chosen when their distance is lower by any margin. Wanting them
+    lower by one or two standard errors of the per-frame differences, by 0.2 dB or
+    by 3 % of the distance changed a few choices on the set, each for the worse
+    (the trumpet cut to 300–3400 Hz, band found: +14 → +12 %), and reading only
+    the half the fill extrapolates to lost 0.5 points at 44.1 kHz
+    (``benchmarks/NMF_NOTES.md``, session 56).
     """
     if most <= 0:
         return 0
