@@ -633,3 +633,37 @@ def test_repair_says_when_nothing_is_missing():
     assert out[0].extra["missing_fraction"] == 0.0
     assert out[0].extra["note"].startswith("nothing to repair")
     np.testing.assert_array_equal(out[0].waveform, x)
+
+
+def test_repair_keeps_the_skirts_own_sound_and_not_hiss():
+    """Just above a 4 kHz low-pass (10th order, zero phase) the input still holds the
+    speech turned down; turned back up to the fill's level it is closer to the truth
+    there than the model's fill (measured: the error in 4-4.8 kHz 4.6 -> 8.4 dB under
+    the truth, 25 frequencies kept). With white hiss 30 dB under the signal the input
+    there is hiss, whose time course does not follow the fill's: none is kept."""
+    sr = 16000
+    cfg = StftConfig.for_rate(sr)
+    freqs = cfg.bin_freqs(sr)
+    whole = nc.load("solo_voice/speech-male.wav", sr).astype(np.float32)
+    half = min(whole.size // 2, 4 * sr)
+    example, x = whole[:half][None], whole[whole.size // 2:whole.size // 2 + half][None]
+    low = sosfiltfilt(butter(10, 4000, btype="low", fs=sr, output="sos"), x).astype(np.float32)
+    noise = np.random.default_rng(0).standard_normal(low.shape).astype(np.float32)
+    hiss = low + noise * np.float32(np.sqrt((low ** 2).mean()) * 10 ** (-30 / 20))
+    m = get_method("repair")
+    hints = Hints(examples={"speech": [AudioHint(example, sr)]})
+    skirt = (freqs > 4000) & (freqs < 4800)
+    truth = np.abs(stft(x, cfg)[0][skirt])
+
+    def repair(damaged, keep):
+        p = make_params(m.Params, {"band_hi_hz": 4000.0, "keep_skirt": keep})
+        out = m.separate(damaged, sr, p, hints, NullContext())[0]
+        d = np.abs(stft(out.waveform, cfg)[0][skirt]) - truth
+        return out, 20 * np.log10(np.linalg.norm(d) / np.linalg.norm(truth))
+
+    (on, err_on), (off, err_off) = repair(low, True), repair(low, False)
+    assert on.extra["skirt_bins_kept"] >= 10 and off.extra["skirt_bins_kept"] == 0
+    assert err_on < err_off - 2.0, (err_on, err_off)
+    assert log_spectral_distance(x, on.waveform, cfg) < log_spectral_distance(x, off.waveform, cfg)
+    noisy, _ = repair(hiss, True)
+    assert noisy.extra["skirt_bins_kept"] <= 2, noisy.extra

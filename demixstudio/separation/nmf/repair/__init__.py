@@ -7,7 +7,10 @@ the bins that don't: a band-limited recording brought back to full band, a
 gap in time–frequency filled (Smaragdis, Raj & Shashanka 2011). Frames with
 nothing observed take the activations of their nearest observed neighbours.
 The filled bins get their phase by fast Griffin–Lim iterations (with momentum)
-in which the observed bins keep their own.
+in which the observed bins keep their own. Just outside a band limit, where the
+input still holds the source turned down by the filter's skirt and its time course
+follows the fill's, the fill is the input's own sound turned up to the fill's level
+(:func:`.skirt.skirt_gains`).
 
 Long inputs are repaired a block of frames at a time: the magnitudes, the
 0/1 weights (bool) and the activations are the only full-length arrays besides
@@ -40,7 +43,8 @@ The package: :mod:`.method` (the registry entry and its steps), :mod:`.missing`
 the example's reach), :mod:`.copies` (the templates' transposed copies and the
 choice of them), :mod:`.level` (the checks of the fill's level), :mod:`.fit` (the
 activations fitted on the present bins, and predictions of hidden ones) and
-:mod:`.phase` (the fill's phase by fast Griffin–Lim, a piece at a time).
+:mod:`.skirt` (the input's own sound in a band limit's skirt) and :mod:`.phase` (the
+fill's phase by fast Griffin–Lim, a piece at a time).
 """
 
 from demixstudio.separation.nmf.repair.method import Repair

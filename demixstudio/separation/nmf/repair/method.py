@@ -33,6 +33,7 @@ from demixstudio.separation.nmf.repair.missing import (
     without_skirt,
 )
 from demixstudio.separation.nmf.repair.phase import synthesise
+from demixstudio.separation.nmf.repair.skirt import skirt_gains
 from demixstudio.separation.registry import register
 
 
@@ -96,6 +97,12 @@ class Repair(Method):
                  "fill_gain), and for gaps also in the input's frames that have those "
                  "frequencies (see gap_fill_gain), the lower of the two. Off = the "
                  "model's fill as it is.")
+        keep_skirt: bool = param(
+            True, label="Keep the filter's skirt", advanced=True,
+            help="Just outside a band limit, where the input still holds the source "
+                 "turned down (its time course follows the fill's), use the input's own "
+                 "sound turned up to the fill's level instead of the model's (see "
+                 "skirt_gains). Off = the model's fill there too.")
 
     def separate(self, mix: np.ndarray, sr: int, params: Repair.Params, hints: Hints,
                  ctx: JobContext) -> list[LayerProposal]:
@@ -152,15 +159,18 @@ class Repair(Method):
             W, Hn, iterations = fit_observed(
                 m.V, O, W, spectra.init_activations(m.V, W.shape[1], params.seed), lam,
                 params, ctx)
+        Wf = W.cpu().numpy()
+        if gain is not None:
+            Wf *= gain[:, None]
+        skirt = (skirt_gains(m.V, O, Wf, Hn, freqs)
+                 if limited and params.keep_skirt else None)
         common.release_spectrogram(m)  # the synthesis needs the fit, not the magnitude
         with ctx.stage(0.8, 1.0, "phase"):
-            Wf = W.cpu().numpy()
-            if gain is not None:
-                Wf *= gain[:, None]
             out = synthesise(mix, m.cfg, Wf, Hn, O, params.phase_iter,
-                             params.block_frames, ctx)
+                             params.block_frames, ctx, skirt=skirt)
         info = {"missing_fraction": n_missing / float(m.cfg.bins * m.frames),
-                "iterations": iterations, "semitone_copies_used": copies}
+                "iterations": iterations, "semitone_copies_used": copies,
+                "skirt_bins_kept": 0 if skirt is None else int((skirt > 0).sum())}
         if gain is not None:
             info["fill_gain_db"] = round(float(20.0 * np.log10(gain[missing]).mean()), 2)
         louder = level_change_db(mix, out)

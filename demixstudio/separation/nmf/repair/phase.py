@@ -22,7 +22,7 @@ GL_PIECES_AT_ONCE = 4
 
 
 def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, iters: int,
-               block: int, ctx: JobContext) -> np.ndarray:
+               block: int, ctx: JobContext, skirt: np.ndarray | None = None) -> np.ndarray:
     """The input with its missing bins filled by ``W H``: float32 (channels, samples).
 
     W float32 (bins, K), H float32 (K, frames): the model of the channels' summed
@@ -31,7 +31,8 @@ def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, ite
     around frames with a missing bin are synthesised again (:func:`fill_stretches`),
     at most ``block`` / :data:`GL_PIECES_AT_ONCE` frames at a time, that many pieces
     at once (see the module's docstring); elsewhere the output is the input, so a
-    short gap in an hour costs the gap's Griffin–Lim, not the hour's.
+    short gap in an hour costs the gap's Griffin–Lim, not the hour's. ``skirt``: see
+    :func:`griffin_lim`.
     """
     n = mix.shape[1]
     hop = cfg.hop
@@ -68,7 +69,7 @@ def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, ite
         s0 = a * hop
         s1 = n if b == nfr else s0 + (b - a - 1) * hop
         y = griffin_lim(mix[:, s0:s1], cfg, W @ H[:, a:b], ~observed_frames(a, b), iters,
-                        lambda i: tick(k, i))
+                        lambda i: tick(k, i), skirt)
         s = np.arange(s0, s1, dtype=np.float64)
         w = np.ones(s1 - s0, dtype=np.float64)
         if t0 > 0:
@@ -134,13 +135,15 @@ OWN_PHASE_DB = 40.0
 
 
 def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, iters: int,
-                tick: Callable[[int], None]) -> np.ndarray:
+                tick: Callable[[int], None], skirt: np.ndarray | None = None) -> np.ndarray:
     """Fast Griffin–Lim on the missing bins only; observed bins keep the input's STFT.
 
     x float32 (channels, samples); fill_mag (bins, frames of x): the fill of the
     channels' summed magnitude, shared out among them (:func:`channel_shares`);
     missing bool (bins, frames); ``tick(i)`` is called before round i (it may raise to
-    stop).
+    stop); ``skirt`` float32 (bins,) or None: where it is above 0, a missing bin's fill
+    is the input's own magnitude in each channel times it (a band limit's skirt:
+    :func:`.skirt.skirt_gains`), and so keeps the input's phase.
 
     A missing bin in which the input is no more than :data:`OWN_PHASE_DB` under the
     fill keeps the input's phase and is left out of the rounds: the source is still
@@ -175,6 +178,10 @@ def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, i
     Y = stft(x, cfg)
     mag = np.abs(Y)
     fill = fill_mag[None] * channel_shares(mag, missing)  # (channels, bins, frames)
+    if skirt is not None:
+        rows = np.flatnonzero(skirt > 0)
+        fill[:, rows] = np.where(missing[None, rows], mag[:, rows] * skirt[rows, None],
+                                 fill[:, rows])
     # The missing bins that keep their own phase, set in place: Y / |Y| · fill.
     kept = (np.broadcast_to(missing[None], Y.shape)
             & (mag * np.float32(10.0 ** (OWN_PHASE_DB / 20.0)) >= fill) & (mag > 0))
