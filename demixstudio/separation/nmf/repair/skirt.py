@@ -72,8 +72,11 @@ def skirt_gains(V: list[torch.Tensor], observed: list[torch.Tensor], W: np.ndarr
         return None
     lo, hi = int(present[0]), int(present[-1])
     erb = erb_rate(freqs)
-    below = [f for f in range(lo - 1, -1, -1) if always[f] and erb[lo] - erb[f] <= SKIRT_REACH_ERB]
-    above = [f for f in range(hi + 1, F) if always[f] and erb[f] - erb[hi] <= SKIRT_REACH_ERB]
+    # The candidates, each side in the order of the walk (outward from the band).
+    below = [f for f in range(lo - 1, -1, -1)
+             if always[f] and erb[lo] - erb[f] <= SKIRT_REACH_ERB]
+    above = [f for f in range(hi + 1, F)
+             if always[f] and erb[f] - erb[hi] <= SKIRT_REACH_ERB]
     rows = np.array(sorted(below + above), dtype=np.int64)
     if rows.size == 0:
         return None
@@ -92,16 +95,18 @@ def skirt_gains(V: list[torch.Tensor], observed: list[torch.Tensor], W: np.ndarr
     if not take.any():
         return None
     gains = np.zeros(F, dtype=np.float32)
-    gains[take] = np.exp(np.maximum(mean_gap[[at[int(f)] for f in np.flatnonzero(take)]], 0.0))
+    kept = np.flatnonzero(take)
+    gains[kept] = np.exp(np.maximum(mean_gap[[at[int(f)] for f in kept]], 0.0))
     return gains
 
 
 def _log_stats(V: list[torch.Tensor], rows: np.ndarray, Wr: np.ndarray, H: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray] | None:
     """Over the frames with sound (summed magnitude within 60 dB of the loudest's),
-    per frequency ``rows`` (int (rows,)), whose templates are ``Wr`` (rows, K): the mean of log(fill) − log(input) and the
-    correlation of the two logs, both float64 (rows,); None without such frames.
-    A block of ``V`` at a time (only these rows of the fill are made)."""
+    at the frequencies ``rows`` (int (rows,)), whose templates are ``Wr`` (rows, K):
+    the mean of log(fill) − log(input) and the correlation of the two logs, both
+    float64 (rows,); None without such frames. A block of ``V`` at a time (only
+    these rows of the fill are made)."""
     loudest = max(float(b.sum(dim=0).max()) for b in V)
     if loudest <= 0.0:
         return None
