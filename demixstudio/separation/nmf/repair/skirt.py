@@ -4,6 +4,8 @@ sound, turned back up to the fill's level, instead of the model's."""
 
 from __future__ import annotations
 
+from itertools import takewhile
+
 import numpy as np
 import torch
 
@@ -72,11 +74,12 @@ def skirt_gains(V: list[torch.Tensor], observed: list[torch.Tensor], W: np.ndarr
         return None
     lo, hi = int(present[0]), int(present[-1])
     erb = erb_rate(freqs)
-    # The candidates, each side in the order of the walk (outward from the band).
-    below = [f for f in range(lo - 1, -1, -1)
-             if always[f] and erb[lo] - erb[f] <= SKIRT_REACH_ERB]
-    above = [f for f in range(hi + 1, F)
-             if always[f] and erb[f] - erb[hi] <= SKIRT_REACH_ERB]
+    # The candidates, each side in the order of the walk (outward from the band),
+    # up to the first frequency that is present somewhere or out of reach.
+    below = list(takewhile(lambda f: always[f] and erb[lo] - erb[f] <= SKIRT_REACH_ERB,
+                           range(lo - 1, -1, -1)))
+    above = list(takewhile(lambda f: always[f] and erb[f] - erb[hi] <= SKIRT_REACH_ERB,
+                           range(hi + 1, F)))
     rows = np.array(sorted(below + above), dtype=np.int64)
     if rows.size == 0:
         return None
