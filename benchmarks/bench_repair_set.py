@@ -23,7 +23,8 @@ order; the band given as ``band_hi_hz`` and found): a recording made at a lower 
 and brought up to this one, an MP3's cut at 16 kHz. Where the original has next to
 nothing above the cut (a recording already band-limited), the distance before is a
 few hundredths of a dB and its relative change says little: each row prints the
-distance before too.
+distance before too. ``--highpass 150,400`` does the same with high-passes (the band
+given as ``band_lo_hz`` and found): a small loudspeaker's or a rumble filter's cut.
 
 Settings are compared with ``--variant NAME:key=value,...`` (as ``--set`` on the
 command line):
@@ -69,22 +70,29 @@ RECORDINGS = (
 MAX_S = 7.0
 
 
-def damages(x: np.ndarray, sr: int, cfg: StftConfig, lowpass: tuple[float, ...] = ()):
+def damages(x: np.ndarray, sr: int, cfg: StftConfig, lowpass: tuple[float, ...] = (),
+            highpass: tuple[float, ...] = ()):
     """(label, damaged float32 (1, n), params, missing bool (bins, frames) or None);
-    with ``lowpass`` (Hz), those low-passes only."""
+    with ``lowpass`` or ``highpass`` (Hz), those filters only."""
     from scipy.signal import butter, sosfiltfilt
 
     from bench_nmf import cut_gap, outside_band
 
     frames = cfg.frames(x.shape[1])
     out = []
-    if lowpass:
+    if lowpass or highpass:
         for hz in lowpass:
             sos = butter(10, hz, btype="low", fs=sr, output="sos")
             y = sosfiltfilt(sos, x).astype(np.float32)
             out.append((f"under {hz / 1000:g} kHz, given", y, {"band_hi_hz": hz},
                         outside_band(0.0, hz, sr, cfg, frames)))
             out.append((f"under {hz / 1000:g} kHz, found", y, {}, None))
+        for hz in highpass:
+            sos = butter(10, hz, btype="high", fs=sr, output="sos")
+            y = sosfiltfilt(sos, x).astype(np.float32)
+            out.append((f"over {hz:g} Hz, given", y, {"band_lo_hz": hz},
+                        outside_band(hz, sr / 2.0, sr, cfg, frames)))
+            out.append((f"over {hz:g} Hz, found", y, {}, None))
         return out
     for lo, hi in ((400.0, 1600.0), (300.0, 3400.0)):
         sos = butter(10, [lo, hi], btype="band", fs=sr, output="sos")
@@ -118,6 +126,9 @@ def main() -> None:
     ap.add_argument("--lowpass", default="",
                     help="HZ,HZ,...: low-passes at these frequencies instead of the six "
                          "damages")
+    ap.add_argument("--highpass", default="",
+                    help="HZ,HZ,...: high-passes at these frequencies instead (with "
+                         "--lowpass, both)")
     args = ap.parse_args()
     import bench_nmf
 
@@ -136,6 +147,7 @@ def main() -> None:
     peer_t = 0.0
     told: list[int] = []  # the repairs the peer also made (its bins known)
     lowpass = tuple(float(v) for v in args.lowpass.split(",") if v)
+    highpass = tuple(float(v) for v in args.highpass.split(",") if v)
     print(f"== repair on {len(RECORDINGS)} recordings at {sr} Hz: the damaged "
           f"input's log-spectral distance, its reduction by each setting (time)")
     for rel in RECORDINGS:
@@ -146,7 +158,7 @@ def main() -> None:
         example = whole[:half][None]
         x = whole[whole.size // 2:whole.size // 2 + half][None]
         hints = Hints(examples={"x": [AudioHint(example, sr)]})
-        for label, damaged, values, missing in damages(x, sr, cfg, lowpass):
+        for label, damaged, values, missing in damages(x, sr, cfg, lowpass, highpass):
             a = log_spectral_distance(x, damaged, cfg)
             row = [f"{a:5.2f} dB"]
             for name, extra in variants:

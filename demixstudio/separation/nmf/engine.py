@@ -108,8 +108,15 @@ _threads_holders = 0
 _threads_saved = 0
 
 
+# A task of :func:`.tasks.run_at_once` runs its fits on its own thread alone.
+_task = threading.local()
+
+
 def cpu_threads() -> int:
-    """Torch's CPU thread count as the user set it (not the 1 a running fit holds)."""
+    """Torch's CPU thread count as the user set it (not the 1 a running fit holds);
+    1 on a thread inside :func:`fits_on_this_thread`."""
+    if getattr(_task, "alone", False):
+        return 1
     with _threads_lock:
         return _threads_saved if _threads_holders else torch.get_num_threads()
 
@@ -130,6 +137,17 @@ def single_threaded_ops() -> Iterator[None]:
             _threads_holders -= 1
             if _threads_holders == 0:
                 torch.set_num_threads(_threads_saved)
+
+
+@contextlib.contextmanager
+def fits_on_this_thread() -> Iterator[None]:
+    """Fits started on this thread inside it use no worker threads of their own
+    (:func:`cpu_threads` reads 1 here): for fits run side by side, one per thread."""
+    _task.alone = True
+    try:
+        yield
+    finally:
+        _task.alone = False
 
 
 #: Precisions of the matrix products (``fit(precision=...)``).

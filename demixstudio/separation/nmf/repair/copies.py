@@ -3,6 +3,7 @@ example does not play, and the choice of how many a band-limited input's fill us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from demixstudio.jobs.context import JobContext
 from demixstudio.separation.nmf import engine, spectra, transposition
 from demixstudio.separation.nmf.repair.fit import frames_with_sound, predict_hidden
 from demixstudio.separation.nmf.repair.missing import erb_rate
+from demixstudio.separation.nmf.tasks import run_at_once
 
 if TYPE_CHECKING:
     from demixstudio.separation.nmf.repair.method import Repair
@@ -110,7 +112,9 @@ def choose_copies(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     400–1600 Hz, band found, 16 kHz). A gap in the trumpet's quiet tail, taken
     for a band limit (:func:`.missing.band_like`), went from −76 to −42 % at 44.1 kHz and from
     −10 to −15 % at 16 kHz. It costs four fits of activations on 512 frames (0.15–0.17
-    s a repair on the set).
+    s a repair on the set), since 2026-11-25 run two at once on two cores
+    (:func:`run_at_once`; a minute of speech or cello cut to 400–1600 Hz:
+    0.07–0.27 → 0.04–0.05 s).
 
     The copies are chosen when their distance is lower by any margin. Wanting them
     lower by one or two standard errors of the per-frame differences, by 0.2 dB or
@@ -137,16 +141,24 @@ def choose_copies(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     if not sample.any():
         return most
     q = replace(p, max_iter=CHOICE_MAX_ITER)
+
+    def distance(n: int, hidden: np.ndarray, fitted: np.ndarray
+                 ) -> Callable[[JobContext], float]:
+        def task(c: JobContext) -> float:
+            pred = predict_hidden(sample, shifted_templates(W, n),
+                                  torch.as_tensor(fitted, device=W.device), q, c)
+            return _hidden_distance(sample, pred, hidden)
+        return task
+
+    # Independent predictions, side by side (see run_at_once).
+    halves = ((upper, lower), (lower, upper))
+    d = run_at_once([distance(n, h, f) for n in range(most + 1) for h, f in halves],
+                    ctx, W.device, "choosing the templates' copies")
     best, best_count = np.inf, most
     for n in range(most + 1):
-        Wn = shifted_templates(W, n)
-        d = 0.0
-        for hidden, fitted in ((upper, lower), (lower, upper)):
-            pred = predict_hidden(sample, Wn, torch.as_tensor(fitted, device=W.device),
-                                  q, ctx)
-            d += _hidden_distance(sample, pred, hidden)
-        if d < best:
-            best, best_count = d, n
+        total = d[2 * n] + d[2 * n + 1]
+        if total < best:
+            best, best_count = total, n
     return best_count
 
 

@@ -5,6 +5,7 @@ too loud."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +16,7 @@ from demixstudio.separation.nmf import spectra, transposition
 from demixstudio.separation.nmf.repair.copies import shifted_templates
 from demixstudio.separation.nmf.repair.fit import frames_with_sound, predict_hidden
 from demixstudio.separation.nmf.repair.missing import erb_rate, erb_smooth
+from demixstudio.separation.nmf.tasks import run_at_once
 
 if TYPE_CHECKING:
     from demixstudio.separation.nmf.repair.method import Repair
@@ -91,25 +93,30 @@ def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.
     edges = np.linspace(0, T, GAIN_FOLDS + 1).astype(int)
     if int(np.diff(edges).min()) < 2:
         return None
-    F = Ve.shape[0]
-    total = np.zeros(F)
-    count = 0
     present = torch.as_tensor(~missing, device=device)
-    for i in range(GAIN_FOLDS):
-        with ctx.stage(i / GAIN_FOLDS, (i + 1) / GAIN_FOLDS, "checking the fill's level"):
+
+    def fold(i: int) -> Callable[[JobContext], tuple[np.ndarray, int]]:
+        def check(c: JobContext) -> tuple[np.ndarray, int]:
             part = np.ascontiguousarray(Ve[:, edges[i]:edges[i + 1]])
             rest = np.concatenate([Ve[:, :edges[i]], Ve[:, edges[i + 1]:]], axis=1)
             W = shifted_templates(
-                spectra.learn_dictionary(rest, p.components, ctx, beta=p.beta,
+                spectra.learn_dictionary(rest, p.components, c, beta=p.beta,
                                          max_iter=GAIN_MAX_ITER, tol=p.tol,
                                          seed=p.seed + 17 * (i + 1), device=device,
                                          precision=p.precision,
                                          message="checking the fill's level"),
                 copies)
-            pred = predict_hidden(part, W, present, p, ctx)
-        t, n = _log_errors(part, pred)
-        total += t
-        count += n
+            return _log_errors(part, predict_hidden(part, W, present, p, c))
+        return check
+
+    # The folds are independent, and a few seconds of example are one chunk of frames
+    # to the engine, which runs it on one thread: side by side on two cores this check
+    # took 0.39–0.47 → 0.17–0.18 s (a 5 s example at 16 kHz) and 1.14–1.26 → 0.64–0.68 s
+    # (14 s at 44.1 kHz, where the engine shared each fold between the threads).
+    errors = run_at_once([fold(i) for i in range(GAIN_FOLDS)], ctx, device,
+                         "checking the fill's level")
+    total = sum(e for e, _ in errors)
+    count = sum(n for _, n in errors)
     if count == 0:
         return None
     # Down only: see the docstring.
