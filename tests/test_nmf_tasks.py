@@ -80,3 +80,17 @@ def test_a_cancel_stops_the_tasks_and_an_error_reaches_the_caller():
 
     with pytest.raises(ValueError, match="own error"):
         run_at_once([lambda c: c.check(), failing], NullContext(), CPU, "x")
+
+
+def test_fits_on_this_thread_nests_and_leaves_other_threads_alone():
+    outside = engine.cpu_threads()
+    with engine.fits_on_this_thread():
+        with engine.fits_on_this_thread():
+            assert engine.cpu_threads() == 1
+        assert engine.cpu_threads() == 1  # still inside the outer one
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(engine.cpu_threads()))
+        t.start()
+        t.join()
+        assert seen == [outside]  # another thread is not held
+    assert engine.cpu_threads() == outside

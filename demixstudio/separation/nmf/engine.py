@@ -143,11 +143,12 @@ def single_threaded_ops() -> Iterator[None]:
 def fits_on_this_thread() -> Iterator[None]:
     """Fits started on this thread inside it use no worker threads of their own
     (:func:`cpu_threads` reads 1 here): for fits run side by side, one per thread."""
+    before = getattr(_task, "alone", False)
     _task.alone = True
     try:
         yield
     finally:
-        _task.alone = False
+        _task.alone = before
 
 
 #: Precisions of the matrix products (``fit(precision=...)``).
