@@ -432,6 +432,13 @@ def test_chunks_are_even_and_shared_by_every_worker(V):
         chunks = engine._chunks([5670], 255, workers)
         shares = [sum(b - a for _, a, b in p) for p in engine._share(chunks, workers)]
         assert len(chunks) % workers == 0 and max(shares) - min(shares) <= workers, shares
+    # Every worker gets its share whatever the frame count, odd included (452 + 453).
+    for widths, size, workers in (([905], 511, 2), ([904], 511, 2), ([375], 1022, 2),
+                                  ([1001], 511, 2), ([905], 255, 2), ([907], 100, 3)):
+        parts = engine._share(engine._chunks(widths, size, workers), workers)
+        shares = [sum(b - a for _, a, b in p) for p in parts]
+        assert min(shares) > 0 and max(shares) - min(shares) <= max(widths) // workers // 2, \
+            (widths, shares)
     # On such a block two workers give the fit one gives, up to rounding.
     W0, H0 = _start(V[:, :376], 8)
     out = []

@@ -110,9 +110,9 @@ def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.
         return check
 
     # The folds are independent, and a few seconds of example are one chunk of frames
-    # to the engine, which runs it on one thread: side by side on two cores this check
-    # took 0.39–0.47 → 0.17–0.18 s (a 5 s example at 16 kHz) and 1.14–1.26 → 0.64–0.68 s
-    # (14 s at 44.1 kHz, where the engine shared each fold between the threads).
+    # to the engine, which runs it on one thread; with more, every sweep ends in a
+    # barrier. Side by side on two cores this check took 0.30–0.42 → 0.21 s (a 5 s
+    # example at 16 kHz) and 1.05–1.19 → 0.70–0.73 s (14 s at 44.1 kHz).
     errors = run_at_once([fold(i) for i in range(GAIN_FOLDS)], ctx, device,
                          "checking the fill's level")
     total = sum(e for e, _ in errors)
