@@ -109,7 +109,13 @@ def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what
     ``what`` names them in errors ("the hum of 'voice'"). Raises ParameterError
     if there are none, if they are silent, or if together they are shorter than
     one analysis window (nothing to learn a spectrum from)."""
-    signals = list(example_signals(hints, sr, what))
+    return signals_magnitude(list(example_signals(hints, sr, what)), sr, cfg, what)
+
+
+def signals_magnitude(signals: Sequence[np.ndarray], sr: int, cfg: StftConfig, what: str
+                      ) -> np.ndarray:
+    """:func:`example_magnitude` of the recordings :func:`example_signals` gave
+    (float32 (channels, samples) each), for a caller that reads them too."""
     if not signals:
         raise ParameterError(f"no {what} given")
     length = sum(a.shape[1] for a in signals)

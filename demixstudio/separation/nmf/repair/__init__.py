@@ -21,7 +21,9 @@ and neighbouring pieces are cross-faded over a few frames around each cut.
 A bin counts as missing when its frequency lies outside the band the input occupies
 (given as ``band_lo_hz``–``band_hi_hz``, or else found as the run of frequencies
 whose long-term level is within ``band_db`` of what the example's spectrum predicts:
-:func:`.missing.found_band`, less the filter's skirt next to a cut:
+:func:`.missing.found_band`, its low end read on a Welch spectrum that shows a cut
+next to a loud band as deep as it is: :func:`.missing.found_run`,
+:mod:`.welch`; less the filter's skirt next to a cut:
 :func:`.missing.without_skirt`), when it is ``floor_db`` below the input's loudest bin
 and so is a neighbour (a lone bin that deep is a null: :func:`.missing.lone_bins`),
 or when it is painted (``hints.paint``, any target: a spectral repair's selection,

@@ -25,15 +25,17 @@ from demixstudio.separation.nmf.repair.level import fill_gain, gap_fill_gain
 from demixstudio.separation.nmf.repair.missing import (
     band_like,
     check_example_covers,
+    LongTerm,
     check_found_band,
-    found_band,
+    found_run,
     inner_level,
     lone_bins,
     missing_counts,
-    without_skirt,
+    run_without_skirt,
 )
 from demixstudio.separation.nmf.repair.phase import synthesise
 from demixstudio.separation.nmf.repair.skirt import skirt_gains
+from demixstudio.separation.nmf.repair.welch import long_term_magnitude
 from demixstudio.separation.registry import register
 
 
@@ -113,14 +115,20 @@ class Repair(Method):
                                  "(--hint example:NAME=FILE)")
         mix = np.asarray(mix, dtype=np.float32)
         m = common.open_mixture(self, mix, sr, params, ctx)
+        what = "the full-band example"
+        signals = list(spectra.example_signals(examples, sr, what))
         # One magnitude serves for the dictionary and for the expected spectrum.
-        Ve = spectra.example_magnitude(examples, sr, m.cfg, "the full-band example")
+        Ve = spectra.signals_magnitude(signals, sr, m.cfg, what)
+        # The band search's deeper spectra, read only when the band is to be found.
+        find = not (params.band_lo_hz > 0 or params.band_hi_hz > 0)
+        deep = ((long_term_magnitude(signals, m.cfg), long_term_magnitude([mix], m.cfg))
+                if find else None)
+        del signals
         _, W, _ = common.hinted_templates({"example": examples}, sr, m, params.components,
                                           params, ctx, "example", (0.05, 0.4),
                                           magnitudes={"example": Ve})
-        expected = Ve.mean(axis=1)
         freqs = m.cfg.bin_freqs(sr)
-        O, limited = self._observed(m, params, freqs, expected)
+        O, limited = self._observed(m, params, freqs, Ve.mean(axis=1), deep)
         if hints.paint:
             O = self._unpainted(O, hints, m.cfg.frame_times(mix.shape[1], sr), freqs)
         n_missing = sum(int((~o).sum()) for o in O)
@@ -206,7 +214,8 @@ class Repair(Method):
 
     @staticmethod
     def _observed(m: common.Mixture, p: Repair.Params, freqs: np.ndarray,
-                  expected: np.ndarray) -> tuple[list[torch.Tensor], bool]:
+                  expected: np.ndarray, deep: tuple[np.ndarray, np.ndarray] | None
+                  ) -> tuple[list[torch.Tensor], bool]:
         """Per block of ``m.V``, bool (bins, B): the bins that exist in the input; and
         whether the input is band-limited (given, or found so).
 
@@ -214,15 +223,17 @@ class Repair(Method):
         missing when the input's long-term level there falls ``band_db`` below what
         that spectrum predicts (relative to the well-matched frequencies), so a
         naturally quiet band of a full-band input is not mistaken for a cut one.
+        ``deep`` is the example's and the input's Welch spectra (``welch``), for the
+        band's low end (:func:`.missing.found_run`); None when the band is given.
         """
         if p.band_lo_hz > 0 or p.band_hi_hz > 0:
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
-            level = inner_level(m.V, m.cfg)
-            in_band = found_band(level, expected, freqs, p.band_db)
+            s = LongTerm(inner_level(m.V, m.cfg), expected, deep[1], deep[0])
+            in_band = found_run(s, freqs, p.band_db)
             check_found_band(m.V, in_band, freqs)
-            in_band = without_skirt(in_band, level, expected, freqs)
+            in_band = run_without_skirt(in_band, s, freqs)
         peak = max(float(b.max()) for b in m.V)
         floor = peak * 10 ** (-p.floor_db / 20)
         band = torch.as_tensor(in_band, device=m.device).reshape(-1, 1)

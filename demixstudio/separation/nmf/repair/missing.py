@@ -4,6 +4,8 @@ the checks that refuse a found band or an example that cannot serve."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -340,6 +342,68 @@ def without_skirt(in_band: np.ndarray, level: np.ndarray, expected: np.ndarray,
         while lo < hi and skirt[lo] and e[lo] < stop:
             lo += 1
     out = np.zeros(F, dtype=bool)
+    out[lo:hi + 1] = True
+    return out
+
+
+@dataclass(frozen=True)
+class LongTerm:
+    """The input's and the example's long-term magnitudes, float64 (bins,) each: from
+    the program's frames (``level``: :func:`inner_level`; ``expected``: the example's
+    mean frame) and from :func:`.welch.long_term_magnitude` (``deep_level``,
+    ``deep_expected``), which shows a cut next to a loud band as deep as it is."""
+
+    level: np.ndarray
+    expected: np.ndarray
+    deep_level: np.ndarray
+    deep_expected: np.ndarray
+
+
+def found_run(s: LongTerm, freqs: np.ndarray, band_db: float) -> np.ndarray:
+    """The band an input occupies (:func:`found_band`): bool (bins,), its low end read
+    on the Welch spectrum, its high end on the program's frames.
+
+    The Hann window's leakage limits how deep a cut can read only within a few bins
+    of the band, and at the low end that is all of the cut: a high-pass at 150 Hz
+    leaves 7 bins under it at 44.1 kHz (read 26–30 dB under the example, within
+    ``band_db``: not found), at 400 Hz 19. Above a low-pass the cut spans hundreds
+    of bins, most far from the band; there the Welch spectrum's depth reads real
+    differences between an example and the input as cuts: a vibraphone's decay
+    against its example's mallet strike, full-band, was found to end at 2.4 kHz
+    at 16 and 44.1 kHz and its top replaced (the repair changed it by 0.8 and
+    1.9 dB of log-spectral distance; with the program's frames it is left whole).
+
+    Measured 2026-11-25 (``bench_repair_set.py``, the band found; the mean reduction
+    of the log-spectral distance over all the set's repairs): high-passes at 150 and
+    400 Hz 44.1 → 45.6 % at 44.1 kHz (harm 5 → 2 of 40; a singer's stem at 150 Hz 0
+    → +35.3 %, given +31.7 %) and 45.2 → 45.4 % at 16 kHz; the ten recordings' set
+    37.6 → 37.8 % at 44.1 kHz (a trumpet cut to 400–1600 Hz +18.9 → +27.4 %, a
+    singer +41.3 → +45.4 %) and 41.9 → 41.9 % at 16 kHz (the trumpet +29.2 → +35.2,
+    its 300–3400 Hz +19.7 → +17.2, a saxophone's +37.2 → +35.2 %); low-passes at 8
+    and 16 kHz unchanged. The 36 recordings of ``../shared/audio``, split in halves,
+    full-band: the same bands as before (two found cut at 16 kHz, one at 44.1 kHz,
+    as before). Both ends on the Welch spectrum: the same gains, but the vibraphone
+    above and a speaker's 4 kHz low-pass +34.8 → +16.5 % (16 kHz).
+    """
+    high = np.flatnonzero(found_band(s.level, s.expected, freqs, band_db))
+    low = np.flatnonzero(found_band(s.deep_level, s.deep_expected, freqs, band_db))
+    lo, hi = int(low[0]), int(high[-1])
+    if lo > hi:  # the two runs do not meet: the program's frames' run
+        lo = int(high[0])
+    out = np.zeros(freqs.size, dtype=bool)
+    out[lo:hi + 1] = True
+    return out
+
+
+def run_without_skirt(run: np.ndarray, s: LongTerm, freqs: np.ndarray) -> np.ndarray:
+    """:func:`without_skirt` of a :func:`found_run`, each end on the readings that
+    found it: bool (bins,)."""
+    high = np.flatnonzero(without_skirt(run, s.level, s.expected, freqs))
+    low = np.flatnonzero(without_skirt(run, s.deep_level, s.deep_expected, freqs))
+    lo, hi = int(low[0]), int(high[-1])
+    if lo > hi:
+        lo = int(high[0])
+    out = np.zeros(freqs.size, dtype=bool)
     out[lo:hi + 1] = True
     return out
 
