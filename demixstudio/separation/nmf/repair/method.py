@@ -120,9 +120,8 @@ class Repair(Method):
         # One magnitude serves for the dictionary and for the expected spectrum.
         Ve = spectra.signals_magnitude(signals, sr, m.cfg, what)
         # The band search's deeper spectra, read only when the band is to be found.
-        find = not (params.band_lo_hz > 0 or params.band_hi_hz > 0)
-        deep = ((long_term_magnitude(signals, m.cfg), long_term_magnitude([mix], m.cfg))
-                if find else None)
+        deep = (None if self._band_given(params) else
+                (long_term_magnitude(signals, m.cfg), long_term_magnitude([mix], m.cfg)))
         del signals
         _, W, _ = common.hinted_templates({"example": examples}, sr, m, params.components,
                                           params, ctx, "example", (0.05, 0.4),
@@ -213,6 +212,11 @@ class Repair(Method):
         return out
 
     @staticmethod
+    def _band_given(p: Repair.Params) -> bool:
+        """Whether the user gave the input's band (else it is found)."""
+        return p.band_lo_hz > 0 or p.band_hi_hz > 0
+
+    @staticmethod
     def _observed(m: common.Mixture, p: Repair.Params, freqs: np.ndarray,
                   expected: np.ndarray, deep: tuple[np.ndarray, np.ndarray] | None
                   ) -> tuple[list[torch.Tensor], bool]:
@@ -226,14 +230,14 @@ class Repair(Method):
         ``deep`` is the example's and the input's Welch spectra (``welch``), for the
         band's low end (:func:`.missing.found_run`); None when the band is given.
         """
-        if p.band_lo_hz > 0 or p.band_hi_hz > 0:
+        if Repair._band_given(p):
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
-            s = LongTerm(inner_level(m.V, m.cfg), expected, deep[1], deep[0])
-            in_band = found_run(s, freqs, p.band_db)
+            long_term = LongTerm(inner_level(m.V, m.cfg), expected, deep[1], deep[0])
+            in_band = found_run(long_term, freqs, p.band_db)
             check_found_band(m.V, in_band, freqs)
-            in_band = run_without_skirt(in_band, s, freqs)
+            in_band = run_without_skirt(in_band, long_term, freqs)
         peak = max(float(b.max()) for b in m.V)
         floor = peak * 10 ** (-p.floor_db / 20)
         band = torch.as_tensor(in_band, device=m.device).reshape(-1, 1)

@@ -385,25 +385,25 @@ def found_run(s: LongTerm, freqs: np.ndarray, band_db: float) -> np.ndarray:
     as before). Both ends on the Welch spectrum: the same gains, but the vibraphone
     above and a speaker's 4 kHz low-pass +34.8 → +16.5 % (16 kHz).
     """
-    high = np.flatnonzero(found_band(s.level, s.expected, freqs, band_db))
-    low = np.flatnonzero(found_band(s.deep_level, s.deep_expected, freqs, band_db))
-    lo, hi = int(low[0]), int(high[-1])
-    if lo > hi:  # the two runs do not meet: the program's frames' run
-        lo = int(high[0])
-    out = np.zeros(freqs.size, dtype=bool)
-    out[lo:hi + 1] = True
-    return out
+    return _joined(found_band(s.level, s.expected, freqs, band_db),
+                   found_band(s.deep_level, s.deep_expected, freqs, band_db))
 
 
 def run_without_skirt(run: np.ndarray, s: LongTerm, freqs: np.ndarray) -> np.ndarray:
     """:func:`without_skirt` of a :func:`found_run`, each end on the readings that
     found it: bool (bins,)."""
-    high = np.flatnonzero(without_skirt(run, s.level, s.expected, freqs))
-    low = np.flatnonzero(without_skirt(run, s.deep_level, s.deep_expected, freqs))
-    lo, hi = int(low[0]), int(high[-1])
+    return _joined(without_skirt(run, s.level, s.expected, freqs),
+                   without_skirt(run, s.deep_level, s.deep_expected, freqs))
+
+
+def _joined(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """bool (bins,): from the first bin of run ``low`` to the last of run ``high``
+    (both bool (bins,)); ``high`` itself where the two do not meet."""
+    hi_bins, lo_bins = np.flatnonzero(high), np.flatnonzero(low)
+    lo, hi = int(lo_bins[0]), int(hi_bins[-1])
     if lo > hi:
-        lo = int(high[0])
-    out = np.zeros(freqs.size, dtype=bool)
+        return high
+    out = np.zeros(high.size, dtype=bool)
     out[lo:hi + 1] = True
     return out
 
