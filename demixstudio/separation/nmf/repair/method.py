@@ -23,9 +23,9 @@ from demixstudio.separation.nmf.repair.copies import choose_copies, shifted_temp
 from demixstudio.separation.nmf.repair.fit import fit_observed
 from demixstudio.separation.nmf.repair.level import fill_gain, gap_fill_gain
 from demixstudio.separation.nmf.repair.missing import (
+    LongTerm,
     band_like,
     check_example_covers,
-    LongTerm,
     check_found_band,
     found_run,
     inner_level,
@@ -121,7 +121,7 @@ class Repair(Method):
         Ve = spectra.signals_magnitude(signals, sr, m.cfg, what)
         # The band search's deeper spectra, read only when the band is to be found.
         deep = (None if self._band_given(params) else
-                (long_term_magnitude(signals, m.cfg), long_term_magnitude([mix], m.cfg)))
+                (long_term_magnitude([mix], m.cfg), long_term_magnitude(signals, m.cfg)))
         del signals
         _, W, _ = common.hinted_templates({"example": examples}, sr, m, params.components,
                                           params, ctx, "example", (0.05, 0.4),
@@ -227,14 +227,14 @@ class Repair(Method):
         missing when the input's long-term level there falls ``band_db`` below what
         that spectrum predicts (relative to the well-matched frequencies), so a
         naturally quiet band of a full-band input is not mistaken for a cut one.
-        ``deep`` is the example's and the input's Welch spectra (``welch``), for the
+        ``deep`` is the input's and the example's Welch spectra (``welch``), for the
         band's low end (:func:`.missing.found_run`); None when the band is given.
         """
         if Repair._band_given(p):
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
-            long_term = LongTerm(inner_level(m.V, m.cfg), expected, deep[1], deep[0])
+            long_term = LongTerm(inner_level(m.V, m.cfg), expected, *deep)
             in_band = found_run(long_term, freqs, p.band_db)
             check_found_band(m.V, in_band, freqs)
             in_band = run_without_skirt(in_band, long_term, freqs)
