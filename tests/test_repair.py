@@ -248,6 +248,76 @@ def test_repair_fits_only_what_it_fills():
         np.testing.assert_allclose(fill, (Wb.numpy() @ Hb)[filled], rtol=2e-4, atol=1e-6)
 
 
+def test_repair_fit_lets_the_magnitude_and_the_start_go_before_it_runs(monkeypatch):
+    """Released (as ``separate`` asks), ``fit_observed`` empties the caller's magnitude
+    and start lists before the fit when it fits copies of some of them (an hour's
+    magnitude is 1.27 GB), after it when it fits them all, and fills the same."""
+    import torch
+
+    from demixstudio.separation.nmf import engine
+    from demixstudio.separation.nmf.repair import Repair, fit
+
+    rng = np.random.default_rng(0)
+    F, K, sizes = 40, 5, (30, 30, 20)
+    W = torch.as_tensor(rng.random((F, K)) + 0.01, dtype=torch.float32)
+    V0 = [torch.as_tensor(W.numpy() @ rng.random((K, n)) + 0.01, dtype=torch.float32)
+          for n in sizes]
+    H0 = [torch.as_tensor(rng.random((K, n)) + 0.1, dtype=torch.float32) for n in sizes]
+    band = [torch.zeros(F, n, dtype=torch.bool) for n in sizes]
+    for o in band:
+        o[8:25] = True
+    gap = [torch.ones(F, n, dtype=torch.bool) for n in sizes]
+    gap[1][10:20, 5:12] = False
+    everywhere = [torch.ones(F, n, dtype=torch.bool) for n in sizes]
+    for o in everywhere:
+        o[torch.arange(o.shape[1]) % F, torch.arange(o.shape[1])] = False
+    p = make_params(Repair.Params, {"tol": 0.0, "max_iter": 30})
+    real_fit, left = engine.fit, []
+    monkeypatch.setattr(fit.engine, "fit", lambda *a, **k: (left.append(len(V)),
+                                                             real_fit(*a, **k))[1])
+    for O, fitted_whole in ((band, False), (gap, False), (everywhere, True)):
+        V, H = list(V0), [h.clone() for h in H0]
+        left.clear()
+        Wa, Ha, _ = fit.fit_observed(V, O, W.clone(), H, 0.01, p, NullContext(), release=True)
+        assert V == [] and H == []
+        assert left == [len(V0) if fitted_whole else 0]
+        Wb, Hb, _ = fit.fit_observed(list(V0), O, W.clone(), [h.clone() for h in H0], 0.01, p,
+                                     NullContext())
+        np.testing.assert_array_equal(Wa.numpy() @ Ha, Wb.numpy() @ Hb)
+
+
+def test_repair_finds_gaps_across_blocks_as_in_one_piece():
+    """``_observed`` reads the bins under the floor a block and its neighbours at a
+    time: a gap or a lone null across the blocks' edges is found as when all the
+    blocks are at hand."""
+    import torch
+
+    from demixstudio.separation.nmf.repair import Repair
+    from demixstudio.separation.nmf.repair.missing import lone_bins
+
+    rng = np.random.default_rng(3)
+    F, sizes = 16, (7, 5, 6, 4)
+    V = [torch.as_tensor(rng.random((F, n)) + 0.5, dtype=torch.float32) for n in sizes]
+    V[0][3, 6] = V[1][3, 0] = 0.0  # a gap of two across the first edge
+    V[2][9, 5] = V[3][9, 0] = 0.0  # and across the last
+    V[2][12, 4] = 0.0  # a lone null
+
+    class Mix:
+        pass
+
+    m = Mix()
+    m.V, m.device = V, torch.device("cpu")
+    p = make_params(Repair.Params, {"band_lo_hz": 1.0, "band_hi_hz": 1e6})
+    O, _ = Repair._observed(m, p, np.linspace(0, 8000, F), None, None)
+    below = [b <= float(max(b.max() for b in V)) * 10 ** (-p.floor_db / 20) for b in V]
+    band = torch.ones(F, 1, dtype=torch.bool)
+    band[0] = False  # 0 Hz lies under band_lo_hz
+    whole = [~(q & ~lone_bins(below, i)) & band for i, q in enumerate(below)]
+    assert [o.tolist() for o in O] == [w.tolist() for w in whole]
+    assert not O[0][3, 6] and not O[1][3, 0] and not O[2][9, 5] and not O[3][9, 0]
+    assert O[2][12, 4]
+
+
 def test_repair_synthesises_only_around_what_it_fills():
     from demixstudio.separation.nmf.repair.phase import fill_stretches
 

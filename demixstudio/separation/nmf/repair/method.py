@@ -10,6 +10,7 @@ import torch
 
 from demixstudio.audio.io import energy
 from demixstudio.errors import ParameterError
+from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import (
     Hints,
@@ -34,7 +35,7 @@ from demixstudio.separation.nmf.repair.missing import (
     run_without_skirt,
 )
 from demixstudio.separation.nmf.repair.phase import synthesise
-from demixstudio.separation.nmf.repair.skirt import skirt_gains
+from demixstudio.separation.nmf.repair.skirt import skirt_gains, skirt_reading
 from demixstudio.separation.nmf.repair.welch import long_term_magnitude
 from demixstudio.separation.registry import register
 
@@ -128,6 +129,7 @@ class Repair(Method):
                                           magnitudes={"example": Ve})
         freqs = m.cfg.bin_freqs(sr)
         O, limited = self._observed(m, params, freqs, Ve.mean(axis=1), deep)
+        memory.return_freed()  # the band search's and the floor's leavings
         if hints.paint:
             O = self._unpainted(O, hints, m.cfg.frame_times(mix.shape[1], sr), freqs)
         n_missing = sum(int((~o).sum()) for o in O)
@@ -160,18 +162,21 @@ class Repair(Method):
             return [LayerProposal("repaired", self.name, params_to_dict(params),
                                   waveform=mix.copy(), extra=info)]
         W = shifted_templates(W, copies)
+        # What the skirt needs of the magnitude is read now: the fit lets it go.
+        reading = skirt_reading(m.V, O, freqs) if limited and params.keep_skirt else None
         with ctx.stage(0.55, 0.8, "fitting the observed bins"):
             lam = common.l1_weight(params.sparsity, params.beta, m.mean_frame / m.cfg.bins)
-            # The start is not kept past the fit (an hour's is 0.24 GB at rank 192).
+            # Neither the magnitude nor the start is kept past what the fit reads of
+            # them (an hour of 44.1 kHz audio: 1.27 GB and, at rank 192, 0.24 GB).
             W, Hn, iterations = fit_observed(
                 m.V, O, W, spectra.init_activations(m.V, W.shape[1], params.seed), lam,
-                params, ctx)
+                params, ctx, release=True)
         Wf = W.cpu().numpy()
         if gain is not None:
             Wf *= gain[:, None]
-        skirt = (skirt_gains(m.V, O, Wf, Hn, freqs)
-                 if limited and params.keep_skirt else None)
-        common.release_spectrogram(m)  # the synthesis needs the fit, not the magnitude
+        skirt = skirt_gains(reading, Wf, Hn)
+        del reading
+        memory.return_freed()  # the fit's leavings, before the output is allocated
         with ctx.stage(0.8, 1.0, "phase"):
             out = synthesise(mix, m.cfg, Wf, Hn, O, params.phase_iter,
                              params.block_frames, ctx, skirt=skirt)
@@ -241,9 +246,19 @@ class Repair(Method):
         peak = max(float(b.max()) for b in m.V)
         floor = peak * 10 ** (-p.floor_db / 20)
         band = torch.as_tensor(in_band, device=m.device).reshape(-1, 1)
-        below = [b <= floor for b in m.V]
-        return ([~(q & ~lone_bins(below, i)) & band for i, q in enumerate(below)],
-                not bool(in_band.all()))
+        # The bins under the floor, held for a block and its two neighbours only (the
+        # blocks' edges meet in lone_bins): whole, they are as large as the result.
+        n = len(m.V)
+        below: list[torch.Tensor | None] = [None] * n
+        observed = []
+        for i in range(n):
+            for j in range(i, min(i + 2, n)):
+                if below[j] is None:
+                    below[j] = m.V[j] <= floor
+            if i >= 2:
+                below[i - 2] = None
+            observed.append(~(below[i] & ~lone_bins(below, i)) & band)
+        return observed, not bool(in_band.all())
 
 
 PAINT_MISSING = 0.5

@@ -4,6 +4,7 @@ sound, turned back up to the fill's level, instead of the model's."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import takewhile
 
 import numpy as np
@@ -21,14 +22,84 @@ SKIRT_CORR = 0.7
 SKIRT_REACH_ERB = 4.0
 
 
-def skirt_gains(V: list[torch.Tensor], observed: list[torch.Tensor], W: np.ndarray,
-                H: np.ndarray, freqs: np.ndarray) -> np.ndarray | None:
+@dataclass
+class SkirtReading:
+    """What :func:`skirt_gains` needs of the input, read before the fit so that the
+    magnitude can be let go (an hour of 44.1 kHz audio: 1.27 GB, against tens of MB
+    for these rows).
+
+    below, above : the candidate frequencies (bin indices) each side of the band, in
+    the order of the walk outward from its edge; rows : int (rows,), both, sorted;
+    blocks : per block of the magnitude, (its first frame, int (n,) the indices within
+    it of its frames with sound, float32 (rows, n) the input's magnitude there);
+    tiny : the logs' floor, 120 dB under the input's loudest bin.
+    """
+
+    below: list[int]
+    above: list[int]
+    rows: np.ndarray
+    blocks: list[tuple[int, np.ndarray, np.ndarray]]
+    tiny: float
+
+
+def skirt_reading(V: list[torch.Tensor], observed: list[torch.Tensor], freqs: np.ndarray
+                  ) -> SkirtReading | None:
+    """The input's side of :func:`skirt_gains`: its candidate frequencies, walking out
+    from each end of the present band (those missing in every frame), and its
+    magnitude there in the frames with sound (summed magnitude within 60 dB of the
+    loudest frame's); None when there is no candidate or no such frame.
+
+    V, observed : the input's channel-summed magnitude blocks float32 (bins, B) and
+    their bool present bins; freqs : the bins' frequencies (Hz)
+    """
+    F = V[0].shape[0]
+    always = np.ones(F, dtype=bool)
+    ever = np.zeros(F, dtype=bool)
+    for o in observed:
+        cols = o.any(dim=0)
+        if bool(cols.any()):
+            seen = o[:, cols]
+            always &= ~seen.any(dim=1).cpu().numpy()
+            ever |= seen.any(dim=1).cpu().numpy()
+    present = np.flatnonzero(ever)
+    if present.size == 0:
+        return None
+    lo, hi = int(present[0]), int(present[-1])
+    erb = erb_rate(freqs)
+    # The candidates, each side in the order of the walk (outward from the band),
+    # up to the first frequency that is present somewhere or out of reach.
+    below = list(takewhile(lambda f: always[f] and erb[lo] - erb[f] <= SKIRT_REACH_ERB,
+                           range(lo - 1, -1, -1)))
+    above = list(takewhile(lambda f: always[f] and erb[f] - erb[hi] <= SKIRT_REACH_ERB,
+                           range(hi + 1, F)))
+    rows = np.array(sorted(below + above), dtype=np.int64)
+    if rows.size == 0:
+        return None
+    loudest = max(float(b.sum(dim=0).max()) for b in V)
+    if loudest <= 0.0:
+        return None
+    peak = max(float(b.max()) for b in V)
+    idx = torch.as_tensor(rows, device=V[0].device)
+    blocks, t0, n = [], 0, 0
+    for b in V:
+        sound = np.flatnonzero((b.sum(dim=0) > loudest * 1e-3).cpu().numpy())
+        if sound.size:
+            blocks.append((t0, sound, b[idx].cpu().numpy()[:, sound]))
+            n += sound.size
+        t0 += b.shape[1]
+    if n < 2:
+        return None
+    return SkirtReading(below, above, rows, blocks, peak * 1e-6)
+
+
+def skirt_gains(reading: SkirtReading | None, W: np.ndarray, H: np.ndarray
+                ) -> np.ndarray | None:
     """Per frequency, float32 (bins,): the gain that brings the input's own magnitude
     up to the fill's where a band limit's skirt holds the source, 0 elsewhere; None
     when no frequency qualifies.
 
-    V, observed : the input's channel-summed magnitude blocks float32 (bins, B) and
-    their bool present bins; W float32 (bins, K), H float32 (K, frames): the fill
+    reading : the input's candidate frequencies and its magnitude there
+    (:func:`skirt_reading`); W float32 (bins, K), H float32 (K, frames): the fill
     ``W H`` (with the level check's gain in W)
 
     Outside a band the fill is the model's guess from the present frequencies. Next
@@ -60,76 +131,40 @@ def skirt_gains(V: list[torch.Tensor], observed: list[torch.Tensor], W: np.ndarr
     piano −1.0 point). With white hiss 30 dB under the signal, within 0.1 point of
     off at 0.5–0.7 (walking out stops at the first hiss-laden frequency).
     """
-    F = W.shape[0]
-    always = np.ones(F, dtype=bool)
-    ever = np.zeros(F, dtype=bool)
-    for o in observed:
-        cols = o.any(dim=0)
-        if bool(cols.any()):
-            seen = o[:, cols]
-            always &= ~seen.any(dim=1).cpu().numpy()
-            ever |= seen.any(dim=1).cpu().numpy()
-    present = np.flatnonzero(ever)
-    if present.size == 0:
+    if reading is None:
         return None
-    lo, hi = int(present[0]), int(present[-1])
-    erb = erb_rate(freqs)
-    # The candidates, each side in the order of the walk (outward from the band),
-    # up to the first frequency that is present somewhere or out of reach.
-    below = list(takewhile(lambda f: always[f] and erb[lo] - erb[f] <= SKIRT_REACH_ERB,
-                           range(lo - 1, -1, -1)))
-    above = list(takewhile(lambda f: always[f] and erb[f] - erb[hi] <= SKIRT_REACH_ERB,
-                           range(hi + 1, F)))
-    rows = np.array(sorted(below + above), dtype=np.int64)
-    if rows.size == 0:
-        return None
-    stats = _log_stats(V, rows, W[rows], H)
-    if stats is None:
-        return None
-    mean_gap, corr = stats  # (rows,) mean log(fill / input), correlation
+    rows = reading.rows
+    mean_gap, corr = _log_stats(reading, W[rows], H)  # (rows,) mean log(fill / input)
     ok = (mean_gap <= SKIRT_DB / 20.0 * np.log(10.0)) & (corr >= SKIRT_CORR)
-    take = np.zeros(F, dtype=bool)
+    take = np.zeros(W.shape[0], dtype=bool)
     at = {int(f): i for i, f in enumerate(rows)}
-    for run in (below, above):  # each walked outward from the band's edge
+    for run in (reading.below, reading.above):  # each walked outward from the band's edge
         for f in run:
             if not ok[at[f]]:
                 break
             take[f] = True
     if not take.any():
         return None
-    gains = np.zeros(F, dtype=np.float32)
+    gains = np.zeros(W.shape[0], dtype=np.float32)
     kept = np.flatnonzero(take)
     gains[kept] = np.exp(np.maximum(mean_gap[[at[int(f)] for f in kept]], 0.0))
     return gains
 
 
-def _log_stats(V: list[torch.Tensor], rows: np.ndarray, Wr: np.ndarray, H: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Over the frames with sound (summed magnitude within 60 dB of the loudest's),
-    at the frequencies ``rows`` (int (rows,)), whose templates are ``Wr`` (rows, K):
-    the mean of log(fill) − log(input) and the correlation of the two logs, both
-    float64 (rows,); None without such frames. A block of ``V`` at a time (only
-    these rows of the fill are made)."""
-    loudest = max(float(b.sum(dim=0).max()) for b in V)
-    if loudest <= 0.0:
-        return None
-    peak = max(float(b.max()) for b in V)
-    tiny = peak * 1e-6  # the log's floor, 120 dB under the loudest bin
-    idx = torch.as_tensor(rows, device=V[0].device)
+def _log_stats(reading: SkirtReading, Wr: np.ndarray, H: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Over the frames with sound, at the frequencies ``reading.rows``, whose
+    templates are ``Wr`` (rows, K): the mean of log(fill) − log(input) and the
+    correlation of the two logs, both float64 (rows,). A block of the input at a time
+    (only these rows of the fill are made)."""
+    tiny = reading.tiny
     n = 0
     s = np.zeros((5, Wr.shape[0]))  # Σ a, Σ b, Σ a², Σ b², Σ ab
-    t0 = 0
-    for b in V:
-        T = b.shape[1]
-        sound = (b.sum(dim=0) > loudest * 1e-3).cpu().numpy()
-        if sound.any():
-            a = np.log((Wr @ H[:, t0:t0 + T][:, sound]).astype(np.float64) + tiny)
-            x = np.log(b[idx].cpu().numpy()[:, sound].astype(np.float64) + tiny)
-            s += [a.sum(1), x.sum(1), (a * a).sum(1), (x * x).sum(1), (a * x).sum(1)]
-            n += int(sound.sum())
-        t0 += T
-    if n < 2:
-        return None
+    for t0, sound, level in reading.blocks:
+        a = np.log((Wr @ H[:, t0 + sound]).astype(np.float64) + tiny)
+        x = np.log(level.astype(np.float64) + tiny)
+        s += [a.sum(1), x.sum(1), (a * a).sum(1), (x * x).sum(1), (a * x).sum(1)]
+        n += sound.size
     ma, mx = s[0] / n, s[1] / n
     va = np.maximum(s[2] / n - ma * ma, 0.0)
     vx = np.maximum(s[3] / n - mx * mx, 0.0)
