@@ -123,7 +123,8 @@ def test_repair_phase_pieces_run_at_once_give_the_same_output_and_stop_on_cancel
     rng = np.random.default_rng(0)
     W = rng.random((V.shape[0], 8)).astype(np.float32)
     H = rng.random((8, V.shape[1])).astype(np.float32) * float(V.mean())
-    O = [torch.as_tensor(~missing[:, :100]), torch.as_tensor(~missing[:, 100:])]
+    O = phase.pack_observed([torch.as_tensor(~missing[:, :100]),
+                             torch.as_tensor(~missing[:, 100:])])
     threads = torch.get_num_threads()
     outs = []
     try:

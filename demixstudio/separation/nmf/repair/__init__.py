@@ -16,7 +16,9 @@ Long inputs are repaired a block of frames at a time: the magnitudes, the
 0/1 weights (bool) and the activations are the only full-length arrays besides
 the input and the output, and the magnitude goes once the fit has copied what it
 reads (:func:`.fit.fit_observed`'s ``release``; what the skirt needs of it is read
-first: :func:`.skirt.skirt_reading`); Griffin–Lim runs on pieces of a quarter block, each
+first: :func:`.skirt.skirt_reading`), and the synthesis reads the 0/1 weights
+packed eight to a byte (:func:`.phase.pack_observed`); Griffin–Lim runs on pieces of
+a quarter block, each
 with a margin of context on both sides, up to four at once on the CPU's threads,
 and neighbouring pieces are cross-faded over a few frames around each cut.
 

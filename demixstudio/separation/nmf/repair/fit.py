@@ -27,9 +27,10 @@ def fit_observed(V: list[torch.Tensor], O: list[torch.Tensor], W: torch.Tensor,
     V, O : the input's magnitude blocks (bins, B) and their bool observed bins
     W : float32 (bins, K) templates; H : per block, float32 (K, B), the start
     release : empty the lists ``V`` and ``H`` as soon as the fit no longer reads
-    them, so that the caller's magnitude and start go then (when only some
-    frequencies or frames are fitted, before the fit, which reads copies of those:
-    an hour of 44.1 kHz audio cut to 400–1600 Hz fits 1.5 GB lighter)
+    them, so that the caller's magnitude and start go then: when only some
+    frequencies or frames are fitted, before the fit, which reads copies of those
+    (an hour of 44.1 kHz audio cut to 400–1600 Hz: 1.27 GB of magnitude and 0.24 GB
+    of start not held through it); else after it
 
     Only the frequencies observed in some frame and the frames that have a missing
     bin (with one frame each side, the neighbours that frames with nothing observed

@@ -34,7 +34,7 @@ from demixstudio.separation.nmf.repair.missing import (
     missing_counts,
     run_without_skirt,
 )
-from demixstudio.separation.nmf.repair.phase import synthesise
+from demixstudio.separation.nmf.repair.phase import pack_observed, synthesise
 from demixstudio.separation.nmf.repair.skirt import skirt_gains, skirt_reading
 from demixstudio.separation.nmf.repair.welch import long_term_magnitude
 from demixstudio.separation.registry import register
@@ -176,6 +176,7 @@ class Repair(Method):
             Wf *= gain[:, None]
         skirt = skirt_gains(reading, Wf, Hn)
         del reading
+        O = pack_observed(O)  # an eighth of the size, for the synthesis
         memory.return_freed()  # the fit's leavings, before the output is allocated
         with ctx.stage(0.8, 1.0, "phase"):
             out = synthesise(mix, m.cfg, Wf, Hn, O, params.phase_iter,

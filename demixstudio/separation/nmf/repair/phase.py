@@ -27,7 +27,8 @@ def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, ite
 
     W float32 (bins, K), H float32 (K, frames): the model of the channels' summed
     magnitude, which each channel shares (see :func:`channel_shares`); ``observed``
-    the bool blocks of :meth:`.method.Repair._observed`. Only the stretches
+    the blocks of :meth:`.method.Repair._observed` as :func:`pack_observed` packs
+    them. Only the stretches
     around frames with a missing bin are synthesised again (:func:`fill_stretches`),
     at most ``block`` / :data:`GL_PIECES_AT_ONCE` frames at a time, that many pieces
     at once (see the module's docstring); elsewhere the output is the input, so a
@@ -39,14 +40,16 @@ def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, ite
     nfr = cfg.frames(n)
     fade = max(1, cfg.n_fft // hop)  # frames cross-faded on each side of a cut
     margin = 3 * fade  # context beyond the fade, so Griffin–Lim's own edges fall outside
+    bins = cfg.bins
     starts = np.cumsum([0] + [o.shape[1] for o in observed])
 
     def observed_frames(a: int, b: int) -> np.ndarray:
-        parts = [o[:, max(a, s) - s:min(b, s + o.shape[1]) - s].cpu().numpy()
+        parts = [o[:, max(a, s) - s:min(b, s + o.shape[1]) - s]
                  for o, s in zip(observed, starts) if s < b and s + o.shape[1] > a]
-        return np.concatenate(parts, axis=1)
+        return np.unpackbits(np.concatenate(parts, axis=1), axis=0, count=bins).view(bool)
 
-    need = np.concatenate([(~o).any(dim=0).cpu().numpy() for o in observed])
+    need = np.concatenate([~np.unpackbits(o, axis=0, count=bins).view(bool).all(axis=0)
+                           for o in observed])
     # Two fades of padding keep every frame with a fill clear of the cross-fades.
     pieces = fill_stretches(need, 2 * fade, 2 * margin, max(4 * fade, block // GL_PIECES_AT_ONCE))
     out = np.array(mix, dtype=np.float32, copy=True)
@@ -102,6 +105,16 @@ def synthesise(mix: np.ndarray, cfg, W: np.ndarray, H: np.ndarray, observed, ite
         finally:
             stop.set()
     return out
+
+
+def pack_observed(observed: list) -> list[np.ndarray]:
+    """The observed bins, bool (bins, B) blocks (torch or numpy), packed eight
+    frequencies to a byte (``np.packbits`` along axis 0): uint8 (⌈bins / 8⌉, B).
+
+    The synthesis reads them a piece at a time; whole and unpacked they are as large
+    as the magnitude's bins (an hour of 44.1 kHz audio: 0.32 GB, against 40 MB)."""
+    return [np.packbits(o.cpu().numpy() if hasattr(o, "cpu") else np.asarray(o), axis=0)
+            for o in observed]
 
 
 def fill_stretches(need: np.ndarray, pad: int, join: int, block: int
