@@ -75,14 +75,15 @@ def skirt_reading(V: list[torch.Tensor], observed: list[torch.Tensor], freqs: np
     rows = np.array(sorted(below + above), dtype=np.int64)
     if rows.size == 0:
         return None
-    loudest = max(float(b.sum(dim=0).max()) for b in V)
+    frame_sums = [b.sum(dim=0) for b in V]  # (B,) each
+    loudest = max(float(f.max()) for f in frame_sums)
     if loudest <= 0.0:
         return None
     peak = max(float(b.max()) for b in V)
     idx = torch.as_tensor(rows, device=V[0].device)
     blocks, t0, n = [], 0, 0
-    for b in V:
-        sound = np.flatnonzero((b.sum(dim=0) > loudest * 1e-3).cpu().numpy())
+    for b, f in zip(V, frame_sums):
+        sound = np.flatnonzero((f > loudest * 1e-3).cpu().numpy())
         if sound.size:
             blocks.append((t0, sound, b[idx].cpu().numpy()[:, sound]))
             n += sound.size
