@@ -7,6 +7,7 @@ recording at 16 kHz).
 from __future__ import annotations
 
 import threading
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -44,13 +45,50 @@ def _kl(V, W, H):
                                   torch.as_tensor(W @ H, dtype=torch.float64), 1.0)
 
 
-def test_magnitude_blocks_equal_the_whole_stft():
+def test_magnitude_equals_the_whole_stft():
     x, sr = load_audio(shared("speech_librispeech/198-209-0000.wav"))
     x = np.concatenate([x[:, :40000], 0.5 * x[:, 40000:80000][::-1]])  # two channels
     cfg = StftConfig.for_rate(sr)
     whole = np.abs(stft(x, cfg)).sum(0)
     blocked = spectra.magnitude(x, cfg, block=37)
     np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-6 * whole.max())
+
+
+def test_the_magnitude_is_made_a_few_frames_at_a_time():
+    """Beside the magnitude it returns, :func:`spectra.magnitude` holds only a few
+    frames' STFT at once (numpy's allocations, as tracemalloc sees them): a whole
+    block's frames, spectra and magnitudes per channel were about nine times the
+    magnitude here."""
+    x = np.random.default_rng(0).standard_normal((2, 16000 * 120)).astype(np.float32)
+    cfg = StftConfig.for_rate(16000)
+    tracemalloc.start()
+    try:
+        V = spectra.magnitude(x, cfg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(V, np.abs(stft(x, cfg)).sum(0))
+    assert peak - V.nbytes < V.nbytes / 2, (peak / 2**20, V.nbytes / 2**20)
+
+
+def test_masks_on_the_program_grid_are_written_in_place():
+    """With a longer fit window, the masks are spread onto the program's grid group
+    by group, straight into the output: beside it, a few blocks of one group's
+    masks are held (numpy's allocations), not the groups' masks stacked and copied
+    (about nine blocks here)."""
+    gen = torch.Generator().manual_seed(0)
+    bins, T, b = 2 * 257 - 1, 4000, 500
+    W, H = torch.rand(bins, 5, generator=gen), torch.rand(5, T, generator=gen)
+    block = 257 * b * 4  # one group's masks of a block, on the program's bins
+    tracemalloc.start()
+    try:
+        out = spectra.group_masks(W, list(torch.split(H, b, dim=1)), [slice(0, 2), slice(2, 5)],
+                                  T, step=2, out_frames=2 * T - 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-5)
+    assert peak - out.nbytes < 4 * block, (peak - out.nbytes) / block
 
 
 def test_the_mixture_loads_straight_into_floored_blocks_and_is_released_before_the_masks(

@@ -184,11 +184,11 @@ def load_mixture(mix: np.ndarray, sr: int, p: EngineParams,
     F, frames = cfg.bins, cfg.frames(mix.shape[1])
     store = np.empty(F * frames, dtype=np.float32)
     parts = []
-    for t0, Vb in spectra.magnitude_blocks(mix, cfg, p.block_frames):
-        part = store[F * t0:F * (t0 + Vb.shape[1])].reshape(F, Vb.shape[1])
-        np.copyto(part, Vb)
+    for t0 in range(0, frames, p.block_frames):
+        B = min(p.block_frames, frames - t0)
+        part = store[F * t0:F * (t0 + B)].reshape(F, B)
+        spectra.magnitude_into(mix, cfg, t0, part)
         parts.append(part)
-    del Vb
     spectra.floor_magnitude(store)
     mean_frame = float(store.sum(dtype=np.float64)) / frames
     del store  # the blocks hold it (on a GPU, until they have all been moved)
@@ -202,6 +202,7 @@ def release_spectrogram(m: Mixture) -> None:
     the templates and activations, and on a long input the spectrogram is as large
     as one mask (so the masks' stage peaks at one spectrogram less)."""
     m.V.clear()
+    memory.return_freed()
 
 
 def open_mixture(method: Method, mix: np.ndarray, sr: int, p: EngineParams, ctx: JobContext,

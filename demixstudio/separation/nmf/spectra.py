@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from demixstudio.audio.io import resample
-from demixstudio.audio.stft import StftConfig, iter_stft_blocks, stft
+from demixstudio.audio.stft import STFT_BLOCK, StftConfig, stft, stft_frames
 from demixstudio.errors import ParameterError
 from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
@@ -28,21 +28,27 @@ from demixstudio.separation.nmf import engine
 FLOOR = 1e-8
 
 
-def magnitude(x: np.ndarray, cfg: StftConfig, block: int = engine.BLOCK_FRAMES) -> np.ndarray:
-    """Channel-summed magnitude ``Σ_c |X_c|``: float32 (bins, frames), built block by block."""
-    n = x.shape[1]
-    V = np.empty((cfg.bins, cfg.frames(n)), dtype=np.float32)
-    for t0, Vb in magnitude_blocks(x, cfg, block):
-        V[:, t0:t0 + Vb.shape[1]] = Vb
+def magnitude(x: np.ndarray, cfg: StftConfig, block: int = STFT_BLOCK) -> np.ndarray:
+    """Channel-summed magnitude ``Σ_c |X_c|``: float32 (bins, frames), transformed
+    ``block`` frames at a time."""
+    V = np.empty((cfg.bins, cfg.frames(x.shape[1])), dtype=np.float32)
+    magnitude_into(x, cfg, 0, V, block)
     return V
 
 
-def magnitude_blocks(x: np.ndarray, cfg: StftConfig, block: int = engine.BLOCK_FRAMES):
-    """``(t0, Σ_c |X_c|)`` for frames ``[t0, t0 + block)``: float32 (bins, ≤ block) each,
-    one block at a time (a generator). The blocks are frame-major in memory (as the
-    STFT's are): copy them where row-major storage is wanted."""
-    for t0, X in iter_stft_blocks(x, cfg, block):
-        yield t0, np.abs(X).sum(axis=0)
+def magnitude_into(x: np.ndarray, cfg: StftConfig, t0: int, out: np.ndarray,
+                   block: int = STFT_BLOCK) -> None:
+    """Frames ``[t0, t0 + B)`` of :func:`magnitude` into ``out`` float32 (bins, B).
+
+    The STFT is made ``block`` frames at a time: a whole fit block at once held its
+    windowed frames, their complex spectra and their magnitudes per channel together
+    (0.36 GB for 4096 frames of a 4096-point STFT of stereo), about ten times the
+    block it was for; a few frames at a time stay in cache, and the values are the
+    same."""
+    for a in range(0, out.shape[1], block):
+        b = min(out.shape[1], a + block)
+        X = stft_frames(x, cfg, t0 + a, t0 + b)  # complex64 (channels, bins, b − a)
+        out[:, a:b] = np.abs(X).sum(axis=0)
 
 
 def transpose_magnitude(V: np.ndarray, semitones: float) -> np.ndarray:
@@ -244,7 +250,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     memory.check_layers_fit(G, F, To)
     out = np.empty((G, 1, F, To), dtype=np.float32)
     t0 = 0
-    last = None  # the fit's previous frame, (groups, F, 1), to draw the line from
+    last = [None] * G  # each group's mask at the fit's previous frame, (F, 1)
     for i, Hb in enumerate(H):
         b = Hb.shape[1]
         P = penalties[i] if penalties is not None else None
@@ -257,25 +263,40 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
         if step == 1:
             write_shares(out, parts, t0, power)
         else:
-            piece = np.stack([y.cpu().numpy() for y in shares(parts, power)])
-            if last is not None:
-                piece = np.concatenate([last, piece], axis=2)
-            _spread_frames(out, piece, t0 - (last is not None), step)
-            last = piece[:, :, -1:]
+            # Group by group, straight into the output: stacking the groups' masks
+            # (and joining the previous block's last frame to them) held two more
+            # copies of the block's masks.
+            for g, y in enumerate(shares(parts, power)):
+                piece = y.cpu().numpy()
+                if last[g] is not None:  # the line from the previous block's last frame
+                    _spread_frames(out[g, 0], np.concatenate([last[g], piece[:, :1]], axis=1),
+                                   t0 - 1, step)
+                _spread_frames(out[g, 0], piece, t0, step)
+                last[g] = piece[:, -1:].copy()
+            del parts, y, piece
         t0 += b
-    if step > 1 and last is not None and step * (t0 - 1) < To:
-        out[:, 0, :, step * (t0 - 1)] = last[:, :, 0]
+    if step > 1 and t0 and step * (t0 - 1) < To:
+        for g in range(G):
+            out[g, 0, :, step * (t0 - 1)] = last[g][:, 0]
     return out
 
 
 def shares(parts: list[torch.Tensor], power: float = 1.0) -> list[torch.Tensor]:
-    """Each of ``parts`` (nonnegative, one shape) raised to ``power`` (in place) over
-    the sum of them all: soft masks that sum to one."""
+    """Each of ``parts`` (nonnegative, one shape) raised to ``power`` over the sum of
+    them all: soft masks that sum to one. In place: ``parts`` become the masks.
+
+    Why in place: a block's masking held the parts, their stack, the total and the
+    quotients, about 3·groups + 1 blocks' size at once; now groups + 1."""
     if power != 1.0:
         for y in parts:
             y.pow_(power)
-    total = torch.stack(parts).sum(0).clamp_min_(1e-30)
-    return [y / total for y in parts]
+    total = parts[0].clone()
+    for y in parts[1:]:
+        total.add_(y)
+    total.clamp_min_(1e-30)
+    for y in parts:
+        y.div_(total)
+    return parts
 
 
 def write_shares(out: np.ndarray, parts: list[torch.Tensor], t0: int, power: float) -> None:
@@ -286,19 +307,24 @@ def write_shares(out: np.ndarray, parts: list[torch.Tensor], t0: int, power: flo
 
 
 def _spread_frames(out: np.ndarray, piece: np.ndarray, j0: int, step: int) -> None:
-    """Program frames [step·j0, step·(j0 + c − 1)) of ``out`` (groups, 1, bins, To)
-    from the fit's frames j0 … j0 + c − 1, ``piece`` (groups, bins, c): each the
-    straight line between the two fit frames around it (past ``To``: left out)."""
-    To = out.shape[3]
-    left, right = piece[:, :, :-1], piece[:, :, 1:]
+    """Program frames [step·j0, step·(j0 + c − 1)) of one group's ``out`` (bins, To)
+    from the fit's frames j0 … j0 + c − 1, ``piece`` (bins, c): each the straight
+    line between the two fit frames around it (past ``To``: left out). Written in
+    place, with one temporary of the piece's size."""
+    To = out.shape[1]
+    left, right = piece[:, :-1], piece[:, 1:]
     for i in range(step):
         first = step * j0 + i
-        n = min(left.shape[2], max(0, -(-(To - first) // step)))
+        n = min(left.shape[1], max(0, -(-(To - first) // step)))
         if n <= 0:
             continue
-        w = i / step
-        out[:, 0, :, first:first + step * n:step] = (
-            left[:, :, :n] if i == 0 else (1 - w) * left[:, :, :n] + w * right[:, :, :n])
+        dst = out[:, first:first + step * n:step]
+        if i == 0:
+            dst[...] = left[:, :n]
+        else:
+            w = i / step
+            np.multiply(left[:, :n], 1 - w, out=dst)
+            dst += w * right[:, :n]
 
 
 def log_spectral_distance(ref: np.ndarray, est: np.ndarray, cfg: StftConfig,
