@@ -64,18 +64,37 @@ def frame_means(Y: torch.Tensor, bins: int, context: int, first: int, count: int
     """
     out = torch.zeros((bins, count), dtype=Y.dtype, device=Y.device)
     n = torch.zeros(count, dtype=Y.dtype, device=Y.device)
-    L = 2 * context + 1
-    U = Y.shape[1]
-    for o in range(L):
+    for o, lo, hi, c0 in _predictions(bins, context, first, count, Y.shape[1]):
+        out[:, lo:hi] += Y[o * bins:(o + 1) * bins, c0:c0 + hi - lo]
+        n[lo:hi] += 1
+    return out.div_(n.clamp_min(1))
+
+
+def model_frame_means(W: torch.Tensor, H: torch.Tensor, bins: int, context: int, first: int,
+                      count: int) -> torch.Tensor:
+    """:func:`frame_means` of the model ``W @ H`` (W (bins · (2·context + 1), k), H (k,
+    U)), one row block of the product at a time: the whole product is 2·context + 1
+    times the (bins, count) it is averaged into, and on a long input's block of
+    frames it was most of the masks' scratch. The same as :func:`frame_means` of
+    the whole product, but for float32 rounding (a product of a few columns can be
+    summed in another order). Returns (bins, count)."""
+    out = torch.zeros((bins, count), dtype=H.dtype, device=H.device)
+    n = torch.zeros(count, dtype=H.dtype, device=H.device)
+    for o, lo, hi, c0 in _predictions(bins, context, first, count, H.shape[1]):
+        out[:, lo:hi] += W[o * bins:(o + 1) * bins] @ H[:, c0:c0 + hi - lo]
+        n[lo:hi] += 1
+    return out.div_(n.clamp_min(1))
+
+
+def _predictions(bins: int, context: int, first: int, count: int, U: int):
+    """``(o, lo, hi, c0)`` for each row block o that predicts frames of the run: its
+    frames ``lo .. hi − 1`` are predicted by columns ``c0 .. c0 + hi − lo − 1``."""
+    for o in range(2 * context + 1):
         # Frame j is held at offset o by column first + j − (o − context).
         lo = max(0, (o - context) - first)
         hi = min(count, U - first + (o - context))
-        if hi <= lo:
-            continue
-        c0 = first + lo - (o - context)
-        out[:, lo:hi] += Y[o * bins:(o + 1) * bins, c0:c0 + hi - lo]
-        n[lo:hi] += 1
-    return out / n.clamp_min(1)
+        if hi > lo:
+            yield o, lo, hi, first + lo - (o - context)
 
 
 def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str,
@@ -171,6 +190,6 @@ def fit_and_mask(m: common.Mixture, W: torch.Tensor, sizes: Sequence[int], conte
         R = W if mask_templates is None else mask_templates
         for Hb, (t0, B, first) in zip(res.H, spans):
             spectra.write_shares(
-                out, [frame_means(R[:, sl] @ Hb[sl], F, context, first, B) for sl in groups],
+                out, [model_frame_means(R[:, sl], Hb[sl], F, context, first, B) for sl in groups],
                 t0, power)
     return out, res
