@@ -26,20 +26,22 @@ def test_stacking_and_the_mean_of_predictions_are_inverse(c):
     np.testing.assert_array_equal(S[:7, 0], V[:, 0])
     np.testing.assert_array_equal(context.stack_frames(torch.as_tensor(V), c).numpy(), S)
     # Every prediction of a frame by an exact model is the frame itself.
-    back = context.frame_means(torch.as_tensor(S), 7, c, 0, 11).numpy()
+    eye = torch.eye(11)
+    back = context.frame_means(torch.as_tensor(S), eye, 7, c, 0, 11).numpy()
     np.testing.assert_allclose(back, V, rtol=1e-6)
     # A run inside: columns 2..9 of S predict frames 4..7 (first = 2).
-    np.testing.assert_allclose(context.frame_means(torch.as_tensor(S[:, 2:10]), 7, c, 2, 4),
+    np.testing.assert_allclose(context.frame_means(torch.as_tensor(S), eye[:, 2:10], 7, c, 2, 4),
                                V[:, 4:8], rtol=1e-6)
     assert context.stack_frames(V, 0) is V
-    # A model's means, made one row block of the product at a time, are the whole
+    # A model's means, its product made one row block at a time, are the whole
     # product's.
     W = torch.as_tensor(rng.random((7 * (2 * c + 1), 3)).astype(np.float32))
     H = torch.as_tensor(rng.random((3, 11)).astype(np.float32))
     for first, count, cols in ((0, 11, slice(None)), (2, 4, slice(2, 10))):
         np.testing.assert_allclose(
-            context.model_frame_means(W, H[:, cols], 7, c, first, count),
-            context.frame_means(W @ H[:, cols], 7, c, first, count), rtol=1e-6)
+            context.frame_means(W, H[:, cols], 7, c, first, count),
+            context.frame_means(W @ H[:, cols], torch.eye(H[:, cols].shape[1]), 7, c, first,
+                                count), rtol=1e-6)
 
 
 def _mixture(blocks):

@@ -52,49 +52,31 @@ def stack_frames(V, context: int):
     return np.concatenate([P[:, o:o + T] for o in range(2 * context + 1)], axis=0)
 
 
-def frame_means(Y: torch.Tensor, bins: int, context: int, first: int, count: int
-                ) -> torch.Tensor:
-    """The mean prediction of ``count`` consecutive frames by a stacked model.
+def frame_means(W: torch.Tensor, H: torch.Tensor, bins: int, context: int, first: int,
+                count: int) -> torch.Tensor:
+    """The mean prediction of ``count`` consecutive frames by a stacked model ``W @ H``.
 
-    ``Y`` (bins · (2·context + 1), U) models U consecutive stacked columns, and
-    frame j of the run is the frame of column ``first + j``; at row block o, column
-    ``first + j − (o − context)`` predicts it. Predictions by columns outside ``Y``
-    (beyond the input's ends) are left out. Returns (bins, count): the mean of the
-    predictions of each frame.
+    ``W`` (bins · (2·context + 1), k) and ``H`` (k, U) model U consecutive stacked
+    columns, and frame j of the run is the frame of column ``first + j``; at row
+    block o, column ``first + j − (o − context)`` predicts it. Predictions by columns
+    outside ``H`` (beyond the input's ends) are left out. The product is made one
+    row block at a time, each for the frames it predicts: whole, it is 2·context + 1
+    times the result, and on a long input's block of frames it was most of the
+    masks' scratch. Returns (bins, count): the mean of the predictions of each frame.
     """
-    out = torch.zeros((bins, count), dtype=Y.dtype, device=Y.device)
-    n = torch.zeros(count, dtype=Y.dtype, device=Y.device)
-    for o, lo, hi, c0 in _predictions(bins, context, first, count, Y.shape[1]):
-        out[:, lo:hi] += Y[o * bins:(o + 1) * bins, c0:c0 + hi - lo]
-        n[lo:hi] += 1
-    return out.div_(n.clamp_min(1))
-
-
-def model_frame_means(W: torch.Tensor, H: torch.Tensor, bins: int, context: int, first: int,
-                      count: int) -> torch.Tensor:
-    """:func:`frame_means` of the model ``W @ H`` (W (bins · (2·context + 1), k), H (k,
-    U)), one row block of the product at a time: the whole product is 2·context + 1
-    times the (bins, count) it is averaged into, and on a long input's block of
-    frames it was most of the masks' scratch. The same as :func:`frame_means` of
-    the whole product, but for float32 rounding (a product of a few columns can be
-    summed in another order). Returns (bins, count)."""
     out = torch.zeros((bins, count), dtype=H.dtype, device=H.device)
     n = torch.zeros(count, dtype=H.dtype, device=H.device)
-    for o, lo, hi, c0 in _predictions(bins, context, first, count, H.shape[1]):
-        out[:, lo:hi] += W[o * bins:(o + 1) * bins] @ H[:, c0:c0 + hi - lo]
-        n[lo:hi] += 1
-    return out.div_(n.clamp_min(1))
-
-
-def _predictions(bins: int, context: int, first: int, count: int, U: int):
-    """``(o, lo, hi, c0)`` for each row block o that predicts frames of the run: its
-    frames ``lo .. hi − 1`` are predicted by columns ``c0 .. c0 + hi − lo − 1``."""
+    U = H.shape[1]
     for o in range(2 * context + 1):
         # Frame j is held at offset o by column first + j − (o − context).
         lo = max(0, (o - context) - first)
         hi = min(count, U - first + (o - context))
-        if hi > lo:
-            yield o, lo, hi, first + lo - (o - context)
+        if hi <= lo:
+            continue
+        c0 = first + lo - (o - context)
+        out[:, lo:hi] += W[o * bins:(o + 1) * bins] @ H[:, c0:c0 + hi - lo]
+        n[lo:hi] += 1
+    return out.div_(n.clamp_min(1))
 
 
 def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str,
@@ -190,6 +172,6 @@ def fit_and_mask(m: common.Mixture, W: torch.Tensor, sizes: Sequence[int], conte
         R = W if mask_templates is None else mask_templates
         for Hb, (t0, B, first) in zip(res.H, spans):
             spectra.write_shares(
-                out, [model_frame_means(R[:, sl], Hb[sl], F, context, first, B) for sl in groups],
+                out, [frame_means(R[:, sl], Hb[sl], F, context, first, B) for sl in groups],
                 t0, power)
     return out, res
