@@ -273,7 +273,9 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
                                    t0 - 1, step)
                 _spread_frames(out[g, 0], piece, t0, step)
                 last[g] = piece[:, -1:].copy()
-            del parts, y, piece
+            del piece
+        # The block's masks go before the next block's products are made.
+        del parts, y
         t0 += b
     if step > 1 and t0 and step * (t0 - 1) < To:
         for g in range(G):
