@@ -598,6 +598,50 @@ def test_repair_checks_a_gaps_fill_on_the_inputs_own_frames(monkeypatch):
                                                                        on_example)
 
 
+def test_a_gaps_check_is_not_stopped_by_nulls():
+    # In a quiet recording the floor also finds nulls, pairs of bins under it in one
+    # frame here and there: at 44.1 kHz a trumpet's 1.6-5 kHz gap came with such
+    # bins over 255 frequencies, and 222 of its 231 frames lacked some bin. The check on the input's
+    # own frames took only frames that had every missing frequency, found too few and
+    # did not run (the repair -41.5 %; with the check -18.1 %). Checked frequency by
+    # frequency, where each is present, it runs. Measured here: the gap's band turned
+    # down 5.4 dB without the nulls, 2.7 dB with a pair of them in every frame (their
+    # frequencies are hidden in every frame checked, which takes evidence away).
+    import torch
+
+    from demixstudio.separation.nmf import spectra
+    from demixstudio.separation.nmf.repair.level import gap_fill_gain
+    from demixstudio.separation.nmf.repair.method import Repair
+
+    sr = nc.SR
+    rel = "solo_instruments/trumpet.wav"
+    cfg = StftConfig.for_rate(sr)
+    V = np.abs(stft(nc.excerpt(rel, (3.0, 6.0)).astype(np.float32)[None], cfg)[0])
+    Ve = np.abs(stft(nc.excerpt(rel, (0.0, 3.0)).astype(np.float32)[None], cfg)[0])
+    p = make_params(Repair.Params, {})
+    W = spectra.learn_dictionary(Ve, p.components, NullContext())
+    freqs = cfg.bin_freqs(sr)
+    band = (freqs >= 1600) & (freqs < 5000)
+    observed = np.ones(V.shape, dtype=bool)
+    t0 = V.shape[1] // 3
+    observed[band, t0:t0 + int(0.6 * sr / cfg.hop)] = False
+    with_nulls = observed.copy()
+    rng = np.random.default_rng(0)
+    above = np.flatnonzero(freqs > 5500)[:-1]
+    for t in range(V.shape[1]):  # a pair of bins in every frame, at random above the gap
+        k = rng.choice(above)
+        with_nulls[k:k + 2, t] = False
+
+    def gain_db(o):
+        g = gap_fill_gain([torch.as_tensor(V)], [torch.as_tensor(o)], W, ~o.all(axis=1),
+                          freqs, p, NullContext())
+        return None if g is None else float(20 * np.log10(g[band]).mean())
+
+    clean, nulls = gain_db(observed), gain_db(with_nulls)
+    assert clean is not None and nulls is not None, (clean, nulls)
+    assert clean < -3.0 and nulls < -1.5, (clean, nulls)
+
+
 def test_repair_takes_bins_missing_in_most_frames_for_a_band_limit():
     # A saxophone low-passed at 4 kHz (10th order): the band search does not find the
     # cut (the sax has little above 4 kHz), but the top of the spectrum is under the
@@ -613,6 +657,11 @@ def test_repair_takes_bins_missing_in_most_frames_for_a_band_limit():
     assert not band_like([gap]) and band_like([gap[:, 2:7]])
     silent = torch.zeros((4, 10), dtype=torch.bool)
     assert not band_like([silent])
+    # Nulls: each frame lacks a bin, a different one each time; no frequency is
+    # missing in most frames, so this is not a band limit.
+    nulls = torch.ones((10, 10), dtype=torch.bool)
+    nulls[torch.arange(10), torch.arange(10)] = False
+    assert not band_like([nulls])
     sr = nc.SR
     rel = "solo_instruments/sax-phrase.wav"
     x = nc.excerpt(rel, (4.2, 8.4)).astype(np.float32)[None]

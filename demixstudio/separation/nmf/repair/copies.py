@@ -111,7 +111,8 @@ def choose_copies(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     44.1 kHz) do none; the largest loss was 1.8 points (the trumpet cut to
     400–1600 Hz, band found, 16 kHz). A gap in the trumpet's quiet tail, taken
     for a band limit (:func:`.missing.band_like`), went from −76 to −42 % at 44.1 kHz and from
-    −10 to −15 % at 16 kHz. It costs four fits of activations on 512 frames (0.15–0.17
+    −10 to −15 % at 16 kHz (since session 63 it is read as a gap, see
+    :func:`.missing.band_like`). It costs four fits of activations on 512 frames (0.15–0.17
     s a repair on the set), since 2026-11-25 run two at once on two cores
     (:func:`run_at_once`; a minute of speech or cello cut to 400–1600 Hz:
     0.07–0.27 → 0.04–0.05 s).
