@@ -117,21 +117,24 @@ def fill_gain(Ve: np.ndarray, missing: np.ndarray, freqs: np.ndarray, p: Repair.
                          "checking the fill's level")
     total = sum(e for e, _ in errors)
     count = sum(n for _, n in errors)
-    if count == 0:
+    if not count.any():
         return None
     # Down only: see the docstring.
-    return _gain_from_error(total / count, missing, freqs, GAIN_SHARE)
+    return _gain_from_error(total / np.maximum(count, 1), missing, freqs, GAIN_SHARE)
 
 
-def _log_errors(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, int]:
+def _log_errors(truth: np.ndarray, pred: np.ndarray, present: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Σ over the frames with sound of log(truth) − log(prediction), float (bins,), and
-    how many frames that is; ``truth``, ``pred`` float (bins, frames) magnitudes."""
-    sounding = frames_with_sound(truth)
-    if not sounding.any():
-        return np.zeros(truth.shape[0]), 0
+    how many frames each sum holds, int (bins,); ``truth``, ``pred`` float (bins,
+    frames) magnitudes; ``present`` bool (bins, frames): the bins to count (default
+    all)."""
+    keep = np.broadcast_to(frames_with_sound(truth)[None, :], truth.shape)
+    if present is not None:
+        keep = keep & present
     floor = float(truth.max()) * 1e-4  # as the log-spectral distance floors power at -80 dB
-    err = (np.log(truth[:, sounding] + floor) - np.log(pred[:, sounding] + floor)).sum(axis=1)
-    return err, int(sounding.sum())
+    err = np.where(keep, np.log(truth + floor) - np.log(pred + floor), 0.0).sum(axis=1)
+    return err, keep.sum(axis=1)
 
 
 def _gain_from_error(error: np.ndarray, missing: np.ndarray, freqs: np.ndarray,
@@ -188,9 +191,9 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     Why frequency by frequency: the frames once checked were those that had every
     missing frequency. In a quiet recording the floor also finds nulls, pairs of
     bins under it in one frame here and there (at 44.1 kHz that trumpet's gap came
-    with 970 such bins over 255 frequencies; 222 of its 231 frames lacked some bin), and then too
-    few frames had them all: the check did not run, and the repair made the distance
-    41.5 % worse than the gap left empty; checked this way, 18.1 % worse. On the
+    with 970 such bins over 255 frequencies; 222 of its 231 frames lacked some bin),
+    and then too few frames had them all: the check did not run, and the repair made
+    the distance 41.5 % worse than the gap left empty; checked this way, 18.1 % worse. On the
     other nine recordings' gaps the change moved the reduction by −2.2 … +0.5 points
     (``benchmarks/NMF_NOTES.md``, session 63).
 
@@ -224,20 +227,9 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     part = np.ascontiguousarray(np.concatenate(pieces, axis=1), dtype=np.float32)
     has = np.concatenate(present, axis=1)
     del pieces, present
-    total, count = _present_log_errors(part, predict_hidden(part, W, ~miss, p, ctx), has)
+    total, count = _log_errors(part, predict_hidden(part, W, ~miss, p, ctx), has)
     enough = missing & (count >= GAP_CHECK_FRAMES)
     if not enough.any():
         return None
     return _gain_from_error(np.where(enough, total / np.maximum(count, 1), 0.0), missing,
                             freqs, GAP_GAIN_SHARE, weights=enough)
-
-
-def _present_log_errors(truth: np.ndarray, pred: np.ndarray, present: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """As :func:`_log_errors`, in the bins that are ``present`` (bool (bins, frames))
-    only: the sums float (bins,) and the frames counted int (bins,)."""
-    sounding = frames_with_sound(truth)
-    keep = present & sounding[None, :]
-    floor = float(truth.max()) * 1e-4
-    err = np.where(keep, np.log(truth + floor) - np.log(pred + floor), 0.0).sum(axis=1)
-    return err, keep.sum(axis=1)

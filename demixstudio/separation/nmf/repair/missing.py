@@ -168,19 +168,16 @@ def band_like(observed: list[torch.Tensor]) -> bool:
     Why one frequency, not any: the rule first counted the frames that lacked any
     frequency. A quiet recording's nulls (pairs of bins under the floor here and
     there; :func:`lone_bins` leaves only single ones alone) put one in most frames,
-    and a trumpet's gap in its
-    quiet tail went down the band limit's path, without the check on its own frames:
-    −15.1 % at 16 kHz; counted per frequency, +12.7 %. Nothing else of
-    ``bench_repair_set.py`` moved at 16 kHz; at 44.1 kHz two gaps by ±2 points, and
-    the 80 low- and high-passes not at all (``benchmarks/NMF_NOTES.md``, session 63).
+    and a trumpet's gap in its quiet tail went down the band limit's path, without
+    the check on its own frames: −15.1 % at 16 kHz; counted per frequency, +12.7 %.
+    Nothing else of ``bench_repair_set.py`` moved at 16 kHz; at 44.1 kHz two gaps by
+    ±2 points, and the 80 low- and high-passes not at all
+    (``benchmarks/NMF_NOTES.md``, session 63).
     """
-    lacking = None  # per frequency: the frames with sound that lack it
-    sound = 0
-    for o in observed:
-        has = o.any(dim=0)
-        sound += int(has.sum())
-        gone = (~o & has[None, :]).sum(dim=1)
-        lacking = gone if lacking is None else lacking + gone
+    has = [o.any(dim=0) for o in observed]  # the frames with sound
+    sound = sum(int(h.sum()) for h in has)
+    # Per frequency, the frames with sound that lack it.
+    lacking = sum((~o & h[None, :]).sum(dim=1) for o, h in zip(observed, has))
     return sound > 0 and int(lacking.max()) > BAND_LIKE_SHARE * sound
 
 
