@@ -52,6 +52,28 @@ def test_repair_band_limited_speech():
         assert after < 0.78 * before, (values, before, after)
 
 
+def test_repair_of_a_sound_that_ends_in_digital_silence_is_finite():
+    # Half a second of speech, then three seconds of zeros, cut to 400-1600 Hz: the
+    # filter's tail decays into denormal numbers (thousands of samples under 1e-30).
+    # Their bins' phase was read as Y / |Y|, which numpy takes through 1 / |Y|:
+    # that overflowed, and the whole repaired layer came out NaN (first seen on a
+    # dog's bark followed by zeros).
+    sr = nc.SR
+    rel = "speech_librispeech/5703-47212-0000.wav"
+    x = nc.excerpt(rel, (5.0, 5.5)).astype(np.float32)
+    x = np.concatenate([x, np.zeros(3 * sr, dtype=np.float32)])[None]
+    example = nc.excerpt(rel, (0.0, 4.0)).astype(np.float32)[None]
+    bl = _cut_to_400_1600(x)
+    assert ((bl != 0) & (np.abs(bl) < 1e-30)).sum() > 100
+    m = get_method("repair")
+    p = make_params(m.Params, {"band_lo_hz": 400.0, "band_hi_hz": 1600.0})
+    out = m.separate(bl, sr, p, Hints(examples={"speech": [AudioHint(example, sr)]}),
+                     NullContext())[0].waveform
+    assert np.isfinite(out).all()
+    cfg = StftConfig.for_rate(sr)
+    assert log_spectral_distance(x, out, cfg) < log_spectral_distance(x, bl, cfg)
+
+
 def test_repair_shares_the_fill_among_the_channels_as_the_input_is_panned():
     """Stereo speech cut to 400-1600 Hz with its right channel at 0.3 of the left is
     repaired as well in both channels (the fill follows each frame's pan; split evenly,
@@ -479,7 +501,8 @@ def test_repair_finds_a_low_pass_where_its_skirt_begins():
 def _long_term(rel: str, sr: int, damage=None):
     """The first half of a recording (at most 7 s) as the example, the next as the
     input, ``damage`` (a function of the float64 signal) applied to it: (the bins'
-    frequencies, :class:`.missing.LongTerm` of the two)."""
+    frequencies, :class:`.missing.LongTerm` of the two, as ``repair`` reads them with
+    its default floor)."""
     import torch
 
     from demixstudio.separation.nmf.repair import missing
@@ -493,8 +516,9 @@ def _long_term(rel: str, sr: int, damage=None):
     if damage is not None:
         x = damage(x.astype(np.float64)).astype(np.float32)
     V = torch.as_tensor(np.abs(stft(x, cfg)[0]))
+    floor = float(V.max()) * 10.0 ** (-get_method("repair").Params().floor_db / 20.0)
     return cfg.bin_freqs(sr), missing.LongTerm(
-        missing.inner_level([V], cfg), np.abs(stft(example, cfg)[0]).mean(1),
+        missing.inner_level([V], cfg, floor), np.abs(stft(example, cfg)[0]).mean(1),
         long_term_magnitude([x], cfg), long_term_magnitude([example], cfg))
 
 
@@ -563,6 +587,33 @@ def test_repair_leaves_a_full_band_decay_whole_against_its_strike():
     assert freqs[deep[-1]] < 4000.0
     run = missing.found_run(s, freqs, 30.0)
     assert missing.run_without_skirt(run, s, freqs).all()
+
+
+def test_repair_does_not_take_a_gap_for_a_band_limit():
+    # The same decay with a 1.6-5 kHz x 0.6 s gap: its zeros in the mean took the top's
+    # reading under band_db, the band was found to end at 1.6 kHz and the whole top
+    # was replaced (74 % of the bins). The band search reads the level over the bins
+    # above the floor, which finds the gap itself.
+    import torch
+
+    from demixstudio.separation.nmf.repair import missing
+
+    sr = 16000
+    cfg = StftConfig.for_rate(sr)
+
+    def gap(x):
+        X = stft(x, cfg)
+        X[:, 100:300, 40:80] = 0  # bench_nmf.cut_gap's bins at 16 kHz
+        return istft(X, x.shape[1], cfg)
+
+    freqs, s = _long_term("solo_instruments/vibraphone-C6.wav", sr, gap)
+    assert missing.run_without_skirt(missing.found_run(s, freqs, 30.0), s, freqs).all()
+    # The rule itself: a frequency's mean over its bins above the floor only (four
+    # frames of a 16-sample window are all edge frames, so all four are read).
+    V = [torch.tensor([[1.0, 0.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 0.0]])]
+    short = StftConfig(n_fft=16, hop=4)
+    assert np.allclose(missing.inner_level(V, short), [1.0, 2.0, 0.0])
+    assert np.allclose(missing.inner_level(V, short, floor=0.5), [2.0, 2.0, 0.0])
 
 
 def test_repair_checks_a_gaps_fill_on_the_inputs_own_frames(monkeypatch):

@@ -132,7 +132,9 @@ def _log_errors(truth: np.ndarray, pred: np.ndarray, present: np.ndarray | None 
     keep = np.broadcast_to(frames_with_sound(truth)[None, :], truth.shape)
     if present is not None:
         keep = keep & present
-    floor = float(truth.max()) * 1e-4  # as the log-spectral distance floors power at -80 dB
+    # As the log-spectral distance floors power at -80 dB; 1 where ``truth`` is all
+    # zeros (a fold of digital silence), whose frames are not counted anyway.
+    floor = float(truth.max()) * 1e-4 or 1.0
     err = np.where(keep, np.log(truth + floor) - np.log(pred + floor), 0.0).sum(axis=1)
     return err, keep.sum(axis=1)
 

@@ -236,16 +236,18 @@ class Repair(Method):
         ``deep`` is the input's and the example's Welch spectra (``welch``), for the
         band's low end (:func:`.missing.found_run`); None when the band is given.
         """
+        peak = max(float(b.max()) for b in m.V)
+        floor = peak * 10 ** (-p.floor_db / 20)
         if Repair._band_given(p):
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)
         else:
-            long_term = LongTerm(inner_level(m.V, m.cfg), expected, *deep)
+            # The level over the bins above the floor: those under it are found as
+            # gaps below, and a gap must not read as a band limit (inner_level).
+            long_term = LongTerm(inner_level(m.V, m.cfg, floor), expected, *deep)
             in_band = found_run(long_term, freqs, p.band_db)
             check_found_band(m.V, in_band, freqs)
             in_band = run_without_skirt(in_band, long_term, freqs)
-        peak = max(float(b.max()) for b in m.V)
-        floor = peak * 10 ** (-p.floor_db / 20)
         band = torch.as_tensor(in_band, device=m.device).reshape(-1, 1)
         # The bins under the floor, held for a block and its two neighbours only (the
         # blocks' edges meet in lone_bins): whole, they are as large as the result.

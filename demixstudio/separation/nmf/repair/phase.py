@@ -147,6 +147,11 @@ GL_MOMENTUM = 0.99
 OWN_PHASE_DB = 40.0
 
 
+#: The smallest magnitude whose phase is read off it (float32's smallest normal
+#: number is 1.2e-38).
+MIN_PHASE_MAG = 1e-30
+
+
 def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, iters: int,
                 tick: Callable[[int], None], skirt: np.ndarray | None = None) -> np.ndarray:
     """Fast Griffin–Lim on the missing bins only; observed bins keep the input's STFT.
@@ -195,9 +200,13 @@ def griffin_lim(x: np.ndarray, cfg, fill_mag: np.ndarray, missing: np.ndarray, i
         rows = np.flatnonzero(skirt > 0)
         fill[:, rows] = np.where(missing[None, rows], mag[:, rows] * skirt[rows, None],
                                  fill[:, rows])
-    # The missing bins that keep their own phase, set in place: Y / |Y| · fill.
+    # The missing bins that keep their own phase, set in place: Y / |Y| · fill. Not
+    # those of denormal size (digital silence's rounding): numpy divides a complex
+    # number through the divisor's reciprocal, which overflows there, and the output
+    # came out NaN (a dog's bark followed by zeros, cut to 400–1600 Hz).
     kept = (np.broadcast_to(missing[None], Y.shape)
-            & (mag * np.float32(10.0 ** (OWN_PHASE_DB / 20.0)) >= fill) & (mag > 0))
+            & (mag * np.float32(10.0 ** (OWN_PHASE_DB / 20.0)) >= fill)
+            & (mag > MIN_PHASE_MAG))
     np.divide(Y, mag, out=Y, where=kept)
     np.multiply(Y, fill, out=Y, where=kept)
     where = np.broadcast_to(missing[None], Y.shape) & ~kept  # the bins the rounds set
