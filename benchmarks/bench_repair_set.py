@@ -145,6 +145,8 @@ def main() -> None:
                     help="NAME:key=value,... (repeatable; default: the defaults)")
     ap.add_argument("--no-peer", action="store_true", help="skip scikit-learn")
     ap.add_argument("--only", default="", help="recordings whose path contains this")
+    ap.add_argument("--damage", default="",
+                    help="only the damages whose label contains this (e.g. gap)")
     ap.add_argument("--heldout", action="store_true",
                     help="the recordings of ../shared/audio the set and bench_nmf.py's "
                          "repair cases leave out, instead of the set's ten")
@@ -187,6 +189,8 @@ def main() -> None:
         x = whole[whole.size // 2:whole.size // 2 + half][None]
         hints = Hints(examples={"x": [AudioHint(example, sr)]})
         for label, damaged, values, missing in damages(x, sr, cfg, lowpass, highpass):
+            if args.damage not in label:
+                continue
             a = log_spectral_distance(x, damaged, cfg)
             where = f"  {Path(rel).parent.name[:12]:12s} {Path(rel).stem[:18]:18s} {label:24s} "
             if a < NOTHING_LOST_DB:
