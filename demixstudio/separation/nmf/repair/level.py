@@ -178,25 +178,7 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     :data:`GAP_CHECK_FRAMES` of them; the others take their neighbours' error in the
     smoothing). Unlike the example's folds in :func:`fill_gain`, the templates were
     not learned on these frames, so the error is not overstated; it is corrected by
-    :data:`GAP_GAIN_SHARE`, downwards only. In the smoothing over frequency each
-    frequency's error counts by the fill's mean level there: the question is how
-    far off the fill's sound is, and a partial the fill puts 35 dB over the truth
-    matters more than the many bins between partials where fill and truth are both
-    near nothing.
-
-    Why weighted by the fill's level: the error was smoothed over 3 ERBs with every
-    frequency alike, which spread a few bins' partials over the quiet bins around
-    them. A vibraphone's decay, whose example is the mallet's strike, got the strike's
-    partials in a 1.6–5 kHz gap about 35 dB over the decay's, and the check turned the
-    fill down 0.7 dB. Weighted, measured 2026-11-25 on the gaps of
-    ``bench_repair_set.py`` (10 recordings) and of its ``--heldout`` set (23; the
-    dog's bark's lies in digital silence): the vibraphone −448 → −242 % at 16 kHz and
-    −347 → −206 % at 44.1 kHz, a robin's −34 → −14 % (44.1 kHz), a trumpet's +13 → +21
-    % and −18 → −12 %, a piano's +6 → +12 %; the ten gaps' mean 34.5 → 35.4 % and 29.8
-    → 30.1 %; voices and bells lose 0.1–4 points (a singer's held-out gap 38.0 →
-    34.2 % at 16 kHz), and ``bench_nmf.py``'s cello gap 34 → 31 % (16 kHz) and 33 →
-    31 % (44.1 kHz); the held-out median 45.1 → 44.0 % at 16 kHz and 41.1 % at
-    44.1 kHz either way (``benchmarks/NMF_NOTES.md``, session 64).
+    :data:`GAP_GAIN_SHARE`, downwards only.
 
     Why: on a 1.6–5 kHz × 0.6 s gap in a trumpet's decaying tail (−54 dBFS) whose
     example is 35 dB louder and plays other notes, the check on the example's folds
@@ -247,14 +229,9 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     part = np.ascontiguousarray(np.concatenate(pieces, axis=1), dtype=np.float32)
     has = np.concatenate(present, axis=1)
     del pieces, present
-    pred = predict_hidden(part, W, ~miss, p, ctx)
-    total, count = _log_errors(part, pred, has)
+    total, count = _log_errors(part, predict_hidden(part, W, ~miss, p, ctx), has)
     enough = missing & (count >= GAP_CHECK_FRAMES)
     if not enough.any():
         return None
-    # Each frequency's error counts by the fill's mean level there, over the frames it
-    # was compared in (see the docstring).
-    counted = has & frames_with_sound(part)[None, :]
-    level = np.where(counted, pred, 0.0).sum(axis=1) / np.maximum(count, 1)
     return _gain_from_error(np.where(enough, total / np.maximum(count, 1), 0.0), missing,
-                            freqs, GAP_GAIN_SHARE, weights=np.where(enough, level, 0.0))
+                            freqs, GAP_GAIN_SHARE, weights=enough)
