@@ -13,13 +13,13 @@ from demixstudio.errors import ParameterError
 from demixstudio.separation.nmf import spectra
 
 
-def inner_level(V: list[torch.Tensor], cfg, floor: float | None = None) -> np.ndarray:
-    """The input's long-term magnitude float64 (bins,): the mean over its frames,
-    leaving out those whose window reaches past either end of the input, and with a
-    ``floor``, each frequency's mean over its bins above it (0 where none is).
+def inner_level(V: list[torch.Tensor], cfg, floor: float = 0.0) -> np.ndarray:
+    """The input's long-term magnitude float64 (bins,): each frequency's mean over its
+    bins above ``floor`` (0 where none is), leaving out the frames whose window
+    reaches past either end of the input.
 
     V : the magnitude blocks float32 (bins, B), in order
-    floor : the repair's floor (``floor_db`` under the input's loudest bin), or None
+    floor : the repair's floor (``floor_db`` under the input's loudest bin)
 
     Those frames see the STFT's zero padding, and an input that starts or ends on
     sound (an excerpt, a selection) steps from it: a broadband click. In a short
@@ -52,15 +52,10 @@ def inner_level(V: list[torch.Tensor], cfg, floor: float | None = None) -> np.nd
         a, e = max(head - t0, 0), min(b.shape[1], total - tail - t0)
         if e > a:
             part = b[:, a:e]
-            if floor is None:
-                level += part.sum(dim=1).cpu().numpy().astype(np.float64)
-            else:
-                above = part > floor
-                level += (part * above).sum(dim=1).cpu().numpy().astype(np.float64)
-                count += above.sum(dim=1).cpu().numpy().astype(np.float64)
+            above = part > floor
+            level += torch.where(above, part, 0.0).sum(dim=1).cpu().numpy().astype(np.float64)
+            count += above.sum(dim=1).cpu().numpy().astype(np.float64)
         t0 += b.shape[1]
-    if floor is None:
-        return level / (total - head - tail)
     return level / np.maximum(count, 1.0)
 
 
