@@ -28,6 +28,7 @@ from demixstudio.separation.nmf.repair.missing import (
     band_like,
     check_example_covers,
     check_found_band,
+    floor_of,
     found_run,
     inner_level,
     lone_bins,
@@ -236,8 +237,7 @@ class Repair(Method):
         ``deep`` is the input's and the example's Welch spectra (``welch``), for the
         band's low end (:func:`.missing.found_run`); None when the band is given.
         """
-        peak = max(float(b.max()) for b in m.V)
-        floor = peak * 10 ** (-p.floor_db / 20)
+        floor = floor_of(m.V, p.floor_db)
         if Repair._band_given(p):
             hi = p.band_hi_hz if p.band_hi_hz > 0 else np.inf
             in_band = (freqs >= p.band_lo_hz) & (freqs <= hi)

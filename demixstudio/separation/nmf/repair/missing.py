@@ -13,6 +13,13 @@ from demixstudio.errors import ParameterError
 from demixstudio.separation.nmf import spectra
 
 
+def floor_of(V: list[torch.Tensor], floor_db: float) -> float:
+    """The level ``floor_db`` under the loudest bin of the magnitude blocks ``V``
+    (float32 (bins, B) each): bins at or under it are missing (gaps, a steep cut's
+    empty bins)."""
+    return max(float(b.max()) for b in V) * 10.0 ** (-floor_db / 20.0)
+
+
 def inner_level(V: list[torch.Tensor], cfg, floor: float = 0.0) -> np.ndarray:
     """The input's long-term magnitude float64 (bins,): each frequency's mean over its
     bins above ``floor`` (0 where none is), leaving out the frames whose window
