@@ -210,6 +210,28 @@ def test_repair_replaces_a_painted_burst():
     assert np.sqrt(np.mean(err ** 2)) < 1e-3 * np.sqrt(np.mean(damaged[0, far] ** 2))
 
 
+def test_repair_replaces_a_click_painted_across_every_frequency():
+    """A 20 ms burst of noise in a cello phrase, painted across the whole spectrum:
+    the painted frames have no bin observed, so no frequency counts as missing where
+    anything is, and the gap check fitted nothing (a RuntimeError from the engine)
+    before it learned to stand aside. Measured 0.74 → 0.37 dB."""
+    from demixstudio.separation.base import PaintHint
+
+    sr = nc.SR
+    rel = "solo_instruments/cello-phrase.wav"
+    x = nc.excerpt(rel, (4.2, 8.4)).astype(np.float32)[None]
+    example = nc.excerpt(rel, (0.0, 4.2)).astype(np.float32)[None]
+    damaged = x.copy()
+    a, n = int(2.0 * sr), int(0.02 * sr)
+    damaged[:, a:a + n] += 0.5 * np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    m = get_method("repair")
+    hints = Hints(examples={"cello": [AudioHint(example, sr)]},
+                  paint={"click": PaintHint(rects=((1.96, 2.06, 0.0, sr / 2.0, 1.0),))})
+    out = m.separate(damaged, sr, m.Params(), hints, NullContext())[0].waveform
+    cfg = StftConfig.for_rate(sr)
+    assert log_spectral_distance(x, out, cfg) < 0.65 * log_spectral_distance(x, damaged, cfg)
+
+
 def test_repair_leaves_lone_nulls_alone():
     """A bin under the floor counts as missing only beside another one: a lone null is
     no gap, a patch of two is."""

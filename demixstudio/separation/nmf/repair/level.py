@@ -165,7 +165,8 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
                   missing: np.ndarray, freqs: np.ndarray, p: Repair.Params, ctx: JobContext
                   ) -> np.ndarray | None:
     """For an input with gaps (not a band limit): the fill's scale float32 (bins,),
-    checked on the input itself; None when it has too few frames to check on.
+    checked on the input itself; None when it has too few frames to check on, or
+    when ``missing`` (:func:`.missing.missing_counts` > 0) is all False or all True.
 
     V, observed : the input's magnitude blocks (bins, B) and their bool present bins
     W : the templates float32 (bins, K) the fill will use
@@ -211,6 +212,11 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     other: 33.3 % and 31.2 %; correcting half its error, 31.2 % at 16 kHz (the trumpet
     −34 %); both ways (raising a fill it reads as too quiet), the same as down only.
     """
+    if not missing.any() or missing.all():
+        # None missing where anything is observed (a dropout: whole frames under the
+        # floor, which take their neighbours' activations), or every frequency
+        # missing somewhere, leaving nothing to predict them from: nothing to check.
+        return None
     miss = torch.as_tensor(missing, device=W.device)
     # The frames to check: indices first, so that only those frames are copied.
     index = np.nonzero(np.concatenate([o.any(dim=0).cpu().numpy() for o in observed]))[0]
