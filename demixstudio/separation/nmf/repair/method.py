@@ -258,6 +258,10 @@ class Repair(Method):
             for j in range(i, min(i + 2, n)):
                 if below[j] is None:
                     below[j] = m.V[j] <= floor
+                    # A frame wholly under the floor is digital silence (a pause, the
+                    # end of a file), not a loss: filled from its neighbours, a
+                    # bark's trailing 2.3 s of zeros held its last frame's sound.
+                    below[j][:, below[j].all(dim=0)] = False
             if i >= 2:
                 below[i - 2] = None
             observed.append(~(below[i] & ~lone_bins(below, i)) & band)
