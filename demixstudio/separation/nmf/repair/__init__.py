@@ -5,7 +5,11 @@ sound (``hints.examples``). The input's activations are fitted on the bins
 that exist only (KL with a 0/1 weight per bin), and the model ``W H`` fills
 the bins that don't: a band-limited recording brought back to full band, a
 gap in time–frequency filled (Smaragdis, Raj & Shashanka 2011). Frames with
-nothing observed take the activations of their nearest observed neighbours.
+nothing observed (painted whole) take the activations of their nearest observed
+neighbours. A narrow hole (a few bins missing in a frame) is filled no louder than
+what is observed around it (:func:`.phase.cap_narrow_holes`). Dropouts, runs of
+exact zeros inside sound, are filled first, in the waveform, by least-squares AR
+interpolation (:mod:`.dropouts`); that needs no example.
 The filled bins get their phase by fast Griffin–Lim iterations (with momentum)
 in which the observed bins keep their own. Just outside a band limit, where the
 input still holds the source turned down by the filter's skirt and its time course
@@ -29,7 +33,8 @@ whose long-term level is within ``band_db`` of what the example's spectrum predi
 next to a loud band as deep as it is: :func:`.missing.found_run`,
 :mod:`.welch`; less the filter's skirt next to a cut:
 :func:`.missing.without_skirt`), when it is ``floor_db`` below the input's loudest bin
-and so is a neighbour (a lone bin that deep is a null: :func:`.missing.lone_bins`),
+and so is a neighbour (a lone bin that deep is a null: :func:`.missing.lone_bins`;
+a frame wholly that deep is digital silence, left as it is),
 or when it is painted (``hints.paint``, any target: a spectral repair's selection,
 for a click, a cough or a damaged patch whose content is to be replaced). A found
 band outside which the input keeps a share of its own energy (an example of another
@@ -44,7 +49,8 @@ repaired layer far louder than the input gets a note
 missing (recorded at a lower rate) is refused, and one that lacks part of it gets a
 note (:func:`.missing.check_example_covers`).
 
-The package: :mod:`.method` (the registry entry and its steps), :mod:`.missing`
+The package: :mod:`.method` (the registry entry and its steps), :mod:`.dropouts`
+(runs of digital zeros found and interpolated), :mod:`.missing`
 (which bins are missing: the band, gaps, nulls; the checks of a found band and of
 the example's reach), :mod:`.copies` (the templates' transposed copies and the
 choice of them), :mod:`.level` (the checks of the fill's level), :mod:`.fit` (the

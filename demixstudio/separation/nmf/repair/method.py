@@ -21,6 +21,7 @@ from demixstudio.separation.base import (
 )
 from demixstudio.separation.nmf import common, spectra
 from demixstudio.separation.nmf.repair.copies import choose_copies, shifted_templates
+from demixstudio.separation.nmf.repair.dropouts import fill_dropouts
 from demixstudio.separation.nmf.repair.fit import fit_observed
 from demixstudio.separation.nmf.repair.level import fill_gain, gap_fill_gain
 from demixstudio.separation.nmf.repair.missing import (
@@ -47,8 +48,12 @@ class Repair(Method):
     title = "Repair (bandwidth, gaps)"
     summary = ("Bring back missing frequencies or fill time–frequency gaps from a full-band "
                "example of the same kind of sound; paint over a click, a cough or a damaged "
-               "patch to have it replaced.")
+               "patch to have it replaced. Dropouts (short runs of digital zeros) are "
+               "filled from the sound around them, with or without an example.")
     references = (
+        "A. J. E. M. Janssen, R. N. J. Veldhuis, L. B. Vries, 'Adaptive interpolation of "
+        "discrete-time signals that can be modeled as autoregressive processes', IEEE "
+        "Trans. ASSP 34(2):317–330, 1986.",
         "P. Smaragdis, B. Raj, M. Shashanka, 'Missing data imputation for time-frequency "
         "representations of audio signals', J. Signal Processing Systems 65:361–370, 2011.",
         "D. Griffin, J. Lim, 'Signal estimation from modified short-time Fourier transform', "
@@ -101,6 +106,13 @@ class Repair(Method):
                  "fill_gain), and for gaps also in the input's frames that have those "
                  "frequencies (see gap_fill_gain), the lower of the two. Off = the "
                  "model's fill as it is.")
+        dropout_ms: float = param(
+            100.0, label="Longest dropout (ms)", min=0.0, max=1000.0,
+            help="Runs of exact digital zeros inside sound (a lost packet, a bad edit), "
+                 "from 1 ms up to this long, are filled from the samples around them by "
+                 "least-squares autoregressive interpolation before anything else (see "
+                 "repair.dropouts); this needs no example. Longer runs are left to the "
+                 "spectral repair (paint them). 0 = off.")
         keep_skirt: bool = param(
             True, label="Keep the filter's skirt", advanced=True,
             help="Just outside a band limit, where the input still holds the source "
@@ -112,10 +124,19 @@ class Repair(Method):
                  ctx: JobContext) -> list[LayerProposal]:
         """One waveform proposal float32 (channels, samples): the repaired input."""
         examples = [h for hs in hints.examples.values() for h in hs]
-        if not examples:
-            raise ParameterError("repair needs a full-band example recording "
-                                 "(--hint example:NAME=FILE)")
         mix = np.asarray(mix, dtype=np.float32)
+        with ctx.stage(0.0, 0.02, "filling dropouts"):
+            mix, dropouts, dropout_s = fill_dropouts(mix, sr, params.dropout_ms / 1000.0)
+        filled = {"dropouts_filled": dropouts, "dropout_seconds": round(dropout_s, 4)}
+        if not examples:
+            if not dropouts:
+                raise ParameterError("repair needs a full-band example recording "
+                                     "(--hint example:NAME=FILE); without one it fills "
+                                     "dropouts only, and this input has none")
+            return [LayerProposal("repaired", self.name, params_to_dict(params),
+                                  waveform=mix, extra={**filled, "note": (
+                                      f"{dropouts} dropout(s) filled; without an example "
+                                      f"no missing band or gap was looked for")})]
         m = common.open_mixture(self, mix, sr, params, ctx)
         what = "the full-band example"
         signals = list(spectra.example_signals(examples, sr, what))
@@ -156,12 +177,16 @@ class Repair(Method):
                         gain = own if gain is None else np.minimum(gain, own)
         del Ve
         if n_missing == 0:
-            info = {"missing_fraction": 0.0, "note": (
+            info = {"missing_fraction": 0.0, **filled, "note": (
+                "nothing more to repair: the input has every frequency the example's "
+                "spectrum has, so the layer is the input as it is, its dropouts filled "
+                "(give band_lo_hz/band_hi_hz if the band is known)" if dropouts else
                 "nothing to repair: the input has every frequency the example's spectrum "
                 "has, so the layer is the input as it is (give band_lo_hz/band_hi_hz if "
                 "the band is known)")}
+            # fill_dropouts made a copy when it filled anything.
             return [LayerProposal("repaired", self.name, params_to_dict(params),
-                                  waveform=mix.copy(), extra=info)]
+                                  waveform=mix if dropouts else mix.copy(), extra=info)]
         W = shifted_templates(W, copies)
         # What the skirt needs of the magnitude is read now: the fit lets it go.
         reading = skirt_reading(m.V, O, freqs) if limited and params.keep_skirt else None
@@ -182,7 +207,7 @@ class Repair(Method):
         with ctx.stage(0.8, 1.0, "phase"):
             out = synthesise(mix, m.cfg, Wf, Hn, O, params.phase_iter,
                              params.block_frames, ctx, skirt=skirt)
-        info = {"missing_fraction": n_missing / float(m.cfg.bins * m.frames),
+        info = {"missing_fraction": n_missing / float(m.cfg.bins * m.frames), **filled,
                 "iterations": iterations, "semitone_copies_used": copies,
                 "skirt_bins_kept": 0 if skirt is None else int((skirt > 0).sum())}
         if gain is not None:
