@@ -79,7 +79,8 @@ class Repair(Method):
         floor_db: float = param(
             120.0, label="Gap threshold (dB)", min=20.0, max=200.0,
             help="Bins this far below the loudest bin are treated as missing (gaps); a lone "
-                 "one among louder bins is a null, not a gap, and is left as it is.")
+                 "one among louder bins is a null, not a gap, and is left as it is, and so "
+                 "is a frame wholly this far down (digital silence: paint it to fill it).")
         band_lo_hz: float = param(
             0.0, label="Band low edge (Hz)", min=0.0,
             help="If the input's band is known (a telephone line: 300–3400 Hz), its lower "
