@@ -213,9 +213,9 @@ def gap_fill_gain(V: list[torch.Tensor], observed: list[torch.Tensor], W: torch.
     −34 %); both ways (raising a fill it reads as too quiet), the same as down only.
     """
     if not missing.any() or missing.all():
-        # None missing where anything is observed (a dropout: whole frames under the
-        # floor, which take their neighbours' activations), or every frequency
-        # missing somewhere, leaving nothing to predict them from: nothing to check.
+        # None missing where anything is observed (frames painted whole, a click,
+        # which take their neighbours' activations), or every frequency missing
+        # somewhere, leaving nothing to predict them from: nothing to check.
         return None
     miss = torch.as_tensor(missing, device=W.device)
     # The frames to check: indices first, so that only those frames are copied.
