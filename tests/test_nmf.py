@@ -773,8 +773,17 @@ def test_bad_hints_are_refused(cases):
     # learn; the error names the hint, for every method that learns from one.
     silent = AudioHint(np.zeros(case.sr, np.float32), case.sr)
     blip = AudioHint(case.examples["vocals"][..., :50], case.sr)
+    # A hint laid out as (samples, channels) had read as a recording one sample long,
+    # an empty one or one with a NaN as "must be finite audio": each now says what it is.
+    voc = case.examples["vocals"].reshape(1, -1)
+    upright = AudioHint(voc.T.copy(), case.sr)
+    empty = AudioHint(np.zeros((1, 0), np.float32), case.sr)
+    nan = AudioHint(np.where(np.arange(voc.shape[1]) == 99, np.nan, voc), case.sr)
     for hint, why in [(silent, "every sample is zero"),
-                      (blip, r"50 samples \(3.1 ms\) long, shorter than one analysis")]:
+                      (blip, r"50 samples \(3.1 ms\) long, shorter than one analysis"),
+                      (upright, r"shape \(\d+, 1\), \d+ channels of 1 samples, looks like "
+                                r"\(samples, channels\); pass its transpose"),
+                      (empty, "no samples"), (nan, "a sample is NaN or infinite")]:
         with pytest.raises(ParameterError, match=f"hum of 'vocals': {why}"):
             _run("nmf-hum", case, Hints(hums={"vocals": [hint]}))
         with pytest.raises(ParameterError, match=f"examples of 'bass': {why}"):

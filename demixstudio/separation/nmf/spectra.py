@@ -20,7 +20,7 @@ from demixstudio.audio.stft import STFT_BLOCK, StftConfig, stft, stft_frames
 from demixstudio.errors import ParameterError
 from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import AudioHint
+from demixstudio.separation.base import MAX_CHANNELS, AudioHint
 from demixstudio.separation.excerpts import example_spans
 from demixstudio.separation.nmf import engine
 
@@ -96,16 +96,36 @@ def example_signals(hints: Sequence[AudioHint], sr: int, what: str,
         if not h.sr > 0:
             raise ParameterError(" ".join(filter(None, [what, h.source]))
                                  + f" has no valid sample rate ({h.sr})")
-        pieces += [(a[None] if a.ndim == 1 else a, h) for a in h.pieces()]
-    spans = example_spans([a.shape[-1] if a.ndim else 0 for a, _ in pieces],
+        for a in h.pieces():
+            a = a[None] if a.ndim == 1 else a
+            _check_layout(a, " ".join(filter(None, [what, h.source])))
+            pieces.append((a, h))
+    spans = example_spans([a.shape[1] for a, _ in pieces],
                           [float(h.sr) for _, h in pieces], limit_s, [a for a, _ in pieces])
     for (a, h), parts in zip(pieces, spans):
         for t0, t1 in parts:
-            x = np.asarray(a[:, t0:t1], dtype=np.float32) if a.ndim == 2 else a
-            if x.ndim != 2 or x.shape[1] == 0 or not np.isfinite(x).all():
+            x = np.asarray(a[:, t0:t1], dtype=np.float32)
+            if not np.isfinite(x).all():
                 raise ParameterError(" ".join(filter(None, [what, h.source]))
-                                     + " must be finite audio (channels, samples)")
+                                     + ": a sample is NaN or infinite")
             yield x if h.sr == sr else resample(x, int(h.sr), int(sr))
+
+
+def _check_layout(a: np.ndarray, where: str) -> None:
+    """Raise ParameterError unless ``a`` is a non-empty (channels, samples) array of
+    real numbers, saying what it is instead (as ``Method.check_input`` does for the
+    input): an example given as (samples, channels) would otherwise read as a
+    recording a few samples long."""
+    if a.ndim != 2:
+        raise ParameterError(f"{where}: not (channels, samples) audio, but shape {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise ParameterError(f"{where}: not real-valued samples, but {a.dtype}")
+    c, n = a.shape
+    if n == 0:
+        raise ParameterError(f"{where}: no samples")
+    if c > MAX_CHANNELS and c > n:
+        raise ParameterError(f"{where}: shape {a.shape}, {c} channels of {n} samples, looks "
+                             "like (samples, channels); pass its transpose")
 
 
 def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str
