@@ -429,6 +429,12 @@ def _paint_files(tmp_path: Path) -> dict:
     files["text"] = tmp_path / "text.npz"
     files["text"].write_text("hello")
     files["folder"] = tmp_path
+    files["recording"] = tmp_path / "voice.wav"  # a recording given as paint by mistake
+    sf.write(files["recording"], np.zeros(800, np.float32), 8000)
+    files["short_rect"] = tmp_path / "short.json"
+    files["short_rect"].write_text(json.dumps([[0.0, 0.5, 1000.0, 3000.0, 1.0], [0, 1, 100]]))
+    files["string"] = tmp_path / "string.json"
+    files["string"].write_text(json.dumps("0 0.5 1000 3000 1"))
     return files
 
 
@@ -437,6 +443,9 @@ def _paint_files(tmp_path: Path) -> dict:
     ("times_2d", "times must be a 1-D array"),
     ("text", "not a valid NPZ file"),
     ("folder", "is a folder"),
+    ("recording", "not a paint file (a paint file is JSON"),
+    ("short_rect", "rectangle 2 is [0, 1, 100], not five numbers"),
+    ("string", "holds a JSON string; a paint file is JSON"),
 ])
 def test_a_malformed_paint_file_is_a_one_line_error(short_mix, tmp_path, capsys, name, says):
     path = _paint_files(tmp_path)[name]
@@ -444,6 +453,16 @@ def test_a_malformed_paint_file_is_a_one_line_error(short_mix, tmp_path, capsys,
                       f"paint:a={path}", "--out", str(tmp_path / "o")], capsys)
     assert line.startswith(f"demixstudio: error: paint hint {path}: ") and says in line, line
     assert not (tmp_path / "o").exists()
+
+
+def test_paint_rectangles_may_be_given_under_rects(tmp_path):
+    """``{"rects": [...]}``, as PaintHint names them, reads as the bare list does."""
+    from demixstudio.separation.hintfiles import load_paint
+
+    bare = _paint_files(tmp_path)["rects"]
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"rects": json.loads(bare.read_text())}))
+    assert load_paint(named).rects == load_paint(bare).rects == ((0.0, 0.5, 1000.0, 3000.0, 1.0),)
 
 
 def test_layers_json_names_the_paint_files(short_mix, tmp_path, capsys):

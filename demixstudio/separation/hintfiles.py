@@ -2,7 +2,8 @@
 
 KIND is ``example`` (a clean recording of the target), ``hum`` (a vocalized
 imitation) or ``paint``. A paint FILE is JSON — a list of
-``[t0_s, t1_s, f0_hz, f1_hz, strength]`` rectangles — or an ``.npz`` with
+``[t0_s, t1_s, f0_hz, f1_hz, strength]`` rectangles, bare or as ``{"rects": [...]}``
+— or an ``.npz`` with
 ``mask`` (freqs × frames, values in [0, 1]), ``times`` (s) and ``freqs``
 (Hz), interpolated later onto the method's own grid (0 outside the mask's
 extent; a mask of one frame or one frequency covers the nearest frame or bin of
@@ -54,14 +55,29 @@ def load_paint(path: Path) -> PaintHint:
         raise ParameterError(f"paint hint {path}: a .npy holds one array; save the mask with "
                              f"its axes as an NPZ (numpy.savez(FILE, mask=..., times=..., "
                              f"freqs=...)) or give JSON rectangles")
+    form = ("a paint file is JSON, a list of [t0_s, t1_s, f0_hz, f1_hz, strength] "
+            "rectangles, or an NPZ of mask, times and freqs")
     try:
         rects = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParameterError(f"paint hint {path}: not JSON ({exc})") from exc
-    if not isinstance(rects, list) or not all(
-            isinstance(r, list) and len(r) == 5 and all(isinstance(v, (int, float)) for v in r)
-            for r in rects):
-        raise ParameterError(f"paint hint {path}: expected a list of [t0_s, t1_s, f0_hz, f1_hz, strength]")
+    except UnicodeDecodeError:
+        # Binary: most likely a recording given as paint instead of as example: or hum:.
+        raise ParameterError(f"paint hint {path}: not a paint file ({form}; a recording "
+                             "goes with example: or hum:)") from None
+    except json.JSONDecodeError as exc:
+        raise ParameterError(f"paint hint {path}: not JSON ({exc}); {form}") from None
+    if isinstance(rects, dict) and set(rects) == {"rects"}:
+        rects = rects["rects"]  # {"rects": [...]}, as PaintHint names them
+    if not isinstance(rects, list):
+        kind = {"dict": "object", "str": "string", "NoneType": "null", "bool": "boolean"}.get(
+            type(rects).__name__, "number")
+        raise ParameterError(f"paint hint {path}: holds a JSON {kind}; {form}")
+    for i, r in enumerate(rects):
+        if not (isinstance(r, list) and len(r) == 5
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)):
+            shown = json.dumps(r)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ParameterError(f"paint hint {path}: rectangle {i + 1} is {shown}, not five "
+                                 "numbers [t0_s, t1_s, f0_hz, f1_hz, strength]")
     hint = PaintHint(rects=tuple(tuple(float(v) for v in r) for r in rects), source=str(path))
     hint.check()
     return hint
