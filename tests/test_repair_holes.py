@@ -34,11 +34,13 @@ def test_repair_leaves_digital_silence_silent():
     assert not np.any(out[:, -int(1.5 * sr):])
 
 
-def test_cap_narrow_holes_against_a_loop():
-    """cap_narrow_holes against a frame-by-frame loop over the runs of missing bins."""
+def test_cap_narrow_holes_against_a_loop(monkeypatch):
+    """cap_narrow_holes against a frame-by-frame loop over the runs of missing bins,
+    two frames at a time, so that its frames are taken in several turns."""
+    monkeypatch.setattr(phase, "HOLE_FRAMES", 2)
     rng = np.random.default_rng(2)
     for trial in range(100):
-        bins, frames = int(rng.integers(5, 40)), int(rng.integers(1, 4))
+        bins, frames = int(rng.integers(5, 40)), int(rng.integers(1, 7))
         missing = rng.random((bins, frames)) < rng.random()
         mag = rng.random((bins, frames)).astype(np.float32)
         fill = (3 * rng.random((bins, frames))).astype(np.float32)
