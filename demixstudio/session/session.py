@@ -427,7 +427,9 @@ class Session:
         - a kind of recording it reads (``KEPT_KINDS``) that ``hints`` hold none of
           is the run's own (``Provenance.run_hints``, kept while the session is
           open), so that nmf-supervised re-run with other parameters still has its
-          examples;
+          examples. Paint is not kept with a run: it is the session's
+          (:meth:`hints_from_paint`, which the editor passes), so ``hints`` hold
+          all of it, the paint the run was made with and the corrections since;
         - paint that names one of the run's layers by its name in the session
           (``NAME`` or ``not:NAME`` after a rename, or "harmonic: rest" for a run
           on a layer) goes to the method under the name it knows the layer by
@@ -553,11 +555,14 @@ class Session:
         The same method, with the run's parameters unless ``params`` are given,
         on what the run was made from (:meth:`rerun_input`), with ``hints`` as
         :meth:`refinement_hints` completes them (hints the method does not read
-        are refused; kinds not given are the run's own); the new layers replace
-        every layer of that run (:meth:`apply_rerun`). This is how paint made
-        after a separation refines it: paint ``not:NAME`` over what a layer
-        should not hold (NAME: the layer's name, or the method's name for it) and
-        rerun it, and that energy moves to the run's other layers.
+        are refused; kinds of recording not given are the run's own, but paint is
+        what ``hints`` hold); the new layers replace every layer of that run
+        (:meth:`apply_rerun`). This is how paint made after a separation refines
+        it: paint ``not:NAME`` over what a layer should not hold (NAME: the
+        layer's name, or the method's name for it) and rerun it with the
+        session's paint (``rerun(layer, session.hints_from_paint())``, or hints
+        holding the run's own paint and the correction), and that energy moves
+        to the run's other layers.
         """
         from demixstudio.separation.registry import get_method
 
