@@ -781,9 +781,9 @@ def test_bad_hints_are_refused(cases):
     nan = AudioHint(np.where(np.arange(voc.shape[1]) == 99, np.nan, voc), case.sr)
     for hint, why in [(silent, "every sample is zero"),
                       (blip, r"50 samples \(3.1 ms\) long, shorter than one analysis"),
-                      (upright, r"shape \(\d+, 1\), \d+ channels of 1 samples, looks like "
-                                r"\(samples, channels\); pass its transpose"),
-                      (empty, "no samples"), (nan, "a sample is NaN or infinite")]:
+                      (upright, r"has shape \(\d+, 1\): \d+ channels of 1 samples looks "
+                                r"like \(samples, channels\); pass its transpose"),
+                      (empty, "holds no samples"), (nan, "a sample is NaN or infinite")]:
         with pytest.raises(ParameterError, match=f"hum of 'vocals': {why}"):
             _run("nmf-hum", case, Hints(hums={"vocals": [hint]}))
         with pytest.raises(ParameterError, match=f"examples of 'bass': {why}"):

@@ -563,19 +563,10 @@ class Method(abc.ABC):
         if not isinstance(mix, np.ndarray):
             raise ParameterError(f"the input must be a NumPy array (channels, samples); got "
                                  f"{type(mix).__name__}")
-        if mix.ndim != 2:
-            raise ParameterError(f"the input must be (channels, samples) audio; got shape "
-                                 f"{mix.shape}" + (" (mono: pass x[None])" if mix.ndim == 1
-                                                   else ""))
-        if mix.dtype.kind not in "fiu":
-            raise ParameterError(f"the input must hold real-valued samples; got {mix.dtype}")
-        c, n = mix.shape
-        if n == 0:
-            raise ParameterError("the input holds no samples: nothing to separate")
-        if c > MAX_CHANNELS and c > n:
-            raise ParameterError(
-                f"the input has shape {mix.shape}: {c} channels of {n} samples looks like "
-                f"(samples, channels); pass its transpose")
+        problem = layout_problem(mix)
+        if problem:
+            raise ParameterError(f"the input {problem}")
+        c = mix.shape[0]
         if c < self.min_channels or (self.max_channels is not None and c > self.max_channels):
             want = (f"{self.min_channels}" if self.max_channels == self.min_channels
                     else f"at least {self.min_channels}" if self.max_channels is None
@@ -598,6 +589,26 @@ class Method(abc.ABC):
 
 #: More channels than this, and than samples, is taken for a (samples, channels) array.
 MAX_CHANNELS = 64
+
+
+def layout_problem(a: np.ndarray) -> Optional[str]:
+    """What keeps the array ``a`` from being (channels, samples) audio, as the end of
+    a sentence about it ("must hold real-valued samples; got complex64"), or None:
+    two dimensions, real samples, at least one sample, and not laid out as (samples,
+    channels) (more channels than :data:`MAX_CHANNELS` and than samples). For the
+    input (``Method.check_input``) and for example and hum recordings alike."""
+    if a.ndim != 2:
+        return (f"must be (channels, samples) audio; got shape {a.shape}"
+                + (" (mono: pass x[None])" if a.ndim == 1 else ""))
+    if a.dtype.kind not in "fiu":
+        return f"must hold real-valued samples; got {a.dtype}"
+    c, n = a.shape
+    if n == 0:
+        return "holds no samples"
+    if c > MAX_CHANNELS and c > n:
+        return (f"has shape {a.shape}: {c} channels of {n} samples looks like "
+                "(samples, channels); pass its transpose")
+    return None
 #: The largest sample magnitude taken: above 32-bit PCM's range (2.1e9), and 6000
 #: times below where the NMF family's float32 fits first overflowed into NaN layers
 #: (``nmf`` with β = 2, about 6e13; ``nmf-supervised`` and ``nmf-paint``, about 6e17).

@@ -20,7 +20,7 @@ from demixstudio.audio.stft import STFT_BLOCK, StftConfig, stft, stft_frames
 from demixstudio.errors import ParameterError
 from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
-from demixstudio.separation.base import MAX_CHANNELS, AudioHint
+from demixstudio.separation.base import AudioHint, layout_problem
 from demixstudio.separation.excerpts import example_spans
 from demixstudio.separation.nmf import engine
 
@@ -98,7 +98,11 @@ def example_signals(hints: Sequence[AudioHint], sr: int, what: str,
                                  + f" has no valid sample rate ({h.sr})")
         for a in h.pieces():
             a = a[None] if a.ndim == 1 else a
-            _check_layout(a, " ".join(filter(None, [what, h.source])))
+            # An example laid out as (samples, channels) would read as a recording a
+            # few samples long: it is told apart as the input is.
+            problem = layout_problem(a)
+            if problem:
+                raise ParameterError(" ".join(filter(None, [what, h.source])) + f": {problem}")
             pieces.append((a, h))
     spans = example_spans([a.shape[1] for a, _ in pieces],
                           [float(h.sr) for _, h in pieces], limit_s, [a for a, _ in pieces])
@@ -109,23 +113,6 @@ def example_signals(hints: Sequence[AudioHint], sr: int, what: str,
                 raise ParameterError(" ".join(filter(None, [what, h.source]))
                                      + ": a sample is NaN or infinite")
             yield x if h.sr == sr else resample(x, int(h.sr), int(sr))
-
-
-def _check_layout(a: np.ndarray, where: str) -> None:
-    """Raise ParameterError unless ``a`` is a non-empty (channels, samples) array of
-    real numbers, saying what it is instead (as ``Method.check_input`` does for the
-    input): an example given as (samples, channels) would otherwise read as a
-    recording a few samples long."""
-    if a.ndim != 2:
-        raise ParameterError(f"{where}: not (channels, samples) audio, but shape {a.shape}")
-    if a.dtype.kind not in "fiu":
-        raise ParameterError(f"{where}: not real-valued samples, but {a.dtype}")
-    c, n = a.shape
-    if n == 0:
-        raise ParameterError(f"{where}: no samples")
-    if c > MAX_CHANNELS and c > n:
-        raise ParameterError(f"{where}: shape {a.shape}, {c} channels of {n} samples, looks "
-                             "like (samples, channels); pass its transpose")
 
 
 def example_magnitude(hints: Sequence[AudioHint], sr: int, cfg: StftConfig, what: str
