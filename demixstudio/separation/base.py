@@ -609,6 +609,8 @@ def layout_problem(a: np.ndarray) -> Optional[str]:
         return (f"has shape {a.shape}: {c} channels of {n} samples looks like "
                 "(samples, channels); pass its transpose")
     return None
+
+
 #: The largest sample magnitude taken: above 32-bit PCM's range (2.1e9), and 6000
 #: times below where the NMF family's float32 fits first overflowed into NaN layers
 #: (``nmf`` with β = 2, about 6e13; ``nmf-supervised`` and ``nmf-paint``, about 6e17).
