@@ -40,7 +40,7 @@ Prints SDR per source and case, the medians and the differences.
     .venv/bin/python benchmarks/bench_nmf.py [--only supervised,unsup,semi,paint,hum,repair]
         [--seeds 0,1,2]
         [--seconds 4]   (only the first 4 s of each mixture, as in the tests)
-        [--heldout [2|3]] (four mixtures of other recordings, never used for tuning)
+        [--heldout [2|3|4]] (mixtures of other recordings, never used for tuning)
         [--sr 44100]    (the same recordings at another rate: 16 kHz by default)
         [--precision bfloat16] (the products' precision; float32 by default)
         [--coarse-paint] (paint with 500 Hz x 0.25 s rectangles only: less than 30 % of
@@ -188,11 +188,13 @@ def main() -> None:
     ap.add_argument("--sr", type=int, default=nc.SR,
                     help="sample rate of every case (default 16000; 44100 for the rate of "
                          "most music: more bins, the same recordings)")
-    ap.add_argument("--heldout", type=int, nargs="?", const=1, default=0, choices=(0, 1, 2, 3),
+    ap.add_argument("--heldout", type=int, nargs="?", const=1, default=0,
+                    choices=(0, 1, 2, 3, 4),
                     help="run a held-out set of tests/nmf_cases.py (other recordings, never "
                          "used to tune a method) instead of the four usual mixtures: 1 (the "
                          "default of a bare --heldout), 2 or 3 (a second and a third set, made "
-                         "on 2026-11-23: see tests/nmf_cases.py)")
+                         "on 2026-11-23), 4 (eight new pairings, 2026-11-25): see "
+                         "tests/nmf_cases.py")
     ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
                     help="instead: peak memory and time of repair on MINUTES of band-limited "
                          "stereo at 44.1 kHz (alone in its process, so the peak is its own)")

@@ -4,7 +4,7 @@
 figures, then their mean. This runs one method with several settings
 (``--variant NAME:key=value,...``, as ``--set`` on the command line) on one or
 more of the benchmark's sets (tests/nmf_cases.py: 0 the four 7 s mixtures, 1
-to 3 the held-out ones) and pools every source of every mixture and seed
+to 4 the held-out ones) and pools every source of every mixture and seed
 before taking medians, the figures the NMF methods' docstrings and ``NMF_NOTES.md`` quote as
 "pooled over seeds 0–2". The hints are the benchmark's: the simulated coarse
 painting of both sources (``nmf-paint``), the first source's other excerpt as
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME or NAME:key=value,key=value (repeatable; default: the "
                          "method's defaults only)")
-    ap.add_argument("--sets", default="0", help="comma-separated sets: 0, 1, 2, 3")
+    ap.add_argument("--sets", default="0", help="comma-separated sets: 0 to 4")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sr", type=int, default=nc.SR)
     ap.add_argument("--seconds", type=float, default=None)

@@ -79,8 +79,9 @@ def test_no_method_makes_a_float64_tensor():
         assert not made, (name, sorted(set(made)))
 
 
-@pytest.mark.parametrize("specs", [nc.CASES, nc.HELDOUT, nc.HELDOUT_2, nc.HELDOUT_3],
-                         ids=["cases", "heldout", "heldout2", "heldout3"])
+@pytest.mark.parametrize("specs", [nc.CASES, nc.HELDOUT, nc.HELDOUT_2, nc.HELDOUT_3,
+                                   nc.HELDOUT_4],
+                         ids=["cases", "heldout", "heldout2", "heldout3", "heldout4"])
 def test_benchmark_examples_never_overlap_the_mixture(specs):
     """Every set's hints come from another stretch of the recording than the mixture's
     (else "supervised" and "hum" would be told the answer), and both stretches hold
