@@ -95,7 +95,8 @@ HELDOUT_3 = [
 # a rule for nmf-semisupervised on mixtures it was not chosen on (not taken up:
 # benchmarks/NMF_NOTES.md, session 67). Every NMF default was chosen before it existed.
 # Most of its recordings are in the other sets too, but never in these pairs, and
-# mostly in other stretches; most are 2–4 s long, so the excerpts are short (1.4–6.5 s mixtures).
+# mostly in other stretches; most are 2–4 s long, so the excerpts are short (1.4–6.5 s
+# mixtures).
 HELDOUT_4 = [
     ("speech+guitar (held out 4)", [
         ("speech", "solo_voice/speech-female.wav", (0.0, 1.8), (2.0, 4.0)),
