@@ -124,6 +124,7 @@ HELDOUT_4 = [
         ("drums", "bearlin_roads/drums.wav", (8.0, 14.0), (0.5, 7.0))]),
 ]
 
+
 @functools.cache
 def load(rel: str, sr: int = SR) -> np.ndarray:
     """A recording as mono float64 at ``sr`` Hz."""
@@ -174,7 +175,7 @@ def build(label: str, specs, sr: int = SR, seconds: float | None = None) -> Case
 
 
 def cases(sr: int = SR, seconds: float | None = None, heldout: int = 0) -> list[Case]:
-    """The four cases (``heldout`` 1 to 4: that held-out set instead)."""
+    """The four usual cases (``heldout`` 1 to 4: that held-out set instead)."""
     specs = {0: CASES, 1: HELDOUT, 2: HELDOUT_2, 3: HELDOUT_3, 4: HELDOUT_4}[int(heldout)]
     return [build(label, spec, sr, seconds) for label, spec in specs]
 
