@@ -283,6 +283,24 @@ def test_bfloat16_products_reach_the_float32_objective(V, order):
     assert np.abs(fits[1] - fits[0]).max() > 0
 
 
+def test_bfloat16_data_kept_or_rounded_per_use_give_the_same_fit(V, monkeypatch):
+    """V's chunks in bfloat16 are kept for the fit while small, and rounded into
+    scratch at each use above LOW_DATA_BYTES: the same values either way, so the
+    same fit to the bit (alternating order, two workers, odd chunks)."""
+    W0, H0 = _start(V, 12)
+    fits = []
+    for budget in (engine.LOW_DATA_BYTES, 0):
+        monkeypatch.setattr(engine, "LOW_DATA_BYTES", budget)
+        W = torch.as_tensor(W0.copy())
+        H = [torch.as_tensor(H0[:, :50].copy()), torch.as_tensor(H0[:, 50:].copy())]
+        Vb = [torch.as_tensor(V[:, :50]), torch.as_tensor(V[:, 50:])]
+        engine.fit(Vb, W, H, NullContext(), max_iter=20, tol=0.0, check_every=7, chunk=23,
+                   threads=2, precision="bfloat16")
+        fits.append((W.numpy(), np.concatenate([h.numpy() for h in H], 1)))
+    np.testing.assert_array_equal(fits[0][0], fits[1][0])
+    np.testing.assert_array_equal(fits[0][1], fits[1][1])
+
+
 def test_product_precision_choice(monkeypatch):
     """auto is bfloat16 only on a CPU that multiplies it natively *and* where the
     engine's bfloat16 products are measured to be faster; GPUs keep float32."""

@@ -66,11 +66,13 @@ iterations, for the stopping rule.
 
 Everything is float32, except, where asked (``precision``), the inputs of the
 plain KL products: on a CPU with native bfloat16 dot products those products
-take bfloat16 inputs (the ratio V / Z and the factors, rounded once per use)
-and sum in float32, about 1.4× faster per iteration in the alternating order
-and 1.6× in the joint one, with the KL after 100 iterations within 0.2 % of
-the float32 fit's. CPU runs are deterministic for a given seed, thread count
-and precision.
+take bfloat16 inputs (the ratio V / Z, formed from V and the model in
+bfloat16, and the factors, rounded once per use) and sum in float32, about 1.4×
+faster per iteration in the alternating order and 1.6× in the joint one on
+some machines (as fast as float32 on others, where ``auto`` keeps float32),
+with the KL after 100 iterations within 0.21 % of the float32 fit's in the same
+order (``bench_nmf_engine.py``, 2026-11-25). CPU runs are deterministic for a
+given seed, thread count and precision.
 """
 
 from __future__ import annotations
@@ -178,42 +180,41 @@ BFLOAT16_MARGIN = 1.25
 
 @functools.lru_cache(maxsize=1)
 def bfloat16_faster() -> bool:
-    """Whether the CPU's bfloat16 products, as the engine runs a chunk of plain KL
-    (the model, the ratio, both statistics' products: ``_low_kl_chunk``), take at
-    most 1 / :data:`BFLOAT16_MARGIN` of the float32 time. Timed once per process
-    on one thread, as each of the engine's workers runs, on a (1025 × 1024) chunk
-    at rank 40 (the best of three runs each; about 0.1 s in all).
+    """Whether the engine's plain KL iterations with bfloat16 products take at most
+    1 / :data:`BFLOAT16_MARGIN` of their float32 time. Timed once per process by
+    :func:`fit` itself, on one thread as each of its workers runs, on a (1025 ×
+    2048) spectrogram (8 MB, more than a core's cache) at rank 40 in the joint order
+    (the best of two runs of five iterations each; about 0.15 s in all).
+
+    The whole fit is timed, not the products alone: products that are fast on a
+    chunk in cache need not make a sweep faster where streaming the spectrogram
+    is what costs (2026-11-25, an AMX machine: the products of a cached chunk
+    2.4× faster, a sweep no faster).
 
     Native bfloat16 instructions do not make it so on every CPU: with
     ``bench_nmf_engine.py`` (2049 × 5670, rank 40, 2 threads) one 2-core AVX-512
     BF16 machine took 25–28 ms an iteration with bfloat16 products against 36–37
     ms in float32 (2026-11-22, -23), another (2026-11-24) 45 ms against 23."""
-    gen = torch.Generator().manual_seed(0)
-    F, T, K = 1025, 1024, 40
-    V = torch.rand(F, T, generator=gen) + 0.1
-    W = torch.rand(F, K, generator=gen) + 0.1
-    H = torch.rand(K, T, generator=gen) + 0.1
-    Z = torch.empty(F, T)
+    from demixstudio.jobs.context import NullContext
 
-    def run(dt: torch.dtype) -> float:
-        Wl, Wtl = W.to(dt), W.t().contiguous().to(dt)
-        R = Z if dt == torch.float32 else torch.empty(F, T, dtype=dt)
+    gen = torch.Generator().manual_seed(0)
+    F, T, K = 1025, 2048, 40
+    V = [torch.rand(F, T, generator=gen) + 0.1]
+    W0 = torch.rand(F, K, generator=gen) + 0.1
+    H0 = torch.rand(K, T, generator=gen) + 0.1
+
+    def run(precision: str) -> float:
         best = float("inf")
-        for _ in range(3):
+        for _ in range(2):
+            W, H = W0.clone(), [H0.clone()]
             start = time.perf_counter()
-            Hl = H.to(dt)
-            torch.mm(Wl, Hl, out=R)
-            torch.div(V, R, out=Z)
-            if R is not Z:  # the ratio is formed in float32 and rounded once
-                R.copy_(Z)
-            (Wtl @ R).to(torch.float32)
-            R @ Hl.t()
+            fit(V, W, H, NullContext(), max_iter=5, tol=0.0, check_every=1 << 30,
+                order="joint", precision=precision, threads=1)
             best = min(best, time.perf_counter() - start)
         return best
 
-    with single_threaded_ops():
-        run(torch.bfloat16), run(torch.float32)  # a kernel's first call pays its set-up
-        return run(torch.bfloat16) * BFLOAT16_MARGIN <= run(torch.float32)
+    with single_threaded_ops():  # (one worker runs in the caller's thread)
+        return run("bfloat16") * BFLOAT16_MARGIN <= run("float32")
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -495,6 +496,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         raise ParameterError("the joint (EM) order does not take an L1 penalty; "
                              "use order='alternate'")
     bufs = _Buffers(F, device)
+    low_v = _LowData(V, low_dtype) if low_dtype is not None else None
     prior_cols = (torch.as_tensor(list(prior.columns), dtype=torch.long, device=device)
                   if prior is not None else None)
     # KL without weights: the W step's denominator is H's row sums, found after the pass.
@@ -561,9 +563,10 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
             cc = (cont[0][i][:, a:b], cont[1][i][:, a:b]) if cont and update_h else None
             if low is not None and beta == 1 and Pc is None and Oc is None:
                 # The plain KL products in the low precision (most chunks of most fits).
+                Vl = low_v.chunk((i, a), Vc, wb)
                 obj += _low_kl_chunk(Vc, W, Hc, low, wb, colsum_w, h_keep, joint, update_h,
                                      check, nw if w_stats else None, dw, den_rows, free_w,
-                                     all_w_free, cc)
+                                     all_w_free, cc, Vl)
                 continue
             if joint:
                 obj += _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, wb, colsum_w, has_l1, lam,
@@ -702,21 +705,58 @@ class _LowProducts:
         self.Wt = Wt.to(dtype)
 
 
+#: ``V``'s chunks in the low product precision are kept for the whole fit when they take
+#: at most this many bytes (an hour of mono at 44.1 kHz with 2049 bins is about 640 MB);
+#: above it each is rounded into chunk-sized scratch at every use.
+LOW_DATA_BYTES = 256 << 20
+
+
+class _LowData:
+    """``V``'s chunks in the low product precision, for the ratio ``V / Z``.
+
+    A division whose operands are both bfloat16 is one vectorised pass, about a
+    third of the time of a float32 ``V`` divided by a bfloat16 model and rounded
+    (measured on a (2049 × 256) chunk, one thread: 0.12 against 0.45 ms on an
+    AMX machine). ``V`` is then rounded too (relative 2⁻⁹), which, like the
+    other roundings, averages out in the products' sums.
+    """
+
+    def __init__(self, V: list[torch.Tensor], dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        nbytes = sum(v.numel() for v in V) * torch.empty((), dtype=dtype).element_size()
+        self.keep = nbytes <= LOW_DATA_BYTES
+        self._chunks: dict[tuple[int, int], torch.Tensor] = {}
+
+    def chunk(self, key: tuple[int, int], Vc: torch.Tensor, bufs: "_Buffers") -> torch.Tensor:
+        """The (bins, B) chunk ``Vc`` (block and first frame ``key``) in the low dtype:
+        kept from its first use, or rounded into ``bufs``' scratch. Each worker asks
+        only for its own chunks, so the workers never write the same entry."""
+        if not self.keep:
+            return bufs.get(Vc.shape[1], 2, self.dtype).copy_(Vc)
+        low = self._chunks.get(key)
+        if low is None:
+            low = torch.empty(Vc.shape, dtype=self.dtype, device=Vc.device).copy_(Vc)
+            self._chunks[key] = low
+        return low
+
+
 def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, update_h,
-                  check, num_w, den_w, den_rows, free_w, all_w_free, cont=None) -> float:
+                  check, num_w, den_w, den_rows, free_w, all_w_free, cont=None, Vl=None
+                  ) -> float:
     """One chunk of a sweep for plain KL (no weights, no constraints) with the products
     in ``low.dtype``: the objective (if ``check``), the H step (if ``update_h``) and W's
     statistics (if ``num_w`` is given: from the new activations when alternating, from
     the same ratio as the H step when ``joint``); ``cont``: the chunk's continuity
-    terms (numerator, denominator) for the H step, or None. Returns the chunk's
-    objective.
+    terms (numerator, denominator) for the H step, or None; ``Vl``: the chunk of V in
+    ``low.dtype`` (see :class:`_LowData`), or None to form the ratio from ``Vc``.
+    Returns the chunk's objective.
 
     Each of the three products runs on the CPU's bfloat16 dot-product
     instructions and reads half the bytes; its output is a sum of many terms, so
     the inputs' rounding (relative 2⁻⁸ at most, unbiased) mostly averages out.
-    The ratio V / Z is formed in float32 and rounded once; the multiplicative
-    updates are float32. On a check iteration the model is float32, so the
-    reported objective is exact.
+    The ratio V / Z is formed from both rounded (``Vl``), or from ``Vc`` in float32
+    and rounded once; the multiplicative updates are float32. On a check
+    iteration the model is float32, so the reported objective is exact.
     """
     dt = low.dtype
     n = Vc.shape[1]
@@ -726,9 +766,12 @@ def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, u
     Hl = None
 
     def ratio(H_low: torch.Tensor) -> None:
+        torch.mm(low.W, H_low, out=R)
+        if Vl is not None:  # both operands low: one vectorised pass
+            torch.div(Vl, R, out=R)
+            return
         # (A mixed-dtype division written into a bfloat16 tensor is not vectorised
         # and costs ten times more than these three passes.)
-        torch.mm(low.W, H_low, out=R)
         torch.div(Vc, R, out=Z)
         R.copy_(Z)
 
