@@ -355,6 +355,23 @@ def test_keyboard_shortcuts(qtbot, win, mixture_file):
     assert not win.session.paint.is_empty(win.current_target())
 
 
+def test_toolbar_limits_the_harmonic_brush(qtbot, win, mixture_file):
+    """The toolbar's Harmonics box sets how many harmonics a harmonic stroke paints."""
+    path, _, _ = mixture_file
+    open_by_drop(qtbot, win, path)
+    assert win.brush_harmonics.value() == 0 and win.brush_harmonics.text() == "all"
+    win.brush_harmonics.setValue(2)
+    win.view.set_tool("harmonic")
+    f0 = 300.0
+    win.view.paint_path_seconds([(1.0, f0), (1.5, f0)])
+    s = win.session
+    m = s.paint.mask(win.current_target())
+    df = s.sr / s.stft.n_fft
+    frame = round(1.25 * s.sr / s.stft.hop)
+    assert m[round(f0 / df), frame] > 0 and m[round(2 * f0 / df), frame] > 0
+    assert m[round(2.5 * f0 / df):, frame].max() == 0.0
+
+
 def test_save_and_reopen_a_project(qtbot, win, mixture_file, tmp_path):
     path, mix, _ = mixture_file
     open_by_drop(qtbot, win, path)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 from conftest import shared
 from demixstudio.audio.io import load_audio
 from demixstudio.audio.stft import stft
+from demixstudio.errors import ParameterError
 from demixstudio.gui.freq_scale import WARPED_ROWS
 from demixstudio.gui.spectrogram_tiles import TILE_COLS, db_reference
 from demixstudio.gui.spectrogram_view import SpectrogramView
@@ -142,7 +143,9 @@ def _overlay_alpha(v):
     return np.concatenate(parts, axis=1)
 
 
-def test_harmonic_brush_marks_the_harmonics(qtbot, view, roads):
+def _harmonic_brush_on(qtbot, view, roads) -> Session:
+    """A session of ``roads`` in ``view`` at 2–4 s, the harmonic brush (8 px, full
+    strength) painting target "voice"."""
     mix, sr = roads
     s = Session(mix, sr)
     view.set_session(s)
@@ -151,6 +154,12 @@ def test_harmonic_brush_marks_the_harmonics(qtbot, view, roads):
     view.set_paint_target("voice")
     view.set_tool("harmonic")
     view.set_brush(8, 1.0)
+    return s
+
+
+def test_harmonic_brush_marks_the_harmonics(qtbot, view, roads):
+    sr = roads[1]
+    s = _harmonic_brush_on(qtbot, view, roads)
     f0 = 220.0
     view.paint_path_seconds([(2.5, f0), (3.0, f0), (3.5, f0)])
     assert len(s.history._undo) == 1  # one stroke, one undo step
@@ -163,6 +172,29 @@ def test_harmonic_brush_marks_the_harmonics(qtbot, view, roads):
     assert min(on) == 1.0 and max(between) == 0.0
     assert m[: round(0.5 * f0 / df), frame].max() == 0.0  # nothing below the fundamental
     assert m[:, round(2.0 * sr / s.stft.hop)].max() == 0.0  # nor outside the stroke's time
+
+
+def test_harmonic_brush_stops_at_the_harmonics_asked(qtbot, view, roads):
+    """With a limit the harmonic brush paints the first N harmonics and nothing above
+    the last one's rim; 0 paints them all again; a count out of range is refused."""
+    sr = roads[1]
+    s = _harmonic_brush_on(qtbot, view, roads)
+    f0 = 220.0
+    view.set_harmonics(3)
+    view.paint_path_seconds([(2.5, f0), (3.0, f0)])
+    m = s.paint.mask("voice")
+    df = sr / s.stft.n_fft
+    frame = round(2.75 * sr / s.stft.hop)
+    assert [m[round(k * f0 / df), frame] for k in (1, 2, 3)] == [1.0, 1.0, 1.0]
+    assert m[round(3.5 * f0 / df):, frame].max() == 0.0
+    view.set_harmonics(0)
+    view.paint_path_seconds([(3.2, f0), (3.6, f0)])
+    m = s.paint.mask("voice")
+    later = round(3.4 * sr / s.stft.hop)
+    assert min(m[round(k * f0 / df), later] for k in range(1, int((sr / 2) // f0) + 1)) == 1.0
+    for bad in (-1, 10_000):
+        with pytest.raises(ParameterError, match="harmonics"):
+            view.set_harmonics(bad)
 
 
 def test_brush_eraser_lasso(qtbot, view, roads):

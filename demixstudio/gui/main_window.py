@@ -33,7 +33,7 @@ from demixstudio.gui.first_run import show_first_run_hint
 from demixstudio.gui.layer_panel import LayerPanel
 from demixstudio.gui.method_panel import MethodPanel, editor_reason
 from demixstudio.gui.settings import Preferences, log_dir, setup_logging
-from demixstudio.gui.spectrogram_view import SpectrogramView
+from demixstudio.gui.spectrogram_view import MAX_HARMONICS, SpectrogramView
 from demixstudio.gui.transport import Transport
 from demixstudio.gui.drops import accept_files, local_files
 from demixstudio.gui.worker import BackgroundTask, JobBar, JobRunner, one_line_reason
@@ -291,6 +291,16 @@ class MainWindow(QMainWindow):
         self.brush_strength.setValue(1.0)
         self.brush_strength.setToolTip("Weight a stroke paints (opacity of the overlay)")
         tb.addWidget(self.brush_strength)
+        tb.addWidget(QLabel(" Harmonics "))
+        self.brush_harmonics = QSpinBox()
+        self.brush_harmonics.setRange(0, MAX_HARMONICS)
+        self.brush_harmonics.setSpecialValueText("all")
+        self.brush_harmonics.setValue(0)
+        self.brush_harmonics.setToolTip(
+            "Harmonics the harmonic brush paints, the fundamental first (all: up to "
+            "Nyquist). Stop where they fade into other sounds, whose bins would otherwise "
+            "go to the target")
+        tb.addWidget(self.brush_harmonics)
         tb.addSeparator()
         for act in (self.act_extract, self.act_remove_sel):
             tb.addAction(act)
@@ -434,6 +444,7 @@ class MainWindow(QMainWindow):
                                 self._remember_method_params(name, params))
         self.brush_size.valueChanged.connect(self._brush_changed)
         self.brush_strength.valueChanged.connect(self._brush_changed)
+        self.brush_harmonics.valueChanged.connect(self.view.set_harmonics)
         self.freq_scale.currentTextChanged.connect(self._scale_changed)
         self.db_floor.valueChanged.connect(self._db_changed)
         self.db_range.valueChanged.connect(self._db_changed)

@@ -12,7 +12,8 @@ so painting costs the size of the stroke, not of the file.
   to the drag segment, normalised by the radius, and ``profile`` flat up to
   ``hardness`` then a raised-cosine fall to zero at the rim.
 - harmonic brush: the same swept stamp at the fundamental under the cursor
-  and at every harmonic k·f0 up to Nyquist. A harmonic's half-width grows with
+  and at every harmonic k·f0 up to Nyquist (or the first N: upper harmonics a
+  noise covers would paint the noise as the target). A harmonic's half-width grows with
   k (a vibrato of a given depth in cents moves harmonic k by k times as many
   Hz), is at least two bins (the Hann window's main lobe) and at most 0.45·f0
   (so neighbouring harmonics stay apart).
@@ -125,11 +126,12 @@ def harmonic_half_widths(f0: np.ndarray, k: np.ndarray, hw1: float, df: float) -
 
 def harmonic_patch(grid: Grid, p0: Tuple[float, float], p1: Tuple[float, float],
                    rx: float, hw1: float, strength: float,
-                   hardness: float = HARDNESS) -> Optional[Patch]:
+                   hardness: float = HARDNESS, harmonics: int = 0) -> Optional[Patch]:
     """f0 and its harmonics swept from p0 to p1 ((t s, f0 Hz) each).
 
-    rx : time radius (s); hw1 : half-width (Hz) at the fundamental.
-    Covers every bin up to Nyquist over the stroke's frames.
+    rx : time radius (s); hw1 : half-width (Hz) at the fundamental; harmonics :
+    paint the first this many (f0 is the first), 0 = all of them. Covers every
+    bin up to Nyquist (or to the last harmonic's rim) over the stroke's frames.
     """
     (t0, f_a), (t1, f_b) = p0, p1
     if t1 < t0:
@@ -151,6 +153,8 @@ def harmonic_patch(grid: Grid, p0: Tuple[float, float], p1: Tuple[float, float],
     dfreq = np.abs(freqs[:, None] - k * f0t[None, :]) / hw
     d = np.hypot(dfreq, dt[None, :])
     w = strength * profile(d, hardness)
+    if harmonics > 0:
+        w[k > harmonics] = 0.0
     rows = np.flatnonzero(w.any(axis=1))
     if rows.size == 0:
         return None

@@ -45,6 +45,8 @@ from demixstudio.gui.spectrogram_tiles import (TILE_COLS, SourceSpec, TileLoader
 
 
 TOOLS = ("none", "brush", "rect", "lasso", "eraser", "harmonic")
+#: The most harmonics the harmonic brush can be limited to (0 = all).
+MAX_HARMONICS = 200
 _TOOL_LABELS = {"brush": "Brush", "rect": "Rectangle", "lasso": "Lasso", "eraser": "Eraser",
                 "harmonic": "Harmonic brush"}
 DEFAULT_TARGET = "target 1"
@@ -193,6 +195,7 @@ class SpectrogramView(QWidget):
         self._tool = "none"
         self._target: Optional[str] = None
         self._brush_px, self._strength = 24, 1.0
+        self._harmonics = 0  # the harmonic brush paints all harmonics
         self._overlay_alpha = 0.6  # full weight still lets the spectrogram show through
         self._grid: Optional[Grid] = None
         self._levels: List[int] = [1]
@@ -367,6 +370,15 @@ class SpectrogramView(QWidget):
         if not 0.0 < strength <= 1.0:
             raise ParameterError(f"brush strength {strength} must be in (0, 1]")
         self._brush_px, self._strength = size_px, strength
+
+    def set_harmonics(self, count: int) -> None:
+        """How many harmonics the harmonic brush paints, the fundamental the first;
+        0 = all of them up to Nyquist."""
+        count = int(count)
+        if not 0 <= count <= MAX_HARMONICS:
+            raise ParameterError(f"harmonics {count} must be between 0 (all) and "
+                                 f"{MAX_HARMONICS}")
+        self._harmonics = count
 
     def set_freq_scale(self, scale: str) -> None:
         """"linear", "log" or "mel"; keeps the visible frequency band."""
@@ -851,7 +863,7 @@ class SpectrogramView(QWidget):
             f_a, f_b = float(s.to_hz(p0[1])), float(s.to_hz(p1[1]))
             hw1 = 0.5 * float(s.to_hz(p1[1] + ry) - s.to_hz(p1[1] - ry))
             patch = harmonic_patch(self._grid, (p0[0], f_a), (p1[0], f_b), rx, hw1,
-                                   self._strength)
+                                   self._strength, harmonics=self._harmonics)
         else:
             patch = brush_patch(self._grid, p0, p1, rx, ry, self._strength)
         self._apply_patch(patch)
