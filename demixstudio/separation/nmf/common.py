@@ -70,10 +70,11 @@ class EngineParams:
     precision: str = param(
         "float32", label="Precision", choices=engine.PRECISIONS, advanced=True,
         help="Of the factorisation's matrix products. float32: the same layers on every "
-             "machine. bfloat16 (float32 sums and updates) ran about 1.4× faster on one CPU "
-             "that computes it natively (AVX-512 BF16) and 2× slower on another, and lands "
-             "in nearby but different optima; auto picks it where a quick timing finds it "
-             "clearly faster, float32 elsewhere.")
+             "machine. bfloat16 (float32 sums and updates; a bfloat16 copy of the "
+             "spectrogram of up to 256 MB) ran 1.4–1.8× faster on some CPUs that compute it "
+             "natively (AVX-512 BF16) and no faster on others, and lands in nearby but "
+             "different optima; auto picks it where a quick timing finds it clearly faster, "
+             "float32 elsewhere.")
     block_frames: int = param(
         engine.BLOCK_FRAMES, label="Block (frames)", min=64, max=1_000_000, advanced=True,
         help="Activations are processed in blocks of this many frames, which bounds "

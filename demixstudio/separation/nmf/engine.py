@@ -161,7 +161,7 @@ def product_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of the plain KL products for ``precision`` on ``device``.
 
     ``auto`` is bfloat16 on a CPU with native bfloat16 dot products (AVX-512 BF16
-    or AMX) where the engine's bfloat16 products are measured to be clearly faster
+    or AMX) where the engine's iterations with them are measured to be clearly faster
     (:func:`bfloat16_faster`), and float32 elsewhere: on other CPUs bfloat16 is
     emulated and slower, and on a GPU float32 products are not the bottleneck.
     """
@@ -433,9 +433,10 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         from the same posterior, EM; KL only); with W fixed the two are the same
     precision : of the matrix products of plain KL chunks (no weights, no posterior
         constraints): "float32", "bfloat16" (inputs rounded to bfloat16, sums in
-        float32; the factors, the data and the updates stay float32) or "auto"
-        (bfloat16 on a CPU that multiplies it natively, else float32); see
-        :func:`product_dtype`
+        float32; the factors and the updates stay float32, and ``V`` is not changed:
+        the ratio reads a rounded copy of its chunks, :class:`_LowData`) or "auto"
+        (bfloat16 on a CPU that multiplies it natively and where it is timed faster,
+        else float32); see :func:`product_dtype`
 
     The objective is only evaluated on check iterations (from the model the
     H step computes anyway), so it costs nothing in between.
