@@ -89,7 +89,7 @@ import numpy as np
 import torch
 
 from demixstudio.errors import ParameterError
-from demixstudio.jobs.context import JobContext
+from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.devices import DEVICE_CHOICES
 from demixstudio.devices import pick_device as _pick_device
 
@@ -195,8 +195,6 @@ def bfloat16_faster() -> bool:
     ``bench_nmf_engine.py`` (2049 × 5670, rank 40, 2 threads) one 2-core AVX-512
     BF16 machine took 25–28 ms an iteration with bfloat16 products against 36–37
     ms in float32 (2026-11-22, -23), another (2026-11-24) 45 ms against 23."""
-    from demixstudio.jobs.context import NullContext
-
     gen = torch.Generator().manual_seed(0)
     F, T, K = 1025, 2048, 40
     V = [torch.rand(F, T, generator=gen) + 0.1]
