@@ -722,7 +722,7 @@ class _LowData:
 
     def __init__(self, V: list[torch.Tensor], dtype: torch.dtype) -> None:
         self.dtype = dtype
-        nbytes = sum(v.numel() for v in V) * torch.empty((), dtype=dtype).element_size()
+        nbytes = sum(v.numel() for v in V) * dtype.itemsize
         self.keep = nbytes <= LOW_DATA_BYTES
         self._chunks: dict[tuple[int, int], torch.Tensor] = {}
 
