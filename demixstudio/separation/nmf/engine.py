@@ -55,8 +55,7 @@ block's activations and accumulating the W statistics, so temporaries are
 one block in size. Rows of H are independent given W, so with W fixed the
 blocks are exactly separate problems. On the CPU each block is walked in
 cache-sized chunks of frames (:func:`chunk_frames`): the model, the ratio
-V / Z and the two products that use it stay in cache, which halves the time
-of an iteration. With several CPU threads, each worker thread takes a
+V / Z and the two products that use it stay in cache between them. With several CPU threads, each worker thread takes a
 contiguous share of the chunks (single-threaded products) and the workers
 meet once per sweep; a block holding fewer chunks than workers (a dictionary
 learned on a few seconds of example) is cut for them all (``_chunks``: on two
@@ -364,17 +363,26 @@ class _Buffers:
 
 
 def chunk_frames(bins: int, device: torch.device = torch.device("cpu")) -> int | None:
-    """Frames per chunk on ``device``: on the CPU, about 2 MB of (bins, C) float32.
+    """Frames per chunk on ``device``: on the CPU, about 4 MB of (bins, C) float32.
 
     The updates stream the spectrogram through two matrix products and an
     element-wise ratio; done a few hundred frames at a time, the model and
-    the ratio stay in the CPU's cache between the three steps instead of
-    going out to memory and back (about twice as fast as whole blocks). On a
-    GPU the whole block is one launch (None).
+    the ratio stay in the CPU's caches between the three steps instead of
+    going out to memory and back. Each chunk also costs a dozen operator calls
+    in Python, and the workers take turns at the interpreter for them, so chunks
+    much smaller than this lose to that overhead: on 2026-11-25's two-core Xeon
+    (2 MB of L2 a core), 4 MB chunks were 5–15 % faster than 2 MB ones on every
+    shape measured (1025–6147 bins, rank 24–64, either order, W free or fixed;
+    ``benchmarks/NMF_NOTES.md``, session 69), and 8 MB ones not on every shape.
+    On a GPU the whole block is one launch (None).
     """
     if device.type != "cpu":
         return None
-    return int(min(4096, max(32, (1 << 19) // max(bins, 1))))
+    return int(min(4096, max(32, CHUNK_BYTES // (4 * max(bins, 1)))))
+
+
+#: The float32 bytes of (bins, C) that :func:`chunk_frames` sizes a CPU chunk to.
+CHUNK_BYTES = 4 << 20
 
 
 def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobContext, *,
