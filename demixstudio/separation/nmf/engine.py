@@ -54,14 +54,15 @@ contiguous (bins, B) tensor); each iteration walks the blocks, updating the
 block's activations and accumulating the W statistics, so temporaries are
 one block in size. Rows of H are independent given W, so with W fixed the
 blocks are exactly separate problems. On the CPU each block is walked in
-cache-sized chunks of frames (:func:`chunk_frames`): the model, the ratio
-V / Z and the two products that use it stay in cache between them. With several CPU threads, each worker thread takes a
-contiguous share of the chunks (single-threaded products) and the workers
-meet once per sweep; a block holding fewer chunks than workers (a dictionary
-learned on a few seconds of example) is cut for them all (``_chunks``: on two
-threads, a 7 s mixture with 6 s examples in ``nmf-supervised`` went from 1.38 to
-1.0 s). The objective is computed only every ``check_every``
-iterations, for the stopping rule.
+cache-sized chunks of frames (:func:`chunk_frames`): the model, the ratio V / Z
+and the two products that use it stay in cache between them. With
+several CPU threads, each worker thread takes a contiguous share of the
+chunks (single-threaded products) and the workers meet once per sweep; a
+block holding fewer chunks than workers (a dictionary learned on a few
+seconds of example) is cut for them all (``_chunks``: on two threads, a 7 s
+mixture with 6 s examples in ``nmf-supervised`` went from 1.38 to 1.0 s).
+The objective is computed only every ``check_every`` iterations, for the
+stopping rule.
 
 Everything is float32, except, where asked (``precision``), the inputs of the
 plain KL products: on a CPU with native bfloat16 dot products those products
@@ -946,8 +947,8 @@ def _share(chunks: list, n: int) -> list[list]:
     A chunk goes to the run its middle frame falls in. By its first frame, the second
     of two chunks of an odd count (452 and 453 of 905 frames) started before the
     middle and went to the first run too: one worker did it all, and a fit on two
-    threads took as long as on one (found 2026-11-25; any block of 256 to 1022 frames
-    at 44.1 kHz, 3 to 12 s, is two chunks)."""
+    threads took as long as on one (found 2026-11-25, when any block of 256 to 1022
+    frames at 44.1 kHz, 3 to 12 s, was two chunks; with 4 MB chunks it is 256 to 2046)."""
     total = sum(b - a for _, a, b in chunks)
     out: list[list] = [[] for _ in range(n)]
     done = 0
