@@ -363,11 +363,15 @@ class _Buffers:
         return self._bufs[key]
 
 
+#: The float32 bytes of (bins, C) that :func:`chunk_frames` sizes a CPU chunk to.
+CHUNK_BYTES = 4 << 20
+
+
 def chunk_frames(bins: int, device: torch.device = torch.device("cpu")) -> int | None:
     """Frames per chunk on ``device``: on the CPU, about 4 MB of (bins, C) float32.
 
     The updates stream the spectrogram through two matrix products and an
-    element-wise ratio; done a few hundred frames at a time, the model and
+    element-wise ratio; done some hundreds of frames at a time, the model and
     the ratio stay in the CPU's caches between the three steps instead of
     going out to memory and back. Each chunk also costs a dozen operator calls
     in Python, and the workers take turns at the interpreter for them, so chunks
@@ -380,10 +384,6 @@ def chunk_frames(bins: int, device: torch.device = torch.device("cpu")) -> int |
     if device.type != "cpu":
         return None
     return int(min(4096, max(32, CHUNK_BYTES // (4 * max(bins, 1)))))
-
-
-#: The float32 bytes of (bins, C) that :func:`chunk_frames` sizes a CPU chunk to.
-CHUNK_BYTES = 4 << 20
 
 
 def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobContext, *,
