@@ -890,8 +890,8 @@ def test_the_grouped_start_reads_a_sliver_of_paint_as_weak_evidence():
     assert group_components(E)[1].tolist() == [0, 1, 1, 1]
     columns, labels = group_components(E, prior=0.002)
     assert columns.tolist() == [0, 1, 2, 3] and labels.tolist() == [0, 0, 1, 1]
-    # A large paint is barely moved: the same labels at a thousand times a's paint.
-    E[:, 0] *= 1000
+    # A paint of the usual size is barely moved: a's at a tenth of the mixture.
+    E[:, 0] *= 100
     assert group_components(E, prior=0.002)[1].tolist() == group_components(E)[1].tolist()
     # Smoothing towards 1 moves no enrichment across 1: with one group painted, or
     # with a component in both paints (a copy), the groups are what they were.
