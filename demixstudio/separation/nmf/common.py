@@ -235,13 +235,14 @@ def l1_weight(sparsity: float, beta: float, mean_bin: float) -> float:
 def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
                  p: EngineParams, ctx: JobContext, what: str, *, sparsity: float = 0.0,
                  magnitudes: dict[str, np.ndarray] | None = None,
-                 max_iter: int | None = None, notes: list[str] | None = None
-                 ) -> dict[str, torch.Tensor]:
+                 max_iter: int | None = None, notes: list[str] | None = None,
+                 start: str = "random") -> dict[str, torch.Tensor]:
     """One dictionary (bins, rank) per target, learned from its example recordings
     (or from their ``magnitudes`` (bins or a multiple of it, frames), when the caller
     has them already) in at most ``max_iter`` updates (None: the separation's cap,
-    and at least 100). ``notes``, when given, gets a sentence for each target whose
-    recordings end far under the mixture (:func:`spectra.short_band_note`)."""
+    and at least 100) from ``start`` (:func:`spectra.learn_dictionary`). ``notes``,
+    when given, gets a sentence for each target whose recordings end far under the
+    mixture (:func:`spectra.short_band_note`)."""
     iters = max(p.max_iter, 100) if max_iter is None else int(max_iter)
     out = {}
     n = len(examples)
@@ -256,7 +257,7 @@ def dictionaries(examples: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, 
             out[target] = spectra.learn_dictionary(
                 V, rank, ctx, beta=p.beta, sparsity=lam, max_iter=iters,
                 tol=p.tol, seed=p.seed + 101 * i, device=m.device, precision=p.precision,
-                message=f"learning {target!r}")
+                start=start, message=f"learning {target!r}")
     if notes is not None:
         notes.extend(short_band_notes(tops, m, sr, what))
     return out
@@ -278,10 +279,10 @@ def short_band_notes(tops: dict[str, float], m: Mixture, sr: int, what: str) -> 
 def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture, rank: int,
                      p: EngineParams, ctx: JobContext, what: str, span: tuple[float, float], *,
                      sparsity: float = 0.0, magnitudes: dict[str, np.ndarray] | None = None,
-                     max_iter: int | None = None, notes: list[str] | None = None
-                     ) -> tuple[list[str], torch.Tensor, list[int]]:
+                     max_iter: int | None = None, notes: list[str] | None = None,
+                     start: str = "random") -> tuple[list[str], torch.Tensor, list[int]]:
     """Dictionaries of every target with hints, side by side (``magnitudes``,
-    ``max_iter``, ``notes``: see :func:`dictionaries`).
+    ``max_iter``, ``notes``, ``start``: see :func:`dictionaries`).
 
     Returns (targets, W float32 (bins, Σ ranks), rank of each target).
     """
@@ -289,7 +290,7 @@ def hinted_templates(hints: dict[str, Sequence[AudioHint]], sr: int, m: Mixture,
     with ctx.stage(span[0], span[1], f"learning the {what}"):
         dicts = dictionaries({t: hints[t] for t in targets}, sr, m, rank, p, ctx, what,
                              sparsity=sparsity, magnitudes=magnitudes, max_iter=max_iter,
-                             notes=notes)
+                             notes=notes, start=start)
     W = torch.cat([dicts[t] for t in targets], dim=1)
     return targets, W, [dicts[t].shape[1] for t in targets]
 

@@ -22,7 +22,7 @@ from demixstudio.jobs import memory
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import AudioHint, layout_problem
 from demixstudio.separation.excerpts import example_spans
-from demixstudio.separation.nmf import engine
+from demixstudio.separation.nmf import engine, starts
 
 #: Magnitudes are floored at this, relative to the mean, so KL/IS ratios stay finite.
 FLOOR = 1e-8
@@ -198,12 +198,14 @@ def short_band_note(hint_top: float, mixture_top: float, what: str, target: str
 def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float = 1.0,
                      sparsity: float = 0.0, max_iter: int = 200, tol: float = 1e-4,
                      seed: int = 0, device: torch.device = torch.device("cpu"),
-                     precision: str = "float32",
+                     precision: str = "float32", start: str = "random",
                      message: str = "learning a dictionary") -> torch.Tensor:
     """Spectral templates of ``V`` (bins, frames): float32 (bins, rank), unit-sum columns.
 
     Frames quieter than 60 dB below the loudest carry nothing but noise floor
     and are left out, so the templates describe the sound, not the silence.
+    ``start``: "random" (uniform templates and activations from ``seed``) or
+    "nndsvda" (the example's leading singular vectors, :mod:`starts`).
     """
     energy = V.sum(axis=0)
     keep = energy > energy.max() * 1e-3
@@ -211,10 +213,20 @@ def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float =
     floor_magnitude(V)
     F = V.shape[0]
     Vb = engine.split_frames(V, engine.BLOCK_FRAMES, device)
-    scale = float(np.sqrt(V.mean() / rank))
-    W = engine.random_init((F, rank), scale, seed, device)
-    H = [engine.random_init((rank, b.shape[1]), scale, seed + 1 + i, device)
-         for i, b in enumerate(Vb)]
+    if start == "nndsvda":
+        W0, H0 = starts.nndsvda(V, rank, seed)
+        W = torch.as_tensor(W0).to(device)
+        H0 = torch.as_tensor(H0)
+        bounds = np.cumsum([0] + [b.shape[1] for b in Vb])
+        H = [H0[:, a:b].contiguous().to(device) for a, b in zip(bounds[:-1], bounds[1:])]
+        del W0, H0
+    elif start == "random":
+        scale = float(np.sqrt(V.mean() / rank))
+        W = engine.random_init((F, rank), scale, seed, device)
+        H = [engine.random_init((rank, b.shape[1]), scale, seed + 1 + i, device)
+             for i, b in enumerate(Vb)]
+    else:
+        raise ValueError(f"start must be 'random' or 'nndsvda', not {start!r}")
     engine.fit(Vb, W, H, ctx, beta=beta, sparsity=sparsity, max_iter=max_iter, tol=tol,
                precision=precision, message=message)
     return W
