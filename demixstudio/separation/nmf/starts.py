@@ -4,11 +4,12 @@ Nonnegative double singular value decomposition (Boutsidis & Gallopoulos 2008):
 each of the ``rank`` leading singular pairs of ``V`` is split into its positive
 and negative parts, and the pair whose parts carry more of the singular value
 becomes one template and its activations. The "a" variant fills the zeros with
-the mean of ``V``, since multiplicative updates never move a zero. The start is
-deterministic up to the randomised SVD's seed, and it puts the templates along
-the directions that carry the example's energy rather than anywhere: on a short
-example whose dictionary from a random start memorises its frames (a frame drum's
-1.5 s stroke, ``benchmarks/NMF_NOTES.md``, session 71), that is what generalises.
+the mean of ``V``, since multiplicative updates never move a zero. The start
+hardly depends on the seed (only the randomised SVD's draws do), and it puts the
+templates along the directions that carry the example's energy rather than anywhere:
+on a short example whose dictionary from a random start memorises its frames (a
+frame drum's 1.5 s stroke, ``benchmarks/NMF_NOTES.md``, session 71), that is what
+generalises.
 
 The leading singular vectors come from a randomised range finder with a few power
 iterations (Halko, Martinsson & Tropp 2011), so an example of thousands of frames

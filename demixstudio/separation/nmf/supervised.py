@@ -133,9 +133,9 @@ class SupervisedNMF(Method):
             "random", label="Dictionary start", choices=("random", "nndsvda"), advanced=True,
             help="How each source's dictionary starts before it is fitted to the examples: "
                  "random templates (from the seed), or NNDSVDa, the examples' leading "
-                 "singular vectors (deterministic). Try NNDSVDa when an example is short "
-                 "(a second or two) and its layer takes little of its source, as with a "
-                 "single drum stroke.")
+                 "singular vectors, which hardly depend on the seed. Try NNDSVDa when an "
+                 "example is short (a second or two) and its layer takes little of its "
+                 "source, as with a single drum stroke.")
         discriminative: bool = param(
             True, label="Discriminative masks",
             help="Build the masks from reconstruction templates trained on a mixture of the "
