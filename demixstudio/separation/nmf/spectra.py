@@ -226,7 +226,7 @@ def learn_dictionary(V: np.ndarray, rank: int, ctx: JobContext, *, beta: float =
         H = [engine.random_init((rank, b.shape[1]), scale, seed + 1 + i, device)
              for i, b in enumerate(Vb)]
     else:
-        raise ValueError(f"start must be 'random' or 'nndsvda', not {start!r}")
+        raise ValueError(f"start must be one of {', '.join(starts.STARTS)}, not {start!r}")
     engine.fit(Vb, W, H, ctx, beta=beta, sparsity=sparsity, max_iter=max_iter, tol=tol,
                precision=precision, message=message)
     return W

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The starts :func:`spectra.learn_dictionary` knows: random templates, or NNDSVDa.
+STARTS = ("random", "nndsvda")
+
 #: Columns beyond the rank in the range finder, and its power iterations: enough for
 #: the leading vectors of a spectrogram, whose singular values fall off fast.
 OVERSAMPLE = 10

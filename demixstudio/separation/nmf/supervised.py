@@ -70,7 +70,7 @@ import numpy as np
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, param
-from demixstudio.separation.nmf import common, context, discriminative
+from demixstudio.separation.nmf import common, context, discriminative, starts
 from demixstudio.separation.registry import register
 
 
@@ -130,7 +130,7 @@ class SupervisedNMF(Method):
         # Random by default: NNDSVDa is no better on every set (benchmarks/NMF_NOTES.md,
         # sessions 67 and 71), but it is what a short example of a percussive sound needs.
         dictionary_start: str = param(
-            "random", label="Dictionary start", choices=("random", "nndsvda"), advanced=True,
+            "random", label="Dictionary start", choices=starts.STARTS, advanced=True,
             help="How each source's dictionary starts before it is fitted to the examples: "
                  "random templates (from the seed), or NNDSVDa, the examples' leading "
                  "singular vectors, which hardly depend on the seed. Try NNDSVDa when an "
