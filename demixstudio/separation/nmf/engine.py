@@ -71,8 +71,9 @@ bfloat16, and the factors, rounded once per use) and sum in float32, about 1.4×
 faster per iteration in the alternating order and 1.6× in the joint one on
 some machines (as fast as float32 on others, where ``auto`` keeps float32),
 with the KL after 100 iterations within 0.21 % of the float32 fit's in the same
-order (``bench_nmf_engine.py``, 2026-11-25). CPU runs are deterministic for a
-given seed, thread count and precision.
+order (``bench_nmf_engine.py``, 2026-11-25). The float32 products on the CPU
+are oneDNN's where they are timed faster than torch's BLAS (:mod:`.products`).
+CPU runs are deterministic for a given seed, thread count, precision and machine.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.devices import DEVICE_CHOICES
 from demixstudio.devices import pick_device as _pick_device
+from demixstudio.separation.nmf.products import mm, mm_scratch, onednn_faster
 
 #: Floor for factor entries and the model, so ratios never divide by zero.
 EPS = 1e-12
@@ -183,8 +185,12 @@ def bfloat16_faster() -> bool:
     """Whether the engine's plain KL iterations with bfloat16 products take at most
     1 / :data:`BFLOAT16_MARGIN` of their float32 time. Timed once per process by
     :func:`fit` itself, on one thread as each of its workers runs, on a (1025 ×
-    2048) spectrogram (8 MB, more than a core's cache) at rank 40 in the joint order
-    (the best of two runs of five iterations each; about 0.15 s in all).
+    2048) spectrogram (8 MB, more than a core's cache) at rank 40 in the joint order:
+    the best of two fits of twelve iterations less the best of two of two (about
+    0.2 s in all). Fits of five iterations, timed whole until 2026-11-26, counted
+    bfloat16's copy of ``V`` and the two objectives as iterations: on that day's
+    AMD EPYC they made bfloat16 1.15–1.2× faster than float32 (with oneDNN's
+    float32 products, :mod:`.products`) where its iterations are 1.4–1.7× faster.
 
     The whole fit is timed, not the products alone: products that are fast on a
     chunk in cache need not make a sweep faster where streaming the spectrogram
@@ -201,18 +207,24 @@ def bfloat16_faster() -> bool:
     W0 = torch.rand(F, K, generator=gen) + 0.1
     H0 = torch.rand(K, T, generator=gen) + 0.1
 
-    def run(precision: str) -> float:
+    def run(precision: str, iterations: int) -> float:
         best = float("inf")
         for _ in range(2):
             W, H = W0.clone(), [H0.clone()]
             start = time.perf_counter()
-            fit(V, W, H, NullContext(), max_iter=5, tol=0.0, check_every=1 << 30,
+            fit(V, W, H, NullContext(), max_iter=iterations, tol=0.0, check_every=1 << 30,
                 order="joint", precision=precision, threads=1)
             best = min(best, time.perf_counter() - start)
         return best
 
+    def per_iteration(precision: str) -> float:
+        # The difference of two fits' times: a fit's set-up (bfloat16's copy of V,
+        # the first and last iterations' objective) is the same in both and drops out.
+        return run(precision, 12) - run(precision, 2)
+
     with single_threaded_ops():  # (one worker runs in the caller's thread)
-        return run("bfloat16") * BFLOAT16_MARGIN <= run("float32")
+        onednn_faster()  # (its own timing, once, kept out of these)
+        return per_iteration("bfloat16") * BFLOAT16_MARGIN <= per_iteration("float32")
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -471,6 +483,9 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
                              "use order='alternate'")
     joint = order == "joint"
     device = W.device
+    if device.type == "cpu":
+        with single_threaded_ops():  # (timed once per process, on one thread as a worker)
+            onednn_faster()
     low_dtype = product_dtype(precision, device)
     low_dtype = None if low_dtype == torch.float32 else low_dtype
     F, K = W.shape
@@ -549,7 +564,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
             return None
         den = den_fixed.get(key)
         if den is None:
-            den = Wt @ Oc
+            den = mm(Wt, Oc)
             den_fixed[key] = den = den + lam if has_l1 else den
         return den
 
@@ -582,7 +597,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
                                     h_keep, check, floor_model, h_denominator((i, a), Wt, Oc))
                 continue
             if update_h or check:
-                _model(W, Hc, Pc, groups, Z, floor_model)
+                Z = _model(W, Hc, Pc, groups, Z, floor_model)
             if check:
                 obj += beta_divergence(Vc, Z, beta, Oc, wb.get(b - a, 1))
             if update_h:  # Z is overwritten
@@ -785,7 +800,7 @@ def _low_kl_chunk(Vc, W, Hc, low: _LowProducts, bufs, colsum_w, h_keep, joint, u
 
     if update_h or check or joint:
         if check:
-            torch.mm(W, Hc, out=Z)
+            Z = mm_scratch(W, Hc, Z)
             obj = beta_divergence(Vc, Z, 1.0, scratch=bufs.get(n, 1))
             R.copy_(Z.reciprocal_().mul_(Vc))
         else:
@@ -825,7 +840,7 @@ def _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam, 
     statistics from the current activations (if ``num_w`` is given), then the H step,
     all from one ratio ``R = V / Z``. ``Z`` is scratch; ``den_fixed`` as for
     :func:`_h_statistics`. Returns the chunk's objective."""
-    _model(W, Hc, Pc, groups, Z, floor_model)
+    Z = _model(W, Hc, Pc, groups, Z, floor_model)
     obj = beta_divergence(Vc, Z, 1.0, Oc, bufs.get(Vc.shape[1], 1)) if check else 0.0
     R = torch.div(Vc, Z, out=Z)
     if Oc is not None:
@@ -834,29 +849,29 @@ def _joint_chunk(Vc, W, Wt, Hc, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, lam, 
     if num_w is not None:
         Hf = Hc if all_w_free else Hc[free_w]
         if Oc is not None:
-            den_w.addmm_(Oc, Hf.t())
+            den_w.add_(mm(Oc, Hf.t()))
         else:  # (1, K) without weights; (bins, K) broadcast for an unweighted chunk
             den_w.add_(Hf.sum(1).reshape(1, -1))
     if Pc is None:
         if num_w is not None:
-            num_w.addmm_(R, Hf.t())
-        num = Wt @ R
+            num_w.add_(mm(R, Hf.t()))
+        num = mm(Wt, R)
     else:
         num = torch.empty((W.shape[1], Vc.shape[1]), dtype=torch.float32, device=W.device)
         tmp = bufs.get(Vc.shape[1], 1)
         pos = {k: j for j, k in enumerate(free_w.tolist())} if num_w is not None else {}
         for g, sl in enumerate(groups):
             torch.mul(Pc[g], R, out=tmp)
-            num[sl] = Wt[sl] @ tmp
+            num[sl] = mm(Wt[sl], tmp)
             cols = [k for k in range(sl.start, sl.stop) if k in pos]
             if cols:
-                num_w[:, [pos[k] for k in cols]] += tmp @ Hc[cols].t()
+                num_w[:, [pos[k] for k in cols]] += mm(tmp, Hc[cols].t())
     if Oc is None:
         den = colsum_w
     elif den_fixed is not None:
         den = den_fixed
     else:
-        den = Wt @ Oc
+        den = mm(Wt, Oc)
         den = den + lam if has_l1 else den
     step = num.div_(den.clamp_min(EPS))
     if h_keep is not None:
@@ -962,13 +977,14 @@ def _share(chunks: list, n: int) -> list[list]:
 def _model(W: torch.Tensor, Hc: torch.Tensor, Pc: torch.Tensor | None,
            groups: Sequence[slice] | None, out: torch.Tensor, floor: bool = True
            ) -> torch.Tensor:
-    """Z = W H, or Σ_g P_g ⊙ W_g H_g under posterior constraints; written into ``out``."""
+    """Z = W H, or Σ_g P_g ⊙ W_g H_g under posterior constraints: in ``out``, or in a
+    new tensor where the product makes one (:func:`.products.mm_scratch`)."""
     if Pc is None:
-        torch.mm(W, Hc, out=out)
+        out = mm_scratch(W, Hc, out)
     else:
         out.zero_()
         for g, sl in enumerate(groups):
-            out.addcmul_(Pc[g], W[:, sl] @ Hc[sl])
+            out.addcmul_(Pc[g], mm(W[:, sl], Hc[sl]))
     return out.clamp_min_(EPS) if floor else out
 
 
@@ -982,22 +998,22 @@ def _h_statistics(Vc, W, Wt, beta, Oc, Pc, groups, Z, bufs, colsum_w, has_l1, la
         if Oc is not None:
             R.mul_(Oc)
         if Pc is None:
-            num = Wt @ R
+            num = mm(Wt, R)
         else:
             num = torch.empty((W.shape[1], Vc.shape[1]), dtype=torch.float32, device=W.device)
             tmp = bufs.get(Vc.shape[1], 1)
             for g, sl in enumerate(groups):
                 torch.mul(Pc[g], R, out=tmp)
-                num[sl] = Wt[sl] @ tmp
+                num[sl] = mm(Wt[sl], tmp)
         if Oc is None:
             return num, colsum_w
         if den_fixed is not None:
             return num, den_fixed
-        den = Wt @ Oc
+        den = mm(Wt, Oc)
         return num, (den + lam if has_l1 else den)
     P, Q = _beta_terms(Vc, Z, beta, Oc, bufs.get(Vc.shape[1], 1))
-    num = Wt @ P
-    den = Wt @ Q
+    num = mm(Wt, P)
+    den = mm(Wt, Q)
     return num, (den + lam if has_l1 else den)
 
 
@@ -1026,20 +1042,20 @@ def _accumulate_w(Vc, W, Hc, beta, Oc, Pc, groups, Z, bufs, free_w, all_w_free, 
     numerator, as they change only the E-step.
     """
     Hf = Hc if all_w_free else Hc[free_w]
-    _model(W, Hc, Pc, groups, Z, floor_model)
+    Z = _model(W, Hc, Pc, groups, Z, floor_model)
     if beta != 1:
         P, Q = _beta_terms(Vc, Z, beta, Oc, bufs.get(Vc.shape[1], 1))
-        num_w.addmm_(P, Hf.t())
-        den_w.addmm_(Q, Hf.t())
+        num_w.add_(mm(P, Hf.t()))
+        den_w.add_(mm(Q, Hf.t()))
         return
     R = torch.div(Vc, Z, out=Z)
     if Oc is not None:
         R.mul_(Oc)
-        den_w.addmm_(Oc, Hf.t())
+        den_w.add_(mm(Oc, Hf.t()))
     elif not den_rows:
         den_w.add_(Hf.sum(1).reshape(1, -1))
     if Pc is None:
-        num_w.addmm_(R, Hf.t())
+        num_w.add_(mm(R, Hf.t()))
         return
     tmp = bufs.get(Vc.shape[1], 1)
     pos = {k: j for j, k in enumerate(free_w.tolist())}
@@ -1047,7 +1063,7 @@ def _accumulate_w(Vc, W, Hc, beta, Oc, Pc, groups, Z, bufs, free_w, all_w_free, 
         cols = [k for k in range(sl.start, sl.stop) if k in pos]
         if cols:
             torch.mul(Pc[g], R, out=tmp)
-            num_w[:, [pos[k] for k in cols]] += tmp @ Hc[cols].t()
+            num_w[:, [pos[k] for k in cols]] += mm(tmp, Hc[cols].t())
 
 
 def _apply_prior(prior, prior_cols, free_w, Wf, num_w, den_w, it, F):
