@@ -38,6 +38,23 @@ def test_the_timing_decides_once_and_is_a_bool():
         assert first is False
 
 
+def test_a_torch_whose_onednn_op_fails_or_differs_keeps_torch_mm(monkeypatch):
+    """The timing says no, and the engine's products are torch.mm's, where the op
+    is missing, raises, or gives other values."""
+    def broken(a, b):
+        raise RuntimeError("no such op")
+
+    def wrong(a, b):
+        return torch.mm(a, b.contiguous()) * 1.01
+
+    for fake in (broken, wrong):
+        monkeypatch.setattr(products, "_decided", None)
+        monkeypatch.setattr(products, "_onednn", fake)
+        assert products.onednn_faster() is False
+        a, b = torch.rand(50, 8), torch.rand(8, 30)
+        assert torch.equal(products.mm(a, b), torch.mm(a, b))
+
+
 def test_products_agree_with_torch_in_every_layout_the_engine_uses(use_onednn):
     if not ONEDNN:  # (a torch without oneDNN: the timing said no, checked above)
         return
