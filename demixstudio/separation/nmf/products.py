@@ -56,7 +56,8 @@ def _onednn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
 
 def _by_onednn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
     """``a @ b`` by oneDNN where it is the faster here, else None."""
-    if a.dtype == torch.float32 and a.device.type == "cpu" and onednn_faster():
+    if (a.dtype == b.dtype == torch.float32 and a.device.type == "cpu" and a.numel()
+            and b.numel() and onednn_faster()):
         return _onednn(a, b)
     return None
 
