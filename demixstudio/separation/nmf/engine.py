@@ -94,6 +94,7 @@ from demixstudio.jobs.context import JobContext, NullContext
 from demixstudio.devices import DEVICE_CHOICES
 from demixstudio.devices import pick_device as _pick_device
 from demixstudio.separation.nmf.products import mm, mm_scratch, onednn_faster
+from demixstudio.separation.nmf.products import timed as products_timed
 
 #: Floor for factor entries and the model, so ratios never divide by zero.
 EPS = 1e-12
@@ -483,7 +484,7 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
                              "use order='alternate'")
     joint = order == "joint"
     device = W.device
-    if device.type == "cpu":
+    if device.type == "cpu" and not products_timed():
         with single_threaded_ops():  # (timed once per process, on one thread as a worker)
             onednn_faster()
     low_dtype = product_dtype(precision, device)

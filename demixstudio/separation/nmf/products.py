@@ -81,6 +81,11 @@ def mm_scratch(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor) -> torch
 _decided: bool | None = None
 
 
+def timed() -> bool:
+    """Whether :func:`onednn_faster` has timed the two libraries in this process."""
+    return _decided is not None
+
+
 def onednn_faster() -> bool:
     """Whether oneDNN's float32 products are clearly faster than torch's here.
 
