@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The NMF engine remembers its product timing per machine (nmf/products.py): the
+# tests keep theirs out of the user's cache folder.
+os.environ.setdefault("DEMIXSTUDIO_CACHE_DIR", tempfile.mkdtemp(prefix="demixstudio-tests-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = (REPO / ".." / "shared" / "audio").resolve()

@@ -55,6 +55,53 @@ def test_a_torch_whose_onednn_op_fails_or_differs_keeps_torch_mm(monkeypatch):
         assert torch.equal(products.mm(a, b), torch.mm(a, b))
 
 
+def test_the_timing_is_remembered_per_machine_and_can_be_pinned(monkeypatch, tmp_path):
+    """A second process takes the first one's timing (runs stay repeatable where the
+    two libraries are close); the variable pins the choice; a cache that cannot be
+    written only means timing again."""
+    if not ONEDNN:
+        return
+    monkeypatch.setenv(products.CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.delenv(products.ENV_VAR, raising=False)
+    timings = []
+
+    def timing(answer):
+        return lambda: timings.append(answer) or answer
+
+    monkeypatch.setattr(products, "_decided", None)
+    monkeypatch.setattr(products, "_timed", timing(True))
+    assert products.onednn_faster() is True and timings == [True]
+    assert (tmp_path / "cpu_products.json").is_file()
+    # A new process (the decision forgotten) whose own timing would say otherwise.
+    monkeypatch.setattr(products, "_decided", None)
+    monkeypatch.setattr(products, "_timed", timing(False))
+    assert products.onednn_faster() is True and timings == [True]
+    # Pinned either way, with no timing.
+    for value, expected in (("blas", False), ("onednn", True), (" BLAS ", False)):
+        monkeypatch.setenv(products.ENV_VAR, value)
+        monkeypatch.setattr(products, "_decided", None)
+        assert products.onednn_faster() is expected
+    assert timings == [True]
+    monkeypatch.setenv(products.ENV_VAR, "mkl")
+    monkeypatch.setattr(products, "_decided", None)
+    with pytest.raises(ValueError, match="onednn, blas or auto"):
+        products.onednn_faster()
+    # A file where the folder should be: timed each time, no error.
+    monkeypatch.delenv(products.ENV_VAR)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    monkeypatch.setenv(products.CACHE_ENV_VAR, str(blocked))
+    for _ in range(2):
+        monkeypatch.setattr(products, "_decided", None)
+        assert products.onednn_faster() is False
+    assert timings == [True, False, False]
+    # A remembered "yes" does not outlive an op that has stopped working.
+    monkeypatch.setenv(products.CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(products, "_decided", None)
+    monkeypatch.setattr(products, "_onednn", lambda a, b: torch.mm(a, b.contiguous()) * 1.01)
+    assert products.onednn_faster() is False
+
+
 def test_products_agree_with_torch_in_every_layout_the_engine_uses(use_onednn):
     if not ONEDNN:  # (a torch without oneDNN: the timing said no, checked above)
         return

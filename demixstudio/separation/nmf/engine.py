@@ -72,7 +72,8 @@ faster per iteration in the alternating order and 1.6× in the joint one on
 some machines (as fast as float32 on others, where ``auto`` keeps float32),
 with the KL after 100 iterations within 0.21 % of the float32 fit's in the same
 order (``bench_nmf_engine.py``, 2026-11-25). The float32 products on the CPU
-are oneDNN's where they are timed faster than torch's BLAS (:mod:`.products`).
+are oneDNN's where they are timed faster than torch's BLAS (:mod:`.products`;
+the timing is remembered per machine, so that later runs take the same library).
 CPU runs are deterministic for a given seed, thread count, precision and machine.
 """
 

@@ -14,12 +14,27 @@ MKL is Intel's own and may well be level with oneDNN on Intel's CPUs, so
 oneDNN is reached through ``torch.ops.mkldnn._linear_pointwise`` (a linear layer,
 ``a @ wᵀ``), which the pinned torch provides; any other torch that lacks it, or
 gives a different result, falls back to ``torch.mm``.
+
+The choice is remembered per machine. The two libraries' sums differ in their
+order, so a fit's masks differ by up to 1e-4 (mean 2e-6) with one or the other,
+and where the two are close (1.19–1.28× on 2026-11-26's second machine, about the
+margin) a timing in each process would pick either from run to run. So the first
+timing on a machine is kept in the user's cache folder (:func:`cache_file`), keyed
+by the CPU, its core count and torch's version, and later processes take it from
+there: runs on one machine stay repeatable. ``DEMIXSTUDIO_CPU_PRODUCTS=onednn`` or
+``blas`` pins the choice (``auto``, the default: the timing, remembered).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import platform
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -86,30 +101,131 @@ def timed() -> bool:
     return _decided is not None
 
 
+#: Pins the library: "onednn", "blas" (``torch.mm``) or "auto" (timed, remembered).
+ENV_VAR = "DEMIXSTUDIO_CPU_PRODUCTS"
+#: The folder of the remembered timing (default: the user's cache folder).
+CACHE_ENV_VAR = "DEMIXSTUDIO_CACHE_DIR"
+
+
 def onednn_faster() -> bool:
     """Whether oneDNN's float32 products are clearly faster than torch's here.
 
-    Timed once per process (about 0.1 s): the three products of a KL sweep
-    (``W H``, ``Wᵀ R``, ``R Hᵀ`` at rank 40) over a (1025 × 4096) spectrogram
-    (16 MB, more than a core's cache) in 1023-frame chunks, as the engine's
-    workers run them, on the caller's threads (:func:`.engine.fit` asks first on
-    one, as its workers run), the best of three rounds each way.
-    Where oneDNN is missing or disagrees with ``torch.mm``, False.
+    Decided once per process: where oneDNN is missing or disagrees with
+    ``torch.mm``, False; else as :data:`ENV_VAR` pins it, or as this machine's
+    remembered timing says (:func:`cache_file`), or timed now and remembered
+    (about 0.1 s): the three products of a KL sweep (``W H``, ``Wᵀ R``, ``R Hᵀ``
+    at rank 40) over a (1025 × 4096) spectrogram (16 MB, more than a core's cache)
+    in 1023-frame chunks, as the engine's workers run them, on the caller's threads
+    (:func:`.engine.fit` asks first on one, as its workers run), the best of three
+    rounds each way.
     """
     global _decided
     if _decided is None:
         with _probe_lock:  # (a fit's workers may ask at once; one times, the rest wait)
             if _decided is None:
-                _decided = _timed()
+                _decided = _decide()
     return _decided
 
 
-def _timed() -> bool:
+def _decide() -> bool:
+    pinned = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
+    if pinned not in ("auto", "onednn", "blas"):
+        raise ValueError(f"{ENV_VAR}={pinned!r}: use onednn, blas or auto")
+    if pinned == "blas" or not _works():
+        return False
+    if pinned == "onednn":
+        return True
+    key = machine_key()
+    known = _remembered().get(key)
+    if isinstance(known, bool):
+        return known
+    faster = _timed()
+    _remember(key, faster)
+    return faster
+
+
+def cache_file() -> Path:
+    """Where the timing is remembered: ``$DEMIXSTUDIO_CACHE_DIR/cpu_products.json``,
+    else in the user's cache folder (``platformdirs.user_cache_dir``)."""
+    folder = os.environ.get(CACHE_ENV_VAR)
+    if not folder:
+        import platformdirs
+
+        folder = platformdirs.user_cache_dir("demixstudio", appauthor=False)
+    return Path(folder).expanduser() / "cpu_products.json"
+
+
+def machine_key() -> str:
+    """The CPU (its model and its instruction sets, hashed), its core count and
+    torch's version: what the timing depends on."""
+    model, flags = platform.processor() or platform.machine(), ""
+    with contextlib.suppress(OSError):  # (no /proc/cpuinfo: the platform's name alone)
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name == "model name":
+                    model = value.strip()
+                elif name in ("flags", "Features"):
+                    flags = value.strip()
+                if model and flags and name == "":
+                    break  # (the first CPU's entry is enough)
+    digest = hashlib.sha1(flags.encode()).hexdigest()[:12]
+    return f"{model} | {digest} | {os.cpu_count()} cores | torch {torch.__version__}"
+
+
+def _remembered() -> dict:
+    try:
+        data = json.loads(cache_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(key: str, faster: bool) -> None:
+    """Add the timing to the cache file (replaced whole, so a reader never sees half
+    of it); where it cannot be written (read-only, full disk), it is timed again
+    next time."""
+    path = cache_file()
+    data = {**_remembered(), key: faster}
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    F, T, K, C = 1025, 4096, 40, 1023
-    V = torch.rand(F, T, generator=gen) + 0.1
-    W = torch.rand(F, K, generator=gen)
-    H = torch.rand(K, T, generator=gen)
+    F, T, K = 1025, 4096, 40
+    return (torch.rand(F, T, generator=gen) + 0.1, torch.rand(F, K, generator=gen),
+            torch.rand(K, T, generator=gen))
+
+
+#: Frames of the timing's chunks.
+_CHUNK = 1023
+
+
+def _works() -> bool:
+    """Whether oneDNN's op is there and gives ``torch.mm``'s product."""
+    try:  # (a torch whose oneDNN op is missing, refuses these or computes otherwise: no)
+        if not torch.backends.mkldnn.is_available():
+            return False
+        gen = torch.Generator().manual_seed(0)
+        W, H = torch.rand(1025, 40, generator=gen), torch.rand(40, _CHUNK, generator=gen)
+        y = _onednn(W, H)
+        return y is not None and torch.allclose(y, W @ H, rtol=1e-4, atol=1e-6)
+    except (RuntimeError, AttributeError, TypeError, NotImplementedError):
+        return False
+
+
+def _timed() -> bool:
+    """Whether oneDNN's sweep is at least :data:`ONEDNN_MARGIN` times faster here."""
+    V, W, H = _operands()
+    T, C = V.shape[1], _CHUNK
     Wt = W.t().contiguous()
 
     def sweep(product) -> float:
@@ -121,12 +237,7 @@ def _timed() -> bool:
             product(R, Hc.t())
         return time.perf_counter() - start
 
-    try:  # (a torch whose oneDNN op is missing, refuses these or computes otherwise: no)
-        if not torch.backends.mkldnn.is_available():
-            return False
-        y = _onednn(W, H[:, :C])
-        if y is None or not torch.allclose(y, W @ H[:, :C], rtol=1e-4, atol=1e-6):
-            return False
+    try:  # (an op that passed the check above but refuses these operands: no)
         best = {"mkl": float("inf"), "onednn": float("inf")}
         for _ in range(3):  # interleaved, so a change of the machine's load hits both
             best["mkl"] = min(best["mkl"], sweep(torch.mm))
