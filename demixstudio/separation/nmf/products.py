@@ -198,13 +198,6 @@ def _remember(key: str, faster: bool) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    F, T, K = 1025, 4096, 40
-    return (torch.rand(F, T, generator=gen) + 0.1, torch.rand(F, K, generator=gen),
-            torch.rand(K, T, generator=gen))
-
-
 #: Frames of the timing's chunks.
 _CHUNK = 1023
 
@@ -224,8 +217,11 @@ def _works() -> bool:
 
 def _timed() -> bool:
     """Whether oneDNN's sweep is at least :data:`ONEDNN_MARGIN` times faster here."""
-    V, W, H = _operands()
-    T, C = V.shape[1], _CHUNK
+    gen = torch.Generator().manual_seed(0)
+    F, T, K, C = 1025, 4096, 40, _CHUNK
+    V = torch.rand(F, T, generator=gen) + 0.1
+    W = torch.rand(F, K, generator=gen)
+    H = torch.rand(K, T, generator=gen)
     Wt = W.t().contiguous()
 
     def sweep(product) -> float:
