@@ -42,17 +42,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import nmf_cases as nc
 from bench_nmf import run
 
-from demixstudio.audio.stft import StftConfig, stft
 from demixstudio.separation import AudioHint, Hints
 
 #: What the issue asks over ``nmf`` (dB of median SDR).
 THRESHOLDS = {"paint": 5.0, "hum": 3.0}
-
-
-def source_powers(case: nc.Case) -> np.ndarray:
-    """The true sources' power spectrograms, float64 (sources, bins, frames)."""
-    cfg = StftConfig.for_rate(case.sr)
-    return np.stack([np.abs(stft(s, cfg)[0]).astype(np.float64) ** 2 for s in case.sources])
 
 
 def oracle_groups(masks: list[np.ndarray], powers: np.ndarray) -> list[np.ndarray]:
@@ -72,9 +65,10 @@ def ideal_masks(powers: np.ndarray) -> list[np.ndarray]:
 
 
 def one_case(case: nc.Case, seed: int, ranks: list[int], rows: dict, ideal: bool) -> None:
-    """Every figure for one mixture and seed, appended to ``rows`` as (label, SDR);
+    """Every figure for one mixture and seed, appended to ``rows[figure]`` as
+    (mixture's label, seed, SDR) per source;
     ``ideal``: also the ideal masks (they do not depend on the seed)."""
-    powers = source_powers(case)
+    powers = nc.source_powers(case).astype(np.float64)
     first = case.names[0]
 
     def note(key: str, s: np.ndarray, dt: float) -> None:

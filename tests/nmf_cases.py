@@ -237,11 +237,18 @@ def _tiles(case: Case, tile_s: float, tile_hz: float):
     The tiles' size is in seconds and hertz, not a fraction of the axis, so a
     painting holds as much of a source at 44.1 kHz as at 16 kHz (at 16 kHz,
     500 Hz is 1/16 of the axis)."""
+    from demixstudio.audio.stft import StftConfig
+
+    return list(source_powers(case)), _grid(case, StftConfig.for_rate(case.sr), tile_s, tile_hz)
+
+
+def source_powers(case: Case) -> np.ndarray:
+    """The true sources' power spectrograms on the program's grid, float32
+    (sources, bins, frames)."""
     from demixstudio.audio.stft import StftConfig, stft
 
     cfg = StftConfig.for_rate(case.sr)
-    P = [np.abs(stft(s, cfg)[0]) ** 2 for s in case.sources]
-    return P, _grid(case, cfg, tile_s, tile_hz)
+    return np.stack([np.abs(stft(s, cfg)[0]) ** 2 for s in case.sources])
 
 
 def _grid(case: Case, cfg, tile_s: float, tile_hz: float):
