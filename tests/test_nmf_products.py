@@ -7,6 +7,8 @@ library in turn.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,40 @@ def test_the_timing_is_remembered_per_machine_and_can_be_pinned(monkeypatch, tmp
     monkeypatch.setattr(products, "_decided", None)
     monkeypatch.setattr(products, "_onednn", lambda a, b: torch.mm(a, b.contiguous()) * 1.01)
     assert products.onednn_faster() is False
+
+
+def test_processes_starting_together_take_one_timing(monkeypatch, tmp_path):
+    """While one process holds the lock and times, another waits and takes its answer
+    rather than timing (and perhaps choosing) on its own; a lock held past the wait
+    only means timing unlocked."""
+    if not ONEDNN:
+        return
+    from filelock import FileLock
+
+    monkeypatch.setenv(products.CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.delenv(products.ENV_VAR, raising=False)
+    timings = []
+    monkeypatch.setattr(products, "_timed", lambda: timings.append(False) or False)
+    holder = FileLock(str(tmp_path / "cpu_products.json.lock"))
+    holder.acquire()  # the first process, timing
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(products._decide()))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and not answers  # waiting for the lock, not timing
+    products._remember(products.machine_key(), True)  # the first one's answer
+    holder.release()
+    waiter.join(10)
+    assert answers == [True] and timings == []
+    # Held past the wait: timed here, and remembered as before.
+    (tmp_path / "cpu_products.json").unlink()
+    monkeypatch.setattr(products, "LOCK_WAIT_S", 0.2)
+    holder.acquire()
+    try:
+        assert products._decide() is False and timings == [False]
+    finally:
+        holder.release()
+    assert products._remembered() == {products.machine_key(): False}
 
 
 def test_products_agree_with_torch_in_every_layout_the_engine_uses(use_onednn):

@@ -21,8 +21,10 @@ and where the two are close (1.19–1.28× on 2026-11-26's second machine, about
 margin) a timing in each process would pick either from run to run. So the first
 timing on a machine is kept in the user's cache folder (:func:`cache_file`), keyed
 by the CPU, its core count and torch's version, and later processes take it from
-there: runs on one machine stay repeatable. ``DEMIXSTUDIO_CPU_PRODUCTS=onednn`` or
-``blas`` pins the choice (``auto``, the default: the timing, remembered).
+there: runs on one machine stay repeatable. Processes that start together (a
+batch's workers) take turns at a lock beside the file: one times, the others read
+its answer. ``DEMIXSTUDIO_CPU_PRODUCTS=onednn`` or ``blas`` pins the choice
+(``auto``, the default: the timing, remembered).
 """
 
 from __future__ import annotations
@@ -139,9 +141,42 @@ def _decide() -> bool:
     known = _remembered().get(key)
     if isinstance(known, bool):
         return known
-    faster = _timed()
-    _remember(key, faster)
+    # Several processes starting at once (a batch's workers) would each time and
+    # could each choose otherwise; the first to take the lock times, the others wait
+    # and take its answer. A lock that cannot be made or is held too long (a folder
+    # that cannot be written, a stuck process): timed here without it.
+    with _machine_lock():
+        known = _remembered().get(key)
+        if isinstance(known, bool):
+            return known
+        faster = _timed()
+        _remember(key, faster)
     return faster
+
+
+#: Seconds a process waits for another's timing before timing on its own.
+LOCK_WAIT_S = 30.0
+
+
+@contextlib.contextmanager
+def _machine_lock():
+    """Hold the cache file's lock (``cpu_products.json.lock``) while the body runs, or
+    run it unlocked where the lock cannot be had within :data:`LOCK_WAIT_S`."""
+    from filelock import FileLock, Timeout
+
+    path = cache_file()
+    lock: FileLock | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=LOCK_WAIT_S)
+        lock.acquire()
+    except (OSError, Timeout):
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def cache_file() -> Path:
