@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,7 +14,10 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The NMF engine remembers its product timing per machine (nmf/products.py): the
 # tests keep theirs out of the user's cache folder.
-os.environ.setdefault("DEMIXSTUDIO_CACHE_DIR", tempfile.mkdtemp(prefix="demixstudio-tests-"))
+if "DEMIXSTUDIO_CACHE_DIR" not in os.environ:
+    os.environ["DEMIXSTUDIO_CACHE_DIR"] = tempfile.mkdtemp(prefix="demixstudio-tests-")
+    # (removed when the run ends, so runs do not leave folders behind)
+    atexit.register(shutil.rmtree, os.environ["DEMIXSTUDIO_CACHE_DIR"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = (REPO / ".." / "shared" / "audio").resolve()
