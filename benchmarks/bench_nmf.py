@@ -24,6 +24,10 @@ instrument+instrument; 16 kHz, 0 dB, examples from *other* excerpts):
   (the refinement loop), ``nmf-hum`` with the target's example excerpt as the
   hum (not time-aligned), and with that excerpt pitch-shifted up 3 semitones
   (resampled, so its formants move too and it is shorter: a rough imitation),
+  and with the target's own passage in the mixture pitch-shifted the same way, as
+  it is and darker (``hum-along``, ``hum-along-dark``: the user singing or humming
+  along with the passage in another key, Smaragdis & Mysore's setting; the other
+  reading of the acceptance's "or a pitch-shifted one"),
   each with ``nmf-hum``'s defaults (a pitch search of ±3 semitones) and with
   the search off (``transpose_search=0``), and with that excerpt darker (as a
   hum) and thinner (as a phone) (``nc.recoloured``), as it is and with its
@@ -236,7 +240,8 @@ def one_seed(cases, only: set, device: str, seed: int,
     ``scales``: tile scales of the simulated painting (``nc.dominance_paint``)."""
     rows = {k: [] for k in ("ours", "sklearn", "nmf", "sk-unsup", "nmf-mfcc", "semi", "paint", "paint-rnd",
                             "paint+fix", "hum", "hum+3st", "hum-nosearch", "hum+3st-nosearch",
-                            "hum-dark", "hum-thin", "hum-dark-eq", "hum-thin-eq")}
+                            "hum-dark", "hum-thin", "hum-dark-eq", "hum-thin-eq",
+                            "hum-along", "hum-along-dark")}
     for case in cases:
         print(f"== {case.label} ({case.mix.shape[1] / case.sr:.1f} s)", flush=True)
         ex = Hints(examples={n: [AudioHint(case.examples[n], case.sr)] for n in case.names})
@@ -312,6 +317,14 @@ def one_seed(cases, only: set, device: str, seed: int,
             high = Hints(hums={first: [AudioHint(nc.played_faster(case.examples[first], 3),
                                                  case.sr)]})
             versus_nmf("hum+3st", "hum, +3 st", "nmf-hum", high)
+            # The target's own passage 3 semitones high (sung along in another key),
+            # as it is and darker (hummed along): the hint holds the mixture's notes.
+            along = nc.played_faster(case.sources[0].astype(np.float32), 3)
+            versus_nmf("hum-along", "hum along +3", "nmf-hum",
+                       Hints(hums={first: [AudioHint(along, case.sr)]}))
+            versus_nmf("hum-along-dark", "  darker", "nmf-hum",
+                       Hints(hums={first: [AudioHint(nc.recoloured(along, case.sr, "dark"),
+                                                     case.sr)]}))
             # The same two hints with the pitch search off (on by default, ±3: it
             # should move the high hint 3 semitones down and the other one little).
             versus_nmf("hum-nosearch", "hum, no search", "nmf-hum",
@@ -339,7 +352,7 @@ def one_seed(cases, only: set, device: str, seed: int,
     pairs += [(k, "nmf", f"{k} − nmf")
               for k in ("semi", "paint", "paint-rnd", "paint+fix", "hum", "hum+3st",
                         "hum-nosearch", "hum+3st-nosearch", "hum-dark", "hum-dark-eq",
-                        "hum-thin", "hum-thin-eq")]
+                        "hum-thin", "hum-thin-eq", "hum-along", "hum-along-dark")]
     pairs += [(k, "nmf-mfcc", f"{k} − nmf (cluster_on=mfcc)") for k in ("paint", "hum", "hum+3st")]
     for a, b, label in pairs:
         if rows[a] and rows[b]:
