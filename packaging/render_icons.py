@@ -25,7 +25,8 @@ def render(svg: Path, out_dir: Path, sizes=SIZES) -> list[Path]:
     from PySide6.QtGui import QGuiApplication, QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
-    _app = QGuiApplication.instance() or QGuiApplication([sys.argv[0]])
+    # A Qt application must exist while the images are painted.
+    app = QGuiApplication.instance() or QGuiApplication([sys.argv[0]])
     renderer = QSvgRenderer(str(svg))
     if not renderer.isValid():
         raise SystemExit(f"cannot read the SVG {svg}")
@@ -43,6 +44,7 @@ def render(svg: Path, out_dir: Path, sizes=SIZES) -> list[Path]:
         if not img.save(str(path), "PNG"):
             raise SystemExit(f"cannot write {path}")
         written.append(path)
+    del app  # held until every size is written
     return written
 
 

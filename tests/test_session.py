@@ -141,7 +141,6 @@ def test_method_on_a_layer_replaces_it():
 
 
 def test_method_on_mixture_replaces_all_and_runs_registry():
-    from conftest import shared as _s  # noqa: F401 - the same real data as above
     mix, stems = _real_mix()
     s = Session(mix, 44100)
     s.apply_proposals([LayerProposal("x", "oracle", {}, waveform=mix * 0.5)])

@@ -55,6 +55,7 @@ depend on how the frames are blocked) and turned into images at once:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -668,20 +669,16 @@ class Projet(Method):
 
         # A long recording: fit on stretches of it, then refit each block's PSDs.
         fit_frames = int(params.fit_seconds * sr) // cfg.hop
-        psd_of = None
-        if 0 < fit_frames < X.shape[2]:
-            X_fit = spread_frames(mix, cfg, fit_frames)
-
-            def psd_of(t0: int, t1: int) -> torch.Tensor:
-                return refit_psd(X, model, t0, t1, iterations=params.iterations,
-                                 alpha=params.alpha, cost=params.cost)
-        else:
-            X_fit = X
-        with ctx.stage(0.05, 0.6 if psd_of else 0.9, "PROJET"):
+        stretched = 0 < fit_frames < X.shape[2]
+        X_fit = spread_frames(mix, cfg, fit_frames) if stretched else X
+        with ctx.stage(0.05, 0.6 if stretched else 0.9, "PROJET"):
             model = fit(X_fit, nb_sources=params.sources, pans=pans, delays=delays,
                         proj_pans=proj_pans, proj_delays=proj_delays, n_fft=n_fft,
                         iterations=params.iterations, alpha=params.alpha, cost=params.cost,
                         init_pans=init_pans, seed=params.seed, device=device, ctx=ctx)
+        # Each block's PSDs refitted with the model's location gains held.
+        psd_of = functools.partial(refit_psd, X, model, iterations=params.iterations,
+                                   alpha=params.alpha, cost=params.cost) if stretched else None
         dirs = model.directions()
         order = sorted(range(params.sources), key=lambda k: dirs[k])
 
