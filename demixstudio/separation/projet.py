@@ -682,11 +682,11 @@ class Projet(Method):
         dirs = model.directions()
         order = sorted(range(params.sources), key=lambda k: dirs[k])
 
-        if psd_of is not None:
+        if stretched:
             # The stretches' PSDs are not needed any more.
             model.psd = model.psd.new_empty((model.psd.shape[0], 0, model.psd.shape[2]))
         n = mix.shape[1]
-        with ctx.stage(0.6 if psd_of else 0.9, 1.0, "building the source images"):
+        with ctx.stage(0.6 if stretched else 0.9, 1.0, "building the source images"):
             if params.postfilter:
                 from demixstudio.separation.mwf import wiener_waveforms
 
