@@ -15,6 +15,7 @@ from __future__ import annotations
 import nmf_cases as nc
 import numpy as np
 import pytest
+import torch
 
 from demixstudio.audio.stft import StftConfig, stft
 from demixstudio.errors import ParameterError
@@ -216,8 +217,9 @@ def test_paint_separates_instruments(cases):
     props = _run("nmf-paint", case, Hints(paint={case.names[0]: p0, "rest": p1}))
     assert [p.name for p in props] == [case.names[0], "rest"]
     sdr = nc.sdr(case, nc.apply_masks(case, props))
-    # Measured 13.9 / 13.5 dB (seeds 1, 2: 11.8 / 8.5, 13.3 / 12.8); before the start's
-    # continuity prior 11.8 / 11.5.
+    # Measured 14.1 / 12.3 dB (seeds 1, 2: 11.3 / 8.7, 10.8 / 10.1); on the program's
+    # window alone (long_window=False) 13.3 / 12.3 (11.8 / 8.5, 14.8 / 16.6); before the
+    # start's continuity prior 11.8 / 11.5.
     assert sdr.min() > 5.0 and sdr.mean() > 7.0, sdr
     # Full-opacity paint is a firm constraint: the painted bins' energy lands in the
     # painted layer.
@@ -275,6 +277,34 @@ def _paint_with_and_without(spec, **without):
                          "rest": nc.dominance_paint(case, 1, scales=(1, 2, 4))[0]})
     return [nc.sdr(case, nc.apply_masks(case, _run("nmf-paint", case, hints, **values)))
             for values in ({}, without)]
+
+
+def test_paint_averages_in_a_fit_on_a_window_twice_as_long():
+    """The voice over the bass (7 s, the benchmark's painting, seed 0): the long
+    window's fit resolves the bass's partials, the program's the voice's onsets, and
+    their masks' average beats the program's window alone (measured 14.04 against
+    12.37 dB mean SDR)."""
+    sdr, single = _paint_with_and_without(nc.CASES[0], long_window=False)
+    assert sdr.mean() > 13.0 and sdr.mean() > single.mean() + 1.0, (sdr, single)
+
+
+def test_group_masks_blend_into_another_fits_masks(rng):
+    """``into``/``weight``: another fit's masks become the weighted average in place,
+    exactly, and still sum to one; another grid is refused."""
+    from demixstudio.separation.nmf import spectra
+
+    W = torch.as_tensor(rng.random((9, 4), dtype=np.float32))
+    H = [torch.as_tensor(rng.random((4, 5), dtype=np.float32)) for _ in range(2)]
+    groups = [slice(0, 1), slice(1, 4)]
+    own = spectra.group_masks(W, H, groups, 10)
+    other = rng.random((2, 1, 9, 10)).astype(np.float32)
+    other /= other.sum(0, keepdims=True)
+    want = 0.75 * other + 0.25 * own
+    got = spectra.group_masks(W, H, groups, 10, into=other, weight=0.25)
+    assert got is other
+    assert np.allclose(got, want, atol=1e-6) and np.allclose(got.sum(0), 1, atol=1e-5)
+    with pytest.raises(ValueError):
+        spectra.group_masks(W, H, groups, 10, into=np.zeros((2, 1, 9, 11), np.float32))
 
 
 def test_paint_labels_the_components_no_paint_holds_by_their_timbre():
@@ -978,6 +1008,9 @@ def test_a_paint_run_reports_its_model_and_a_rerun_uses_only_a_matching_one(case
     assert first[1].extra["state"] is state
     bins = StftConfig.for_rate(case.sr).bins
     assert state["templates"].shape == (bins, 16) and sum(state["sizes"]) == 16
+    # The long window's fit (the default) is kept too, on its own grid.
+    long_bins = 2 * (bins - 1) + 1  # a window twice the program's
+    assert state["templates_long"].shape == (long_bins, 16) and sum(state["sizes_long"]) == 16
     assert state["groups"] == [a, "rest"] and state["method"] == "nmf-paint"
     fresh = np.stack([x.mask for x in _run("nmf-paint", case, Hints(paint=paint), max_iter=100)])
     bad_w = state["templates"].copy()
@@ -985,6 +1018,9 @@ def test_a_paint_run_reports_its_model_and_a_rerun_uses_only_a_matching_one(case
     for wrong in ({**state, "method": "nmf"}, {**state, "sr": 44100},
                   {**state, "groups": ["other", "rest"]},
                   {**state, "templates": state["templates"][:, :8], "sizes": [4, 4]},
+                  {**state, "templates_long": state["templates_long"][:, :8],
+                   "sizes_long": [4, 4]},
+                  {k: v for k, v in state.items() if k != "templates_long"},
                   {**state, "templates": bad_w}):
         got = _run("nmf-paint", case, Hints(paint=paint, previous=wrong), max_iter=100)
         assert np.array_equal(np.stack([x.mask for x in got]), fresh)
@@ -1034,9 +1070,11 @@ def test_refining_a_paint_run_moves_the_corrected_energy(cases):
     corrections (``not:NAME`` rectangles over what each layer holds of the other
     source) and Session.rerun replace the run's layers; they keep their mix
     names and settings, the vetoed energy leaves the layer, and the separation improves
-    (measured on cello+sax, 4 s, 100 iterations: 8.1 / 4.1 -> 9.9 / 6.3 dB; a rerun
-    from a new start instead of the corrected run's templates reached 11.3 / 6.5 here,
-    but can also undo a good run: see the test above)."""
+    (measured on cello+sax, 4 s, 100 iterations: 16.4 / 14.5 -> 18.2 / 15.5 dB with the
+    long window's fit averaged in, the default; 8.1 / 4.1 -> 9.9 / 6.3 dB on the
+    program's window alone. A rerun from a new start instead of the corrected run's
+    templates reached 11.3 / 6.5 there, but can also undo a good run: see the test
+    above)."""
     case = cases["instrument+instrument"]
     a = case.names[0]
     s, first, paint = _paint_in_session(case, max_iter=100)
@@ -1053,7 +1091,7 @@ def test_refining_a_paint_run_moves_the_corrected_energy(cases):
     assert rest.gain_db == -6.0 and rest.mute and rest.colour == first[1].colour
     assert new[0].provenance.target == a and new[1].provenance.target is None
     after = nc.sdr(case, nc.apply_masks(case, [x.mask for x in new]))
-    assert after.mean() > before.mean() + 1.5, (before, after)
+    assert after.mean() > before.mean() + 0.8, (before, after)
     cfg = StftConfig.for_rate(case.sr)
     w = veto.on_grid(cfg.frame_times(case.mix.shape[1], case.sr), cfg.bin_freqs(case.sr))
     assert (new[0].mask[0] * w).sum() / w.sum() < 0.05

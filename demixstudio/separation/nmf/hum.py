@@ -162,7 +162,8 @@ SEARCH_MIN_KEPT = 0.5
 #: 11 of the 12 mixtures gained or kept their SDR (the voice against the bass lost
 #: 0.3 dB). The same window did not help ``nmf-paint`` (7.17 against 6.85 dB on the four
 #: mixtures, but 3.07 against 5.28 on the held-out ones) or ``nmf-supervised`` (within
-#: 0.1 dB on all three), so they keep the program's. Cost, 10 min of 44.1 kHz audio
+#: 0.1 dB on all three), so they keep the program's (``nmf-paint`` now averages a fit on
+#: a window twice the program's with the program's own: ``paint.py``). Cost, 10 min of 44.1 kHz audio
 #: (mono, 20 iterations, one thread, on a machine busy with other jobs, so the times are
 #: rough): 17.8 s against 13.7 s, peak RSS 1.28 against 1.17 GB; without the pitch
 #: search 19.0 against 18.6 s, 1.32 against 1.20 GB.

@@ -78,8 +78,9 @@ SDR after the round is 7.07 dB against 6.81 from a new start (four 7 s
 mixtures), 5.67 against 5.55 (first 4 s), 5.28 against 5.25 (held-out) and
 6.80 against 6.67 (44.1 kHz); keeping whichever of the two fits has the lower
 constrained objective was no better than the warm start alone. The rerun also
-skips the free factorisation, so it costs about half as much. A state that does
-not fit the new run (other layers, rank or rate) is ignored.
+skips the free factorisation, so it costs about half as much. With ``long_window``
+the state holds both fits' templates and each fit continues from its own. A state
+that does not fit the new run (other layers, rank, rate or windows) is ignored whole.
 
 Why the components are labelled as below: on the benchmark's held-out sets the
 grouped start's components are nearly pure (labelled by the true sources, an
@@ -136,6 +137,32 @@ seeds 0–2, on the four 16 kHz sets: 9.32 / 4.71 / 7.09 / 4.10 dB against 8.23 
 Giving every component to its part (not just the ambiguous ones), or skipping
 the agreement check, gained more on some sets and lost 1–2 dB on others.
 
+Two windows (``long_window``, on by default since 2026-11-26). The whole start and
+constrained fit run twice: on the program's STFT and on a window and hop twice as
+long (``common.analysis_config``; 128 ms at 16 kHz, 93 ms at 44.1 kHz), the paint read
+on each grid. The masks are the average of the two fits' (the long one's spread onto
+the program's grid as ``nmf-hum``'s are), so they still sum to one. One window trades
+time against frequency resolution: the long one separates the bass's close partials
+and sustained notes better, the program's the onsets, and each fit lands in its own
+local optimum, so their errors are partly independent and their average errs less
+than either. Nothing is tuned: the factor 2 and the plain average were fixed before
+any run. Pooled median SDR, the program's window alone → the average (``nmf_variants``
+pooling; five 16 kHz sets, the four 7 s mixtures first): seeds 0–2, 9.32 / 4.63 /
+7.78 / 4.50 / 4.46 → 10.02 / 5.55 / 7.75 / 4.88 / 4.94 dB; seeds 3–4 (not used to
+decide), 8.12 / 4.37 / 8.47 / 5.63 / 5.17 → 9.06 / 5.34 / 8.43 / 5.05 / 5.55; at 44.1
+kHz (seeds 0–2, the four mixtures and held-out sets 1 and 3) 7.51 / 5.28 / 3.51 →
+7.70 / 5.01 / 4.12. Nine of thirteen gain (+0.2 to +1.0 dB), the mean change is
++0.36 dB; the losses are held-out 3 at seeds 3–4 (−0.58: singing over drums, whose
+hits the long window smears, 8.7 / 9.5 → 6.5 / 6.2 dB at seeds 0–1), held-out 1 at
+44.1 kHz (−0.27) and two of −0.04. The median of per-source differences with ``nmf``
+rises on ten of the thirteen and falls on two (−0.28, −0.35). Averaging the masks geometrically instead, or a
+third window half the program's, gained less (``benchmarks/NMF_NOTES.md``, session 77).
+It costs a second fit (10 minutes of stereo at 44.1 kHz: 87 s against 42 s); the
+fits run one after the other and each keeps only its templates, activations and
+painted blocks' penalties once done, so the peak memory grows by those (716 against
+631 MB above the call's on those 10 minutes), not by a second set of masks. For
+percussive material, or when speed matters more, turn it off.
+
 The measurements behind these defaults and what was tried and left out (other
 starts and component counts, ``strength``, a continuation, pooled fits, other
 labellings, a longer window at 44.1 kHz, and the diagnostics of the held-out and
@@ -163,6 +190,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from demixstudio.audio.stft import StftConfig
 from demixstudio.errors import ParameterError
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.base import Hints, LayerProposal, Method, PaintHint, param
@@ -172,6 +200,8 @@ from demixstudio.separation.registry import register
 NOT = "not:"
 #: Seeds of successive restarts are this far apart.
 SEED_STEP = 1009
+#: The second fit's window (``long_window``), in program windows.
+LONG = 2
 
 
 @register
@@ -252,6 +282,12 @@ class PaintNMF(Method):
                  "(additive smoothing towards 1, 'no more in the paint than anywhere'): a "
                  "paint holding much less than this is weak evidence, and the components "
                  "the other paints do not claim go to its group; 0 = off.")
+        long_window: bool = param(
+            True, label="Also fit a long window",
+            help="Fit a second time on a window and hop twice the program's and average "
+                 "the two fits' masks: the long window resolves close partials the "
+                 "program's blurs, the program's the onsets the long one smears, and their "
+                 "average errs less than either (about twice the time).")
         restarts: int = param(
             1, label="Restarts", min=1, max=50,
             help="Runs from different random starts; the one that best explains the mixture "
@@ -266,36 +302,76 @@ class PaintNMF(Method):
                                  f"got beta={params.beta}")
         rest = params.rest_name
         targets = self._targets(hints, rest)
-        m = common.open_mixture(self, mix, sr, params, ctx, layers=len(targets) + 1)
         names = targets + [rest]
+        base_sizes = [params.components] * len(targets) + [params.free_components]
+        prog = StftConfig.for_rate(sr)
+        # The long window's fit first: its masks are spread onto the program's grid,
+        # and the program's fit's are then blended into them in place.
+        grids = [("templates", prog)]
+        if params.long_window:
+            grids.insert(0, ("templates_long", common.analysis_config(sr, LONG * prog.n_fft / sr)))
+        # A state that does not fit every one of this run's fits is ignored whole, so a
+        # rerun continues the run it refines or is exactly a fresh one.
+        warm = {key: self._previous_fit(hints.previous, names, base_sizes, cfg.bins, sr, key)
+                for key, cfg in grids}
+        if any(w is None for w in warm.values()):
+            warm = dict.fromkeys(warm)
+        state = {"method": self.name, "sr": sr, "groups": list(names),
+                 "components": list(base_sizes)}
+        # Every fit before any masks: a fit keeps only its templates, activations and
+        # painted blocks' penalties (a few % of a spectrogram), so one fit's masks are
+        # never held while another fit holds its spectrogram.
+        fits = []
+        for i, (key, cfg) in enumerate(grids):
+            lo, hi = 0.95 * i / len(grids), 0.95 * (i + 1) / len(grids)
+            with ctx.stage(lo, hi, "fitting" if key == "templates" else "fitting (long window)"):
+                m = common.open_mixture(self, mix, sr, params, ctx, layers=len(names), cfg=cfg)
+                W, sizes, res, H, pen = self._fit(m, mix, sr, hints, names, base_sizes,
+                                                  params, ctx, warm[key])
+                common.release_spectrogram(m)
+            fits.append((W, sizes, H, pen, m))
+            state[key] = W.cpu().numpy()
+            state["sizes" if key == "templates" else "sizes_long"] = list(sizes)
+        with ctx.stage(0.95, 1.0, "masks"):
+            ctx.progress(0, 1, "masks")
+            masks = None
+            for i, (W, sizes, H, pen, m) in enumerate(fits):
+                # The masks are the constrained posteriors, the fits' averaged.
+                masks = spectra.group_masks(W, H, common.slices(sizes), m.frames,
+                                            power=params.mask_power, penalties=pen,
+                                            into=masks, weight=1.0 / (i + 1), **m.grid)
+                fits[i] = None  # its activations and penalties go before the next's masks
+                del W, H, pen
+        return common.proposals(self, masks, [(t, t) for t in targets] + [(rest, None)],
+                                params, res, state)
+
+    def _fit(self, m: common.Mixture, mix: np.ndarray, sr: int, hints: Hints,
+             names: list[str], base_sizes: list[int], params: PaintNMF.Params,
+             ctx: JobContext, warm: tuple[np.ndarray, list[int]] | None
+             ) -> tuple[torch.Tensor, list[int], engine.FitResult, list[torch.Tensor],
+                        list[torch.Tensor | None]]:
+        """The best of ``params.restarts`` constrained fits on ``m``'s grid: its templates,
+        group sizes, fit and activation blocks (as :meth:`_fit_once`), and the
+        penalty blocks (:meth:`_penalty_blocks`), which its masks need. ``warm``: the
+        templates and group sizes of the run being refined on this grid, or None."""
         times = m.cfg.frame_times(mix.shape[1], sr)
         freqs = m.cfg.bin_freqs(sr)
         pen = self._penalty_blocks(m, hints, names, times, freqs, params.strength,
                                    params.veto_strength)
-        base_sizes = [params.components] * len(targets) + [params.free_components]
-        warm = self._previous_fit(hints.previous, names, base_sizes, m, sr)
+        if warm is not None:
+            warm = torch.as_tensor(warm[0]).to(m.device).clone(), warm[1]
         best = None
         n = params.restarts
         for r in range(n):
             seed = params.seed + SEED_STEP * r
             with ctx.stage(0.05 + 0.9 * r / n, 0.05 + 0.9 * (r + 1) / n,
-                           f"fit {r + 1} of {n}" if n > 1 else "fitting"):
+                           f"fit {r + 1} of {n}" if n > 1 else None):
                 fit = self._fit_once(m, hints, names, times, freqs, pen, base_sizes, params,
                                      seed, ctx, warm if r == 0 else None)
             if best is None or fit[2].objective[-1] < best[2].objective[-1]:
                 best = fit
             del fit
-        W, sizes, res, H = best
-        common.release_spectrogram(m)
-        with ctx.stage(0.95, 1.0, "masks"):
-            ctx.progress(0, 1, "masks")
-            # The masks are the constrained posteriors.
-            masks = spectra.group_masks(W, H, common.slices(sizes), m.frames,
-                                        power=params.mask_power, penalties=pen, **m.grid)
-        state = {"method": self.name, "sr": sr, "groups": list(names), "sizes": list(sizes),
-                 "components": list(base_sizes), "templates": W.cpu().numpy()}
-        return common.proposals(self, masks, [(t, t) for t in targets] + [(rest, None)],
-                                params, res, state)
+        return (*best, pen)
 
     @staticmethod
     def _targets(hints: Hints, rest: str) -> list[str]:
@@ -326,23 +402,25 @@ class PaintNMF(Method):
                     f"as {base!r} (the layers are {made})")
         return targets
 
-    def _previous_fit(self, state: dict, names: list[str], base: list[int], m: common.Mixture,
-                      sr: int) -> tuple[torch.Tensor, list[int]] | None:
+    def _previous_fit(self, state: dict, names: list[str], base: list[int], bins: int,
+                      sr: int, key: str = "templates") -> tuple[np.ndarray, list[int]] | None:
         """The templates float32 (bins, K) and group sizes of the run being refined
-        (``Hints.previous``), or None when there is none or it does not fit this run
-        (another method, rate, set of layers or number of components asked for,
-        ``base``: then the fit starts afresh)."""
+        (``Hints.previous``) on one of its grids (``key``: "templates" for the
+        program's, "templates_long" for the long window's, of ``bins`` bins), or None
+        when there is none or it does not fit this run (another method, rate, set of
+        layers or number of components asked for, ``base``, or a window the run did
+        not fit on: then the fit starts afresh)."""
         if not state or state.get("method") != self.name or state.get("sr") != sr:
             return None
-        W = np.asarray(state.get("templates", ()), dtype=np.float32)
-        sizes = [int(x) for x in state.get("sizes", ())]
+        W = np.asarray(state.get(key, ()), dtype=np.float32)
+        sizes = [int(x) for x in state.get("sizes" if key == "templates" else "sizes_long", ())]
         # The grouped start may add copies of components to the rank asked for
         # (``_grouped_start``), never fewer.
         if (state.get("groups") != names or state.get("components", base) != base
-                or W.shape != (m.cfg.bins, sum(sizes)) or sum(sizes) < sum(base)
+                or W.shape != (bins, sum(sizes)) or sum(sizes) < sum(base)
                 or not np.isfinite(W).all() or (W < 0).any()):
             return None
-        return torch.as_tensor(W).to(m.device).clone(), sizes
+        return W, sizes
 
     def _fit_once(self, m: common.Mixture, hints: Hints, names: list[str], times: np.ndarray,
                   freqs: np.ndarray, pen: list[torch.Tensor | None], sizes: list[int],

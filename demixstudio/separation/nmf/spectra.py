@@ -245,7 +245,8 @@ def init_activations(Vb: list[torch.Tensor], rank: int, seed: int) -> list[torch
 def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice], frames: int,
                 *, power: float = 1.0,
                 penalties: list[torch.Tensor | None] | None = None,
-                step: int = 1, out_frames: int | None = None) -> np.ndarray:
+                step: int = 1, out_frames: int | None = None,
+                into: np.ndarray | None = None, weight: float = 1.0) -> np.ndarray:
     """Soft masks of component groups: float32 (groups, 1, bins, frames), summing to one.
 
     ``mask_g = Y_g^p / Σ_g' Y_g'^p`` with ``Y_g = P_g ⊙ W_g H_g`` the group's
@@ -261,13 +262,24 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     and every ``step``-th program frame is a frame of the fit (the same centre);
     the program frames between two of the fit's take the straight line between
     their masks, which still sum to one. A block at a time, as the fit's are.
+
+    ``into``: masks of the same groups on the same grid from another fit, which
+    become ``(1 − weight) · into + weight · these`` in place and are returned (still
+    summing to one), so two fits' masks are averaged without a second set of them
+    in memory. Only with ``step`` = 1.
     """
     W = W[::step]  # only the program's bins are masked
     F = W.shape[0]
     G = len(groups)
     To = frames if out_frames is None else int(out_frames)
-    memory.check_layers_fit(G, F, To)
-    out = np.empty((G, 1, F, To), dtype=np.float32)
+    if into is not None:
+        if step != 1 or into.shape != (G, 1, F, To):
+            raise ValueError(f"masks of shape {into.shape} cannot take in {G} groups' masks "
+                             f"of ({F}, {To}) at step {step}")
+        out = into
+    else:
+        memory.check_layers_fit(G, F, To)
+        out = np.empty((G, 1, F, To), dtype=np.float32)
     t0 = 0
     last = [None] * G  # each group's mask at the fit's previous frame, (F, 1)
     for i, Hb in enumerate(H):
@@ -280,7 +292,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
                 y.mul_(P[g, ::step])
             parts.append(y)
         if step == 1:
-            write_shares(out, parts, t0, power)
+            write_shares(out, parts, t0, power, weight if into is not None else 1.0)
         else:
             # Group by group, straight into the output: stacking the groups' masks
             # (and joining the previous block's last frame to them) held two more
@@ -320,11 +332,18 @@ def shares(parts: list[torch.Tensor], power: float = 1.0) -> list[torch.Tensor]:
     return parts
 
 
-def write_shares(out: np.ndarray, parts: list[torch.Tensor], t0: int, power: float) -> None:
+def write_shares(out: np.ndarray, parts: list[torch.Tensor], t0: int, power: float,
+                 weight: float = 1.0) -> None:
     """The :func:`shares` of ``parts`` (groups × (bins, B)) into frames ``t0 .. t0 + B − 1``
-    of ``out`` float32 (groups, 1, bins, frames)."""
+    of ``out`` float32 (groups, 1, bins, frames); with ``weight`` < 1, blended into
+    what ``out`` holds there: ``(1 − weight) · out + weight · shares``."""
     for g, y in enumerate(shares(parts, power)):
-        out[g, 0, :, t0:t0 + y.shape[1]] = y.cpu().numpy()
+        dst = out[g, 0, :, t0:t0 + y.shape[1]]
+        if weight == 1.0:
+            dst[...] = y.cpu().numpy()
+        else:
+            dst *= 1.0 - weight
+            dst += weight * y.cpu().numpy()
 
 
 def _spread_frames(out: np.ndarray, piece: np.ndarray, j0: int, step: int) -> None:
