@@ -145,6 +145,10 @@ class Mixture:
         return self._sample
 
 
+#: The second fit's window, in program windows (``nmf-paint``'s ``long_window``: its
+#: masks are the average of a fit on the program's STFT and one on this window).
+LONG_WINDOW = 2
+
 #: The longest analysis window :func:`analysis_config` gives (samples).
 MAX_ANALYSIS_WINDOW = 16384
 

@@ -200,8 +200,6 @@ from demixstudio.separation.registry import register
 NOT = "not:"
 #: Seeds of successive restarts are this far apart.
 SEED_STEP = 1009
-#: The second fit's window (``long_window``), in program windows.
-LONG = 2
 
 
 @register
@@ -309,7 +307,8 @@ class PaintNMF(Method):
         # and the program's fit's are then blended into them in place.
         grids = [("templates", prog)]
         if params.long_window:
-            grids.insert(0, ("templates_long", common.analysis_config(sr, LONG * prog.n_fft / sr)))
+            grids.insert(0, ("templates_long",
+                             common.analysis_config(sr, common.LONG_WINDOW * prog.n_fft / sr)))
         # A state that does not fit every one of this run's fits is ignored whole, so a
         # rerun continues the run it refines or is exactly a fresh one.
         warm = {key: self._previous_fit(hints.previous, names, base_sizes, cfg.bins, sr, key)

@@ -12,12 +12,15 @@ The fit is on the program's STFT at every rate. At 44.1 kHz, ``nmf-hum``'s longe
 window (93 ms instead of 46) was measured on 2026-11-24 (``benchmarks/nmf_variants.py
 --method nmf --sr 44100``, the four 7 s mixtures and the three held-out sets, seeds
 0–2 pooled, median SDR): 4.62 / 0.94 / 4.33 / 1.17 dB → 2.28 / 2.30 / 1.93 / 2.64.
-Mixed, so not taken up (nor for ``nmf-paint``: see ``benchmarks/NMF_NOTES.md``). Averaged
-with the program's window's fit (the two layers' audio averaged, aligned by their
-correlation), a fit on twice the program's window gave ``nmf`` +0.02 / +1.16 / +0.24 /
-+1.19 / +0.07 dB on the five 16 kHz sets (session 77, seeds 0–2, median SDR; 6.18 /
-2.16 / 6.89 / 3.72 / 4.30 dB as it is); ``nmf-paint`` has it, ``nmf`` not yet
-(NMF_NOTES, session 77).
+Mixed, so not taken up (nor for ``nmf-paint``: see ``benchmarks/NMF_NOTES.md``).
+Averaged with the program's window's fit, as ``nmf-paint`` does (session 77: the long
+fit's sources paired with the program's by the correlation of their energy over time,
+the masks averaged), a fit on twice the program's window raised the pooled median SDR
+on all five 16 kHz sets (seeds 0–2; 6.18 / 2.16 / 6.89 / 3.72 / 4.30 → 6.19 / 3.35 /
+7.41 / 4.90 / 4.39 dB) but the cello against the saxophone fell from 10.8 to 6.1 dB
+(the mean over seeds and sources; the long window's blind grouping alone gives 1.9) and
+the trumpet against the piano from 7.5 to 6.4. A blind fit that fails drags the average
+down, so ``nmf`` keeps one window (NMF_NOTES, session 77).
 """
 
 from __future__ import annotations
