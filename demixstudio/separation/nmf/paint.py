@@ -155,8 +155,9 @@ kHz (seeds 0–2, the four mixtures and held-out sets 1 and 3) 7.51 / 5.28 / 3.5
 +0.36 dB; the losses are held-out 3 at seeds 3–4 (−0.58: singing over drums, whose
 hits the long window smears, 8.7 / 9.5 → 6.5 / 6.2 dB at seeds 0–1), held-out 1 at
 44.1 kHz (−0.27) and two of −0.04. The median of per-source differences with ``nmf``
-rises on ten of the thirteen and falls on two (−0.28, −0.35). Averaging the masks geometrically instead, or a
-third window half the program's, gained less (``benchmarks/NMF_NOTES.md``, session 77).
+rises on ten of the thirteen and falls on two (−0.28, −0.35). Averaging the masks
+geometrically instead, or adding a third window half the program's, gained less
+(``benchmarks/NMF_NOTES.md``, session 77).
 It costs a second fit (10 minutes of stereo at 44.1 kHz: 87 s against 42 s); the
 fits run one after the other and each keeps only its templates, activations and
 painted blocks' penalties once done, so the peak memory grows by those (716 against
