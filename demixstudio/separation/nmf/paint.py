@@ -201,6 +201,9 @@ from demixstudio.separation.registry import register
 NOT = "not:"
 #: Seeds of successive restarts are this far apart.
 SEED_STEP = 1009
+#: Where a run's state keeps each fit's group sizes, by the key of its templates (the
+#: program's window's fit, the long window's).
+SIZES = {"templates": "sizes", "templates_long": "sizes_long"}
 
 
 @register
@@ -331,7 +334,7 @@ class PaintNMF(Method):
                 common.release_spectrogram(m)
             fits.append((W, sizes, H, pen, m))
             state[key] = W.cpu().numpy()
-            state["sizes" if key == "templates" else "sizes_long"] = list(sizes)
+            state[SIZES[key]] = list(sizes)
         with ctx.stage(0.95, 1.0, "masks"):
             ctx.progress(0, 1, "masks")
             masks = None
@@ -413,7 +416,7 @@ class PaintNMF(Method):
         if not state or state.get("method") != self.name or state.get("sr") != sr:
             return None
         W = np.asarray(state.get(key, ()), dtype=np.float32)
-        sizes = [int(x) for x in state.get("sizes" if key == "templates" else "sizes_long", ())]
+        sizes = [int(x) for x in state.get(SIZES[key], ())]
         # The grouped start may add copies of components to the rank asked for
         # (``_grouped_start``), never fewer.
         if (state.get("groups") != names or state.get("components", base) != base
