@@ -1065,7 +1065,10 @@ def test_a_round_of_corrections_does_not_undo_a_good_separation():
     assert new[0].provenance.analysis["state"] is not first[0].provenance.analysis["state"]
 
 
-def test_refining_a_paint_run_moves_the_corrected_energy(cases):
+# The round's gain on the program's window alone, from a weaker first run, and with the
+# long window's fit averaged in (the default), from a better one.
+@pytest.mark.parametrize("long_window, gain_db", [(False, 1.5), (True, 0.8)])
+def test_refining_a_paint_run_moves_the_corrected_energy(cases, long_window, gain_db):
     """The refinement loop on real audio: after nmf-paint, one round of simulated
     corrections (``not:NAME`` rectangles over what each layer holds of the other
     source) and Session.rerun replace the run's layers; they keep their mix
@@ -1077,7 +1080,7 @@ def test_refining_a_paint_run_moves_the_corrected_energy(cases):
     above)."""
     case = cases["instrument+instrument"]
     a = case.names[0]
-    s, first, paint = _paint_in_session(case, max_iter=100)
+    s, first, paint = _paint_in_session(case, max_iter=100, long_window=long_window)
     s.set("rest", gain_db=-6.0, mute=True)
     s.set(a, name="lead")  # a rename stays; the paint still names the method's target
     before = nc.sdr(case, nc.apply_masks(case, [x.mask for x in first]))
@@ -1091,7 +1094,7 @@ def test_refining_a_paint_run_moves_the_corrected_energy(cases):
     assert rest.gain_db == -6.0 and rest.mute and rest.colour == first[1].colour
     assert new[0].provenance.target == a and new[1].provenance.target is None
     after = nc.sdr(case, nc.apply_masks(case, [x.mask for x in new]))
-    assert after.mean() > before.mean() + 0.8, (before, after)
+    assert after.mean() > before.mean() + gain_db, (before, after)
     cfg = StftConfig.for_rate(case.sr)
     w = veto.on_grid(cfg.frame_times(case.mix.shape[1], case.sr), cfg.bin_freqs(case.sr))
     assert (new[0].mask[0] * w).sum() / w.sum() < 0.05
