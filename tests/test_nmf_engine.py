@@ -162,6 +162,15 @@ def test_masks_of_a_longer_window_land_on_the_program_grid(step):
         line = (1 - i / step) * on[..., :-1] + (i / step) * on[..., 1:]
         np.testing.assert_allclose(out[..., i::step], line[..., :len(range(i, Tp, step))],
                                    atol=1e-6)
+    # Blended into another fit's masks on the program's grid: the weighted average,
+    # exactly, in place, every frame written.
+    other = np.random.default_rng(1).random(out.shape).astype(np.float32)
+    other /= other.sum(0, keepdims=True)
+    want = 0.6 * other + 0.4 * out
+    got = spectra.group_masks(W, list(torch.split(H, 7, dim=1)), groups, T, step=step,
+                              out_frames=Tp, into=other, weight=0.4)
+    assert got is other
+    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_kl_objective_equals_the_sum_of_its_terms(V):

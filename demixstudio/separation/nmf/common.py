@@ -325,22 +325,38 @@ def free_templates(m: Mixture, k: int, seed: int, column_sum: float | None = Non
     return W.mul_(column_sum / W.sum(0, keepdim=True))
 
 
-def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,
-                 ctx: JobContext, start: float, *,
-                 extra_blocks: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
-                 mask_templates: torch.Tensor | None = None, **fit_args
-                 ) -> tuple[np.ndarray, engine.FitResult]:
-    """Fit activations (and the free templates) to the mixture, then the groups' masks.
+@dataclass
+class GroupFit:
+    """A finished fit whose masks are still to be made (:func:`fit_groups`).
+
+    W : float32 (bins, K) templates; H : activation blocks (K, B) of the mixture's
+    frames only; groups : W's column slices, one per group; penalties : the mixture
+    blocks' posterior multipliers (groups, bins, B), or None; m : the mixture, its
+    spectrogram released (its grid says where the masks go); res : the fit.
+    """
+
+    W: torch.Tensor
+    H: list[torch.Tensor]
+    groups: list[slice]
+    penalties: list[torch.Tensor | None] | None
+    m: Mixture
+    res: engine.FitResult
+
+
+def fit_groups(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,
+               ctx: JobContext, start: float, end: float = 0.95, *,
+               extra_blocks: Sequence[tuple[torch.Tensor, torch.Tensor]] = (), **fit_args
+               ) -> GroupFit:
+    """Fit activations (and the free templates) to the mixture, from ``start`` to
+    ``end`` of the job; the masks are :func:`group_fit_masks`'.
 
     ``sizes`` are the components of each group, in W's column order; ``fit_args``
     go to :func:`engine.fit` (fixed_w, prior, penalties, ...). ``extra_blocks``
     are (V float32 (bins, B), multipliers float32 (groups, bins, B)) pairs fitted
     together with the mixture but not masked: a hint's own spectrogram, whose
-    posterior is confined to its target's group. Runs from ``start`` of the job
-    to its end. ``mask_templates`` (bins, K), if given, replace the fitted W in the
-    masks (discriminative reconstruction templates). ``m``'s spectrogram is released
-    before the masks (:func:`release_spectrogram`): ``m.V`` is empty afterwards.
-    Returns (masks float32 (groups, 1, bins, frames), fit).
+    posterior is confined to its target's group. ``m``'s spectrogram is released
+    once the fit is done (:func:`release_spectrogram`): ``m.V`` is empty afterwards,
+    so a second fit can run before the first one's masks are made.
     """
     groups = slices(sizes)
     V = list(m.V) + [v for v, _ in extra_blocks]
@@ -352,18 +368,41 @@ def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EnginePar
         # The mixture's own blocks stay unconstrained (None: the engine's plain products).
         own = mask_penalties or [None] * len(m.V)
         fit_args["penalties"] = list(own) + [pen for _, pen in extra_blocks]
-    with ctx.stage(start, 0.95, "fitting"):
+    with ctx.stage(start, end, "fitting"):
         res = engine.fit(V, W, H, ctx, sparsity=lam, max_iter=p.max_iter, tol=p.tol,
                          groups=groups, precision=p.precision, message="fitting", **fit_args)
     del V
     n_blocks = len(m.V)
+    del H[n_blocks:]  # the hints' activations: only the mixture's frames are masked
     release_spectrogram(m)
+    return GroupFit(W, H, groups, mask_penalties, m, res)
+
+
+def group_fit_masks(fit: GroupFit, p: EngineParams, mask_templates: torch.Tensor | None = None,
+                    into: np.ndarray | None = None, weight: float = 1.0) -> np.ndarray:
+    """The groups' masks of ``fit``, float32 (groups, 1, bins, frames) on the program's
+    grid (``spectra.group_masks``; ``into``/``weight`` blend them into another fit's).
+    ``mask_templates`` (bins, K), if given, replace the fitted W (discriminative
+    reconstruction templates)."""
+    return spectra.group_masks(fit.W if mask_templates is None else mask_templates,
+                               fit.H, fit.groups, fit.m.frames, power=p.mask_power,
+                               penalties=fit.penalties, into=into, weight=weight,
+                               **fit.m.grid)
+
+
+def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,
+                 ctx: JobContext, start: float, *,
+                 extra_blocks: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+                 mask_templates: torch.Tensor | None = None, **fit_args
+                 ) -> tuple[np.ndarray, engine.FitResult]:
+    """:func:`fit_groups` from ``start`` of the job to 95 %, then the groups' masks
+    (:func:`group_fit_masks`) to its end. Returns (masks float32 (groups, 1, bins,
+    frames), fit)."""
+    fit = fit_groups(m, W, sizes, p, ctx, start, extra_blocks=extra_blocks, **fit_args)
     with ctx.stage(0.95, 1.0, "masks"):
         ctx.progress(0, 1, "masks")
-        masks = spectra.group_masks(W if mask_templates is None else mask_templates,
-                                    H[:n_blocks], groups, m.frames, power=p.mask_power,
-                                    penalties=mask_penalties, **m.grid)
-    return masks, res
+        masks = group_fit_masks(fit, p, mask_templates)
+    return masks, fit.res
 
 
 def proposals(method: Method, masks: np.ndarray, names: Sequence[tuple[str, str | None]],

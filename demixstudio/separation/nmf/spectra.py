@@ -263,23 +263,24 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
     the program frames between two of the fit's take the straight line between
     their masks, which still sum to one. A block at a time, as the fit's are.
 
-    ``into``: masks of the same groups on the same grid from another fit, which
-    become ``(1 − weight) · into + weight · these`` in place and are returned (still
-    summing to one), so two fits' masks are averaged without a second set of them
-    in memory. Only with ``step`` = 1.
+    ``into``: masks of the same groups on the same (program's) grid from another fit,
+    which become ``(1 − weight) · into + weight · these`` in place and are returned
+    (still summing to one), so two fits' masks are averaged without a second set of
+    them in memory.
     """
     W = W[::step]  # only the program's bins are masked
     F = W.shape[0]
     G = len(groups)
     To = frames if out_frames is None else int(out_frames)
     if into is not None:
-        if step != 1 or into.shape != (G, 1, F, To):
+        if into.shape != (G, 1, F, To):
             raise ValueError(f"masks of shape {into.shape} cannot take in {G} groups' masks "
-                             f"of ({F}, {To}) at step {step}")
+                             f"of ({F}, {To})")
         out = into
     else:
         memory.check_layers_fit(G, F, To)
         out = np.empty((G, 1, F, To), dtype=np.float32)
+    blend = weight if into is not None else 1.0
     t0 = 0
     last = [None] * G  # each group's mask at the fit's previous frame, (F, 1)
     for i, Hb in enumerate(H):
@@ -292,7 +293,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
                 y.mul_(P[g, ::step])
             parts.append(y)
         if step == 1:
-            write_shares(out, parts, t0, power, weight if into is not None else 1.0)
+            write_shares(out, parts, t0, power, blend)
         else:
             # Group by group, straight into the output: stacking the groups' masks
             # (and joining the previous block's last frame to them) held two more
@@ -301,8 +302,8 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
                 piece = y.cpu().numpy()
                 if last[g] is not None:  # the line from the previous block's last frame
                     _spread_frames(out[g, 0], np.concatenate([last[g], piece[:, :1]], axis=1),
-                                   t0 - 1, step)
-                _spread_frames(out[g, 0], piece, t0, step)
+                                   t0 - 1, step, blend)
+                _spread_frames(out[g, 0], piece, t0, step, blend)
                 last[g] = piece[:, -1:].copy()
             del piece
         # The block's masks go before the next block's products are made.
@@ -310,7 +311,7 @@ def group_masks(W: torch.Tensor, H: list[torch.Tensor], groups: Sequence[slice],
         t0 += b
     if step > 1 and t0 and step * (t0 - 1) < To:
         for g in range(G):
-            out[g, 0, :, step * (t0 - 1)] = last[g][:, 0]
+            _blend(out[g, 0, :, step * (t0 - 1)], last[g][:, 0], blend)
     return out
 
 
@@ -338,19 +339,26 @@ def write_shares(out: np.ndarray, parts: list[torch.Tensor], t0: int, power: flo
     of ``out`` float32 (groups, 1, bins, frames); with ``weight`` < 1, blended into
     what ``out`` holds there: ``(1 − weight) · out + weight · shares``."""
     for g, y in enumerate(shares(parts, power)):
-        dst = out[g, 0, :, t0:t0 + y.shape[1]]
-        if weight == 1.0:
-            dst[...] = y.cpu().numpy()
-        else:
-            dst *= 1.0 - weight
-            dst += weight * y.cpu().numpy()
+        _blend(out[g, 0, :, t0:t0 + y.shape[1]], y.cpu().numpy(), weight)
 
 
-def _spread_frames(out: np.ndarray, piece: np.ndarray, j0: int, step: int) -> None:
+def _blend(dst: np.ndarray, values: np.ndarray, weight: float) -> None:
+    """``dst`` ← ``values`` (weight 1), else ``(1 − weight) · dst + weight · values``,
+    in place."""
+    if weight == 1.0:
+        dst[...] = values
+    else:
+        dst *= 1.0 - weight
+        dst += weight * values
+
+
+def _spread_frames(out: np.ndarray, piece: np.ndarray, j0: int, step: int,
+                   weight: float = 1.0) -> None:
     """Program frames [step·j0, step·(j0 + c − 1)) of one group's ``out`` (bins, To)
     from the fit's frames j0 … j0 + c − 1, ``piece`` (bins, c): each the straight
-    line between the two fit frames around it (past ``To``: left out). Written in
-    place, with one temporary of the piece's size."""
+    line between the two fit frames around it (past ``To``: left out), blended into
+    what is there with ``weight`` (:func:`_blend`). In place, with one temporary of
+    the piece's size."""
     To = out.shape[1]
     left, right = piece[:, :-1], piece[:, 1:]
     for i in range(step):
@@ -360,11 +368,16 @@ def _spread_frames(out: np.ndarray, piece: np.ndarray, j0: int, step: int) -> No
             continue
         dst = out[:, first:first + step * n:step]
         if i == 0:
-            dst[...] = left[:, :n]
+            _blend(dst, left[:, :n], weight)
+        elif weight == 1.0:
+            a = i / step
+            np.multiply(left[:, :n], 1 - a, out=dst)
+            dst += a * right[:, :n]
         else:
-            w = i / step
-            np.multiply(left[:, :n], 1 - w, out=dst)
-            dst += w * right[:, :n]
+            a = i / step
+            line = left[:, :n] * (1 - a)
+            line += a * right[:, :n]
+            _blend(dst, line, weight)
 
 
 def log_spectral_distance(ref: np.ndarray, est: np.ndarray, cfg: StftConfig,

@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from demixstudio.audio.stft import StftConfig
 from demixstudio.jobs.context import JobContext
 from demixstudio.separation.nmf import engine, spectra
 
@@ -102,6 +103,20 @@ def sample_frames(blocks: list[torch.Tensor] | list[np.ndarray], limit: int = SA
             out.append(piece.cpu().numpy() if isinstance(piece, torch.Tensor) else piece)
             t += e - a
     return np.ascontiguousarray(np.concatenate(out, axis=1), dtype=np.float32)
+
+
+def sampled_magnitude(x: np.ndarray, cfg: StftConfig, limit: int = SAMPLE_FRAMES
+                      ) -> np.ndarray:
+    """The frames :func:`sample_frames` would take of the channel-summed magnitude of
+    ``x`` float32 (channels, samples) on ``cfg``, as float32 (bins, ≤ ``limit``), made
+    from those frames only: the whole spectrogram on ``cfg`` is never built (the hum
+    searches on a longer window than it may fit on)."""
+    starts, run = run_starts(cfg.frames(x.shape[1]), limit)
+    out = np.empty((cfg.bins, len(starts) * run), dtype=np.float32)
+    for i, t0 in enumerate(starts):
+        spectra.magnitude_into(x, cfg, t0, out[:, i * run:(i + 1) * run])
+    spectra.floor_magnitude(out)
+    return out
 
 
 def search(hint: np.ndarray, mixture: np.ndarray, candidates: np.ndarray, ctx: JobContext, *,
