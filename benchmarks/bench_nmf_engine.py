@@ -11,15 +11,18 @@ sums and updates), which the methods' ``precision="bfloat16"`` (or ``"auto"`` on
 CPU with native bfloat16: AVX-512 BF16 or AMX) asks for.
 Prints seconds per iteration, the speed ratios and the KL objective each
 reaches. With ``--long MINUTES`` it measures instead the time and peak memory of
-``nmf``, ``nmf-paint``, ``nmf-supervised`` and ``nmf-hum`` (defaults) on MINUTES
-of stereo at 44.1 kHz, each alone in a fresh process (block processing).
+``nmf``, ``nmf-paint``, ``nmf-supervised`` and ``nmf-hum`` (defaults, or with
+``--long-set KEY=VALUE``) on MINUTES of stereo at 44.1 kHz, each alone in a fresh
+process (block processing).
 
     .venv/bin/python benchmarks/bench_nmf_engine.py [--iters 100] [--device cpu] [--long MINUTES]
+        [--long-set long_window=false]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import warnings
@@ -134,12 +137,15 @@ def main() -> None:
                     help="instead: time and peak memory of the NMF methods on MINUTES of "
                          "stereo, each alone in a fresh process (so each peak is its own)")
     ap.add_argument("--long-child", choices=LONG_METHODS, help=argparse.SUPPRESS)
+    ap.add_argument("--long-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --long: a setting for the methods that have it (e.g. "
+                         "long_window=false), as the CLI's --set")
     args = ap.parse_args()
     if args.long_child:
-        long_child(args.long_child, args.long, args.device)
+        long_child(args.long_child, args.long, args.device, args.long_set)
         return
     if args.long:
-        long_inputs(args.long, args.device)
+        long_inputs(args.long, args.device, args.long_set)
         return
     torch.set_num_threads(args.threads)
     V = spectrogram()
@@ -198,9 +204,10 @@ def main() -> None:
 LONG_METHODS = ("nmf", "nmf-paint", "nmf-supervised", "nmf-hum")
 
 
-def long_child(method: str, minutes: float, device: str) -> None:
-    """``method`` (defaults) on ``minutes`` of stereo at 44.1 kHz: vocals + bass of one
-    song, tiled to the length; prints time and memory.
+def long_child(method: str, minutes: float, device: str, settings: list[str] = ()) -> None:
+    """``method`` (defaults, but for those of ``settings``, KEY=VALUE, that it has) on
+    ``minutes`` of stereo at 44.1 kHz: vocals + bass of one song, tiled to the length;
+    prints time and memory.
 
     The hints are what a user would give on a long file: 5 s examples (or a hum) of
     each source, or a few painted regions.
@@ -237,7 +244,10 @@ def long_child(method: str, minutes: float, device: str) -> None:
     m = get_method(method)
     now = memory_mb()[0]
     t = time.perf_counter()
-    props = m.separate(mix, sr, make_params(m.Params, {"device": device}), hints, NullContext())
+    own = {f.name for f in dataclasses.fields(m.Params)}
+    chosen = {k: v for k, v in (kv.split("=", 1) for kv in settings) if k in own}
+    params = make_params(m.Params, {"device": device}, chosen)
+    props = m.separate(mix, sr, params, hints, NullContext())
     dt = time.perf_counter() - t
     peak = memory_mb()[1]
     mask_mb = sum(p.mask.nbytes for p in props) / 2**20
@@ -248,13 +258,15 @@ def long_child(method: str, minutes: float, device: str) -> None:
           f"{mix.nbytes / 2**20:.0f} MB, returned masks {mask_mb:.0f} MB){gpu}", flush=True)
 
 
-def long_inputs(minutes: float, device: str) -> None:
+def long_inputs(minutes: float, device: str, settings: list[str] = ()) -> None:
     """Each method alone in a fresh process, so each peak resident size is its own."""
     import subprocess
 
     for method in LONG_METHODS:
         r = subprocess.run([sys.executable, __file__, "--long", str(minutes), "--device",
-                            device, "--long-child", method], capture_output=True, text=True,
+                            device, "--long-child", method]
+                           + [a for kv in settings for a in ("--long-set", kv)],
+                           capture_output=True, text=True,
                            check=False)
         print(r.stdout.strip() if r.returncode == 0
               else f"{method}: failed (exit {r.returncode}): {r.stderr[-400:]}", flush=True)

@@ -207,6 +207,7 @@ def release_spectrogram(m: Mixture) -> None:
     the templates and activations, and on a long input the spectrogram is as large
     as one mask (so the masks' stage peaks at one spectrogram less)."""
     m.V.clear()
+    m._sample = None  # its sample of frames too (tens of MB on a long window)
     memory.return_freed()
 
 
