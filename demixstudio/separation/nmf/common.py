@@ -391,6 +391,18 @@ def group_fit_masks(fit: GroupFit, p: EngineParams, mask_templates: torch.Tensor
                                **fit.m.grid)
 
 
+def averaged_masks(fits: list[GroupFit | None], p: EngineParams) -> np.ndarray:
+    """The average of ``fits``' masks (fits of the same groups on grids of one input),
+    float32 (groups, 1, bins, frames) on the program's grid: each fit's blended in
+    place into those before it, so one set of masks is held. Each fit is dropped from
+    ``fits`` once its masks are in (its activations go before the next's masks)."""
+    masks = None
+    for i in range(len(fits)):
+        masks = group_fit_masks(fits[i], p, into=masks, weight=1.0 / (i + 1))
+        fits[i] = None
+    return masks
+
+
 def fit_and_mask(m: Mixture, W: torch.Tensor, sizes: Sequence[int], p: EngineParams,
                  ctx: JobContext, start: float, *,
                  extra_blocks: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),

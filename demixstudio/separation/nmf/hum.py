@@ -321,12 +321,8 @@ class HumNMF(Method):
         res = fits[-1].res  # the fit on the hum's own window
         with ctx.stage(0.95, 1.0, "masks"):
             ctx.progress(0, 1, "masks")
-            masks = None
-            for i in range(len(fits)):
-                # The masks are the posteriors of the model, the fits' averaged.
-                masks = common.group_fit_masks(fits[i], params, into=masks,
-                                               weight=1.0 / (i + 1))
-                fits[i] = None  # its activations go before the next fit's masks are made
+            # The masks are the posteriors of the model, the fits' averaged.
+            masks = common.averaged_masks(fits, params)
         names = [(t, t) for t in targets] + [(params.rest_name, None)]
         info = {"transposition": moves}
         moved = [f"the hum of {t!r} moved {abs(v):g} semitone{'s' if abs(v) != 1 else ''} "

@@ -332,19 +332,14 @@ class PaintNMF(Method):
                 W, sizes, res, H, pen = self._fit(m, mix, sr, hints, names, base_sizes,
                                                   params, ctx, warm[key])
                 common.release_spectrogram(m)
-            fits.append((W, sizes, H, pen, m))
+            fits.append(common.GroupFit(W, H, common.slices(sizes), pen, m, res))
             state[key] = W.cpu().numpy()
             state[SIZES[key]] = list(sizes)
+        del W, H, pen  # the fits hold them, and drop each once its masks are made
         with ctx.stage(0.95, 1.0, "masks"):
             ctx.progress(0, 1, "masks")
-            masks = None
-            for i, (W, sizes, H, pen, m) in enumerate(fits):
-                # The masks are the constrained posteriors, the fits' averaged.
-                masks = spectra.group_masks(W, H, common.slices(sizes), m.frames,
-                                            power=params.mask_power, penalties=pen,
-                                            into=masks, weight=1.0 / (i + 1), **m.grid)
-                fits[i] = None  # its activations and penalties go before the next's masks
-                del W, H, pen
+            # The masks are the constrained posteriors, the fits' averaged.
+            masks = common.averaged_masks(fits, params)
         return common.proposals(self, masks, [(t, t) for t in targets] + [(rest, None)],
                                 params, res, state)
 
