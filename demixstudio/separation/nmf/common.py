@@ -145,8 +145,9 @@ class Mixture:
         return self._sample
 
 
-#: The second fit's window, in program windows (``nmf-paint``'s ``long_window``: its
-#: masks are the average of a fit on the program's STFT and one on this window).
+#: The second fit's window, in the first fit's windows (``long_window`` of ``nmf-paint``
+#: and ``nmf-hum``: their masks are the average of a fit on their own STFT and one on
+#: this window, :func:`averaged_masks`; the hum also searches for its pitch on it).
 LONG_WINDOW = 2
 
 #: The longest analysis window :func:`analysis_config` gives (samples).
