@@ -28,6 +28,12 @@ import time
 import warnings
 from pathlib import Path
 
+# Before torch: OpenMP reads its wait policy once, as torch starts it, and the
+# product's (demixstudio/omp.py) is what is timed.
+from demixstudio.omp import prefer_passive_waits
+
+prefer_passive_waits()
+
 import numpy as np
 import torch
 

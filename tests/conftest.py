@@ -19,6 +19,12 @@ if "DEMIXSTUDIO_CACHE_DIR" not in os.environ:
     # (removed when the run ends, so runs do not leave folders behind)
     atexit.register(shutil.rmtree, os.environ["DEMIXSTUDIO_CACHE_DIR"], ignore_errors=True)
 
+# The suite runs with the product's OpenMP wait policy, set before any test module
+# imports torch (OpenMP reads it once, as torch starts it: demixstudio/omp.py).
+from demixstudio.omp import prefer_passive_waits  # noqa: E402
+
+prefer_passive_waits()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = (REPO / ".." / "shared" / "audio").resolve()
 

@@ -1,0 +1,40 @@
+"""How torch's OpenMP threads wait between parallel regions (``OMP_WAIT_POLICY``).
+
+By default GNU OpenMP's idle threads spin for a while after each parallel
+region before they sleep. That is fastest when the process has the cores to
+itself. When another busy process shares them (a second DemixStudio, a build,
+another program's computation), the spinning threads take turns that the
+threads they wait for need. Every one of the thousands of small parallel
+regions in an NMF fit then waits out a time slice. Measured on the two-core
+development machine (``benchmarks/bench_contention.py``, 7 s of 44.1 kHz
+stereo), two ``nmf-hum`` runs at once took 25–58 s each with the spin and 3.8
+s with passive waits; alone, one takes 2.2 s.
+
+So DemixStudio asks for passive waits (idle threads sleep at once) unless the
+user has set the policy. On an idle machine this costs little: ``nmf`` and
+``nmf-paint`` on those 7 s, the engine's iteration on a 2049 × 5670
+spectrogram, and ``nmf-hum`` and ``nmf-paint`` on a minute of audio take the
+same time within a few per cent. Only small problems pay: ``nmf-hum``'s pitch
+search on a few seconds of audio fits (1487, 152) matrices, whose parallel
+regions are too short to repay a thread's wake-up, and the 7 s take 3.2 s
+instead of 2.2.
+
+OpenMP reads the variable once, when it starts, so this must run before torch
+is first imported: :mod:`demixstudio` calls it as it is imported. A script that
+imports torch before demixstudio keeps OpenMP's default (or sets the variable
+itself).
+"""
+
+from __future__ import annotations
+
+import os
+
+#: The policy asked for when the user has not set one.
+WAIT_POLICY = "PASSIVE"
+
+
+def prefer_passive_waits() -> None:
+    """Set ``OMP_WAIT_POLICY`` to :data:`WAIT_POLICY` unless it is set already.
+
+    Child processes (batch workers, a Dask ``LocalCluster``) inherit it."""
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
