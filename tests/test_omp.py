@@ -41,7 +41,7 @@ def test_torchs_openmp_starts_with_the_passive_policy():
     # The policy is read once, as torch loads OpenMP: demixstudio must come first, as
     # it does in the CLI, the editor and the batch workers.
     ours = _spin_count("import demixstudio, torch; torch.ones(4).sum()")
-    if ours is None:
+    if ours is None and sys.platform != "linux":  # torch's Linux wheels ship GNU's OpenMP
         pytest.skip("torch's OpenMP here is not GNU's: it prints no spin count")
     assert ours == "0"
     # A process that starts OpenMP first keeps its default, a spin before each sleep:
