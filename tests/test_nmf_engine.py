@@ -490,8 +490,10 @@ def test_chunks_are_even_and_shared_by_every_worker(V):
             assert max(mine) <= size and max(mine) - min(mine) <= 1 or len(mine) == 1
     assert [b - a for _, a, b in engine._chunks([376], 340)] == [188, 188]
     assert len(engine._chunks([376], 1022, 2)) == 2  # a few seconds of example: two workers
-    assert len(engine._chunks([376], 1022, 8)) == 2  # no chunk under 128 frames
-    assert len(engine._chunks([200], 1022, 2)) == 1
+    # No chunk under MIN_SHARED_CHUNK frames.
+    assert len(engine._chunks([376], 1022, 8)) == 376 // engine.MIN_SHARED_CHUNK
+    assert len(engine._chunks([2 * engine.MIN_SHARED_CHUNK - 1], 1022, 2)) == 1
+    assert len(engine._chunks([2 * engine.MIN_SHARED_CHUNK], 1022, 2)) == 2
     # More chunks than workers: as many per worker, each share as wide.
     for workers in (2, 3):
         chunks = engine._chunks([5670], 255, workers)

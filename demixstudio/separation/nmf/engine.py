@@ -924,8 +924,12 @@ def continuity_terms(H: list[torch.Tensor], weight: float
     return num, den
 
 
-#: The fewest frames a chunk is cut down to so that every CPU worker has one.
-MIN_SHARED_CHUNK = 128
+#: The fewest frames a chunk is cut down to so that every CPU worker has one. A fit
+#: of one chunk runs torch's own threads on every small operation; under passive
+#: OpenMP waits (``demixstudio/omp.py``) each of those wakes a sleeping thread, so a
+#: (1487, 152) dictionary took 0.17-0.19 s in one chunk against 0.11 s in two of 76
+#: frames (0.07-0.09 s in one chunk with spinning threads, 0.12 s in two). 128 before.
+MIN_SHARED_CHUNK = 64
 
 
 def _chunks(widths: list[int], size: int, workers: int = 1) -> list[tuple[int, int, int]]:
