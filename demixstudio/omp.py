@@ -8,16 +8,17 @@ threads they wait for need. Every one of the thousands of small parallel
 regions in an NMF fit then waits out a time slice. Measured on the two-core
 development machine (``benchmarks/bench_contention.py``, 7 s of 44.1 kHz
 stereo), two ``nmf-hum`` runs at once took 25–58 s each with the spin and 3.8
-s with passive waits; alone, one takes 2.2 s.
+s with passive waits; alone, one takes 2.2 s (before the engine's chunk change
+below).
 
 So DemixStudio asks for passive waits (idle threads sleep at once) unless the
-user has set the policy. On an idle machine this costs little: ``nmf`` and
-``nmf-paint`` on those 7 s, the engine's iteration on a 2049 × 5670
-spectrogram, and ``nmf-hum`` and ``nmf-paint`` on a minute of audio take the
-same time within a few per cent. Only small problems pay: ``nmf-hum``'s pitch
-search on a few seconds of audio fits (1487, 152) matrices, whose parallel
-regions are too short to repay a thread's wake-up, and the 7 s take 3.2 s
-instead of 2.2.
+user has set the policy. On an idle machine this costs little: ``nmf``,
+``nmf-paint`` and ``nmf-hum`` on those 7 s, the engine's iteration on a 2049 ×
+5670 spectrogram, and ``nmf-hum`` and ``nmf-paint`` on a minute of audio take
+the same time within a few per cent. What would pay is a fit so small that
+torch's threads wake for every tiny operation: the NMF engine shares fits of
+128 frames or more between its own workers instead (``MIN_SHARED_CHUNK``),
+which took ``nmf-hum`` on 7 s from 3.2 s back to 2.3 s.
 
 OpenMP reads the variable once, when it starts, so this must run before torch
 is first imported: :mod:`demixstudio` calls it as it is imported. A script that
