@@ -16,9 +16,10 @@ user has set the policy. On an idle machine this costs little: ``nmf``,
 ``nmf-paint`` and ``nmf-hum`` on those 7 s, the engine's iteration on a 2049 ×
 5670 spectrogram, and ``nmf-hum`` and ``nmf-paint`` on a minute of audio take
 the same time within a few per cent. What would pay is a fit so small that
-torch's threads wake for every tiny operation: the NMF engine shares fits of
-128 frames or more between its own workers instead (``MIN_SHARED_CHUNK``),
-which took ``nmf-hum`` on 7 s from 3.2 s back to 2.3 s.
+torch's threads wake for every tiny operation: the NMF engine runs such fits
+on one thread instead, and shares larger ones between its own workers
+(``engine.MIN_SHARE_ENTRIES``), which took ``nmf-hum`` on 7 s from 3.2 s to
+1.9 s (2.2 s with spinning threads and the engine as it was).
 
 OpenMP reads the variable once, when it starts, so this must run before torch
 is first imported: :mod:`demixstudio` calls it as it is imported. A script that

@@ -490,10 +490,13 @@ def test_chunks_are_even_and_shared_by_every_worker(V):
             assert max(mine) <= size and max(mine) - min(mine) <= 1 or len(mine) == 1
     assert [b - a for _, a, b in engine._chunks([376], 340)] == [188, 188]
     assert len(engine._chunks([376], 1022, 2)) == 2  # a few seconds of example: two workers
-    # No chunk under MIN_SHARED_CHUNK frames.
-    assert len(engine._chunks([376], 1022, 8)) == 376 // engine.MIN_SHARED_CHUNK
-    assert len(engine._chunks([2 * engine.MIN_SHARED_CHUNK - 1], 1022, 2)) == 1
-    assert len(engine._chunks([2 * engine.MIN_SHARED_CHUNK], 1022, 2)) == 2
+    assert len(engine._chunks([376], 1022, 8)) == 8
+    # A fit is shared only when each worker's share holds MIN_SHARE_ENTRIES entries.
+    least = engine.MIN_SHARE_ENTRIES
+    assert engine.shared_workers(2 * least - 1, 2) == 1
+    assert engine.shared_workers(2 * least, 2) == 2
+    assert engine.shared_workers(3 * least, 8) == 3
+    assert engine.shared_workers(10, 1) == engine.shared_workers(10 * least, 1) == 1
     # More chunks than workers: as many per worker, each share as wide.
     for workers in (2, 3):
         chunks = engine._chunks([5670], 255, workers)
@@ -506,16 +509,41 @@ def test_chunks_are_even_and_shared_by_every_worker(V):
         shares = [sum(b - a for _, a, b in p) for p in parts]
         assert min(shares) > 0 and max(shares) - min(shares) <= max(widths) // workers // 2, \
             (widths, shares)
-    # On such a block two workers give the fit one gives, up to rounding.
-    W0, H0 = _start(V[:, :376], 8)
+    # Two workers give the fit one gives, up to rounding (the chunk given, so that
+    # this small V is shared at all).
+    W0, H0 = _start(V, 8)
     out = []
     for workers in (1, 2):
         W, H = torch.as_tensor(W0.copy()), [torch.as_tensor(H0.copy())]
-        engine.fit([torch.as_tensor(V[:, :376].copy())], W, H, NullContext(), max_iter=20,
-                   tol=0.0, threads=workers)
+        engine.fit([torch.as_tensor(V.copy())], W, H, NullContext(), max_iter=20,
+                   tol=0.0, threads=workers, chunk=V.shape[1] // 2 + 1)
         out.append((W.numpy(), H[0].numpy()))
     np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-3, atol=1e-8)
     np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-3, atol=1e-8)
+
+
+def test_a_fit_too_small_to_share_runs_on_one_thread(V):
+    """Under MIN_SHARE_ENTRIES a CPU fit runs on the calling thread with torch held at
+    one thread (its own threads, woken for each small operation, were slower);
+    the user's count is back afterwards."""
+    assert V.size < 2 * engine.MIN_SHARE_ENTRIES
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+
+    class Watch(NullContext):
+        def progress(self, done, total=1.0, message=None):
+            seen.append((torch.get_num_threads(), threading.current_thread().name))
+            super().progress(done, total, message)
+    try:
+        W0, H0 = _start(V, 8)
+        engine.fit([torch.as_tensor(V.copy())], torch.as_tensor(W0), [torch.as_tensor(H0)],
+                   Watch(), max_iter=5, tol=0.0)
+        assert seen and {n for n, _ in seen} == {1}
+        assert {t for _, t in seen} == {threading.current_thread().name}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_overlapping_fits_restore_the_thread_count(V):

@@ -61,6 +61,8 @@ chunks (single-threaded products) and the workers meet once per sweep; a
 block holding fewer chunks than workers (a dictionary learned on a few
 seconds of example) is cut for them all (``_chunks``: on two threads, a 7 s
 mixture with 6 s examples in ``nmf-supervised`` went from 1.38 to 1.0 s).
+A fit too small for its workers to gain (``MIN_SHARE_ENTRIES``) runs on one
+thread, torch's intra-op threads included.
 The objective is computed only every ``check_every`` iterations, for the
 stopping rule.
 
@@ -494,8 +496,10 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     C = int(chunk) if chunk else chunk_frames(F, device)
     C = C or max(v.shape[1] for v in V)
     n_threads = cpu_threads() if threads is None else int(threads)
-    chunks = _chunks([v.shape[1] for v in V], C,
-                     n_threads if device.type == "cpu" and not chunk else 1)
+    widths = [v.shape[1] for v in V]
+    if device.type == "cpu" and not chunk:
+        n_threads = shared_workers(F * sum(widths), n_threads)
+    chunks = _chunks(widths, C, n_threads if device.type == "cpu" and not chunk else 1)
     workers = max(1, min(n_threads, len(chunks))) if device.type == "cpu" else 1
     # Chunks whose weights are all one (a band limit's fitted rows, a hidden half's
     # predictors) take the plain products: the same update without the weighted
@@ -636,7 +640,9 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         if pool is None:
             objs = [work(0, *args)]
         else:
-            objs = list(pool.map(lambda j: work(j, *args), range(workers)))
+            # Worker 0 is this thread: one thread fewer to wake and to wait for.
+            rest = [pool.submit(work, j, *args) for j in range(1, workers)]
+            objs = [work(0, *args)] + [f.result() for f in rest]
         if w_stats:
             for nw, dw in stats[1:]:
                 num_w.add_(nw)
@@ -675,9 +681,12 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
 
     pool = None
     if workers == 1:
-        return _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter, ctx,
-                        message, result, joint)
-    with single_threaded_ops(), ThreadPoolExecutor(max_workers=workers,
+        # A fit too small to share (MIN_SHARE_ENTRIES) runs on this thread alone:
+        # torch's own threads, woken for every small operation, made it slower.
+        with single_threaded_ops() if device.type == "cpu" else contextlib.nullcontext():
+            return _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter,
+                            ctx, message, result, joint)
+    with single_threaded_ops(), ThreadPoolExecutor(max_workers=workers - 1,
                                                    thread_name_prefix="nmf") as pool:
         return _iterate(sweep, w_step, update_w, max_iter, check_every, tol, min_iter, ctx,
                         message, result, joint)
@@ -924,12 +933,21 @@ def continuity_terms(H: list[torch.Tensor], weight: float
     return num, den
 
 
-#: The fewest frames a chunk is cut down to so that every CPU worker has one. A fit
-#: of one chunk runs torch's own threads on every small operation; under passive
-#: OpenMP waits (``demixstudio/omp.py``) each of those wakes a sleeping thread, so a
-#: (1487, 152) dictionary took 0.17-0.19 s in one chunk against 0.11 s in two of 76
-#: frames (0.07-0.09 s in one chunk with spinning threads, 0.12 s in two). 128 before.
-MIN_SHARED_CHUNK = 64
+#: The fewest entries of V (bins × frames) in each CPU worker's share for a fit to be
+#: shared between workers; a smaller fit runs on one thread. The workers take turns at
+#: the interpreter for every operation and meet once per sweep, which costs a few
+#: tenths of a millisecond an iteration, so two workers win only from about 3-4 · 10⁵
+#: entries, whatever the rank (fits of 513-4097 bins at rank 16 and 40, 2026-11-26:
+#: 1025 × 60 at rank 32, 0.24 ms an iteration on one thread, 0.56 on two workers and
+#: 1.24 on torch's two threads; 2049 × 800 at rank 40, 5.0 against 2.9 ms).
+MIN_SHARE_ENTRIES = 200_000
+
+
+def shared_workers(entries: int, threads: int) -> int:
+    """CPU workers for a fit of ``entries`` entries of V given ``threads``: each
+    worker's share holds at least :data:`MIN_SHARE_ENTRIES` entries, one worker at
+    least."""
+    return max(1, min(threads, entries // MIN_SHARE_ENTRIES))
 
 
 def _chunks(widths: list[int], size: int, workers: int = 1) -> list[tuple[int, int, int]]:
@@ -937,16 +955,17 @@ def _chunks(widths: list[int], size: int, workers: int = 1) -> list[tuple[int, i
     each block cut into the fewest chunks of at most ``size`` frames, of equal widths
     (a block of 376 frames in chunks of 340 is two of 188, not 340 and 36, which
     would leave the second of two workers idle). When that gives fewer chunks than
-    ``workers``, blocks are cut further, into chunks of no fewer than
-    :data:`MIN_SHARED_CHUNK` frames: a dictionary learned on a few seconds of
-    example is one chunk otherwise, and one worker. When there are more chunks than
+    ``workers``, blocks are cut further, so that each worker has one: a dictionary
+    learned on a few seconds of example is one chunk otherwise, and one worker
+    (:func:`fit` asks for workers only as many as :data:`MIN_SHARE_ENTRIES` allows).
+    When there are more chunks than
     workers, their number is made a multiple of ``workers`` (the widest chunks cut
     once more), so that every worker's share is as wide: 23 chunks on two workers
     kept one waiting for the other's twelfth in every sweep (4 % of the time)."""
     total = sum(widths)
     counts = [-(-w // size) for w in widths]
-    if sum(counts) < workers and total >= 2 * MIN_SHARED_CHUNK:
-        want = min(workers, total // MIN_SHARED_CHUNK)
+    if sum(counts) < workers:
+        want = min(workers, total)
         counts = [max(c, round(want * w / total)) for c, w in zip(counts, widths)]
     elif workers > 1 and sum(counts) > workers:
         for _ in range(-sum(counts) % workers):
