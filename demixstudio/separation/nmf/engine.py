@@ -446,7 +446,9 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
         (not before ``min_iter`` iterations)
     chunk : frames processed at a time inside a block (None = :func:`chunk_frames`);
         it changes only the speed, not the result (up to rounding)
-    threads : CPU workers (None = torch's thread count). Each worker takes a
+    threads : CPU workers at most (None = torch's thread count); a fit gets only as
+        many as give each a share of :data:`MIN_SHARE_ENTRIES` entries of V (one for a
+        small fit, on this thread), unless ``chunk`` is given. Each worker takes a
         contiguous share of the chunks and runs its products on one thread, so
         the workers meet once per sweep instead of at every product (which
         costs dearly when another process holds a core). Torch's intra-op
