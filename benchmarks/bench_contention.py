@@ -1,9 +1,10 @@
-"""The NMF methods' time when another busy process shares the cores, with OpenMP's
+"""Methods' time when another busy process shares the cores, with OpenMP's
 default wait policy (idle threads spin before they sleep) and with the passive
 waits that DemixStudio asks for (``demixstudio/omp.py``).
 
 Each run is a fresh process that separates 7 s of stereo at 44.1 kHz (vocals +
-bass of one song) twice and reports the second call's time (the first pays the
+bass of one song; by default the NMF methods and the spatial ones that run torch on
+the CPU) twice and reports the second call's time (the first pays the
 one-time costs). Scenarios, for each method:
 
 - alone;
@@ -17,12 +18,15 @@ started before demixstudio could set the policy; "passive" sets
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_contention.py [--methods nmf,nmf-hum,nmf-paint]
+    .venv/bin/python benchmarks/bench_contention.py [--methods nmf,nmf-hum,nmf-paint,projet,duet,ilrma]
+
+Any method of the registry can be named; those with no hint here run without one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import subprocess
@@ -54,9 +58,10 @@ def child(method: str, policy: str) -> None:
         "nmf-paint": Hints(paint={
             "vocals": PaintHint(rects=((0.5, 2.0, 500.0, 3000.0, 1.0),)),
             "rest": PaintHint(rects=((4.0, 6.0, 30.0, 150.0, 1.0),))}),
-    }[method]
+    }.get(method, Hints())
     m = get_method(method)
-    params = make_params(m.Params, {"device": "cpu"}, {})
+    names = {f.name for f in dataclasses.fields(m.Params)}
+    params = make_params(m.Params, {"device": "cpu"} if "device" in names else {}, {})
     for _ in range(2):
         t = time.perf_counter()
         m.separate(mix, sr, params, hints, NullContext())
@@ -81,7 +86,7 @@ def seconds(p: subprocess.Popen) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--methods", default="nmf,nmf-hum,nmf-paint")
+    ap.add_argument("--methods", default="nmf,nmf-hum,nmf-paint,projet,duet,ilrma")
     ap.add_argument("--child")
     ap.add_argument("--policy", choices=POLICIES)
     a = ap.parse_args()
