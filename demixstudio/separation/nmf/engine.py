@@ -60,7 +60,7 @@ several CPU threads, each worker thread takes a contiguous share of the
 chunks (single-threaded products) and the workers meet once per sweep; a
 block holding fewer chunks than workers (a dictionary learned on some seconds
 of example) is cut for them all (``_chunks``: on two threads, a 7 s mixture
-with 6 s examples in ``nmf-supervised`` went from 1.38 to 1.0 s, 2026-11-23).
+with 6 s examples in ``nmf-supervised`` went from 1.38 to 1.0 s).
 A fit too small for its workers to gain (``MIN_SHARE_ENTRIES``: under 400 000
 entries of V on two threads) runs on the calling thread alone, torch's
 intra-op threads included.
