@@ -500,9 +500,10 @@ def fit(V: list[torch.Tensor], W: torch.Tensor, H: list[torch.Tensor], ctx: JobC
     C = C or max(v.shape[1] for v in V)
     n_threads = cpu_threads() if threads is None else int(threads)
     widths = [v.shape[1] for v in V]
-    if device.type == "cpu" and not chunk:
+    sized_here = device.type == "cpu" and not chunk  # (a given chunk is shared as it is)
+    if sized_here:
         n_threads = shared_workers(F * sum(widths), n_threads)
-    chunks = _chunks(widths, C, n_threads if device.type == "cpu" and not chunk else 1)
+    chunks = _chunks(widths, C, n_threads if sized_here else 1)
     workers = max(1, min(n_threads, len(chunks))) if device.type == "cpu" else 1
     # Chunks whose weights are all one (a band limit's fitted rows, a hidden half's
     # predictors) take the plain products: the same update without the weighted
@@ -959,12 +960,12 @@ def _chunks(widths: list[int], size: int, workers: int = 1) -> list[tuple[int, i
     (a block of 376 frames in chunks of 340 is two of 188, not 340 and 36, which
     would leave the second of two workers idle). When that gives fewer chunks than
     ``workers``, blocks are cut further, so that each worker has one: a dictionary
-    learned on a few seconds of example is one chunk otherwise, and one worker
-    (:func:`fit` asks for workers only as many as :data:`MIN_SHARE_ENTRIES` allows).
-    When there are more chunks than
-    workers, their number is made a multiple of ``workers`` (the widest chunks cut
-    once more), so that every worker's share is as wide: 23 chunks on two workers
-    kept one waiting for the other's twelfth in every sweep (4 % of the time)."""
+    learned on some seconds of example is one chunk otherwise, and one worker
+    (:func:`fit` asks for only as many workers as :data:`MIN_SHARE_ENTRIES` allows).
+    When there are more chunks than workers, their number is made a multiple of
+    ``workers`` (the widest chunks cut once more), so that every worker's share is
+    as wide: 23 chunks on two workers kept one waiting for the other's twelfth in
+    every sweep (4 % of the time)."""
     total = sum(widths)
     counts = [-(-w // size) for w in widths]
     if sum(counts) < workers:
